@@ -1,0 +1,227 @@
+"""Greedy ACDC (Conmy et al. 2023) with the reference semantics, made fast without changing a decision.
+
+Walking receivers from the logits back to the input, each incoming edge is removed and the metric
+re-evaluated; if it rose by less than the threshold (signed, or absolute with `abs_value`) the edge stays
+removed, else it is restored. A receiver whose node has no kept outgoing edge left is dead: its incoming
+edges are removed untested.
+
+Speed, with decisions identical to one-edge-one-forward evaluation:
+- a candidate is evaluated by restarting the forward at its receiver's stage from cached upstream outputs;
+- consecutive candidates are evaluated together in one batched forward, speculating that each is removed
+  (candidate j assumes candidates before it in the batch are removed); at the first kept edge the rest of
+  the batch is discarded and re-evaluated with that edge restored. The batch grows while edges are removed
+  and shrinks when one is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from acdc_compare.algorithms.problem import Problem
+from acdc_compare.circuit import Circuit
+from acdc_compare.graph import Graph
+from acdc_compare.journal import Decision, JournalWriter, read_journal
+from acdc_compare.types import Metric, ReceiverKind
+
+EdgeOrder = Literal["reference"]
+
+
+class AcdcError(RuntimeError):
+    """The run cannot continue (e.g. the metric became NaN)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One receiver's edges, tested in this order. `direct` steps hold the receiver's direct edge."""
+
+    receiver: int
+    direct: bool
+    edges: tuple[int, ...]
+
+
+def reference_order(graph: Graph) -> list[Step]:
+    """The reference implementation's order (REFERENCE.md section 2): logits; then per layer, last first,
+    the MLP input, the direct edges (v, k, q; highest head first), the residual inputs (v, k, q; highest head
+    first). Senders of one receiver: latest first, the MLP before its layer's heads, `input` last."""
+    steps = [_resid_step(graph, graph.logits_receiver)]
+    for layer in reversed(range(graph.n_layers)):
+        if graph.config.has_mlp:
+            steps.append(_resid_step(graph, graph.mlp_receiver(layer)))
+        attn = _attn_receivers_reference(graph, layer)
+        if graph.config.include_direct:
+            steps.extend(Step(r, True, (graph.direct_edge(r),)) for r in attn)
+        steps.extend(_resid_step(graph, r) for r in attn)
+    return steps
+
+
+def _attn_receivers_reference(graph: Graph, layer: int) -> list[int]:
+    out = [graph.v_receiver(layer, h) for h in reversed(range(graph.n_kv_heads))]
+    out += [graph.k_receiver(layer, h) for h in reversed(range(graph.n_kv_heads))]
+    out += [graph.q_receiver(layer, h) for h in reversed(range(graph.n_heads))]
+    return out
+
+
+def _resid_step(graph: Graph, r: int) -> Step:
+    n_up = graph.receivers[r].n_upstream
+    return Step(r, False, tuple(graph.resid_index[s, r].item() for s in reversed(range(n_up))))
+
+
+def order_from_edge_names(graph: Graph, names: Sequence[str]) -> list[Step]:
+    """A custom order: edges in the given sequence, grouped into steps by consecutive receiver. Every edge
+    of the graph must appear exactly once."""
+    idx = [graph.edge_index(n) for n in names]
+    if sorted(idx) != list(range(graph.n_edges)):
+        raise ValueError(f"a custom order must list each of the graph's {graph.n_edges} edges exactly once")
+    steps: list[Step] = []
+    for e in idx:
+        r, direct = graph.edge_receiver(e), graph.is_direct(e)
+        if steps and steps[-1].receiver == r and steps[-1].direct == direct:
+            steps[-1] = Step(r, direct, steps[-1].edges + (e,))
+        else:
+            steps.append(Step(r, direct, (e,)))
+    return steps
+
+
+def check_threshold(threshold: float) -> float:
+    try:
+        tau = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number, got {threshold!r}") from None
+    if math.isnan(tau) or math.isinf(tau) or tau < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    return tau
+
+
+class _Liveness:
+    """Counts each sender's kept outgoing residual edges, to tell dead receivers."""
+
+    def __init__(self, graph: Graph, kept: torch.Tensor) -> None:
+        self.graph = graph
+        snd = graph.edge_sender_tensor
+        resid = snd >= 0
+        self.out_count = torch.bincount(snd[resid & kept], minlength=graph.n_senders).tolist()
+
+    def removed(self, e: int) -> None:
+        s = self.graph.edge_sender(e)
+        if s >= 0:
+            self.out_count[s] -= 1
+
+    def dead(self, step: Step, kept: torch.Tensor) -> bool:
+        g = self.graph
+        rec = g.receivers[step.receiver]
+        if rec.kind is ReceiverKind.LOGITS:
+            return False
+        if rec.kind is not ReceiverKind.MLP and not step.direct and g.config.include_direct:
+            return not bool(kept[g.direct_edge(step.receiver)])
+        return all(self.out_count[s] == 0 for s in g.receiver_node_senders(step.receiver))
+
+
+def acdc(problem: Problem, threshold: float, *, order: EdgeOrder | Sequence[str] = "reference",
+         abs_value: bool = False, max_batch: int | None = None, journal: str | os.PathLike | None = None,
+         progress: bool = False) -> Circuit:
+    """Run greedy ACDC and return the circuit with each tested edge's score (its metric change)."""
+    tau = check_threshold(threshold)
+    graph, patcher, ctx = problem.graph, problem.patcher, problem.ctx
+    steps = reference_order(graph) if order == "reference" else order_from_edge_names(graph, order)
+    max_batch = max_batch or _default_batch(patcher)
+    started = time.perf_counter()
+
+    kept = torch.ones(graph.n_edges, dtype=torch.bool)
+    scores = torch.full((graph.n_edges,), math.nan, dtype=torch.float64)
+    full_metric = float(problem.evaluate(kept[None])[0])
+    current = full_metric
+    identity = {**problem.fingerprint(), "threshold": tau, "abs_value": abs_value,
+                "order": order if isinstance(order, str) else "custom"}
+    done: set[int] = set()
+    replayed = read_journal(journal, identity) if journal is not None else []
+    for d in replayed:
+        kept[d.edge], scores[d.edge], current = d.kept, d.score, d.metric
+        done.add(d.edge)
+    writer = JournalWriter(journal, identity, len(replayed)) if journal is not None else None
+
+    _, base = patcher.run(ctx, torch.ones(1, graph.n_edges, dtype=torch.bool), keep_state=True)
+    lowest_changed = min((patcher.receiver_stage(graph.edge_receiver(d.edge)) for d in replayed if not d.kept),
+                         default=patcher.n_stages)
+    live = _Liveness(graph, kept)
+    n_tested = sum(1 for d in replayed if not math.isnan(d.score))
+    bar = tqdm(total=graph.n_edges, initial=len(done), disable=not progress, desc="ACDC", unit="edge")
+    batch = 1
+
+    def decide(e: int, keep: bool, score: float) -> None:
+        nonlocal current
+        scores[e] = score
+        kept[e] = keep
+        done.add(e)
+        if not keep:
+            live.removed(e)
+        if writer is not None:
+            writer.write(Decision(e, keep, score, current))
+        bar.update(1)
+
+    try:
+        for step in steps:
+            todo = [e for e in step.edges if e not in done]
+            if not todo:
+                continue
+            if live.dead(step, kept):
+                for e in todo:
+                    decide(e, False, math.nan)
+                continue
+            stage = patcher.receiver_stage(step.receiver)
+            if lowest_changed < stage:  # the cached upstream outputs are stale (custom orders only)
+                _, base = patcher.run(ctx, kept[None], keep_state=True)
+                lowest_changed = patcher.n_stages
+            i = 0
+            while i < len(todo):
+                cand = todo[i:i + batch]
+                masks = kept.repeat(len(cand), 1)
+                for j in range(len(cand)):
+                    masks[j:, cand[j]] = False
+                logits, _ = patcher.run(ctx, masks, start_stage=stage, base=base)
+                values = problem.metric(logits).cpu().tolist()
+                n_tested_batch = 0
+                for j, e in enumerate(cand):
+                    value = values[j]
+                    if not math.isfinite(value):
+                        raise AcdcError(f"the metric became {value} when removing edge {graph.edge_names[e]!r}; "
+                                        "check the task's prompts and the model's dtype")
+                    delta = value - current
+                    n_tested_batch += 1
+                    if (abs(delta) if abs_value else delta) < tau:
+                        current = value
+                        decide(e, False, delta)
+                        lowest_changed = min(lowest_changed, stage)
+                    else:
+                        decide(e, True, delta)
+                        break
+                n_tested += n_tested_batch
+                i += n_tested_batch
+                batch = min(max_batch, batch * 2) if n_tested_batch == len(cand) else max(1, batch // 2)
+                bar.set_postfix(kept=int(kept.sum()), metric=f"{current:.4g}", refresh=False)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+
+    empty_metric = float(problem.evaluate(torch.zeros(1, graph.n_edges, dtype=torch.bool))[0])
+    circuit_metric = float(problem.evaluate(kept[None])[0])
+    return Circuit(
+        graph, kept, scores,
+        metrics={"full": full_metric, "circuit": circuit_metric, "empty": empty_metric, "final_greedy": current},
+        settings={**identity, "method": "acdc", "seconds": time.perf_counter() - started,
+                  "n_tested": n_tested, "n_prompts": problem.task.n_prompts, "max_batch": max_batch,
+                  "device": str(patcher.device), "dtype": str(patcher.dtype).replace("torch.", ""),
+                  "resumed_decisions": len(replayed)},
+    )
+
+
+def _default_batch(patcher) -> int:
+    return 64 if patcher.device.type == "cuda" else 8

@@ -1,0 +1,129 @@
+"""A circuit is a value: a graph, which of its edges are kept, and a score per edge."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from acdc_compare.graph import Graph
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, eq=False)
+class Circuit:
+    """Graph + kept edges + per-edge scores (+ the numbers and settings of the run that found it).
+
+    `kept` is a bool vector over the graph's edges, `scores` a float vector (NaN where an edge was never
+    scored; for ACDC the metric change its removal caused). Both are private copies: nothing outside can
+    change a circuit after it is made.
+    """
+
+    graph: Graph
+    kept: torch.Tensor
+    scores: torch.Tensor = field(default=None)  # type: ignore[assignment]
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.graph.n_edges
+        kept = torch.as_tensor(self.kept).detach().to("cpu")
+        if kept.shape != (n,):
+            raise ValueError(f"kept has shape {tuple(kept.shape)}; {self.graph!r} needs ({n},)")
+        if kept.dtype != torch.bool:
+            raise TypeError(f"kept must be a bool tensor, got {kept.dtype}")
+        scores = self.scores
+        scores = torch.full((n,), math.nan, dtype=torch.float64) if scores is None else torch.as_tensor(scores)
+        scores = scores.detach().to("cpu", torch.float64)
+        if scores.shape != (n,):
+            raise ValueError(f"scores has shape {tuple(scores.shape)}; {self.graph!r} needs ({n},)")
+        object.__setattr__(self, "kept", kept.clone())
+        object.__setattr__(self, "scores", scores.clone())
+        object.__setattr__(self, "metrics", _frozen(self.metrics))
+        object.__setattr__(self, "settings", _frozen(self.settings))
+
+    # ----- construction -------------------------------------------------------------------------------
+    @classmethod
+    def full(cls, graph: Graph) -> "Circuit":
+        return cls(graph, torch.ones(graph.n_edges, dtype=torch.bool))
+
+    @classmethod
+    def empty(cls, graph: Graph) -> "Circuit":
+        return cls(graph, torch.zeros(graph.n_edges, dtype=torch.bool))
+
+    @classmethod
+    def from_edge_names(cls, graph: Graph, names: Iterable[str], **kwargs: Any) -> "Circuit":
+        kept = torch.zeros(graph.n_edges, dtype=torch.bool)
+        for name in names:
+            kept[graph.edge_index(name)] = True
+        return cls(graph, kept, **kwargs)
+
+    @classmethod
+    def from_scores(cls, graph: Graph, scores: torch.Tensor, *, top_n: int | None = None,
+                    threshold: float | None = None, **kwargs: Any) -> "Circuit":
+        """Keep the `top_n` highest-scoring edges, or those scoring at least `threshold` (higher = more
+        important). Exactly one of the two must be given."""
+        if (top_n is None) == (threshold is None):
+            raise ValueError("give exactly one of top_n or threshold")
+        scores = torch.as_tensor(scores, dtype=torch.float64)
+        if top_n is not None:
+            if not 0 <= top_n <= graph.n_edges:
+                raise ValueError(f"top_n={top_n} is outside 0..{graph.n_edges}")
+            kept = torch.zeros(graph.n_edges, dtype=torch.bool)
+            order = torch.argsort(torch.nan_to_num(scores, nan=-math.inf), descending=True, stable=True)
+            kept[order[:top_n]] = True
+        else:
+            kept = torch.nan_to_num(scores, nan=-math.inf) >= float(threshold)  # type: ignore[arg-type]
+        return cls(graph, kept, scores, **kwargs)
+
+    def with_kept(self, kept: torch.Tensor) -> "Circuit":
+        return replace(self, kept=kept)
+
+    # ----- views --------------------------------------------------------------------------------------
+    @property
+    def n_kept(self) -> int:
+        return int(self.kept.sum())
+
+    @property
+    def n_edges(self) -> int:
+        return self.graph.n_edges
+
+    def kept_edge_names(self) -> list[str]:
+        names = self.graph.edge_names
+        return [names[i] for i in torch.nonzero(self.kept).flatten().tolist()]
+
+    def edge_score(self, name: str) -> float:
+        return float(self.scores[self.graph.edge_index(name)])
+
+    def nodes(self) -> set[str]:
+        """Every node that a kept edge touches."""
+        out: set[str] = set()
+        for e in torch.nonzero(self.kept).flatten().tolist():
+            up, down = self.graph.edge_nodes(e)
+            out.update(up)
+            out.update(down)
+        return out
+
+    def heads(self) -> set[str]:
+        return {n for n in self.nodes() if n.startswith("a")}
+
+    def __contains__(self, edge_name: str) -> bool:
+        return bool(self.kept[self.graph.edge_index(edge_name)])
+
+    def __repr__(self) -> str:
+        return f"Circuit({self.graph.config.key}, {self.n_kept}/{self.n_edges} edges kept)"
+
+    def check_graph(self, graph: Graph) -> None:
+        """Raise a clear error when this circuit belongs to another graph."""
+        if self.graph != graph:
+            raise ValueError(
+                f"circuit is on graph {self.graph.config.key}, but the model's graph is {graph.config.key}: "
+                "build the circuit from this model's graph (Graph.from_model_config)"
+            )

@@ -1,0 +1,386 @@
+"""The computational graph of a transformer: senders, receivers and the edges between them.
+
+Built from a model's shape alone (no weights). Names follow EAP-IG: nodes `input`, `a3.h5`, `m7`, `logits`;
+receivers `a3.h5<q>`, `a3.h1<k>` (k/v per key-value head), `m7`, `logits`; residual edges
+`a3.h5->a9.h9<q>`; direct edges (a head's q/k/v input into its q/k/v vector) are named by their receiver,
+`a9.h9<q>`. See ../shared/REFERENCE.md section 1 for the convention and the reference edge counts.
+
+Index layout (all in forward order):
+- senders: 0 is `input`; layer l's heads are `1 + l*(H+M) + h`, its MLP `1 + l*(H+M) + H` (M = 1 with MLPs);
+- receivers: per layer, H query inputs, G key inputs, G value inputs, then the MLP input; `logits` last;
+- the senders that can feed a receiver are always a prefix `0 .. n_upstream(r) - 1` of the senders;
+- edges: receiver by receiver, its residual edges (sender ascending), then its direct edge if any.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from acdc_compare.types import ModelConfig, ReceiverKind
+
+INPUT = "input"
+LOGITS = "logits"
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Everything that determines a graph's edges."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    has_mlp: bool = True
+    parallel_attn_mlp: bool = False
+    include_direct: bool = True
+
+    @classmethod
+    def from_model_config(cls, cfg: ModelConfig, include_direct: bool = True) -> "GraphConfig":
+        return cls(
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            n_kv_heads=cfg.kv_heads,
+            has_mlp=not cfg.attn_only,
+            parallel_attn_mlp=cfg.parallel_attn_mlp,
+            include_direct=include_direct,
+        )
+
+    @property
+    def key(self) -> str:
+        """A stable identity string: two graphs with the same key have the same edges in the same order."""
+        return (
+            f"L{self.n_layers}.H{self.n_heads}.G{self.n_kv_heads}"
+            f".{'mlp' if self.has_mlp else 'attn-only'}"
+            f".{'parallel' if self.parallel_attn_mlp else 'sequential'}"
+            f".{'direct' if self.include_direct else 'no-direct'}"
+        )
+
+
+@dataclass(frozen=True)
+class Receiver:
+    index: int
+    name: str
+    kind: ReceiverKind
+    layer: int  # n_layers for logits
+    head: int  # query head (q), key-value head (k, v), -1 otherwise
+    n_upstream: int  # senders 0 .. n_upstream-1 feed it
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """An immutable edge list with name <-> index maps and tensor views."""
+
+    config: GraphConfig
+    _receivers: tuple[Receiver, ...] = field(init=False, repr=False)
+    _edge_sender: tuple[int, ...] = field(init=False, repr=False)  # -1 for direct edges
+    _edge_receiver: tuple[int, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        receivers = tuple(self._build_receivers())
+        senders: list[int] = []
+        rec_of_edge: list[int] = []
+        for r in receivers:
+            senders.extend(range(r.n_upstream))
+            rec_of_edge.extend([r.index] * r.n_upstream)
+            if self.config.include_direct and r.kind in _ATTN_KINDS:
+                senders.append(-1)
+                rec_of_edge.append(r.index)
+        object.__setattr__(self, "_receivers", receivers)
+        object.__setattr__(self, "_edge_sender", tuple(senders))
+        object.__setattr__(self, "_edge_receiver", tuple(rec_of_edge))
+
+    @classmethod
+    def from_model_config(cls, cfg: ModelConfig, include_direct: bool = True) -> "Graph":
+        return cls(GraphConfig.from_model_config(cfg, include_direct=include_direct))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Graph) and other.config == self.config
+
+    def __hash__(self) -> int:
+        return hash(self.config)
+
+    def __repr__(self) -> str:
+        return f"Graph({self.config.key}, {self.n_edges} edges)"
+
+    # ----- sizes and layout -------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return self.config.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.config.n_heads
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.config.n_kv_heads
+
+    @property
+    def group_size(self) -> int:
+        return self.config.n_heads // self.config.n_kv_heads
+
+    @property
+    def senders_per_layer(self) -> int:
+        return self.config.n_heads + int(self.config.has_mlp)
+
+    @property
+    def receivers_per_layer(self) -> int:
+        return self.config.n_heads + 2 * self.config.n_kv_heads + int(self.config.has_mlp)
+
+    @property
+    def n_senders(self) -> int:
+        return 1 + self.n_layers * self.senders_per_layer
+
+    @property
+    def n_receivers(self) -> int:
+        return len(self._receivers)
+
+    @property
+    def n_edges(self) -> int:
+        return len(self._edge_sender)
+
+    @property
+    def n_direct_edges(self) -> int:
+        return sum(1 for s in self._edge_sender if s < 0)
+
+    # ----- senders ------------------------------------------------------------------------------------
+    def head_sender(self, layer: int, head: int) -> int:
+        return 1 + layer * self.senders_per_layer + head
+
+    def mlp_sender(self, layer: int) -> int:
+        if not self.config.has_mlp:
+            raise ValueError("this graph has no MLPs (attention-only model)")
+        return 1 + layer * self.senders_per_layer + self.n_heads
+
+    def layer_senders(self, layer: int) -> range:
+        """Sender indices of one layer: its heads, then its MLP."""
+        start = 1 + layer * self.senders_per_layer
+        return range(start, start + self.senders_per_layer)
+
+    @cached_property
+    def sender_names(self) -> tuple[str, ...]:
+        names = [INPUT]
+        for layer in range(self.n_layers):
+            names.extend(f"a{layer}.h{h}" for h in range(self.n_heads))
+            if self.config.has_mlp:
+                names.append(f"m{layer}")
+        return tuple(names)
+
+    @cached_property
+    def sender_layer(self) -> tuple[int, ...]:
+        """Layer of each sender; -1 for the input."""
+        return tuple([-1] + [layer for layer in range(self.n_layers) for _ in range(self.senders_per_layer)])
+
+    def sender_index(self, name: str) -> int:
+        try:
+            return self._sender_lookup[name]
+        except KeyError:
+            raise KeyError(f"no sender named {name!r} in {self!r}; senders look like 'input', 'a3.h5', 'm7'") from None
+
+    @cached_property
+    def _sender_lookup(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.sender_names)}
+
+    def is_head_sender(self, s: int) -> bool:
+        return s > 0 and (s - 1) % self.senders_per_layer < self.n_heads
+
+    def sender_head(self, s: int) -> tuple[int, int]:
+        """(layer, head) of a head sender."""
+        if not self.is_head_sender(s):
+            raise ValueError(f"sender {self.sender_names[s]!r} is not an attention head")
+        return (s - 1) // self.senders_per_layer, (s - 1) % self.senders_per_layer
+
+    # ----- receivers ----------------------------------------------------------------------------------
+    @property
+    def receivers(self) -> tuple[Receiver, ...]:
+        return self._receivers
+
+    @cached_property
+    def receiver_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self._receivers)
+
+    def receiver_index(self, name: str) -> int:
+        try:
+            return self._receiver_lookup[name]
+        except KeyError:
+            raise KeyError(
+                f"no receiver named {name!r} in {self!r}; receivers look like 'a3.h5<q>', 'm7', 'logits'"
+            ) from None
+
+    @cached_property
+    def _receiver_lookup(self) -> dict[str, int]:
+        return {r.name: r.index for r in self._receivers}
+
+    def q_receiver(self, layer: int, head: int) -> int:
+        return layer * self.receivers_per_layer + head
+
+    def k_receiver(self, layer: int, kv_head: int) -> int:
+        return layer * self.receivers_per_layer + self.n_heads + kv_head
+
+    def v_receiver(self, layer: int, kv_head: int) -> int:
+        return layer * self.receivers_per_layer + self.n_heads + self.n_kv_heads + kv_head
+
+    def mlp_receiver(self, layer: int) -> int:
+        if not self.config.has_mlp:
+            raise ValueError("this graph has no MLPs (attention-only model)")
+        return layer * self.receivers_per_layer + self.n_heads + 2 * self.n_kv_heads
+
+    @property
+    def logits_receiver(self) -> int:
+        return self.n_receivers - 1
+
+    def layer_receivers(self, layer: int) -> range:
+        start = layer * self.receivers_per_layer
+        return range(start, start + self.receivers_per_layer)
+
+    def receiver_node_senders(self, r: int) -> tuple[int, ...]:
+        """Senders whose output the receiver's node produces: the head (q), every query head reading a
+        key-value head (k, v), the MLP; empty for logits."""
+        rec = self._receivers[r]
+        if rec.kind is ReceiverKind.Q:
+            return (self.head_sender(rec.layer, rec.head),)
+        if rec.kind in (ReceiverKind.K, ReceiverKind.V):
+            g = self.group_size
+            return tuple(self.head_sender(rec.layer, h) for h in range(rec.head * g, (rec.head + 1) * g))
+        if rec.kind is ReceiverKind.MLP:
+            return (self.mlp_sender(rec.layer),)
+        return ()
+
+    # ----- edges --------------------------------------------------------------------------------------
+    @cached_property
+    def edge_names(self) -> tuple[str, ...]:
+        return tuple(self._edge_name(s, r) for s, r in zip(self._edge_sender, self._edge_receiver))
+
+    def _edge_name(self, s: int, r: int) -> str:
+        if s < 0:
+            return self.receiver_names[r]
+        return f"{self.sender_names[s]}->{self.receiver_names[r]}"
+
+    def edge_index(self, name: str) -> int:
+        try:
+            return self._edge_lookup[name]
+        except KeyError:
+            raise KeyError(
+                f"no edge named {name!r} in {self!r}; edges look like 'a0.h1->a5.h5<k>', 'm3->logits', "
+                "or 'a2.h7<q>' for a direct edge"
+            ) from None
+
+    @cached_property
+    def _edge_lookup(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.edge_names)}
+
+    def edge_sender(self, e: int) -> int:
+        """Sender index of an edge; -1 for a direct edge."""
+        return self._edge_sender[e]
+
+    def edge_receiver(self, e: int) -> int:
+        return self._edge_receiver[e]
+
+    def is_direct(self, e: int) -> bool:
+        return self._edge_sender[e] < 0
+
+    def resid_edge(self, s: int, r: int) -> int:
+        """Flat index of the residual edge s -> r."""
+        idx = int(self.resid_index[s, r])
+        if idx < 0:
+            raise KeyError(f"no edge {self.sender_names[s]} -> {self.receiver_names[r]}: the sender runs later")
+        return idx
+
+    def direct_edge(self, r: int) -> int:
+        idx = int(self.direct_index[r])
+        if idx < 0:
+            raise KeyError(f"receiver {self.receiver_names[r]!r} has no direct edge in {self!r}")
+        return idx
+
+    @cached_property
+    def edge_sender_tensor(self) -> torch.Tensor:
+        return torch.tensor(self._edge_sender, dtype=torch.long)
+
+    @cached_property
+    def edge_receiver_tensor(self) -> torch.Tensor:
+        return torch.tensor(self._edge_receiver, dtype=torch.long)
+
+    @cached_property
+    def resid_index(self) -> torch.Tensor:
+        """LongTensor[n_senders, n_receivers]: flat edge index of s -> r, or -1."""
+        out = torch.full((self.n_senders, self.n_receivers), -1, dtype=torch.long)
+        snd, rcv = self.edge_sender_tensor, self.edge_receiver_tensor
+        resid = snd >= 0
+        out[snd[resid], rcv[resid]] = torch.nonzero(resid).squeeze(1)
+        return out
+
+    @cached_property
+    def direct_index(self) -> torch.Tensor:
+        """LongTensor[n_receivers]: flat index of the receiver's direct edge, or -1."""
+        out = torch.full((self.n_receivers,), -1, dtype=torch.long)
+        direct = self.edge_sender_tensor < 0
+        out[self.edge_receiver_tensor[direct]] = torch.nonzero(direct).squeeze(1)
+        return out
+
+    def masks(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split flat edge states `kept[..., n_edges]` into residual `[..., n_senders, n_receivers]` and direct
+        `[..., n_receivers]` masks (a receiver without a direct edge reads as kept). Works for bool or float."""
+        if kept.shape[-1] != self.n_edges:
+            raise ValueError(f"edge vector has {kept.shape[-1]} entries, {self!r} has {self.n_edges} edges")
+        batch = kept.shape[:-1]
+        resid = torch.zeros(*batch, self.n_senders * self.n_receivers, dtype=kept.dtype, device=kept.device)
+        flat = (self.resid_index.clamp(min=0) + 0).flatten().to(kept.device)
+        valid = (self.resid_index >= 0).flatten().to(kept.device)
+        resid[..., valid] = kept[..., flat[valid]]
+        direct = torch.ones(*batch, self.n_receivers, dtype=kept.dtype, device=kept.device)
+        has_direct = (self.direct_index >= 0).to(kept.device)
+        direct[..., has_direct] = kept[..., self.direct_index.to(kept.device)[has_direct]]
+        return resid.reshape(*batch, self.n_senders, self.n_receivers), direct
+
+    def receiver_edges(self, r: int) -> range:
+        """Flat indices of all edges into receiver r (contiguous by construction)."""
+        return self._receiver_edge_ranges[r]
+
+    @cached_property
+    def _receiver_edge_ranges(self) -> tuple[range, ...]:
+        starts = [0] * (self.n_receivers + 1)
+        for r in self._edge_receiver:
+            starts[r + 1] += 1
+        for i in range(self.n_receivers):
+            starts[i + 1] += starts[i]
+        return tuple(range(starts[i], starts[i + 1]) for i in range(self.n_receivers))
+
+    # ----- nodes (for comparison and export) ----------------------------------------------------------
+    @cached_property
+    def node_names(self) -> tuple[str, ...]:
+        return self.sender_names + (LOGITS,)
+
+    def receiver_nodes(self, r: int) -> tuple[str, ...]:
+        """Node names a receiver belongs to: its head, every query head reading a key-value head (k, v),
+        its MLP, or `logits`."""
+        if self._receivers[r].kind is ReceiverKind.LOGITS:
+            return (LOGITS,)
+        return tuple(self.sender_names[s] for s in self.receiver_node_senders(r))
+
+    def edge_nodes(self, e: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(upstream nodes, downstream nodes) of an edge; a direct edge joins a head to itself."""
+        down = self.receiver_nodes(self._edge_receiver[e])
+        s = self._edge_sender[e]
+        return (down if s < 0 else (self.sender_names[s],)), down
+
+    # ----- construction -------------------------------------------------------------------------------
+    def _build_receivers(self):
+        c = self.config
+        per_layer = self.senders_per_layer
+        idx = 0
+        for layer in range(c.n_layers):
+            before_layer = 1 + layer * per_layer
+            for kind, count in ((ReceiverKind.Q, c.n_heads), (ReceiverKind.K, c.n_kv_heads), (ReceiverKind.V, c.n_kv_heads)):
+                for h in range(count):
+                    yield Receiver(idx, f"a{layer}.h{h}<{kind.value}>", kind, layer, h, before_layer)
+                    idx += 1
+            if c.has_mlp:
+                upstream = before_layer if c.parallel_attn_mlp else before_layer + c.n_heads
+                yield Receiver(idx, f"m{layer}", ReceiverKind.MLP, layer, -1, upstream)
+                idx += 1
+        yield Receiver(idx, LOGITS, ReceiverKind.LOGITS, c.n_layers, -1, 1 + c.n_layers * per_layer)
+
+
+_ATTN_KINDS = (ReceiverKind.Q, ReceiverKind.K, ReceiverKind.V)

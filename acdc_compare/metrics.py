@@ -1,0 +1,70 @@
+"""Metrics on logits at the scored positions. ACDC minimises them; all return one value per circuit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from acdc_compare.tasks.base import Task
+from acdc_compare.types import Metric
+
+MetricFn = Callable[[torch.Tensor], torch.Tensor]  # logits [K, N, Q, V] -> [K]
+
+
+def kl_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(ref || circuit), summed over the vocabulary, mean over prompts and positions.
+    ref_logits [N, Q, V], logits [K, N, Q, V] -> [K] (float64)."""
+    ref_logp = torch.log_softmax(ref_logits.double(), dim=-1)
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    return (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean(dim=(-1, -2))
+
+
+def logit_diff(logits: torch.Tensor, correct: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
+    """Mean (correct - wrong) logit. logits [K, N, Q, V], correct/wrong [N, Q] -> [K]."""
+    logits = logits.double()
+    idx_c = correct.to(logits.device)[None, ..., None].expand(logits.shape[0], -1, -1, 1)
+    idx_w = wrong.to(logits.device)[None, ..., None].expand(logits.shape[0], -1, -1, 1)
+    return (logits.gather(-1, idx_c) - logits.gather(-1, idx_w)).squeeze(-1).mean(dim=(-1, -2))
+
+
+def prob_diff(logits: torch.Tensor, correct_sets: tuple[tuple[int, ...], ...],
+              wrong_sets: tuple[tuple[int, ...], ...]) -> torch.Tensor:
+    """P(correct set) - P(wrong set) at the first scored position (Greater-Than). -> [K]."""
+    probs = torch.softmax(logits.double()[:, :, 0], dim=-1)  # [K, N, V]
+    mask_c = _set_mask(correct_sets, probs.shape[-1], probs.device)
+    mask_w = _set_mask(wrong_sets, probs.shape[-1], probs.device)
+    return ((probs * mask_c).sum(-1) - (probs * mask_w).sum(-1)).mean(-1)
+
+
+def _set_mask(sets: tuple[tuple[int, ...], ...], vocab: int, device: torch.device) -> torch.Tensor:
+    mask = torch.zeros(len(sets), vocab, dtype=torch.float64, device=device)
+    for i, s in enumerate(sets):
+        mask[i, list(s)] = 1.0
+    return mask
+
+
+def task_score(task: Task, logits: torch.Tensor) -> torch.Tensor:
+    """The task's own performance number (higher = better): logit difference, or the probability
+    difference for set-valued answers. logits [K, N, Q, V] -> [K]."""
+    if task.correct_sets is not None and task.wrong_sets is not None:
+        return prob_diff(logits, task.correct_sets, task.wrong_sets)
+    if not task.has_wrong_answers:
+        raise ValueError(f"task {task.name!r} has no wrong answers: use metric='kl'")
+    return logit_diff(logits, task.correct, task.wrong)
+
+
+def make_metric(metric: Metric | str, task: Task, clean_logits: torch.Tensor) -> MetricFn:
+    """The function ACDC minimises: KL(full model || circuit), or the negated task score."""
+    metric = parse_metric(metric)
+    if metric is Metric.KL:
+        return lambda logits: kl_divergence(clean_logits, logits)
+    task_score(task, clean_logits[None])  # fails early when the task has no wrong answers
+    return lambda logits: -task_score(task, logits)
+
+
+def parse_metric(metric: Metric | str) -> Metric:
+    try:
+        return Metric(metric)
+    except ValueError:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {[m.value for m in Metric]}") from None

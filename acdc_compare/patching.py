@@ -1,0 +1,443 @@
+"""Exact edge patching: run a model with any set of edges ablated, many circuits per forward.
+
+Semantics (../shared/REFERENCE.md section 2): each receiver reads
+    input_r = ablated_input_r + sum over KEPT edges s->r of (out_s(patched run) - out_s(ablated run)),
+so a removed edge carries the ablated sender value and pruning upstream propagates downstream. A cut direct
+edge replaces that head's q/k/v vector by its ablated value. The ablated run is the corrupted prompts' run,
+a run where every sender outputs zero (biases still flow), or each sender's mean over a reference batch.
+
+The engine runs its own forward on `ModelWeights` (read from the TransformerLens bridge by
+`acdc_compare.model`), so it can batch K circuits (K x N sequences) and restart from any stage with the
+upstream sender outputs of a cached run. Stages: 2l = attention of layer l, 2l+1 = its MLP, 2L = logits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from acdc_compare.circuit import Circuit
+from acdc_compare.graph import Graph
+from acdc_compare.model import ModelWeights, extract_weights
+from acdc_compare.types import Ablation, ReceiverKind
+
+
+class PatchingError(ValueError):
+    """Bad input to the patching engine."""
+
+
+@dataclass(frozen=True)
+class PatchContext:
+    """Everything about one batch of prompts that does not depend on the circuit.
+
+    corr_out [S, N*P*d]: each sender's ablated output; corr_in_attn [L, N*P*d] / corr_in_mlp [L, N*P*d]:
+    the ablated residual read by layer l's heads / MLP; corr_in_final [N, Q, d] at the scored positions;
+    corr_q [L, H, N, P, dh], corr_k / corr_v [L, G, N, P, dh]: ablated q/k/v vectors (for direct edges).
+    """
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    ablation: Ablation
+    corr_out: torch.Tensor
+    corr_in_attn: torch.Tensor
+    corr_in_mlp: torch.Tensor | None
+    corr_in_final: torch.Tensor
+    corr_q: torch.Tensor
+    corr_k: torch.Tensor
+    corr_v: torch.Tensor
+    input_delta: torch.Tensor  # [N*P*d]: clean embedding minus ablated input
+
+    @property
+    def n_prompts(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.tokens.shape[1])
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Sender deltas (patched minus ablated output) of a finished run: [K, S, N*P*d]."""
+
+    deltas: torch.Tensor
+
+
+class Patcher:
+    """Runs circuits of one graph on one model. Build with `Patcher.from_model(model)`."""
+
+    def __init__(self, weights: ModelWeights, graph: Graph) -> None:
+        cfg = weights.config
+        if (graph.n_layers, graph.n_heads, graph.n_kv_heads) != (cfg.n_layers, cfg.n_heads, cfg.kv_heads):
+            raise PatchingError(f"{graph!r} does not match the model's shape ({cfg.n_layers} layers, "
+                                f"{cfg.n_heads} heads, {cfg.kv_heads} key-value heads)")
+        if cfg.attn_only:
+            raise PatchingError("attention-only models are not supported by the patching engine")
+        self.w = weights
+        self.cfg = cfg
+        self.graph = graph
+        self.n_stages = 2 * cfg.n_layers + 1
+
+    @classmethod
+    def from_model(cls, model: Any, include_direct: bool = True) -> "Patcher":
+        weights = extract_weights(model)
+        return cls(weights, Graph.from_model_config(weights.config, include_direct=include_direct))
+
+    @property
+    def device(self) -> torch.device:
+        return self.w.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.w.dtype
+
+    # ----- stages -------------------------------------------------------------------------------------
+    def receiver_stage(self, r: int) -> int:
+        rec = self.graph.receivers[r]
+        if rec.kind is ReceiverKind.LOGITS:
+            return 2 * self.cfg.n_layers
+        return 2 * rec.layer + int(rec.kind is ReceiverKind.MLP)
+
+    def stage_first_sender(self, stage: int) -> int:
+        """Senders before this index are computed before the stage runs."""
+        layer, is_mlp = divmod(stage, 2)
+        if layer >= self.cfg.n_layers:
+            return self.graph.n_senders
+        return 1 + layer * self.graph.senders_per_layer + (self.cfg.n_heads if is_mlp else 0)
+
+    # ----- preparing a batch --------------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare(self, clean: torch.Tensor, ablation: Ablation | str = Ablation.CORRUPTED,
+                corrupted: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                reference: torch.Tensor | None = None) -> PatchContext:
+        """Compute the ablated run for a clean batch [N, P].
+
+        `corrupted` [N, P] is needed for corrupted ablation, `reference` [M, P] for mean ablation (defaults
+        to the clean batch). `positions` [N] or [N, Q] are the scored positions (default: the last one).
+        """
+        ablation = _parse_ablation(ablation)
+        clean = self._check_tokens(clean, "clean")
+        n, p = clean.shape
+        positions = self._positions(positions, n, p)
+        zero = torch.zeros(self.graph.n_senders, n * p * self.cfg.d_model, device=self.device, dtype=self.dtype)
+        if ablation is Ablation.CORRUPTED:
+            if corrupted is None:
+                raise PatchingError("corrupted ablation needs the corrupted prompts (corrupted=...)")
+            corrupted = self._check_tokens(corrupted, "corrupted")
+            if corrupted.shape != clean.shape:
+                raise PatchingError(f"clean {tuple(clean.shape)} and corrupted {tuple(corrupted.shape)} batches "
+                                    "differ in shape: each corrupted prompt must have its clean prompt's length")
+            corr_out = self.sender_outputs(corrupted)
+        elif ablation is Ablation.ZERO:
+            corr_out = zero
+        else:
+            ref = clean if reference is None else self._check_tokens(reference, "reference")
+            if ref.shape[1] != p:
+                raise PatchingError(f"mean-ablation reference prompts have length {ref.shape[1]}, clean ones {p}")
+            outs = self.sender_outputs(ref).view(self.graph.n_senders, ref.shape[0], p * self.cfg.d_model)
+            corr_out = outs.mean(1, keepdim=True).expand(-1, n, -1).reshape(self.graph.n_senders, -1)
+        return self._context(clean, positions, ablation, corr_out.contiguous())
+
+    def _context(self, clean: torch.Tensor, positions: torch.Tensor, ablation: Ablation,
+                 corr_out: torch.Tensor) -> PatchContext:
+        cfg, g = self.cfg, self.graph
+        n, p = clean.shape
+        L, d = cfg.n_layers, cfg.d_model
+        b_O = self.w.b_O.reshape(L, 1, d).expand(L, n * p, d).reshape(L, -1)
+        per_layer = corr_out[1:].view(L, g.senders_per_layer, -1)
+        attn_sum = per_layer[:, : cfg.n_heads].sum(1)
+        mlp_out = per_layer[:, cfg.n_heads]
+        corr_in_attn = torch.empty(L, n * p * d, device=self.device, dtype=self.dtype)
+        corr_in_mlp = torch.empty_like(corr_in_attn)
+        resid = corr_out[0].clone()
+        for layer in range(L):
+            corr_in_attn[layer] = resid
+            mid = resid + attn_sum[layer] + b_O[layer]
+            corr_in_mlp[layer] = resid if cfg.parallel_attn_mlp else mid
+            resid = mid + mlp_out[layer]
+        final = resid.view(n, p, d)[torch.arange(n, device=self.device)[:, None], positions]
+        x = corr_in_attn.view(L, 1, n, p, d)
+        ln = self._norm(x, self.w.ln1_w[:, None, None, None], _opt(self.w.ln1_b, (L, 1, 1, 1, d)))
+        corr_q = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_Q) + self.w.b_Q[:, :, None, None]
+        corr_k = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_K) + self.w.b_K[:, :, None, None]
+        corr_v = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_V) + self.w.b_V[:, :, None, None]
+        embed = self._embed(clean).reshape(-1)
+        return PatchContext(tokens=clean, positions=positions, ablation=ablation, corr_out=corr_out,
+                            corr_in_attn=corr_in_attn, corr_in_mlp=corr_in_mlp, corr_in_final=final,
+                            corr_q=corr_q, corr_k=corr_k, corr_v=corr_v, input_delta=embed - corr_out[0])
+
+    @torch.no_grad()
+    def sender_outputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Every sender's output on an unpatched run: [S, N*P*d]."""
+        tokens = self._check_tokens(tokens, "tokens")
+        n, p = tokens.shape
+        positions = torch.full((n, 1), p - 1, dtype=torch.long, device=self.device)
+        zero = torch.zeros(self.graph.n_senders, n * p * self.cfg.d_model, device=self.device, dtype=self.dtype)
+        ctx = self._context(tokens, positions, Ablation.ZERO, zero)
+        full = torch.ones(1, self.graph.n_edges, dtype=torch.bool, device=self.device)
+        _, state = self.run(ctx, full, keep_state=True)
+        return state.deltas[0] + zero  # ablated outputs are zero, so deltas are the outputs
+
+    # ----- running circuits ---------------------------------------------------------------------------
+    def logits(self, ctx: PatchContext, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
+        """Patched logits [K, N, Q, vocab] at the scored positions, one row per circuit."""
+        logits, _ = self.run(ctx, self._kept_matrix(circuits))
+        return logits
+
+    @torch.no_grad()
+    def run(self, ctx: PatchContext, kept: torch.Tensor, start_stage: int = 0, base: RunState | None = None,
+            keep_state: bool = False) -> tuple[torch.Tensor, RunState | None]:
+        """Run K circuits (`kept` [K, n_edges], bool or float) from `start_stage`.
+
+        With start_stage > 0, `base` must hold a run whose circuits agree with these on every receiver
+        before that stage (its sender outputs up to the stage are reused). Returns logits [K, N, Q, V] and,
+        with keep_state, the sender deltas for later restarts.
+        """
+        return self._run(ctx, kept, start_stage, base, keep_state)
+
+    def run_grad(self, ctx: PatchContext, kept: torch.Tensor) -> torch.Tensor:
+        """Like `run` but differentiable in `kept` (float [K, n_edges]), for attribution methods."""
+        with torch.enable_grad():
+            logits, _ = self._run(ctx, kept, 0, None, False)
+        return logits
+
+    def _run(self, ctx: PatchContext, kept: torch.Tensor, start_stage: int, base: RunState | None,
+             keep_state: bool) -> tuple[torch.Tensor, RunState | None]:
+        g, cfg = self.graph, self.cfg
+        kept = kept.to(self.device)
+        if kept.dim() == 1:
+            kept = kept[None]
+        if kept.shape[-1] != g.n_edges:
+            raise PatchingError(f"circuit mask has {kept.shape[-1]} edges, the graph has {g.n_edges}")
+        resid_mask, direct_mask = g.masks(kept.to(self.dtype))
+        K = kept.shape[0]
+        n, p, d = ctx.n_prompts, ctx.seq_len, cfg.d_model
+        x_size = n * p * d
+        s0 = self.stage_first_sender(start_stage) if start_stage > 0 else 0
+        if start_stage > 0:
+            if base is None:
+                raise PatchingError("a restarted run needs the base run's state")
+            prefix = base.deltas[:, :s0]
+        else:
+            prefix = None
+        own = torch.empty(K, g.n_senders - s0, x_size, device=self.device, dtype=self.dtype)
+        if start_stage == 0:
+            own[:, 0] = ctx.input_delta
+        deltas = _Deltas(prefix, own, s0)
+        rope = self._rotary(p) if cfg.positional == "rotary" else None
+        for stage in range(start_stage, self.n_stages - 1):
+            layer, is_mlp = divmod(stage, 2)
+            if is_mlp:
+                self._mlp_stage(ctx, layer, resid_mask, deltas, K)
+            else:
+                self._attn_stage(ctx, layer, resid_mask, direct_mask, deltas, K, rope)
+        logits = self._final_stage(ctx, resid_mask, deltas, K)
+        state = RunState(deltas.materialize()) if keep_state else None
+        return logits, state
+
+    def _attn_stage(self, ctx: PatchContext, layer: int, resid_mask: torch.Tensor, direct_mask: torch.Tensor,
+                    deltas: "_Deltas", K: int, rope: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        g, cfg, w = self.graph, self.cfg, self.w
+        H, G, dh, d = cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_model
+        n, p = ctx.n_prompts, ctx.seq_len
+        recs = g.layer_receivers(layer)
+        r0, r_attn = recs.start, H + 2 * G
+        n_up = 1 + layer * g.senders_per_layer
+        inp = deltas.gather(resid_mask[:, :n_up, r0:r0 + r_attn]) + ctx.corr_in_attn[layer]
+        inp = inp.view(K, r_attn, n, p, d)
+        ln = self._norm(inp, w.ln1_w[layer], _opt(w.ln1_b, (layer,)))
+        q = torch.einsum("krnpd,rde->krnpe", ln[:, :H], w.W_Q[layer]) + w.b_Q[layer][:, None, None]
+        k = torch.einsum("krnpd,rde->krnpe", ln[:, H:H + G], w.W_K[layer]) + w.b_K[layer][:, None, None]
+        v = torch.einsum("krnpd,rde->krnpe", ln[:, H + G:], w.W_V[layer]) + w.b_V[layer][:, None, None]
+        if g.config.include_direct:
+            dm = direct_mask[:, r0:r0 + r_attn, None, None, None]
+            q = torch.lerp(ctx.corr_q[layer].expand_as(q), q, dm[:, :H]) if not _all_one(dm[:, :H]) else q
+            k = torch.lerp(ctx.corr_k[layer].expand_as(k), k, dm[:, H:H + G]) if not _all_one(dm[:, H:H + G]) else k
+            v = torch.lerp(ctx.corr_v[layer].expand_as(v), v, dm[:, H + G:]) if not _all_one(dm[:, H + G:]) else v
+        if rope is not None:
+            q, k = _apply_rotary(q, rope), _apply_rotary(k, rope)
+        # [K, h, N, P, dh] -> [K, N, h, P, dh] for attention
+        z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True, scale=1.0 / math.sqrt(dh), enable_gqa=G != H)
+        result = torch.einsum("knhpe,hed->khnpd", z, w.W_O[layer])
+        heads = slice(n_up, n_up + H)
+        deltas.write(heads, result.reshape(K, H, -1) - ctx.corr_out[heads])
+
+    def _mlp_stage(self, ctx: PatchContext, layer: int, resid_mask: torch.Tensor, deltas: "_Deltas",
+                   K: int) -> None:
+        g, w = self.graph, self.w
+        r = g.mlp_receiver(layer)
+        n_up = g.receivers[r].n_upstream
+        inp = deltas.gather(resid_mask[:, :n_up, r:r + 1])[:, 0] + ctx.corr_in_mlp[layer]
+        inp = inp.view(K, ctx.n_prompts * ctx.seq_len, self.cfg.d_model)
+        ln = self._norm(inp, w.ln2_w[layer], _opt(w.ln2_b, (layer,)))
+        pre = ln @ w.W_in[layer] + w.b_in[layer]
+        act = _activation(self.cfg.act_fn)
+        hidden = act(ln @ w.W_gate[layer]) * pre if w.W_gate is not None else act(pre)
+        out = hidden @ w.W_out[layer] + w.b_out[layer]
+        s = g.mlp_sender(layer)
+        deltas.write(slice(s, s + 1), out.reshape(K, 1, -1) - ctx.corr_out[s:s + 1])
+
+    def _final_stage(self, ctx: PatchContext, resid_mask: torch.Tensor, deltas: "_Deltas", K: int) -> torch.Tensor:
+        g, w, d = self.graph, self.w, self.cfg.d_model
+        n, p = ctx.n_prompts, ctx.seq_len
+        q = ctx.positions.shape[1]
+        flat_pos = (torch.arange(n, device=self.device)[:, None] * p + ctx.positions).reshape(-1)  # [N*Q]
+        mask = resid_mask[:, :, g.logits_receiver]  # [K, S]
+        x = deltas.gather_positions(mask, flat_pos, p, d)  # [K, N*Q, d]
+        x = x + ctx.corr_in_final.reshape(n * q, d)
+        ln = self._norm(x, w.lnf_w, w.lnf_b)
+        logits = ln @ w.W_U + w.b_U
+        return logits.view(K, n, q, -1)
+
+    # ----- pieces -------------------------------------------------------------------------------------
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        eps = self.cfg.eps
+        if self.cfg.normalization == "RMS":
+            xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+            out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+            return out.to(x.dtype) * weight
+        out = F.layer_norm(x, (x.shape[-1],), eps=eps)
+        out = out * weight
+        return out + bias if bias is not None else out
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.w.W_E[tokens]
+        if self.w.W_pos is not None:
+            x = x + self.w.W_pos[: tokens.shape[1]]
+        return x
+
+    def _rotary(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        dim = self.cfg.rotary_dim or self.cfg.d_head
+        inv_freq = 1.0 / (self.cfg.rotary_base ** (torch.arange(0, dim, 2, device=self.device,
+                                                                  dtype=torch.float64) / dim))
+        freqs = torch.arange(p, device=self.device, dtype=torch.float64)[:, None] * inv_freq[None]
+        emb = torch.cat([freqs, freqs], dim=-1)
+        return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
+
+    def _positions(self, positions: torch.Tensor | None, n: int, p: int) -> torch.Tensor:
+        if positions is None:
+            return torch.full((n, 1), p - 1, dtype=torch.long, device=self.device)
+        positions = torch.as_tensor(positions, dtype=torch.long, device=self.device)
+        if positions.dim() == 1:
+            positions = positions[:, None]
+        if positions.shape[0] != n or positions.min() < 0 or positions.max() >= p:
+            raise PatchingError(f"positions must be [N] or [N, Q] with N={n} and values in 0..{p - 1}")
+        return positions
+
+    def _check_tokens(self, tokens: torch.Tensor, what: str) -> torch.Tensor:
+        tokens = torch.as_tensor(tokens)
+        if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
+            raise PatchingError(f"{what} tokens must be a non-empty [N, P] tensor, got {tuple(tokens.shape)}")
+        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
+            raise PatchingError(f"{what} tokens must be integer ids, got {tokens.dtype}")
+        if int(tokens.min()) < 0 or int(tokens.max()) >= self.w.W_E.shape[0]:
+            raise PatchingError(f"{what} tokens hold ids outside the model's vocabulary (0..{self.w.W_E.shape[0] - 1})")
+        if self.w.W_pos is not None and tokens.shape[1] > self.w.W_pos.shape[0]:
+            raise PatchingError(f"{what} prompts have {tokens.shape[1]} tokens; the model's context is {self.w.W_pos.shape[0]}")
+        return tokens.long().to(self.device)
+
+    def _kept_matrix(self, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
+        if isinstance(circuits, torch.Tensor):
+            return circuits
+        circuits = [circuits] if isinstance(circuits, Circuit) else list(circuits)
+        for c in circuits:
+            c.check_graph(self.graph)
+        return torch.stack([c.kept for c in circuits])
+
+
+class _Deltas:
+    """Sender deltas of a run: a shared prefix (from a cached run, batch 1 or K) and this run's own part."""
+
+    def __init__(self, prefix: torch.Tensor | None, own: torch.Tensor, s0: int) -> None:
+        self.prefix, self.own, self.s0 = prefix, own, s0
+
+    def gather(self, mask: torch.Tensor) -> torch.Tensor:
+        """sum_s mask[k, s, r] * delta[k, s] -> [K, R, X] over senders 0..mask.shape[1]-1."""
+        n_up = mask.shape[1]
+        a = min(n_up, self.s0)
+        out = None
+        if a > 0:
+            out = _batched_combine(mask[:, :a], self.prefix[:, :a])
+        if n_up > self.s0:
+            part = _batched_combine(mask[:, self.s0:], self.own[:, : n_up - self.s0])
+            out = part if out is None else out + part
+        return out
+
+    def gather_positions(self, mask: torch.Tensor, flat_pos: torch.Tensor, p: int, d: int) -> torch.Tensor:
+        """Like gather for one receiver, only at the scored positions: mask [K, S] -> [K, N*Q, d]."""
+        out = None
+        for part, lo in ((self.prefix, 0), (self.own, self.s0)):
+            if part is None or part.shape[1] == 0:
+                continue
+            hi = lo + part.shape[1]
+            sel = part.view(part.shape[0], part.shape[1], -1, d)[:, :, flat_pos]  # [K', S', NQ, d]
+            if sel.shape[0] == 1:
+                term = torch.einsum("ks,sxd->kxd", mask[:, lo:hi], sel[0])
+            else:
+                term = torch.einsum("ks,ksxd->kxd", mask[:, lo:hi], sel)
+            out = term if out is None else out + term
+        return out
+
+    def write(self, senders: slice, values: torch.Tensor) -> None:
+        self.own[:, senders.start - self.s0: senders.stop - self.s0] = values
+
+    def materialize(self) -> torch.Tensor:
+        if self.prefix is None or self.s0 == 0:
+            return self.own
+        prefix = self.prefix.expand(self.own.shape[0], -1, -1)
+        return torch.cat([prefix, self.own], dim=1)
+
+
+def _batched_combine(mask: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """mask [K, S, R], deltas [K or 1, S, X] -> [K, R, X]."""
+    K, S, R = mask.shape
+    if deltas.shape[0] == 1 and K > 1:
+        flat = mask.permute(0, 2, 1).reshape(K * R, S) @ deltas[0]
+        return flat.view(K, R, -1)
+    return torch.bmm(mask.transpose(1, 2), deltas)
+
+
+def _apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    cos, sin = rope
+    rd = cos.shape[-1]
+    x_rot, x_pass = x[..., :rd], x[..., rd:]
+    half = rd // 2
+    rotated = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
+    out = x_rot * cos + rotated * sin
+    return torch.cat([out, x_pass], dim=-1) if x_pass.shape[-1] else out
+
+
+def _activation(name: str):
+    if name in ("gelu_new", "gelu_fast", "gelu_pytorch_tanh"):
+        return lambda x: F.gelu(x, approximate="tanh")
+    if name == "gelu":
+        return F.gelu
+    if name in ("silu", "swish"):
+        return F.silu
+    if name == "relu":
+        return F.relu
+    raise PatchingError(f"activation {name!r} is not supported by the patching engine")
+
+
+def _opt(t: torch.Tensor | None, index: tuple) -> torch.Tensor | None:
+    if t is None:
+        return None
+    if len(index) == 1:
+        return t[index[0]]
+    return t.reshape(index)
+
+
+def _all_one(mask: torch.Tensor) -> bool:
+    return bool((mask == 1).all())
+
+
+def _parse_ablation(ablation: Ablation | str) -> Ablation:
+    try:
+        return Ablation(ablation)
+    except ValueError:
+        raise PatchingError(f"unknown ablation {ablation!r}; choose one of {[a.value for a in Ablation]}") from None

@@ -1,0 +1,113 @@
+"""The `Task` value: prompts as token ids, their corrupted counterparts, answers and scored positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+class TaskError(ValueError):
+    """A task's prompts or answers are malformed; the message names the offending prompt."""
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """What `discover` runs on.
+
+    clean, corrupted: LongTensor[N, P] (same shape; no BOS is added by the engine)
+    positions: LongTensor[N, Q] scored positions (Q = 1 for next-token tasks: usually the last position)
+    correct, wrong: LongTensor[N, Q] answer token ids at those positions (-1 where there is no wrong answer)
+    correct_sets, wrong_sets: optional per-prompt sets of answer ids (Greater-Than: years above / not above);
+        when given, the logit-difference metric becomes P(correct set) - P(wrong set)
+    """
+
+    name: str
+    clean: torch.Tensor
+    corrupted: torch.Tensor
+    positions: torch.Tensor
+    correct: torch.Tensor
+    wrong: torch.Tensor
+    description: str = ""
+    prompts: tuple[str, ...] = ()
+    corrupted_prompts: tuple[str, ...] = ()
+    correct_sets: tuple[tuple[int, ...], ...] | None = None
+    wrong_sets: tuple[tuple[int, ...], ...] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clean, corrupted = torch.as_tensor(self.clean), torch.as_tensor(self.corrupted)
+        if clean.dim() != 2 or clean.shape[0] == 0:
+            raise TaskError(f"task {self.name!r}: clean tokens must be [N, P] with N >= 1, got {tuple(clean.shape)}")
+        if corrupted.shape != clean.shape:
+            raise TaskError(
+                f"task {self.name!r}: clean tokens {tuple(clean.shape)} and corrupted tokens "
+                f"{tuple(corrupted.shape)} differ in shape; every corrupted prompt must tokenize to the same "
+                "length as its clean prompt"
+            )
+        n, p = clean.shape
+        positions = _as_2d(self.positions, n, "positions", self.name)
+        correct = _as_2d(self.correct, n, "correct", self.name)
+        wrong = _as_2d(self.wrong, n, "wrong", self.name)
+        if not (positions.shape == correct.shape == wrong.shape):
+            raise TaskError(f"task {self.name!r}: positions, correct and wrong must have the same shape [N, Q]")
+        if positions.min() < 0 or positions.max() >= p:
+            raise TaskError(f"task {self.name!r}: scored positions must lie in 0..{p - 1}")
+        for attr, value in (("clean", clean.long()), ("corrupted", corrupted.long()), ("positions", positions),
+                            ("correct", correct), ("wrong", wrong)):
+            object.__setattr__(self, attr, value)
+        for sets_name in ("correct_sets", "wrong_sets"):
+            sets = getattr(self, sets_name)
+            if sets is not None and len(sets) != n:
+                raise TaskError(f"task {self.name!r}: {sets_name} needs one set per prompt ({n})")
+
+    @property
+    def n_prompts(self) -> int:
+        return int(self.clean.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.clean.shape[1])
+
+    @property
+    def has_wrong_answers(self) -> bool:
+        return self.correct_sets is not None or bool((self.wrong >= 0).all())
+
+    def max_token_id(self) -> int:
+        ids = [self.clean.max(), self.corrupted.max(), self.correct.max(), self.wrong.max()]
+        out = int(max(int(i) for i in ids))
+        for sets in (self.correct_sets, self.wrong_sets):
+            if sets:
+                out = max(out, max((max(s) for s in sets if s), default=0))
+        return out
+
+    def check_vocab(self, d_vocab: int) -> None:
+        """Raise when a token id lies outside the model's vocabulary."""
+        top = self.max_token_id()
+        if top >= d_vocab:
+            raise TaskError(
+                f"task {self.name!r} uses token id {top}, but the model's vocabulary has {d_vocab} tokens: "
+                "build the task with this model's tokenizer"
+            )
+
+    def subset(self, n: int) -> "Task":
+        """The first n prompts (for quick runs)."""
+        if not 1 <= n <= self.n_prompts:
+            raise TaskError(f"task {self.name!r} has {self.n_prompts} prompts; cannot take {n}")
+        return Task(
+            name=self.name, clean=self.clean[:n], corrupted=self.corrupted[:n], positions=self.positions[:n],
+            correct=self.correct[:n], wrong=self.wrong[:n], description=self.description,
+            prompts=self.prompts[:n], corrupted_prompts=self.corrupted_prompts[:n],
+            correct_sets=None if self.correct_sets is None else self.correct_sets[:n],
+            wrong_sets=None if self.wrong_sets is None else self.wrong_sets[:n], info=dict(self.info),
+        )
+
+
+def _as_2d(value: Any, n: int, what: str, task: str) -> torch.Tensor:
+    t = torch.as_tensor(value).long()
+    if t.dim() == 1:
+        t = t[:, None]
+    if t.dim() != 2 or t.shape[0] != n:
+        raise TaskError(f"task {task!r}: {what} must be [N] or [N, Q] with N = {n}, got {tuple(t.shape)}")
+    return t

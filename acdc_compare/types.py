@@ -1,0 +1,85 @@
+"""Small shared value types: model shape, enums for the user-facing options."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+
+class Metric(str, enum.Enum):
+    """What greedy ACDC minimises. KL(full || circuit) is the reference default."""
+
+    KL = "kl"
+    LOGIT_DIFF = "logit_diff"  # negated (correct - wrong) logit difference
+
+
+class Ablation(str, enum.Enum):
+    """What a removed edge carries instead of the sender's current value."""
+
+    CORRUPTED = "corrupted"  # the sender's value on the corrupted prompts
+    ZERO = "zero"  # zero (biases still flow)
+    MEAN = "mean"  # the sender's mean over the reference batch, per position
+
+
+class Method(str, enum.Enum):
+    """Circuit discovery algorithm behind `discover`."""
+
+    ACDC = "acdc"
+    EAP = "eap"
+    EAP_IG = "eap-ig"
+    HYBRID = "hybrid"
+
+
+class ReceiverKind(str, enum.Enum):
+    Q = "q"
+    K = "k"
+    V = "v"
+    MLP = "mlp"
+    LOGITS = "logits"
+
+
+Normalization = Literal["LN", "RMS"]
+Positional = Literal["standard", "rotary"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a transformer: all a `Graph` needs, plus what the patching forward needs."""
+
+    n_layers: int
+    n_heads: int
+    d_model: int = 0
+    d_head: int = 0
+    d_mlp: int = 0
+    d_vocab: int = 0
+    n_kv_heads: int | None = None
+    attn_only: bool = False
+    parallel_attn_mlp: bool = False
+    normalization: Normalization = "LN"
+    positional: Positional = "standard"
+    rotary_dim: int | None = None
+    rotary_base: float = 10000.0
+    act_fn: str = "gelu_new"
+    gated_mlp: bool = False
+    eps: float = 1e-5
+    name: str = "unnamed"
+
+    def __post_init__(self) -> None:
+        if self.n_layers < 1 or self.n_heads < 1:
+            raise ValueError(f"a model needs at least one layer and one head, got {self.n_layers} x {self.n_heads}")
+        if self.n_heads % self.kv_heads != 0:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.kv_heads})")
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per key-value head (1 without grouped-query attention)."""
+        return self.n_heads // self.kv_heads
+
+    @classmethod
+    def gpt2_small(cls) -> "ModelConfig":
+        return cls(n_layers=12, n_heads=12, d_model=768, d_head=64, d_mlp=3072, d_vocab=50257, name="gpt2")

@@ -1,0 +1,39 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from acdc_compare.model import tiny_model  # noqa: E402
+
+TINY = {
+    "gpt2": dict(arch="gpt2", n_layers=3, n_heads=4, d_model=32),
+    "llama": dict(arch="llama", n_layers=3, n_heads=6, n_kv_heads=2, d_model=48),
+    "neox": dict(arch="neox", n_layers=2, n_heads=4, d_model=32),
+}
+
+
+def make_tiny(kind: str, dtype=torch.float64, seed: int = 1):
+    return tiny_model(dtype=dtype, seed=seed, **TINY[kind])
+
+
+@pytest.fixture(scope="session", params=["gpt2", "llama", "neox"])
+def tiny(request):
+    return make_tiny(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2():
+    return make_tiny("gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    return make_tiny("llama")
+
+
+def random_tokens(n: int, p: int, vocab: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (n, p), generator=g)

@@ -1,0 +1,198 @@
+"""Straightforward reference implementations, written independently of the engine, used as test oracles.
+
+`hook_patched_logits` patches a TransformerLens bridge with plain hooks (one full forward per circuit);
+`oracle_acdc` is greedy ACDC with one such forward per tested edge, its order written out by names.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from acdc_compare.graph import Graph
+
+
+def _sender_hooks(L: int) -> list[str]:
+    names = ["blocks.0.hook_in"]
+    for layer in range(L):
+        names += [f"blocks.{layer}.attn.hook_result", f"blocks.{layer}.mlp.hook_out"]
+    return names
+
+
+def _receiver_hooks(L: int) -> list[str]:
+    names = []
+    for layer in range(L):
+        names += [f"blocks.{layer}.attn.hook_q_input", f"blocks.{layer}.attn.hook_k_input",
+                  f"blocks.{layer}.attn.hook_v_input", f"blocks.{layer}.hook_mlp_in"]
+    return names + ["ln_final.hook_in"]
+
+
+def _qkv_hooks(L: int) -> list[str]:
+    return [f"blocks.{layer}.attn.{x}.hook_out" for layer in range(L) for x in "qkv"]
+
+
+def sender_list(cache: dict[str, torch.Tensor], graph: Graph) -> list[torch.Tensor]:
+    """Outputs [N, P, d] of every sender, in the graph's sender order, from a hook cache."""
+    out = [cache["blocks.0.hook_in"]]
+    for layer in range(graph.n_layers):
+        res = cache[f"blocks.{layer}.attn.hook_result"]
+        out += [res[:, :, h] for h in range(graph.n_heads)]
+        out.append(cache[f"blocks.{layer}.mlp.hook_out"])
+    return out
+
+
+@torch.no_grad()
+def ablated_cache(model, graph: Graph, corrupted: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Sender outputs, receiver inputs and q/k/v of the ablated run (corrupted prompts, or all senders zero)."""
+    L = graph.n_layers
+    cache: dict[str, torch.Tensor] = {}
+    zero = corrupted is None
+
+    def store(t, hook):
+        if zero and hook.name in set(_sender_hooks(L)):
+            t = torch.zeros_like(t)
+        cache[hook.name] = t.clone()
+        return t
+
+    tokens = corrupted if corrupted is not None else torch.zeros(1, 1, dtype=torch.long)
+    names = set(_sender_hooks(L) + _receiver_hooks(L) + _qkv_hooks(L))
+    model.run_with_hooks(tokens, fwd_hooks=[(lambda n: n in names, store)])
+    return cache
+
+
+@torch.no_grad()
+def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Tensor,
+                        corrupted: torch.Tensor | None = None, zero_cache: dict | None = None) -> torch.Tensor:
+    """Logits [N, P, V] with removed edges carrying the ablated sender value (reference semantics)."""
+    L, H, G = graph.n_layers, graph.n_heads, graph.n_kv_heads
+    corr = zero_cache if zero_cache is not None else ablated_cache(model, graph, corrupted)
+    corr_senders = sender_list(corr, graph)
+    current: dict[int, torch.Tensor] = {}
+    spl = graph.senders_per_layer
+
+    def on_sender(t, hook):
+        name = hook.name
+        if name == "blocks.0.hook_in":
+            current[0] = t.clone()
+        elif name.endswith("attn.hook_result"):
+            layer = int(name.split(".")[1])
+            for h in range(H):
+                current[1 + layer * spl + h] = t[:, :, h].clone()
+        else:
+            layer = int(name.split(".")[1])
+            current[1 + layer * spl + H] = t.clone()
+        return t
+
+    def patched_input(r: int, like: torch.Tensor) -> torch.Tensor:
+        name = graph.receiver_names[r]
+        if name == "logits":
+            base = corr["ln_final.hook_in"]
+        elif name.startswith("m"):
+            base = corr[f"blocks.{name[1:]}.hook_mlp_in"]
+        else:
+            layer, rest = name[1:].split(".h")
+            head, kind = rest[:-3], rest[-2]
+            base = corr[f"blocks.{layer}.attn.hook_{kind}_input"][:, :, int(head)]
+        x = base.expand_as(like).clone()
+        for s in range(graph.receivers[r].n_upstream):
+            e = graph.resid_edge(s, r)
+            if kept[e]:
+                x = x + (current[s] - corr_senders[s])
+        return x
+
+    def on_receiver(t, hook):
+        name = hook.name
+        if name == "ln_final.hook_in":
+            return patched_input(graph.logits_receiver, t)
+        layer = int(name.split(".")[1])
+        if name.endswith("hook_mlp_in"):
+            return patched_input(graph.mlp_receiver(layer), t)
+        kind = name.split("hook_")[1][0]
+        out = t.clone()
+        count = H if kind == "q" else G
+        for h in range(count):
+            r = {"q": graph.q_receiver, "k": graph.k_receiver, "v": graph.v_receiver}[kind](layer, h)
+            out[:, :, h] = patched_input(r, t[:, :, h])
+        return out
+
+    def on_qkv(t, hook):
+        if not graph.config.include_direct:
+            return t
+        parts = hook.name.split(".")
+        layer, kind = int(parts[1]), parts[3]
+        out = t.clone()
+        for h in range(t.shape[2]):
+            r = {"q": graph.q_receiver, "k": graph.k_receiver, "v": graph.v_receiver}[kind](layer, h)
+            if not kept[graph.direct_edge(r)]:
+                out[:, :, h] = corr[hook.name][:, :, h].expand_as(t[:, :, h])
+        return out
+
+    hooks = [(n, on_sender) for n in _sender_hooks(L)] + [(n, on_receiver) for n in _receiver_hooks(L)]
+    hooks += [(n, on_qkv) for n in _qkv_hooks(L)]
+    return model.run_with_hooks(clean, fwd_hooks=hooks)
+
+
+def oracle_order(graph: Graph) -> list[tuple[str, list[str]]]:
+    """(receiver-step name, edge names) in the reference order, spelled out by names."""
+    L, H, G = graph.n_layers, graph.n_heads, graph.n_kv_heads
+    senders_desc = list(reversed(graph.sender_names))
+
+    def upstream(receiver: str) -> list[str]:
+        r = graph.receiver_index(receiver)
+        allowed = set(graph.sender_names[: graph.receivers[r].n_upstream])
+        return [f"{s}->{receiver}" for s in senders_desc if s in allowed]
+
+    steps = [("logits", upstream("logits"))]
+    for layer in reversed(range(L)):
+        steps.append((f"m{layer}", upstream(f"m{layer}")))
+        attn = [f"a{layer}.h{h}<v>" for h in reversed(range(G))] + [f"a{layer}.h{h}<k>" for h in reversed(range(G))]
+        attn += [f"a{layer}.h{h}<q>" for h in reversed(range(H))]
+        if graph.config.include_direct:
+            steps += [(f"direct {a}", [a]) for a in attn]
+        steps += [(a, upstream(a)) for a in attn]
+    return steps
+
+
+def oracle_acdc(evaluate, graph: Graph, threshold: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Greedy ACDC, one full evaluation per tested edge. `evaluate(kept) -> float` (metric to minimise).
+    Returns the kept mask and the score of each tested edge."""
+    kept = torch.ones(graph.n_edges, dtype=torch.bool)
+    scores: dict[str, float] = {}
+    current = evaluate(kept)
+
+    def has_output(node: str) -> bool:
+        return any(kept[e] and graph.edge_names[e].startswith(node + "->") for e in range(graph.n_edges))
+
+    def nodes_of(receiver: str) -> list[str]:
+        if receiver.startswith("m"):
+            return [receiver]
+        layer, rest = receiver[1:].split(".h")
+        h, kind = int(rest[:-3]), rest[-2]
+        if kind == "q":
+            return [f"a{layer}.h{h}"]
+        gs = graph.n_heads // graph.n_kv_heads
+        return [f"a{layer}.h{q}" for q in range(h * gs, (h + 1) * gs)]
+
+    for step, edges in oracle_order(graph):
+        if step != "logits":
+            receiver = step.replace("direct ", "")
+            if step.startswith("direct ") or receiver.startswith("m") or not graph.config.include_direct:
+                dead = not any(has_output(n) for n in nodes_of(receiver))
+            else:
+                dead = not kept[graph.edge_index(receiver)]
+            if dead:
+                for name in edges:
+                    kept[graph.edge_index(name)] = False
+                continue
+        for name in edges:
+            e = graph.edge_index(name)
+            kept[e] = False
+            value = evaluate(kept)
+            scores[name] = value - current
+            if value - current < threshold:
+                current = value
+            else:
+                kept[e] = True
+    assert math.isfinite(current)
+    return kept, scores

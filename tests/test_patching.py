@@ -1,0 +1,148 @@
+import pytest
+import torch
+
+from acdc_compare.circuit import Circuit
+from acdc_compare.graph import Graph
+from acdc_compare.model import run_logits
+from acdc_compare.patching import Patcher, PatchingError
+from conftest import make_tiny, random_tokens
+from oracle import ablated_cache, hook_patched_logits
+
+N, P = 4, 8
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return random_tokens(N, P, seed=1), random_tokens(N, P, seed=2)
+
+
+def test_all_kept_is_clean_and_none_kept_is_corrupted(tiny, batch):
+    clean, corrupted = batch
+    patcher = Patcher.from_model(tiny)
+    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    out = patcher.logits(ctx, [Circuit.full(patcher.graph), Circuit.empty(patcher.graph)])
+    assert (out[0] - run_logits(tiny, clean)).abs().max() <= 1e-4
+    assert (out[1] - run_logits(tiny, corrupted)).abs().max() <= 1e-4
+
+
+def test_float32_matches_the_bridge():
+    model = make_tiny("gpt2", dtype=torch.float32)
+    clean, corrupted = random_tokens(N, P, seed=1), random_tokens(N, P, seed=2)
+    patcher = Patcher.from_model(model)
+    ctx = patcher.prepare(clean, "corrupted", corrupted)
+    out = patcher.logits(ctx, Circuit.full(patcher.graph))
+    assert (out[0, :, 0] - run_logits(model, clean)[:, -1]).abs().max() <= 1e-4
+
+
+def _one_edge_of_each_kind(graph: Graph) -> list[str]:
+    last = graph.n_layers - 1
+    names = [f"a0.h1->a{last}.h1<k>", f"a{last - 1}.h0->a{last}.h0<q>", f"a0.h0->a{last}.h0<v>",
+             "a0.h2->m0", f"m{last}->logits", f"input->a1.h0<q>", f"a{last}.h1<q>", "a1.h0<v>",
+             f"a{last}.h0->logits", "input->m1"]
+    return [n for n in names if n in graph.edge_names]
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_single_removed_edges_match_the_hook_oracle(kind, batch):
+    model = make_tiny(kind)
+    clean, corrupted = batch
+    patcher = Patcher.from_model(model)
+    g = patcher.graph
+    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    names = _one_edge_of_each_kind(g)
+    assert len(names) >= 9
+    circuits = [Circuit.from_edge_names(g, [n for n in g.edge_names if n != name]) for name in names]
+    ours = patcher.logits(ctx, circuits)
+    for name, c, got in zip(names, circuits, ours):
+        want = hook_patched_logits(model, g, clean, c.kept, corrupted=corrupted)
+        assert (got - want).abs().max() <= 1e-4, name
+        assert (got - run_logits(model, clean)).abs().max() > 1e-6, f"removing {name} changed nothing"
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_random_circuits_match_the_hook_oracle(kind, batch):
+    model = make_tiny(kind)
+    clean, corrupted = batch
+    patcher = Patcher.from_model(model)
+    g = patcher.graph
+    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    gen = torch.Generator().manual_seed(3)
+    for frac in (0.2, 0.7):
+        kept = torch.rand(g.n_edges, generator=gen) < frac
+        got = patcher.logits(ctx, Circuit(g, kept))[0]
+        want = hook_patched_logits(model, g, clean, kept, corrupted=corrupted)
+        assert (got - want).abs().max() <= 1e-4
+
+
+def test_zero_ablation_matches_the_hook_oracle(tiny_gpt2, batch):
+    clean, _ = batch
+    patcher = Patcher.from_model(tiny_gpt2)
+    g = patcher.graph
+    ctx = patcher.prepare(clean, "zero", positions=torch.arange(P).expand(N, P))
+    zero = ablated_cache(tiny_gpt2, g, None)
+    kept = torch.rand(g.n_edges, generator=torch.Generator().manual_seed(5)) < 0.5
+    got = patcher.logits(ctx, Circuit(g, kept))[0]
+    assert (got - hook_patched_logits(tiny_gpt2, g, clean, kept, zero_cache=zero)).abs().max() <= 1e-4
+    empty = patcher.logits(ctx, Circuit.empty(g))[0]
+    assert (empty - hook_patched_logits(tiny_gpt2, g, clean, torch.zeros_like(kept), zero_cache=zero)).abs().max() <= 1e-4
+
+
+def test_mean_ablation_over_one_repeated_prompt_is_corrupted_ablation(tiny_llama, batch):
+    clean, corrupted = batch
+    patcher = Patcher.from_model(tiny_llama)
+    g = patcher.graph
+    one = corrupted[:1].expand(N, P)
+    kept = torch.rand(g.n_edges, generator=torch.Generator().manual_seed(6)) < 0.5
+    mean_ctx = patcher.prepare(clean, "mean", reference=one)
+    corr_ctx = patcher.prepare(clean, "corrupted", corrupted=one)
+    a = patcher.logits(mean_ctx, Circuit(g, kept))
+    b = patcher.logits(corr_ctx, Circuit(g, kept))
+    assert (a - b).abs().max() <= 1e-9
+
+
+def test_batched_circuits_equal_separate_runs(tiny, batch):
+    clean, corrupted = batch
+    patcher = Patcher.from_model(tiny)
+    g = patcher.graph
+    ctx = patcher.prepare(clean, "corrupted", corrupted)
+    gen = torch.Generator().manual_seed(7)
+    circuits = [Circuit(g, torch.rand(g.n_edges, generator=gen) < f) for f in (0.1, 0.5, 0.9)]
+    together = patcher.logits(ctx, circuits)
+    for i, c in enumerate(circuits):
+        assert (together[i] - patcher.logits(ctx, c)[0]).abs().max() <= 1e-9
+
+
+def test_restart_at_any_stage_equals_the_full_forward(tiny, batch):
+    clean, corrupted = batch
+    patcher = Patcher.from_model(tiny)
+    g = patcher.graph
+    ctx = patcher.prepare(clean, "corrupted", corrupted)
+    base_kept = torch.rand(g.n_edges, generator=torch.Generator().manual_seed(8)) < 0.6
+    _, base = patcher.run(ctx, base_kept[None], keep_state=True)
+    for stage in range(patcher.n_stages):
+        kept = base_kept.clone()
+        # change edges only at receivers of this stage or later
+        later = torch.tensor([patcher.receiver_stage(g.edge_receiver(e)) >= stage for e in range(g.n_edges)])
+        flip = later & (torch.rand(g.n_edges, generator=torch.Generator().manual_seed(stage)) < 0.3)
+        kept[flip] = ~kept[flip]
+        batch_kept = torch.stack([kept, base_kept])
+        restarted, _ = patcher.run(ctx, batch_kept, start_stage=stage, base=base)
+        full, _ = patcher.run(ctx, batch_kept)
+        assert (restarted - full).abs().max() <= 1e-9, stage
+
+
+def test_clear_errors(tiny_gpt2, tiny_llama, batch):
+    clean, corrupted = batch
+    patcher = Patcher.from_model(tiny_gpt2)
+    with pytest.raises(PatchingError, match="differ in shape"):
+        patcher.prepare(clean, "corrupted", corrupted[:, :-1])
+    with pytest.raises(PatchingError, match="needs the corrupted prompts"):
+        patcher.prepare(clean, "corrupted")
+    with pytest.raises(PatchingError, match="outside the model's vocabulary"):
+        patcher.prepare(clean + 1000, "zero")
+    with pytest.raises(PatchingError, match="unknown ablation"):
+        patcher.prepare(clean, "resample")
+    ctx = patcher.prepare(clean, "corrupted", corrupted)
+    other = Patcher.from_model(tiny_llama).graph
+    with pytest.raises(ValueError, match="circuit is on graph"):
+        patcher.logits(ctx, Circuit.full(other))
