@@ -224,10 +224,13 @@ class Patcher:
             prefix = base.deltas[:, :s0]
         else:
             prefix = None
-        own = torch.empty(K, g.n_senders - s0, x_size, device=self.device, dtype=self.dtype)
+        if torch.is_grad_enabled():
+            deltas: _Deltas = _GradDeltas(K)
+        else:
+            deltas = _Deltas(prefix, torch.empty(K, g.n_senders - s0, x_size, device=self.device,
+                                                 dtype=self.dtype), s0)
         if start_stage == 0:
-            own[:, 0] = ctx.input_delta
-        deltas = _Deltas(prefix, own, s0)
+            deltas.write(slice(0, 1), ctx.input_delta.expand(K, 1, -1))
         rope = self._rotary(p) if cfg.positional == "rotary" else None
         for stage in range(start_stage, self.n_stages - 1):
             layer, is_mlp = divmod(stage, 2)
@@ -391,6 +394,24 @@ class _Deltas:
             return self.own
         prefix = self.prefix.expand(self.own.shape[0], -1, -1)
         return torch.cat([prefix, self.own], dim=1)
+
+
+class _GradDeltas(_Deltas):
+    """Sender deltas without in-place writes, so gradients flow to the edge masks (attribution)."""
+
+    def __init__(self, K: int) -> None:
+        self.chunks: list[torch.Tensor] = []
+        self.K, self.s0, self.prefix = K, 0, None
+
+    @property
+    def own(self) -> torch.Tensor:  # type: ignore[override]
+        return torch.cat(self.chunks, dim=1)
+
+    def write(self, senders: slice, values: torch.Tensor) -> None:
+        self.chunks.append(values.expand(self.K, -1, -1))
+
+    def materialize(self) -> torch.Tensor:
+        return self.own
 
 
 def _batched_combine(mask: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:

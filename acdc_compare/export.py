@@ -1,0 +1,370 @@
+"""Circuits out of (and back into) Python: a JSON file format, a networkx view, and pruning to live paths.
+
+JSON file (schema `acdc_compare.circuit/1`), one object:
+
+- `schema`: the schema and version string; a loader refuses any other;
+- `graph`: every `GraphConfig` field, so the `Graph` is rebuilt from the file alone;
+  `graph_key` and `n_edges` repeat the graph's identity and size as checks;
+- `kept`: the NAMES of the kept edges, in graph order (readable, and robust to index mix-ups);
+- `scores`: one entry per graph edge, in graph order: a number, `null` for NaN, `"inf"` / `"-inf"`;
+- `metrics`, `settings`: JSON objects. Non-finite floats inside them are written as
+  `{"__float__": "nan" | "inf" | "-inf"}` (strict JSON has no NaN), so a mapping whose only key is
+  `__float__` is refused as reserved.
+
+Floats are written with `repr` (json's default), so float64 scores and metrics read back bit for bit.
+Tuples in settings come back as lists and str-valued enums as plain str (equal to the enum); numpy scalars
+are written as their Python value. Anything else that is not JSON (tensors, objects, non-str keys) is
+refused with an error naming where it sits. Loading runs `json.loads` only: no pickle, no code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import torch
+
+from acdc_compare.circuit import Circuit
+from acdc_compare.graph import INPUT, LOGITS, Graph, GraphConfig
+from acdc_compare.types import ReceiverKind
+
+SCHEMA = "acdc_compare.circuit/1"
+_FLOAT_TAG = "__float__"
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+PathLike = str | os.PathLike[str]
+
+
+# ----- JSON-compatible values ------------------------------------------------------------------------
+def _float_token(x: float) -> str | None:
+    """'nan' / 'inf' / '-inf' for a non-finite float, None for a finite one."""
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return None
+
+
+def _to_json_value(value: Any, where: str) -> Any:
+    """A JSON-ready copy of `value`; ValueError naming `where` for anything JSON cannot hold exactly."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)  # a str enum's value, not 'Metric.KL'
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        token = _float_token(value)
+        return float(value) if token is None else {_FLOAT_TAG: token}
+    if isinstance(value, Mapping):
+        return _mapping_to_json(value, where)
+    if isinstance(value, (list, tuple)):
+        return [_to_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return _to_json_value(value.item(), where)
+    raise ValueError(
+        f"{where} is a {type(value).__name__} ({value!r:.80}), which JSON cannot hold: "
+        "use None, bool, int, float, str, lists and str-keyed mappings (convert tensors with float() or .tolist())"
+    )
+
+
+def _mapping_to_json(mapping: Mapping[Any, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{where} has the key {key!r} ({type(key).__name__}); JSON object keys must be str")
+        if key == _FLOAT_TAG and len(mapping) == 1:
+            raise ValueError(f"{where} is a mapping whose only key is {_FLOAT_TAG!r}, which the file format reserves")
+        out[str(key)] = _to_json_value(value, f"{where}[{key!r}]")
+    return out
+
+
+def _from_json_value(value: Any) -> Any:
+    """Inverse of `_to_json_value` (tagged non-finite floats back to floats)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and _FLOAT_TAG in value and value[_FLOAT_TAG] in _NONFINITE:
+            return _NONFINITE[value[_FLOAT_TAG]]
+        return {k: _from_json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json_value(v) for v in value]
+    return value
+
+
+# ----- scores ----------------------------------------------------------------------------------------
+def _scores_to_json(scores: torch.Tensor) -> list[float | str | None]:
+    out: list[float | str | None] = []
+    for x in scores.tolist():
+        token = _float_token(x)
+        out.append(x if token is None else (None if token == "nan" else token))
+    return out
+
+
+def _scores_from_json(entries: Any, n_edges: int) -> torch.Tensor:
+    if not isinstance(entries, list):
+        raise ValueError(f"'scores' must be a list, got {type(entries).__name__}")
+    if len(entries) != n_edges:
+        raise ValueError(f"'scores' has {len(entries)} entries but the graph has {n_edges} edges")
+    values: list[float] = []
+    for i, x in enumerate(entries):
+        if x is None:
+            values.append(math.nan)
+        elif isinstance(x, str) and x in ("inf", "-inf"):
+            values.append(_NONFINITE[x])
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            values.append(float(x))
+        else:
+            raise ValueError(f"'scores'[{i}] is {x!r}; expected a number, null (NaN), 'inf' or '-inf'")
+    return torch.tensor(values, dtype=torch.float64)
+
+
+# ----- graph -----------------------------------------------------------------------------------------
+def _graph_config_from_json(d: Any) -> GraphConfig:
+    """Rebuild a GraphConfig, checking field names and types (the file is untrusted input)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"'graph' must be an object of GraphConfig fields, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(GraphConfig)}
+    unknown, missing = set(d) - set(fields), set(fields) - set(d)
+    if unknown or missing:
+        raise ValueError(
+            f"'graph' fields do not match GraphConfig: unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
+    for name in ("n_layers", "n_heads", "n_kv_heads"):
+        if not isinstance(d[name], int) or isinstance(d[name], bool) or d[name] < 1:
+            raise ValueError(f"'graph'.{name} must be a positive int, got {d[name]!r}")
+    for name in ("has_mlp", "parallel_attn_mlp", "include_direct"):
+        if not isinstance(d[name], bool):
+            raise ValueError(f"'graph'.{name} must be true or false, got {d[name]!r}")
+    if d["n_heads"] % d["n_kv_heads"]:
+        raise ValueError(f"'graph'.n_heads ({d['n_heads']}) must be a multiple of n_kv_heads ({d['n_kv_heads']})")
+    return GraphConfig(**d)
+
+
+def _kept_from_json(names: Any, graph: Graph) -> torch.Tensor:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("'kept' must be a list of edge names (strings)")
+    kept = torch.zeros(graph.n_edges, dtype=torch.bool)
+    for name in names:
+        try:
+            e = graph.edge_index(name)
+        except KeyError:
+            raise ValueError(f"kept edge {name!r} is not an edge of graph {graph.config.key}") from None
+        if kept[e]:
+            raise ValueError(f"kept edge {name!r} is listed twice")
+        kept[e] = True
+    return kept
+
+
+# ----- public: JSON ----------------------------------------------------------------------------------
+def circuit_to_json(c: Circuit) -> dict[str, Any]:
+    """A JSON-ready dict holding everything needed to rebuild `c` exactly (see the module docstring)."""
+    return {
+        "schema": SCHEMA,
+        "graph": dataclasses.asdict(c.graph.config),
+        "graph_key": c.graph.config.key,
+        "n_edges": c.graph.n_edges,
+        "kept": c.kept_edge_names(),
+        "scores": _scores_to_json(c.scores),
+        "metrics": _mapping_to_json(c.metrics, "metrics"),
+        "settings": _mapping_to_json(c.settings, "settings"),
+    }
+
+
+def circuit_from_json(d: Mapping[str, Any]) -> Circuit:
+    """Rebuild a circuit from `circuit_to_json`'s dict; ValueError naming the problem for a bad one."""
+    if not isinstance(d, Mapping):
+        raise ValueError(f"a circuit file holds a JSON object, got {type(d).__name__}")
+    if d.get("schema") != SCHEMA:
+        raise ValueError(f"not a circuit of schema {SCHEMA!r}: the file's schema is {d.get('schema')!r}")
+    for key in ("graph", "graph_key", "n_edges", "kept", "scores", "metrics", "settings"):
+        if key not in d:
+            raise ValueError(f"the circuit has no {key!r} field")
+    graph = Graph(_graph_config_from_json(d["graph"]))
+    if d["graph_key"] != graph.config.key:
+        raise ValueError(f"'graph_key' is {d['graph_key']!r}, but the graph fields give {graph.config.key!r}")
+    if d["n_edges"] != graph.n_edges:
+        raise ValueError(f"'n_edges' is {d['n_edges']!r}, but graph {graph.config.key} has {graph.n_edges} edges")
+    for key in ("metrics", "settings"):
+        if not isinstance(d[key], Mapping):
+            raise ValueError(f"{key!r} must be a JSON object, got {type(d[key]).__name__}")
+    return Circuit(
+        graph,
+        _kept_from_json(d["kept"], graph),
+        _scores_from_json(d["scores"], graph.n_edges),
+        metrics=_from_json_value(dict(d["metrics"])),
+        settings=_from_json_value(dict(d["settings"])),
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"the file holds the non-standard JSON constant {name}; circuit files never do")
+
+
+def save_circuit(c: Circuit, path: PathLike) -> Path:
+    """Write `c` as JSON, atomically (temporary file in the same folder, then os.replace). Returns the path."""
+    path = Path(path)
+    text = json.dumps(circuit_to_json(c), allow_nan=False, indent=1) + "\n"
+    atomic_write(path, text.encode("utf-8"))
+    return path
+
+
+def load_circuit(path: PathLike) -> Circuit:
+    """Read a circuit written by `save_circuit` (plain JSON; never executes anything from the file)."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, NaN constants
+        raise ValueError(f"{path} is not a valid circuit JSON file: {err}") from None
+    try:
+        return circuit_from_json(d)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes so that readers see either the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----- nodes and edges -------------------------------------------------------------------------------
+def node_attributes(graph: Graph, name: str) -> dict[str, Any]:
+    """layer (input -1, logits n_layers), head (None unless a head) and kind of a node name."""
+    if name == INPUT:
+        return {"layer": -1, "head": None, "kind": "input"}
+    if name == LOGITS:
+        return {"layer": graph.n_layers, "head": None, "kind": "logits"}
+    s = graph.sender_index(name)
+    if graph.is_head_sender(s):
+        layer, head = graph.sender_head(s)
+        return {"layer": layer, "head": head, "kind": "head"}
+    return {"layer": graph.sender_layer[s], "head": None, "kind": "mlp"}
+
+
+def edge_kind(graph: Graph, e: int) -> str:
+    """'direct' for a direct edge, else the receiver kind: 'q', 'k', 'v', 'mlp' or 'logits'."""
+    if graph.is_direct(e):
+        return "direct"
+    return graph.receivers[graph.edge_receiver(e)].kind.value
+
+
+def check_roles(graph: Graph, roles: Mapping[str, str] | None) -> dict[str, str]:
+    """Roles as a dict; ValueError for a key that is not a node name of `graph` (typos like '9.9')."""
+    out = dict(roles or {})
+    names = set(graph.node_names)
+    for node, role in out.items():
+        if node not in names:
+            raise ValueError(f"roles names {node!r}, which is not a node of {graph!r}; nodes look like 'a9.h9', 'm3'")
+        if not isinstance(role, str):
+            raise ValueError(f"the role of {node!r} must be a str, got {role!r}")
+    return out
+
+
+def to_networkx(c: Circuit, roles: Mapping[str, str] | None = None) -> nx.MultiDiGraph:
+    """The kept edges as a networkx MultiDiGraph (a DiGraph subclass).
+
+    Nodes are the nodes kept edges touch (`Graph.edge_nodes`), with attributes `layer` (input -1, logits
+    n_layers), `head` (int or None), `kind` ('input', 'head', 'mlp', 'logits'), `role` (from `roles`,
+    default 'unknown') and `direct_edges_kept` (the kinds among 'q', 'k', 'v' whose direct edge into this
+    head is kept; [] for other nodes) with `direct_scores` ({kind: score}).
+
+    Each kept residual edge is one networkx edge keyed by its edge name, with attributes `kind`
+    ('q', 'k', 'v', 'mlp', 'logits'), `score` and `name`: a MultiDiGraph, because a sender often feeds
+    several inputs (q and k, say) of the same head. Under grouped-query attention a k/v edge enters every
+    query head reading that key-value head, so one edge name can key several node pairs. Direct edges join
+    a head to itself, so they are node attributes, not self loops: the graph stays acyclic.
+    """
+    roles = check_roles(c.graph, roles)
+    g = nx.MultiDiGraph(graph_key=c.graph.config.key, n_kept=c.n_kept)
+    graph, names = c.graph, c.graph.edge_names
+    order = {name: i for i, name in enumerate(graph.node_names)}
+    for node in sorted(c.nodes(), key=order.__getitem__):
+        g.add_node(node, **node_attributes(graph, node), role=roles.get(node, "unknown"),
+                   direct_edges_kept=[], direct_scores={})
+    for e in torch.nonzero(c.kept).flatten().tolist():
+        score = float(c.scores[e])
+        up, down = graph.edge_nodes(e)
+        if graph.is_direct(e):
+            kind = graph.receivers[graph.edge_receiver(e)].kind.value
+            for head in down:
+                g.nodes[head]["direct_edges_kept"].append(kind)
+                g.nodes[head]["direct_scores"][kind] = score
+            continue
+        for node in down:
+            g.add_edge(up[0], node, key=names[e], kind=edge_kind(graph, e), score=score, name=names[e])
+    for node in g.nodes:
+        g.nodes[node]["direct_edges_kept"].sort(key="qkv".index)
+    return g
+
+
+# ----- pruning ---------------------------------------------------------------------------------------
+def _flow_graph(c: Circuit) -> tuple[dict[tuple[str, int], list[tuple[str, int]]], dict[int, list[tuple[str, int]]]]:
+    """The kept circuit as a DAG over ('s', sender) and ('r', receiver) vertices.
+
+    Returns the adjacency and, per kept edge, its (tail, heads) vertices. A residual edge runs sender ->
+    receiver. A q/k/v receiver passes to its head(s) only through its kept direct edge (with no direct edges
+    in the graph, always); an MLP receiver always passes to its MLP; the logits receiver is the sink.
+    """
+    graph = c.graph
+    adj: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    ends: dict[int, list[tuple[str, int]]] = {}
+    for e in torch.nonzero(c.kept).flatten().tolist():
+        r = graph.edge_receiver(e)
+        if graph.is_direct(e):
+            tail, heads = ("r", r), [("s", s) for s in graph.receiver_node_senders(r)]
+        else:
+            tail, heads = ("s", graph.edge_sender(e)), [("r", r)]
+        adj.setdefault(tail, []).extend(heads)
+        ends[e] = [tail, *heads]
+    for rec in graph.receivers:
+        gated = graph.config.include_direct and rec.kind in (ReceiverKind.Q, ReceiverKind.K, ReceiverKind.V)
+        if not gated and rec.kind is not ReceiverKind.LOGITS:
+            adj.setdefault(("r", rec.index), []).extend(("s", s) for s in graph.receiver_node_senders(rec.index))
+    return adj, ends
+
+
+def _reach(adj: Mapping[tuple[str, int], list[tuple[str, int]]], start: tuple[str, int]) -> set[tuple[str, int]]:
+    seen, stack = {start}, [start]
+    while stack:
+        for nxt in adj.get(stack.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def prune_to_paths(c: Circuit) -> Circuit:
+    """Keep only the kept edges on some path from `input` to `logits` (the others change nothing).
+
+    Rule: information enters a head only through a q/k/v input that has a kept residual edge from a live
+    sender AND (when the graph has direct edges) a kept direct edge from that input into the head; under
+    grouped-query attention a k/v input feeds every query head of its group. So a residual edge into an
+    input whose direct edge is removed is dropped, and so is a kept direct edge with no kept residual edge
+    into its input (its head would read the ablated value either way). MLP inputs feed their MLP directly.
+    An edge stays when its tail is reachable from `input` and `logits` is reachable from its head.
+    Scores, metrics and settings are carried over unchanged.
+    """
+    adj, ends = _flow_graph(c)
+    forward = _reach(adj, ("s", 0))
+    backward_adj: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for tail, heads in adj.items():
+        for head in heads:
+            backward_adj.setdefault(head, []).append(tail)
+    backward = _reach(backward_adj, ("r", c.graph.logits_receiver))
+    kept = torch.zeros_like(c.kept)
+    for e, (tail, *heads) in ends.items():
+        kept[e] = tail in forward and any(h in backward for h in heads)
+    return c.with_kept(kept)

@@ -1,0 +1,186 @@
+"""Circuit diagrams: the DOT source holds exactly the drawn circuit, comparisons colour edges by set,
+and SVG/PNG files are written (small graphs and a GPT-2-small-sized one; no model)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pygraphviz
+import pytest
+import torch
+
+from acdc_compare.circuit import Circuit
+from acdc_compare.draw import COMPARISON_COLORS, EDGE_STYLES, ROLE_COLORS, draw_circuit, draw_comparison
+from acdc_compare.export import prune_to_paths
+from acdc_compare.graph import Graph, GraphConfig
+
+SMALL = Graph(GraphConfig(n_layers=3, n_heads=4, n_kv_heads=4))
+GPT2 = Graph(GraphConfig(n_layers=12, n_heads=12, n_kv_heads=12))
+PATH = ["input->a0.h1<q>", "a0.h1<q>", "a0.h1->m1", "m1->logits", "input->a0.h1<k>", "a0.h1<k>",
+        "a0.h1->a2.h3<v>", "a2.h3<v>", "a2.h3->logits", "input->m1"]
+IOI_ROLES = {"a9.h9": "name mover", "a9.h6": "name mover", "a10.h0": "name mover", "a10.h7": "negative name mover",
+             "a11.h2": "backup name mover", "a7.h3": "S-inhibition", "a8.h6": "S-inhibition", "a5.h5": "induction",
+             "a3.h0": "duplicate token", "a2.h2": "previous token", "a4.h11": "previous token", "m5": "mover"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def random_circuit(graph: Graph, n_nodes: int, seed: int) -> Circuit:
+    """A random circuit of chains input -> nodes -> logits (pruned to paths), scores random."""
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(1, graph.n_senders), n_nodes))
+    kept: set[int] = set()
+
+    def keep(s: int, r: int) -> None:
+        kept.add(graph.resid_edge(s, r))
+        if graph.config.include_direct and int(graph.direct_index[r]) >= 0:
+            kept.add(graph.direct_edge(r))
+
+    for s in chosen:
+        if graph.is_head_sender(s):
+            layer, head = graph.sender_head(s)
+            g = head // graph.group_size
+            inputs = [graph.q_receiver(layer, head), graph.k_receiver(layer, g), graph.v_receiver(layer, g)]
+        else:
+            inputs = [graph.mlp_receiver(graph.sender_layer[s])]
+        for _ in range(rng.randint(1, 3)):
+            r = rng.choice(inputs)
+            keep(rng.choice([u for u in [0, *chosen] if u < graph.receivers[r].n_upstream]), r)
+        later = [r.index for r in graph.receivers
+                 if r.n_upstream > s and set(graph.receiver_node_senders(r.index)) & set(chosen)]
+        for _ in range(rng.randint(1, 2)):
+            keep(s, rng.choice([graph.logits_receiver, *later]))
+    mask = torch.zeros(graph.n_edges, dtype=torch.bool)
+    mask[sorted(kept)] = True
+    scores = torch.tensor([rng.expovariate(30.0) for _ in range(graph.n_edges)], dtype=torch.float64)
+    return prune_to_paths(Circuit(graph, mask, scores))
+
+
+def _circuit_edges(dot: str) -> dict[tuple[str, str, str], dict[str, str]]:
+    """(tail, head, key) -> attributes of the circuit edges of a DOT source, parsed by Graphviz."""
+    ag = pygraphviz.AGraph(string=dot)
+    return {(u, v, k): dict(ag.get_edge(u, v, k).attr) for u, v, k in ag.edges(keys=True)
+            if ag.get_edge(u, v, k).attr.get("class") == "circuit"}
+
+
+def _direct_attrs(dot: str) -> dict[str, str]:
+    ag = pygraphviz.AGraph(string=dot)
+    return {n: ag.get_node(n).attr.get("direct") or "" for n in ag.nodes() if not n.startswith("_")}
+
+
+def _residual_names(c: Circuit) -> set[str]:
+    return {n for n in c.kept_edge_names() if "->" in n}
+
+
+def _direct_names(dot: str) -> set[str]:
+    return {f"{n}<{k}>" for n, kinds in _direct_attrs(dot).items() for k in kinds.split(",") if k}
+
+
+def test_dot_holds_every_kept_edge_and_no_removed_one(tmp_path: Path) -> None:
+    c = Circuit.from_edge_names(SMALL, PATH, scores=torch.linspace(0, 1, SMALL.n_edges, dtype=torch.float64))
+    assert prune_to_paths(c).n_kept == c.n_kept  # no dangling edges
+    dot = draw_circuit(c, tmp_path / "c.dot", roles={"a0.h1": "previous token"}, title="tiny")
+    assert (tmp_path / "c.dot").read_text() == dot
+    edges = _circuit_edges(dot)
+    assert {k for _, _, k in edges} == _residual_names(c)
+    assert ("input", "a0.h1", "input->a0.h1<q>") in edges and ("a0.h1", "a2.h3", "a0.h1->a2.h3<v>") in edges
+    assert _direct_names(dot) == {"a0.h1<q>", "a0.h1<k>", "a2.h3<v>"}
+    for (_, _, name), attrs in edges.items():
+        kind = name.split("<")[1][:-1] if "<" in name else ("logits" if name.endswith("logits") else "mlp")
+        colour, style = EDGE_STYLES[kind]
+        assert attrs["color"].startswith(colour) and attrs["style"] == style
+    widths = {name: float(attrs["penwidth"]) for (_, _, name), attrs in edges.items()}
+    assert widths["m1->logits"] > widths["input->a0.h1<q>"]  # |score| larger near the end of the edge list
+
+
+def test_pruning_removes_dangling_edges_from_the_drawing(tmp_path: Path) -> None:
+    dangling = ["input->a2.h0<k>", "a2.h0<k>", "a1.h3->m2"]
+    c = Circuit.from_edge_names(SMALL, PATH + dangling)
+    pruned_dot = draw_circuit(c, tmp_path / "p.dot")
+    assert {k for _, _, k in _circuit_edges(pruned_dot)} == _residual_names(Circuit.from_edge_names(SMALL, PATH))
+    assert "a2.h0" not in _direct_attrs(pruned_dot) and "a1.h3" not in _direct_attrs(pruned_dot)
+    raw_dot = draw_circuit(c, tmp_path / "raw.dot", prune=False)
+    assert {k for _, _, k in _circuit_edges(raw_dot)} == _residual_names(c)
+
+
+def test_gpt2_sized_circuit_png_and_svg(tmp_path: Path) -> None:
+    c = random_circuit(GPT2, 45, seed=1)
+    assert 120 <= c.n_kept <= 400
+    dot = draw_circuit(c, tmp_path / "c.png", roles=IOI_ROLES, title="random GPT-2-small circuit")
+    data = (tmp_path / "c.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    draw_circuit(c, tmp_path / "c.svg", roles=IOI_ROLES)
+    svg = (tmp_path / "c.svg").read_text()
+    assert "<svg" in svg and "a0.h" in svg
+    assert {k for _, _, k in _circuit_edges(dot)} == _residual_names(c)
+    assert _direct_names(dot) == {n for n in c.kept_edge_names() if "->" not in n}
+
+
+def test_comparison_colours_match_the_sets(tmp_path: Path) -> None:
+    left = random_circuit(GPT2, 30, seed=3)
+    mix = left.kept & (torch.rand(GPT2.n_edges, generator=torch.Generator().manual_seed(0)) < 0.7)
+    right = prune_to_paths(left.with_kept(mix | random_circuit(GPT2, 20, seed=4).kept))
+    dot = draw_comparison(left, right, tmp_path / "cmp.png", "ACDC", "EAP", roles=IOI_ROLES, title="ACDC vs EAP")
+    assert (tmp_path / "cmp.png").read_bytes().startswith(PNG_MAGIC)
+    a, b = _residual_names(left), _residual_names(right)
+    assert a & b and a - b and b - a  # all three sets occur
+    edges = _circuit_edges(dot)
+    assert {k for _, _, k in edges} == a | b
+    for (_, _, name), attrs in edges.items():
+        member = "shared" if name in a and name in b else ("left" if name in a else "right")
+        assert attrs["color"].startswith(COMPARISON_COLORS[member][0]), name
+        assert attrs["membership"] == member
+    assert "only ACDC" in dot and "only EAP" in dot
+
+
+def test_comparison_nodes_coloured_by_membership(tmp_path: Path) -> None:
+    left = Circuit.from_edge_names(SMALL, PATH)
+    right = Circuit.from_edge_names(SMALL, ["input->a1.h2<q>", "a1.h2<q>", "a1.h2->logits", "input->m1", "m1->logits"])
+    ag = pygraphviz.AGraph(string=draw_comparison(left, right, tmp_path / "c.svg", "L", "R"))
+    fills = {n: ag.get_node(n).attr["fillcolor"] for n in ("a0.h1", "a1.h2", "m1")}
+    assert fills == {"a0.h1": COMPARISON_COLORS["left"][1], "a1.h2": COMPARISON_COLORS["right"][1],
+                     "m1": COMPARISON_COLORS["shared"][1]}
+    assert (tmp_path / "c.svg").stat().st_size > 0
+
+
+def test_errors(tmp_path: Path) -> None:
+    c = Circuit.from_edge_names(SMALL, PATH)
+    other = Circuit.full(Graph(GraphConfig(n_layers=2, n_heads=4, n_kv_heads=4)))
+    with pytest.raises(ValueError, match="different graphs"):
+        draw_comparison(c, other, tmp_path / "x.svg", "a", "b")
+    with pytest.raises(ValueError, match=".pdf"):
+        draw_circuit(c, tmp_path / "x.pdf")
+    with pytest.raises(ValueError, match="9.9"):
+        draw_circuit(c, tmp_path / "x.svg", roles={"9.9": "name mover"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_and_gqa_circuits_draw(tmp_path: Path) -> None:
+    assert _circuit_edges(draw_circuit(Circuit.empty(SMALL), tmp_path / "e.svg")) == {}
+    gqa = Graph(GraphConfig(n_layers=2, n_heads=4, n_kv_heads=2))
+    c = Circuit.from_edge_names(gqa, ["input->a0.h0<k>", "a0.h0<k>", "a0.h1->logits"])
+    edges = _circuit_edges(draw_circuit(c, tmp_path / "g.png"))
+    # the k edge of key-value head 0 enters only a0.h1, the query head of its group that feeds something
+    assert set(edges) == {("input", "a0.h1", "input->a0.h0<k>"), ("a0.h1", "logits", "a0.h1->logits")}
+
+
+def test_pygraphviz_is_not_imported_with_the_module() -> None:
+    code = "import sys, acdc_compare.draw, acdc_compare.export, acdc_compare.report; print('pygraphviz' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_labels_with_markup_are_escaped_and_roles_coloured(tmp_path: Path) -> None:
+    c = Circuit.from_edge_names(SMALL, PATH)
+    roles = {"a0.h1": "name mover", "a2.h3": "adjective <mover> & co"}
+    dot = draw_circuit(c, tmp_path / "c.svg", roles=roles, title='IOI & "friends" <b>')
+    svg = (tmp_path / "c.svg").read_text()
+    # Graphviz drops an HTML label it cannot parse, so the title showing means the legend parsed
+    assert "IOI &amp; &quot;friends&quot; &lt;b&gt;" in svg or 'IOI &amp; "friends" &lt;b&gt;' in svg
+    assert "adjective &lt;mover&gt; &amp; co" in svg
+    ag = pygraphviz.AGraph(string=dot)
+    assert ag.get_node("a0.h1").attr["fillcolor"] == ROLE_COLORS["name mover"]
+    assert ag.get_node("a2.h3").attr["fillcolor"] not in ROLE_COLORS.values()  # an extra colour for a new role
+    assert ag.get_node("m1").attr["fillcolor"] == ROLE_COLORS["unknown"]
