@@ -1,0 +1,300 @@
+"""`acdc-compare`: discover, compare, sweep, tasks, report and demo from the command line.
+
+Exit codes: 0 success; 2 bad arguments or input (unknown task, bad threshold, unreadable file); 3 the model
+could not be loaded; 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+
+
+def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
+    p.add_argument("--model", default="smollm2-135m",
+                   help="'smollm2-135m' (offline default), a Hugging Face id such as 'gpt2', a local HF "
+                        "directory, or a Llama-family .gguf file")
+    if task:
+        p.add_argument("--task", default="ioi", help="task name (see `acdc-compare tasks`), default ioi")
+        p.add_argument("--n-prompts", type=int, default=16, help="prompts used for discovery (default 16)")
+        p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _method_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="acdc", choices=["acdc", "eap", "eap-ig", "hybrid"])
+    p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"])
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"])
+    p.add_argument("--k", type=int, default=None, help="hybrid: number of EAP-IG candidates ACDC tests")
+    p.add_argument("--top-n", type=int, default=None, help="eap/eap-ig: keep the top-n edges")
+    p.add_argument("--steps", type=int, default=5, help="EAP-IG integration steps")
+    p.add_argument("--abs-value", action="store_true", help="ACDC: compare |metric change| with the threshold")
+    p.add_argument("--no-direct", action="store_true", help="graph without direct q/k/v edges")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acdc-compare", description="Automated circuit discovery (ACDC, EAP, "
+                                     "EAP-IG) on TransformerLens models, compared with known circuits.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("discover", help="discover one task's circuit; writes JSON, SVG and PNG")
+    _common(p)
+    _method_args(p)
+    p.add_argument("--threshold", type=float, default=None, help="ACDC tau (or EAP score threshold)")
+    p.add_argument("--journal", default=None, help="decision journal; rerun with the same path to resume")
+    p.add_argument("--out", default="results/discover", help="output folder")
+
+    p = sub.add_parser("compare", help="compare two saved circuits, or one with a reference circuit")
+    p.add_argument("left", help="circuit JSON")
+    p.add_argument("right", nargs="?", default=None, help="circuit JSON (or use --reference)")
+    p.add_argument("--reference", choices=["ioi", "greater-than"], default=None,
+                   help="compare with GPT-2 small's published circuit (needs a GPT-2-small graph)")
+    p.add_argument("--labels", nargs=2, default=None, metavar=("LEFT", "RIGHT"))
+    p.add_argument("--out", default="results/compare")
+
+    p = sub.add_parser("sweep", help="discover over a threshold grid; faithfulness and (with --reference) AUC")
+    _common(p)
+    _method_args(p)
+    p.add_argument("--thresholds", type=float, nargs="+", required=True)
+    p.add_argument("--reference", choices=["ioi", "greater-than"], default=None)
+    p.add_argument("--out", default="results/sweep")
+
+    p = sub.add_parser("tasks", help="every task's accuracy and logit difference on a model, with the "
+                                     "order-vs-meaning pairs side by side")
+    _common(p, task=False)
+    p.add_argument("--n", type=int, default=40, help="prompts per task (default 40)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--names", nargs="*", default=None, help="only these tasks")
+
+    p = sub.add_parser("report", help="HTML report of the circuits in a folder")
+    p.add_argument("folder", help="folder holding circuit JSON files (e.g. results/discover)")
+    p.add_argument("--out", default=None, help="report path (default FOLDER/report.html)")
+
+    p = sub.add_parser("demo", help="the main experiment on the default model: IOI vs the pet-family task, "
+                                    "roles, order-vs-meaning control, report")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--out", default="results/demo")
+    p.add_argument("--method", default="hybrid", choices=["acdc", "eap", "eap-ig", "hybrid"])
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--n-prompts", type=int, default=None)
+    p.add_argument("--comparison", default="pet-last")
+    p.add_argument("--control", default="pet-first")
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from acdc_compare.model import ModelLoadError
+    from acdc_compare.tasks.base import TaskError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except ModelLoadError as err:
+        print(f"acdc-compare: {err}", file=sys.stderr)
+        return EXIT_MODEL
+    except (ValueError, TaskError, FileNotFoundError, KeyError) as err:
+        print(f"acdc-compare: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("acdc-compare: interrupted (a --journal run resumes where it stopped)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+# ----- commands -------------------------------------------------------------------------------------------
+def _discover(args: argparse.Namespace) -> int:
+    from acdc_compare.discover import prepare, run_method
+    from acdc_compare.export import save_circuit
+
+    problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
+                      include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                      device=args.device)
+    circuit = run_method(problem, args.method, args.threshold, abs_value=args.abs_value, top_n=args.top_n,
+                         steps=args.steps, k=args.k, journal=args.journal, progress=not args.quiet)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.task}_{args.method}"
+    paths = [save_circuit(circuit, out / f"{stem}.json"), *_draw(circuit, out / stem, f"{args.task} ({args.method})")]
+    _print_circuit(circuit)
+    _print_paths(paths)
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from acdc_compare.compare import compare_circuits
+    from acdc_compare.draw import draw_comparison
+    from acdc_compare.export import load_circuit
+
+    left = load_circuit(args.left)
+    if (args.right is None) == (args.reference is None):
+        raise ValueError("give a second circuit file or --reference, not both")
+    right = load_circuit(args.right) if args.right else _reference(args.reference, left.graph)
+    labels = args.labels or [Path(args.left).stem, Path(args.right).stem if args.right else f"{args.reference} (reference)"]
+    cmp_ = compare_circuits(left, right)
+    print(f"{labels[0]} vs {labels[1]}")
+    for level in ("edges", "nodes", "heads"):
+        o = getattr(cmp_, level)
+        print(f"  {level:6s} precision {o.precision:.3f}  recall {o.recall:.3f}  F1 {o.f1:.3f}  "
+              f"Jaccard {o.jaccard:.3f}  only-left {len(o.only_a)}  only-right {len(o.only_b)}  both {len(o.both)}")
+    if args.reference == "ioi":
+        from acdc_compare.compare import format_head_class_recovery, head_class_recovery
+        from acdc_compare.reference_circuits import IOI_HEAD_CLASSES
+
+        print("  IOI classes: " + format_head_class_recovery(head_class_recovery(left.heads(), IOI_HEAD_CLASSES)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in (".svg", ".png"):
+        path = out / f"{labels[0]}_vs_{labels[1]}{suffix}".replace(" ", "_")
+        draw_comparison(left, right, path, labels[0], labels[1])
+        paths.append(path)
+    _print_paths(paths)
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from acdc_compare.compare import roc_auc
+    from acdc_compare.discover import prepare, run_method
+    from acdc_compare.experiment import faithfulness
+    from acdc_compare.export import save_circuit
+
+    problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
+                      include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                      device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    circuits, rows = [], []
+    for tau in args.thresholds:
+        c = run_method(problem, args.method, tau, abs_value=args.abs_value, top_n=args.top_n, steps=args.steps,
+                       k=args.k, progress=not args.quiet)
+        circuits.append(c)
+        path = save_circuit(c, out / f"{args.task}_{args.method}_tau{tau:g}.json")
+        rows.append({"threshold": tau, "edges": c.n_kept, "faithfulness": faithfulness(c), "file": str(path)})
+        print(f"threshold {tau:g}: {c.n_kept} edges, normalised faithfulness {faithfulness(c):.3f}")
+    summary: dict[str, Any] = {"task": args.task, "method": args.method, "rows": rows}
+    if args.reference:
+        reference = _reference(args.reference, problem.graph)
+        summary["edge_auc"] = roc_auc(circuits, reference, over="edges")
+        summary["node_auc"] = roc_auc(circuits, reference, over="nodes")
+        print(f"edge AUC {summary['edge_auc']:.3f}, node AUC {summary['node_auc']:.3f} against {args.reference}")
+    (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    _print_paths([out / "sweep.json"])
+    return EXIT_OK
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from acdc_compare.discover import get_model
+    from acdc_compare.tasks.registry import format_tasks_table, tasks_table
+
+    model = get_model(args.model, device=args.device)
+    print(format_tasks_table(tasks_table(model, names=args.names, n=args.n, seed=args.seed)))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from acdc_compare.experiment import faithfulness
+    from acdc_compare.export import load_circuit
+    from acdc_compare.report import Image, KeyValues, Table, write_report
+
+    folder = Path(args.folder)
+    files = sorted(folder.glob("*.json")) + sorted((folder / "circuits").glob("*.json"))
+    circuits = []
+    for f in files:
+        try:
+            circuits.append((f, load_circuit(f)))
+        except ValueError:
+            continue  # not a circuit file (e.g. sweep.json)
+    if not circuits:
+        raise FileNotFoundError(f"no circuit JSON files in {folder}")
+    sections: list[Any] = [Table("Circuits", ["file", "edges kept", "heads", "method", "threshold",
+                                               "normalised faithfulness"],
+                                 [[f.name, str(c.n_kept), str(len(c.heads())), str(c.settings.get("method", "")),
+                                   str(c.settings.get("threshold", "")), f"{faithfulness(c):.3f}"]
+                                  for f, c in circuits])]
+    report_path = Path(args.out) if args.out else folder / "report.html"
+    for f, c in circuits:
+        sections.append(KeyValues(f"Settings: {f.name}", {k: str(v) for k, v in c.settings.items()}))
+        png = report_path.parent / f"{f.stem}.png"
+        _draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
+        sections.append(Image(f"Circuit: {f.stem}", png.name))
+    write_report(report_path, title=f"acdc_compare report: {folder}", sections=sections)
+    _print_paths([report_path])
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from acdc_compare.experiment import ExperimentConfig, run_experiment
+    from acdc_compare.types import Method
+
+    config = ExperimentConfig(model=args.model, method=Method(args.method), comparison=args.comparison,
+                              control=args.control, progress=not args.quiet)
+    overrides = {k: v for k, v in (("threshold", args.threshold), ("k", args.k), ("n_prompts", args.n_prompts))
+                 if v is not None}
+    if overrides:
+        from dataclasses import replace
+
+        config = replace(config, **overrides)
+    result = run_experiment(config, args.out, log=lambda msg: print(msg, flush=True))
+    print()
+    print(result.tasks_table)
+    print()
+    print(f"circuits ({config.method.value}, threshold {config.threshold}, top-{config.k} EAP-IG candidates, "
+          f"{config.n_prompts} prompts each):")
+    for run in result.runs.values():
+        c = run.circuit
+        print(f"  {run.name:12s} {c.n_kept:5d} edges, {len(c.heads()):3d} heads, normalised faithfulness "
+              f"{run.faithfulness:.2f}")
+    for task, verdict in result.mover_verdicts.items():
+        print(f"  movers of {task}: {verdict}")
+    print(f"\ndemo finished in {result.seconds:.0f} s")
+    _print_paths(result.paths())
+    return EXIT_OK
+
+
+_COMMANDS = {"discover": _discover, "compare": _compare, "sweep": _sweep, "tasks": _tasks, "report": _report,
+             "demo": _demo}
+
+
+# ----- helpers --------------------------------------------------------------------------------------------
+def _reference(name: str, graph: Any) -> Any:
+    from acdc_compare.reference_circuits import greater_than_ground_truth, ioi_ground_truth
+
+    return ioi_ground_truth(graph) if name == "ioi" else greater_than_ground_truth(graph)
+
+
+def _draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".svg", ".png")) -> list[Path]:
+    from acdc_compare.draw import draw_circuit
+
+    paths = []
+    for suffix in suffixes:
+        path = stem.parent / (stem.name + suffix)
+        draw_circuit(circuit, path, title=title)
+        paths.append(path)
+    return paths
+
+
+def _print_circuit(c: Any) -> None:
+    from acdc_compare.experiment import faithfulness
+
+    m = c.metrics
+    print(f"{c.n_kept}/{c.n_edges} edges kept, {len(c.heads())} heads; metric full {m.get('full', float('nan')):.4g}, "
+          f"circuit {m.get('circuit', float('nan')):.4g}, empty {m.get('empty', float('nan')):.4g}; normalised "
+          f"faithfulness {faithfulness(c):.3f}; {c.settings.get('seconds', 0):.1f} s")
+
+
+def _print_paths(paths: Sequence[Path]) -> None:
+    print("wrote:")
+    for p in paths:
+        print(f"  {p}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The research experiment as one call: discover IOI's circuit and a comparison task's, compare them with each
+other and with IOI's head roles, run the order-vs-meaning control, and write every artefact to a folder.
+
+Used by `acdc-compare demo` (and `make demo`). Returns an `ExperimentResult`; prints nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acdc_compare.algorithms.problem import Problem
+from acdc_compare.circuit import Circuit
+from acdc_compare.compare import compare_circuits, normalized_faithfulness
+from acdc_compare.discover import get_model, prepare, run_method
+from acdc_compare.draw import draw_circuit, draw_comparison
+from acdc_compare.export import save_circuit
+from acdc_compare.model import DEFAULT_MODEL, model_name
+from acdc_compare.report import Image, KeyValues, Table, Text, write_report
+from acdc_compare.types import Method
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Settings of the demo experiment. The defaults fit 2 CPU cores in a few minutes on the default model:
+    exact ACDC over SmolLM2's 71,101 edges is a day on CPU, so candidates are pre-filtered by EAP-IG."""
+
+    model: str = DEFAULT_MODEL
+    task: str = "ioi"
+    comparison: str = "pet-last"
+    control: str = "pet-first"
+    method: Method = Method.HYBRID
+    threshold: float = 0.02
+    k: int = 250  # hybrid: ACDC decides among the top-k EAP-IG edges
+    steps: int = 5
+    n_prompts: int = 16
+    n_eval: int = 40  # prompts per task for the accuracy table
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class TaskRun:
+    name: str
+    circuit: Circuit
+    json_path: Path
+    diagram_paths: list[Path]
+    faithfulness: float
+
+
+@dataclass
+class ExperimentResult:
+    out_dir: Path
+    runs: dict[str, TaskRun] = field(default_factory=dict)
+    report: Path | None = None
+    tasks_table: str = ""
+    mover_verdicts: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def paths(self) -> list[Path]:
+        out = []
+        for run in self.runs.values():
+            out += [run.json_path, *run.diagram_paths]
+        return out + ([self.report] if self.report else [])
+
+
+def faithfulness(c: Circuit) -> float:
+    """MIB's normalised faithfulness of a discovered circuit from its stored metric values."""
+    m = c.metrics
+    try:
+        return normalized_faithfulness(m["circuit"], m["full"], m["empty"])
+    except (KeyError, ValueError, ZeroDivisionError):
+        return math.nan
+
+
+def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lambda _: None) -> ExperimentResult:
+    """Run the whole experiment; see the module docstring."""
+    from acdc_compare.roles import assign_roles, compare_movers, role_table, score_heads
+    from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, format_tasks_table, make_task, tasks_table
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = ExperimentResult(out)
+    log(f"loading {config.model} ...")
+    model = get_model(config.model)
+    name = model_name(model)
+    tok = model.tokenizer
+
+    log("evaluating every task (accuracy, logit difference) ...")
+    evals = tasks_table(model, n=config.n_eval, seed=config.seed)
+    result.tasks_table = format_tasks_table(evals)
+    (out / "tasks.txt").write_text(result.tasks_table + "\n")
+
+    log(f"scoring head roles on {config.task} ...")
+    role_tasks = [config.task, config.comparison, config.control]
+    scores = {t: score_heads(model, make_task(t, tok, n=config.n_prompts, seed=config.seed),
+                             s_inhibition=(t == config.task)) for t in role_tasks}
+    roles = assign_roles(scores[config.task])
+    movers = {t: compare_movers(scores[config.task], scores[t]) for t in role_tasks[1:]}
+    result.mover_verdicts = {t: m.verdict for t, m in movers.items()}
+
+    circuits_dir = out / "circuits"
+    circuits_dir.mkdir(exist_ok=True)
+    for t in role_tasks:
+        log(f"discovering the circuit of {t} ({config.method.value}, threshold {config.threshold}) ...")
+        problem = prepare(t, model=model, n_prompts=config.n_prompts, seed=config.seed)
+        circuit = _discover(problem, config)
+        json_path = save_circuit(circuit, circuits_dir / f"{t}.json")
+        diagrams = [out / f"{t}.svg", out / f"{t}.png"]
+        for path in diagrams:
+            draw_circuit(circuit, path, roles=roles, title=f"{t} on {name}: {circuit.n_kept} edges")
+        result.runs[t] = TaskRun(t, circuit, json_path, diagrams, faithfulness(circuit))
+        log(f"  {circuit.n_kept} edges kept, faithfulness {result.runs[t].faithfulness:.2f}, "
+            f"{circuit.settings.get('seconds', 0):.0f} s")
+
+    comparisons = []
+    for left, right in ((config.task, config.comparison), (config.comparison, config.control)):
+        a, b = result.runs[left].circuit, result.runs[right].circuit
+        stem = f"compare_{left}_vs_{right}"
+        paths = [out / f"{stem}.svg", out / f"{stem}.png"]
+        for path in paths:
+            draw_comparison(a, b, path, left, right, roles=roles, title=f"{left} vs {right} on {name}")
+        result.runs[left].diagram_paths.extend(paths)
+        comparisons.append((left, right, compare_circuits(a, b), paths[0]))
+
+    sections: list[Any] = [
+        KeyValues("Settings", {"model": name, "method": config.method.value, "threshold": config.threshold,
+                               "hybrid candidates (top-k EAP-IG edges)": config.k, "EAP-IG steps": config.steps,
+                               "prompts per discovery": config.n_prompts, "prompts per task evaluation": config.n_eval,
+                               "seed": config.seed, "graph": result.runs[config.task].circuit.graph.config.key,
+                               "edges in the graph": result.runs[config.task].circuit.n_edges}),
+        Text("Method", _method_note(config), preformatted=False),
+        Text("Task accuracies and order-vs-meaning pairs", result.tasks_table, preformatted=True),
+        Table("Circuits", ["task", "edges kept", "heads", "metric full", "metric circuit", "metric empty",
+                           "normalised faithfulness", "edges tested", "seconds"],
+              [_circuit_row(r) for r in result.runs.values()]),
+    ]
+    for run in result.runs.values():
+        sections.append(Image(f"Circuit: {run.name}", run.diagram_paths[1].name))
+    for left, right, cmp_, svg in comparisons:
+        sections.append(Table(f"{left} vs {right}", ["", "precision", "recall", "F1", "Jaccard",
+                                                     f"only {left}", f"only {right}", "both"],
+                              [[level, *_overlap_row(getattr(cmp_, level))] for level in ("edges", "nodes", "heads")]))
+        sections.append(Image(f"Side by side: {left} vs {right}", svg.with_suffix(".png").name))
+    rows = role_table(scores[config.task], roles)
+    if rows:
+        headers = list(rows[0].keys())
+        sections.append(Table(f"Head roles on {config.task} (thresholds in the rule column)", headers,
+                              [[_fmt(r[h]) for h in headers] for r in rows]))
+    sections.append(Table("Are the comparison tasks' movers IOI's name movers?",
+                          ["task", "top movers", "overlap with IOI top movers", "chance overlap", "spearman",
+                           "verdict"],
+                          [[t, ", ".join(f"{h} ({s:.2f})" for h, s in m.other_top), ", ".join(m.overlap) or "none",
+                            f"{m.chance_overlap:.2f}", f"{m.spearman:.2f}", m.verdict] for t, m in movers.items()]))
+    pairs = [p for p in ORDER_MEANING_PAIRS if {p.agree_task, p.disagree_task} <= set(result.runs)]
+    for p in pairs:
+        sections.append(Text(f"Order-vs-meaning control: {p.name}",
+                             f"{p.agree_task} (word order and meaning agree) against {p.disagree_task} (they "
+                             f"disagree). {p.shows}"))
+    result.report = write_report(out / "report.html", title=f"acdc_compare: {config.task} vs {config.comparison}",
+                                 sections=sections)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _discover(problem: Problem, config: ExperimentConfig) -> Circuit:
+    if config.method in (Method.EAP, Method.EAP_IG):
+        return run_method(problem, config.method, top_n=config.k, steps=config.steps)
+    return run_method(problem, config.method, config.threshold, k=config.k, steps=config.steps,
+                      progress=config.progress)
+
+
+def _method_note(config: ExperimentConfig) -> str:
+    if config.method is Method.HYBRID:
+        return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top {config.k} become ACDC's "
+                "candidates and every other edge is removed untested; exact greedy ACDC (reference order and "
+                f"semantics, KL metric, corrupted ablation, threshold {config.threshold}) decides among the "
+                "candidates. Exact ACDC over all edges of this model takes about a day on 2 CPU cores; on a GPU "
+                "use --method acdc.")
+    return f"Method {config.method.value}, threshold {config.threshold}."
+
+
+def _circuit_row(run: TaskRun) -> list[str]:
+    c, m = run.circuit, run.circuit.metrics
+    return [run.name, str(c.n_kept), str(len(c.heads())), _fmt(m.get("full")), _fmt(m.get("circuit")),
+            _fmt(m.get("empty")), _fmt(run.faithfulness), str(c.settings.get("n_tested", "")),
+            _fmt(c.settings.get("seconds"))]
+
+
+def _overlap_row(o: Any) -> list[str]:
+    return [f"{o.precision:.2f}", f"{o.recall:.2f}", f"{o.f1:.2f}", f"{o.jaccard:.2f}", str(len(o.only_a)),
+            str(len(o.only_b)), str(len(o.both))]
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.3g}"
+    return "" if x is None else str(x)

@@ -1,0 +1,65 @@
+"""Shared helpers for the benchmark scripts: device naming, timing, JSON results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the device the numbers come from."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
+    """Median wall time of fn() in seconds, synchronising the GPU around each call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gpt2_small_shaped(device: torch.device, dtype: torch.dtype = torch.float32) -> Any:
+    """A GPT-2-small-shaped model with random weights (the real weights cannot be downloaded here)."""
+    from acdc_compare.model import tiny_model
+
+    model = tiny_model("gpt2", n_layers=12, n_heads=12, d_model=768, d_mlp=3072, vocab_size=50257, n_ctx=64,
+                       init_range=0.02, dtype=dtype, seed=0)
+    return model.to(device)
+
+
+def save(name: str, device: torch.device, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tag = "cuda" if device.type == "cuda" else "cpu"
+    path = RESULTS / f"{name}_{tag}.json"
+    record = {"benchmark": name, "device": device_name(device), "torch": torch.__version__,
+              "date": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

@@ -1,0 +1,76 @@
+"""The CLI end to end on a tiny random model saved as a local Hugging Face directory (with the default
+model's tokenizer, so the registered tasks build)."""
+
+import json
+
+import pytest
+import torch
+
+from acdc_compare.cli import EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    import transformers
+
+    from acdc_compare.gguf_llama import convert_gguf
+
+    tok = transformers.AutoTokenizer.from_pretrained(convert_gguf())
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   hidden_size=32, intermediate_size=64, vocab_size=len(tok),
+                                   max_position_embeddings=128, initializer_range=0.3, tie_word_embeddings=False)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_discover_writes_json_svg_png(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "0.05",
+                 "--quiet", "--out", str(out)])
+    assert code == EXIT_OK
+    files = {p.name for p in out.iterdir()}
+    assert {"ioi_acdc.json", "ioi_acdc.svg", "ioi_acdc.png"} <= files
+    record = json.loads((out / "ioi_acdc.json").read_text())
+    assert record["settings"]["method"] == "acdc"
+    assert (out / "ioi_acdc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "edges kept" in capsys.readouterr().out
+
+
+def test_compare_report_and_sweep(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--method", "eap-ig",
+                 "--thresholds", "0.001", "0.01", "--quiet", "--out", str(out)]) == EXIT_OK
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [r["threshold"] for r in summary["rows"]] == [0.001, 0.01]
+    a, b = (r["file"] for r in summary["rows"])
+    assert main(["compare", a, b, "--labels", "low", "high", "--out", str(tmp_path / "cmp")]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "low vs high" in printed and "precision" in printed
+    assert (tmp_path / "cmp" / "low_vs_high.png").exists()
+    assert main(["report", str(out)]) == EXIT_OK
+    html = (out / "report.html").read_text()
+    assert "Circuits" in html and "tau0.001" in html
+
+
+def test_exit_codes_for_bad_input(tiny_dir, tmp_path, capsys):
+    assert main(["discover", "--model", str(tiny_dir), "--task", "no-such-task", "--threshold", "0.1",
+                 "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "known tasks" in capsys.readouterr().err
+    assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4",
+                 "--threshold", "-1", "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "threshold" in capsys.readouterr().err
+    assert main(["tasks", "--model", str(tmp_path / "missing-dir" / "x.gguf")]) == EXIT_MODEL
+    with pytest.raises(SystemExit) as exc:
+        main(["discover", "--method", "magic"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("command", ["discover", "compare", "sweep", "tasks", "report", "demo"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: acdc-compare " + command in capsys.readouterr().out
