@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from acdc_compare.tasks.evaluate import TaskEvaluation
 
 
 class TaskError(ValueError):
@@ -90,6 +93,12 @@ class Task:
                 f"task {self.name!r} uses token id {top}, but the model's vocabulary has {d_vocab} tokens: "
                 "build the task with this model's tokenizer"
             )
+
+    def evaluate(self, model: Any) -> "TaskEvaluation":
+        """The model's logit difference, accuracy and KL(clean || corrupted) on this task."""
+        from acdc_compare.tasks.evaluate import evaluate_task  # imported here to keep imports one-way
+
+        return evaluate_task(model, self)
 
     def subset(self, n: int) -> "Task":
         """The first n prompts (for quick runs)."""

@@ -1,0 +1,150 @@
+"""Named tasks, the order-vs-meaning pairs, and the table `acdc-compare tasks` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from types import MappingProxyType
+from typing import Any
+
+from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.comparison import (
+    make_analogy,
+    make_attribute,
+    make_comparative,
+    make_opposites,
+    make_pet_family,
+    make_size,
+)
+from acdc_compare.tasks.evaluate import TaskEvaluation, evaluate_task
+from acdc_compare.tasks.greater_than import make_greater_than
+from acdc_compare.tasks.induction import make_induction
+from acdc_compare.tasks.ioi import make_ioi, make_ioi_acdc
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: its generator `make(tokenizer, n=..., seed=...)`, a one-line description and the
+    number of prompts it gets by default."""
+
+    name: str
+    make: Callable[..., Task]
+    description: str
+    default_n: int = 100
+
+
+@dataclass(frozen=True)
+class OrderMeaningPair:
+    """Two tasks with the same content: in `agree_task` word order and meaning point to the same answer, in
+    `disagree_task` they point to different ones. A model reading meaning does both; one answering by
+    position does the first and fails the second."""
+
+    name: str
+    agree_task: str
+    disagree_task: str
+    shows: str
+
+
+_SPECS = (
+    TaskSpec("ioi", make_ioi, "IOI, Wang et al.'s 15 templates, ABBA + BABA, ABC corruption"),
+    TaskSpec("ioi-acdc", make_ioi_acdc, "IOI, ACDC's single template 'Then, A and B went to the PLACE...'"),
+    TaskSpec("pet-last", partial(make_pet_family, position="last"),
+             "pet family, second pet listed last (order and meaning agree)"),
+    TaskSpec("pet-middle", partial(make_pet_family, position="middle"),
+             "pet family, second pet listed in the middle"),
+    TaskSpec("pet-first", partial(make_pet_family, position="first"),
+             "pet family, second pet listed first (order and meaning disagree)"),
+    TaskSpec("poorer", partial(make_comparative, ask="opposite"),
+             "'Emma is richer than Sarah. The poorer person is' -> Sarah (second-named)"),
+    TaskSpec("richer", partial(make_comparative, ask="same"),
+             "'Emma is richer than Sarah. The richer person is' -> Emma (first-named)"),
+    TaskSpec("attribute", make_attribute, "'John is tall. Mary is short. The tall one is' -> John"),
+    TaskSpec("size", make_size, "'The elephant is bigger than the mouse. The smaller animal is the' -> mouse"),
+    TaskSpec("opposites", make_opposites, "'The opposite of hot is' -> cold"),
+    TaskSpec("analogy", make_analogy, "'hot is to cold as tall is to' -> short"),
+    TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year"),
+    TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position", 50),
+)
+TASKS: MappingProxyType[str, TaskSpec] = MappingProxyType({s.name: s for s in _SPECS})
+
+ORDER_MEANING_PAIRS: tuple[OrderMeaningPair, ...] = (
+    OrderMeaningPair("pet position", "pet-last", "pet-first",
+                     "does the model pick the pet by its species, or the name in the slot the example's pet had?"),
+    OrderMeaningPair("pet position (middle)", "pet-last", "pet-middle",
+                     "the same with the pet moved only one slot"),
+    OrderMeaningPair("comparative", "poorer", "richer",
+                     "does the model read the comparative, or name the second-named (most recent) person?"),
+)
+
+# Verdict thresholds on pairwise accuracy (correct vs the order answer).
+AGREE_MIN = 0.6      # below this the model fails even when order and meaning agree: no verdict
+MEANING_GAP = 0.15   # disagree within this of agree (and above CHANCE): the model follows meaning
+CHANCE = 0.5         # disagree below this: the order answer wins more often than not
+
+
+def task_names() -> list[str]:
+    """Registered task names, in table order."""
+    return list(TASKS)
+
+
+def make_task(name: str, tokenizer: Any, n: int | None = None, seed: int = 0) -> Task:
+    """Build a registered task with the model's tokenizer (n=None: the task's default number of prompts)."""
+    spec = TASKS.get(name)
+    if spec is None:
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed)
+
+
+def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
+                seed: int = 0) -> list[TaskEvaluation]:
+    """Every (or the named) registered task evaluated on the model, with the model's own tokenizer."""
+    from acdc_compare.model import tokenizer as model_tokenizer
+
+    tok = model_tokenizer(model)
+    chosen = list(TASKS) if names is None else list(names)
+    return [evaluate_task(model, make_task(name, tok, n=n, seed=seed)) for name in chosen]
+
+
+def verdict(agree: TaskEvaluation, disagree: TaskEvaluation) -> str:
+    """A one-line reading of an order-vs-meaning pair from the two pairwise accuracies."""
+    if agree.accuracy < AGREE_MIN:
+        return "inconclusive: fails even when order and meaning agree"
+    if disagree.accuracy >= max(CHANCE, agree.accuracy - MEANING_GAP):
+        return "answers by meaning"
+    if disagree.accuracy < CHANCE:
+        return "answers by position"
+    return "partly by position"
+
+
+def format_tasks_table(evals: Sequence[TaskEvaluation], pairs: bool = True) -> str:
+    """A plain-text table of every task's numbers; then, for each order-vs-meaning pair whose two tasks were
+    evaluated, agree vs disagree side by side with a verdict."""
+    head = f"{'task':<13} {'n':>4} {'acc':>5} {'logit diff':>10} {'P diff':>7} {'P(correct)':>10} " \
+           f"{'KL(cl||co)':>10} {'corr. LD':>8}"
+    lines = [head, "-" * len(head)]
+    for e in evals:
+        lines.append(f"{e.name:<13} {e.n:>4} {_pct(e.accuracy):>5} {_num(e.logit_diff):>10} "
+                     f"{_num(e.prob_diff, 3):>7} {e.p_correct:>10.3f} {e.kl:>10.3f} "
+                     f"{_num(e.corrupted_logit_diff):>8}")
+    lines.append("acc: correct beats wrong answer (sets: P(correct set) > P(wrong set); induction: top-1); "
+                 "corr. LD: logit diff on the corrupted prompts")
+    by_name = {e.name: e for e in evals}
+    shown = [p for p in ORDER_MEANING_PAIRS if p.agree_task in by_name and p.disagree_task in by_name]
+    if pairs and shown:
+        lines += ["", "Order vs meaning (agree: word order and meaning give the same answer; disagree: they differ)"]
+        sub = f"{'pair':<22} {'agree':<11} {'acc':>5} {'LD':>6} | {'disagree':<11} {'acc':>5} {'LD':>6} | verdict"
+        lines += [sub, "-" * len(sub)]
+        for p in shown:
+            a, d = by_name[p.agree_task], by_name[p.disagree_task]
+            lines.append(f"{p.name:<22} {a.name:<11} {_pct(a.accuracy):>5} {_num(a.logit_diff):>6} | "
+                         f"{d.name:<11} {_pct(d.accuracy):>5} {_num(d.logit_diff):>6} | {verdict(a, d)}")
+    return "\n".join(lines)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _num(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
