@@ -67,6 +67,26 @@ class RunState:
     deltas: torch.Tensor
 
 
+@dataclass(frozen=True)
+class GradReference:
+    """Activation differences that edge-mask gradients are taken against, instead of the run's own.
+
+    In `run_grad`, d out / d mask[s->r] is (sender delta of this run) . (d out / d input_r), and for a direct
+    edge (q/k/v of this run - ablated q/k/v) . (d out / d q/k/v). With a reference, the run's values are
+    unchanged but those factors are replaced by the reference's: EAP-IG runs the model on interpolated inputs
+    and multiplies the gradients there by the clean-minus-ablated differences. Build with
+    `Patcher.grad_reference(ctx)`.
+
+    deltas [S, N*P*d]: each sender's clean output minus its ablated output; dq [L, H, N, P, dh] and
+    dk / dv [L, G, N, P, dh]: clean q/k/v vectors minus the ablated ones.
+    """
+
+    deltas: torch.Tensor
+    dq: torch.Tensor
+    dk: torch.Tensor
+    dv: torch.Tensor
+
+
 class Patcher:
     """Runs circuits of one graph on one model. Build with `Patcher.from_model(model)`."""
 
@@ -81,6 +101,8 @@ class Patcher:
         self.cfg = cfg
         self.graph = graph
         self.n_stages = 2 * cfg.n_layers + 1
+        self._w_qkv = torch.cat([weights.W_Q, weights.W_K, weights.W_V], dim=1)  # [L, H + 2G, d, dh]
+        self._b_qkv = torch.cat([weights.b_Q, weights.b_K, weights.b_V], dim=1)  # [L, H + 2G, dh]
 
     @classmethod
     def from_model(cls, model: Any, include_direct: bool = True) -> "Patcher":
@@ -199,14 +221,32 @@ class Patcher:
         """
         return self._run(ctx, kept, start_stage, base, keep_state)
 
-    def run_grad(self, ctx: PatchContext, kept: torch.Tensor) -> torch.Tensor:
-        """Like `run` but differentiable in `kept` (float [K, n_edges]), for attribution methods."""
+    def run_grad(self, ctx: PatchContext, kept: torch.Tensor, *, reference: GradReference | None = None,
+                 input_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """Like `run` but differentiable in `kept` (float [K, n_edges]), for attribution methods.
+
+        `input_scale` [K] multiplies the input sender's delta per circuit (the embedding moves from the
+        ablated towards the clean one: integrated gradients over the input); `reference` swaps the factors
+        that mask gradients multiply (see `GradReference`). Neither changes what `run` would compute for the
+        same inputs."""
         with torch.enable_grad():
-            logits, _ = self._run(ctx, kept, 0, None, False)
+            logits, _ = self._run(ctx, kept, 0, None, False, reference=reference, input_scale=input_scale)
         return logits
 
+    @torch.no_grad()
+    def grad_reference(self, ctx: PatchContext) -> GradReference:
+        """The clean run's activation differences (clean minus ablated) for `run_grad(reference=...)`."""
+        full = torch.ones(1, self.graph.n_edges, device=self.device, dtype=self.dtype)
+        with torch.enable_grad():  # nothing requires grad: this is the differentiable path's forward, which
+            _, state = self._run(ctx, full, 0, None, True)  # gathers a uniform mask's receiver input only once
+        deltas = state.deltas[0]
+        clean = self._context(ctx.tokens, ctx.positions, ctx.ablation, ctx.corr_out + deltas)
+        return GradReference(deltas=deltas, dq=clean.corr_q - ctx.corr_q, dk=clean.corr_k - ctx.corr_k,
+                             dv=clean.corr_v - ctx.corr_v)
+
     def _run(self, ctx: PatchContext, kept: torch.Tensor, start_stage: int, base: RunState | None,
-             keep_state: bool) -> tuple[torch.Tensor, RunState | None]:
+             keep_state: bool, reference: GradReference | None = None,
+             input_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, RunState | None]:
         g, cfg = self.graph, self.cfg
         kept = kept.to(self.device)
         if kept.dim() == 1:
@@ -225,12 +265,18 @@ class Patcher:
         else:
             prefix = None
         if torch.is_grad_enabled():
-            deltas: _Deltas = _GradDeltas(K)
+            deltas: _Deltas = _GradDeltas(K, g.n_senders, x_size, self.device, self.dtype, reference)
         else:
             deltas = _Deltas(prefix, torch.empty(K, g.n_senders - s0, x_size, device=self.device,
                                                  dtype=self.dtype), s0)
         if start_stage == 0:
-            deltas.write(slice(0, 1), ctx.input_delta.expand(K, 1, -1))
+            if input_scale is None:
+                deltas.write(slice(0, 1), ctx.input_delta.expand(K, 1, -1))
+            else:
+                scale = torch.as_tensor(input_scale, device=self.device, dtype=self.dtype).reshape(-1, 1, 1)
+                if scale.shape[0] not in (1, K):
+                    raise PatchingError(f"input_scale has {scale.shape[0]} entries for {K} circuits")
+                deltas.write(slice(0, 1), (scale * ctx.input_delta.view(1, 1, -1)).expand(K, 1, -1))
         rope = self._rotary(p) if cfg.positional == "rotary" else None
         for stage in range(start_stage, self.n_stages - 1):
             layer, is_mlp = divmod(stage, 2)
@@ -250,17 +296,19 @@ class Patcher:
         recs = g.layer_receivers(layer)
         r0, r_attn = recs.start, H + 2 * G
         n_up = 1 + layer * g.senders_per_layer
-        inp = deltas.gather(resid_mask[:, :n_up, r0:r0 + r_attn]) + ctx.corr_in_attn[layer]
+        inp = deltas.gather(resid_mask[:, :n_up, r0:r0 + r_attn], ctx.corr_in_attn[layer])
         inp = inp.view(K, r_attn, n, p, d)
         ln = self._norm(inp, w.ln1_w[layer], _opt(w.ln1_b, (layer,)))
-        q = torch.einsum("krnpd,rde->krnpe", ln[:, :H], w.W_Q[layer]) + w.b_Q[layer][:, None, None]
-        k = torch.einsum("krnpd,rde->krnpe", ln[:, H:H + G], w.W_K[layer]) + w.b_K[layer][:, None, None]
-        v = torch.einsum("krnpd,rde->krnpe", ln[:, H + G:], w.W_V[layer]) + w.b_V[layer][:, None, None]
+        # one projection for all q/k/v receivers: slicing its small output (not the normed inputs) keeps the
+        # differentiable run from materialising three zero-padded input gradients per layer
+        qkv = torch.einsum("krnpd,rde->krnpe", ln, self._w_qkv[layer]) + self._b_qkv[layer][:, None, None]
+        q, k, v = qkv[:, :H], qkv[:, H:H + G], qkv[:, H + G:]
         if g.config.include_direct:
             dm = direct_mask[:, r0:r0 + r_attn, None, None, None]
-            q = torch.lerp(ctx.corr_q[layer].expand_as(q), q, dm[:, :H]) if not _all_one(dm[:, :H]) else q
-            k = torch.lerp(ctx.corr_k[layer].expand_as(k), k, dm[:, H:H + G]) if not _all_one(dm[:, H:H + G]) else k
-            v = torch.lerp(ctx.corr_v[layer].expand_as(v), v, dm[:, H + G:]) if not _all_one(dm[:, H + G:]) else v
+            ref = getattr(deltas, "reference", None)
+            q = _direct(ctx.corr_q[layer], q, dm[:, :H], None if ref is None else ref.dq[layer])
+            k = _direct(ctx.corr_k[layer], k, dm[:, H:H + G], None if ref is None else ref.dk[layer])
+            v = _direct(ctx.corr_v[layer], v, dm[:, H + G:], None if ref is None else ref.dv[layer])
         if rope is not None:
             q, k = _apply_rotary(q, rope), _apply_rotary(k, rope)
         # [K, h, N, P, dh] -> [K, N, h, P, dh] for attention
@@ -268,14 +316,14 @@ class Patcher:
                                            is_causal=True, scale=1.0 / math.sqrt(dh), enable_gqa=G != H)
         result = torch.einsum("knhpe,hed->khnpd", z, w.W_O[layer])
         heads = slice(n_up, n_up + H)
-        deltas.write(heads, result.reshape(K, H, -1) - ctx.corr_out[heads])
+        deltas.write_diff(heads, result.reshape(K, H, -1), ctx.corr_out[heads])
 
     def _mlp_stage(self, ctx: PatchContext, layer: int, resid_mask: torch.Tensor, deltas: "_Deltas",
                    K: int) -> None:
         g, w = self.graph, self.w
         r = g.mlp_receiver(layer)
         n_up = g.receivers[r].n_upstream
-        inp = deltas.gather(resid_mask[:, :n_up, r:r + 1])[:, 0] + ctx.corr_in_mlp[layer]
+        inp = deltas.gather(resid_mask[:, :n_up, r:r + 1], ctx.corr_in_mlp[layer])[:, 0]
         inp = inp.view(K, ctx.n_prompts * ctx.seq_len, self.cfg.d_model)
         ln = self._norm(inp, w.ln2_w[layer], _opt(w.ln2_b, (layer,)))
         pre = ln @ w.W_in[layer] + w.b_in[layer]
@@ -283,7 +331,7 @@ class Patcher:
         hidden = act(ln @ w.W_gate[layer]) * pre if w.W_gate is not None else act(pre)
         out = hidden @ w.W_out[layer] + w.b_out[layer]
         s = g.mlp_sender(layer)
-        deltas.write(slice(s, s + 1), out.reshape(K, 1, -1) - ctx.corr_out[s:s + 1])
+        deltas.write_diff(slice(s, s + 1), out.reshape(K, 1, -1), ctx.corr_out[s:s + 1])
 
     def _final_stage(self, ctx: PatchContext, resid_mask: torch.Tensor, deltas: "_Deltas", K: int) -> torch.Tensor:
         g, w, d = self.graph, self.w, self.cfg.d_model
@@ -299,13 +347,20 @@ class Patcher:
 
     # ----- pieces -------------------------------------------------------------------------------------
     def _norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        eps = self.cfg.eps
+        """LayerNorm or RMSNorm over the last dim; weight/bias [d] are fused into the kernel."""
+        eps, d = self.cfg.eps, x.shape[-1]
+        fused = weight.dim() == 1
         if self.cfg.normalization == "RMS":
             xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+            if fused:
+                return F.rms_norm(xf, (d,), weight.to(xf.dtype), eps).to(x.dtype)
             out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
             return out.to(x.dtype) * weight
-        out = F.layer_norm(x, (x.shape[-1],), eps=eps)
-        out = out * weight
+        if fused and x.dim() > 2 and x.shape[1] > 1 and x.stride(1) == 0 and torch.is_grad_enabled():
+            return _SharedLayerNorm.apply(x, weight, bias, eps)  # one input broadcast over receivers
+        if fused:
+            return F.layer_norm(x, (d,), weight, bias, eps)
+        out = F.layer_norm(x, (d,), eps=eps) * weight
         return out + bias if bias is not None else out
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -359,16 +414,19 @@ class _Deltas:
     def __init__(self, prefix: torch.Tensor | None, own: torch.Tensor, s0: int) -> None:
         self.prefix, self.own, self.s0 = prefix, own, s0
 
-    def gather(self, mask: torch.Tensor) -> torch.Tensor:
-        """sum_s mask[k, s, r] * delta[k, s] -> [K, R, X] over senders 0..mask.shape[1]-1."""
+    def gather(self, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """bias + sum_s mask[k, s, r] * delta[k, s] -> [K, R, X] over senders 0..mask.shape[1]-1."""
         n_up = mask.shape[1]
         a = min(n_up, self.s0)
         out = None
         if a > 0:
-            out = _batched_combine(mask[:, :a], self.prefix[:, :a])
+            out = _batched_combine(mask[:, :a], self.prefix[:, :a], bias)
         if n_up > self.s0:
-            part = _batched_combine(mask[:, self.s0:], self.own[:, : n_up - self.s0])
-            out = part if out is None else out + part
+            own_mask, own = mask[:, self.s0:], self.own[:, : n_up - self.s0]
+            if out is None:
+                out = _batched_combine(own_mask, own, bias)
+            else:
+                out.baddbmm_(own_mask.transpose(1, 2), own)
         return out
 
     def gather_positions(self, mask: torch.Tensor, flat_pos: torch.Tensor, p: int, d: int) -> torch.Tensor:
@@ -389,6 +447,10 @@ class _Deltas:
     def write(self, senders: slice, values: torch.Tensor) -> None:
         self.own[:, senders.start - self.s0: senders.stop - self.s0] = values
 
+    def write_diff(self, senders: slice, values: torch.Tensor, ablated: torch.Tensor) -> None:
+        """Store values - ablated straight into the buffer (one pass)."""
+        torch.sub(values, ablated, out=self.own[:, senders.start - self.s0: senders.stop - self.s0])
+
     def materialize(self) -> torch.Tensor:
         if self.prefix is None or self.s0 == 0:
             return self.own
@@ -397,30 +459,209 @@ class _Deltas:
 
 
 class _GradDeltas(_Deltas):
-    """Sender deltas without in-place writes, so gradients flow to the edge masks (attribution)."""
+    """Sender deltas of a differentiable run (`run_grad`).
 
-    def __init__(self, K: int) -> None:
-        self.chunks: list[torch.Tensor] = []
+    Values go into one preallocated buffer [K, S, X] that every later stage reads a prefix of, so no stage
+    concatenates or stores the deltas again. Custom autograd functions route the gradients: a gather's mask
+    gradient is (delta, or the reference's delta) . (receiver gradient), its sender gradient mask^T .
+    (receiver gradient), accumulated into one gradient buffer that each sender's `_Store` hands back.
+    """
+
+    def __init__(self, K: int, n_senders: int, x_size: int, device: torch.device, dtype: torch.dtype,
+                 reference: GradReference | None) -> None:
+        self.buf = torch.empty(K, n_senders, x_size, device=device, dtype=dtype)
+        self.grad: torch.Tensor | None = None
+        self.reference = reference
+        self.tokens: list[tuple[int, torch.Tensor]] = []  # (first sender after the chunk, autograd token)
         self.K, self.s0, self.prefix = K, 0, None
 
     @property
     def own(self) -> torch.Tensor:  # type: ignore[override]
-        return torch.cat(self.chunks, dim=1)
+        return self.buf
+
+    def mask_source(self) -> torch.Tensor:
+        """What mask gradients multiply: the reference's deltas [1, S, X], or this run's [K, S, X]."""
+        return self.buf if self.reference is None else self.reference.deltas[None]
+
+    def add_grad(self, n_up: int, mask: torch.Tensor, grad: torch.Tensor) -> None:
+        """grad_buf[:, :n_up] += mask [K, n_up, R] @ grad [K, R, X]."""
+        if self.grad is None:
+            self.grad = torch.zeros_like(self.buf)
+        self.grad[:, :n_up].baddbmm_(mask, grad)
+
+    def _tokens(self, n_up: int) -> list[torch.Tensor]:
+        return [tok for stop, tok in self.tokens if stop <= n_up]
+
+    def gather(self, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self._tokens(mask.shape[1])
+        R = mask.shape[2]
+        if R > 1 and bool((mask == mask[:, :, :1]).all()):
+            # every receiver reads the same input (EAP, EAP-IG: uniform masks): gather it once; the tap
+            # still gives each receiver's mask its own gradient
+            shared = _Gather.apply(mask[:, :, :1].detach(), self, bias, *tokens)
+            return _MaskTap.apply(shared, mask, self)
+        return _Gather.apply(mask, self, bias, *tokens)
+
+    def gather_positions(self, mask: torch.Tensor, flat_pos: torch.Tensor, p: int, d: int) -> torch.Tensor:
+        out = _GatherPositions.apply(mask, self, flat_pos, d, *self._tokens(mask.shape[1]))
+        # the logits are the last reader: drop the tokens, which would otherwise hold a reference cycle
+        # (buffer -> token -> autograd node -> buffer) that keeps every buffer of the run alive
+        self.tokens.clear()
+        return out
+
+    def write_diff(self, senders: slice, values: torch.Tensor, ablated: torch.Tensor) -> None:
+        self.tokens.append((senders.stop, _Store.apply(values, self, senders.start, senders.stop, ablated)))
 
     def write(self, senders: slice, values: torch.Tensor) -> None:
-        self.chunks.append(values.expand(self.K, -1, -1))
+        self.tokens.append((senders.stop, _Store.apply(values, self, senders.start, senders.stop, None)))
 
     def materialize(self) -> torch.Tensor:
-        return self.own
+        return self.buf.detach()
 
 
-def _batched_combine(mask: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-    """mask [K, S, R], deltas [K or 1, S, X] -> [K, R, X]."""
+class _Store(torch.autograd.Function):
+    """Write a stage's sender deltas (values, minus `ablated` if given) into the buffer; return a scalar token
+    that later gathers take as input so that the graph connects, and hand the accumulated buffer gradient back
+    in backward."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, store: _GradDeltas, lo: int, hi: int,
+                ablated: torch.Tensor | None) -> torch.Tensor:
+        if ablated is None:
+            store.buf[:, lo:hi] = values
+        else:
+            torch.sub(values, ablated, out=store.buf[:, lo:hi])
+        ctx.store, ctx.lo, ctx.hi, ctx.batch = store, lo, hi, values.shape[0]
+        return values.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _token_grad: torch.Tensor):
+        grad = ctx.store.grad
+        if grad is None:
+            return None, None, None, None, None
+        out = grad[:, ctx.lo:ctx.hi]
+        if ctx.batch == 1 and out.shape[0] != 1:
+            out = out.sum(0, keepdim=True)
+        return out, None, None, None, None
+
+
+class _Gather(torch.autograd.Function):
+    """bias + sum_s mask[k, s, r] * delta[k, s] over senders 0..n_up-1 (mask [K, n_up, R] -> [K, R, X]);
+    the bias (an ablated residual) takes no gradient."""
+
+    @staticmethod
+    def forward(ctx, mask: torch.Tensor, store: _GradDeltas, bias: torch.Tensor | None,
+                *tokens: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(mask)
+        ctx.store, ctx.n_tokens = store, len(tokens)
+        return _batched_combine(mask, store.buf[:, : mask.shape[1]], bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (mask,) = ctx.saved_tensors
+        store: _GradDeltas = ctx.store
+        n_up = mask.shape[1]
+        grad_mask = None
+        if ctx.needs_input_grad[0]:
+            grad_mask = _mask_grad(store.mask_source()[:, :n_up], grad)
+        if any(ctx.needs_input_grad[3:]):
+            store.add_grad(n_up, mask, grad)
+        return (grad_mask, None, None, *[grad.new_zeros(()) for _ in range(ctx.n_tokens)])
+
+
+class _MaskTap(torch.autograd.Function):
+    """Broadcast one receiver input [K, 1, X] to R receivers whose masks are all equal, and give each
+    receiver's mask its own gradient: (delta, or the reference's delta) . (that receiver's gradient)."""
+
+    @staticmethod
+    def forward(ctx, shared: torch.Tensor, mask: torch.Tensor, store: _GradDeltas) -> torch.Tensor:
+        ctx.store, ctx.n_up = store, mask.shape[1]
+        return shared.expand(-1, mask.shape[2], -1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad_mask = None
+        if ctx.needs_input_grad[1]:
+            grad_mask = _mask_grad(ctx.store.mask_source()[:, : ctx.n_up], grad)
+        return grad.sum(1, keepdim=True), grad_mask, None
+
+
+class _SharedLayerNorm(torch.autograd.Function):
+    """LayerNorm of an input broadcast over receivers (stride 0 on dim 1, from `_MaskTap`): normalised once,
+    returned broadcast, while the backward still gives each receiver its own input gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+        x1 = x.narrow(1, 0, 1)
+        out, mean, rstd = torch.ops.aten.native_layer_norm(x1, [x.shape[-1]], weight, bias, eps)
+        ctx.save_for_backward(x1, mean, rstd, weight)
+        ctx.has_bias = bias is not None
+        return out.expand(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x1, mean, rstd, weight = ctx.saved_tensors
+        shape = grad.shape
+        stat_shape = (*shape[:-1], 1)
+        grad_x, _, _ = torch.ops.aten.native_layer_norm_backward(
+            grad.contiguous(), x1.expand(shape).contiguous(), [shape[-1]], mean.expand(stat_shape).contiguous(),
+            rstd.expand(stat_shape).contiguous(), weight, None, [True, False, False])
+        return grad_x, None, None, None
+
+
+def _mask_grad(src: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """d out / d mask[k, s, r] = sum_x src[k or 0, s, x] * grad[k, r, x]: src [1 or K, S, X], grad [K, R, X]."""
+    if src.shape[0] == 1 and grad.shape[0] > 1:
+        K, R, X = grad.shape
+        return (src[0] @ grad.reshape(K * R, X).T).view(-1, K, R).transpose(0, 1)
+    return torch.bmm(src.expand(grad.shape[0], -1, -1), grad.transpose(1, 2))
+
+
+class _GatherPositions(torch.autograd.Function):
+    """Like `_Gather` for the logits receiver, only at the scored positions: mask [K, S] -> [K, N*Q, d]."""
+
+    @staticmethod
+    def forward(ctx, mask: torch.Tensor, store: _GradDeltas, flat_pos: torch.Tensor, d: int,
+                *tokens: torch.Tensor) -> torch.Tensor:
+        K, S = mask.shape
+        sel = store.buf[:, :S].reshape(K, S, -1, d)[:, :, flat_pos]  # [K, S, NQ, d]
+        ctx.save_for_backward(mask, flat_pos)
+        ctx.store, ctx.d, ctx.n_tokens = store, d, len(tokens)
+        return torch.einsum("ks,ksxd->kxd", mask, sel)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        mask, flat_pos = ctx.saved_tensors
+        store: _GradDeltas = ctx.store
+        K, S = mask.shape
+        d = ctx.d
+        grad_mask = None
+        if ctx.needs_input_grad[0]:
+            src = store.mask_source()[:, :S]
+            sel = src.reshape(src.shape[0], S, -1, d)[:, :, flat_pos]
+            grad_mask = torch.einsum("kxd,ksxd->ks", grad, sel.expand(K, -1, -1, -1))
+        if any(ctx.needs_input_grad[4:]):
+            if store.grad is None:
+                store.grad = torch.zeros_like(store.buf)
+            target = store.grad[:, :S].view(K, S, -1, d)
+            contrib = torch.einsum("ks,kxd->ksxd", mask, grad)
+            if flat_pos.unique().numel() == flat_pos.numel():  # plain indexing is ~10x faster than index_add_
+                target[:, :, flat_pos] += contrib
+            else:
+                target.index_add_(2, flat_pos, contrib)
+        return (grad_mask, None, None, None, *[grad.new_zeros(()) for _ in range(ctx.n_tokens)])
+
+
+def _batched_combine(mask: torch.Tensor, deltas: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """bias + mask^T @ deltas: mask [K, S, R], deltas [K or 1, S, X], bias [X] (added in the same kernel)."""
     K, S, R = mask.shape
-    if deltas.shape[0] == 1 and K > 1:
-        flat = mask.permute(0, 2, 1).reshape(K * R, S) @ deltas[0]
+    if deltas.shape[0] == 1:
+        flat_mask = mask.permute(0, 2, 1).reshape(K * R, S)
+        flat = flat_mask @ deltas[0] if bias is None else torch.addmm(bias, flat_mask, deltas[0])
         return flat.view(K, R, -1)
-    return torch.bmm(mask.transpose(1, 2), deltas)
+    if bias is None:
+        return torch.bmm(mask.transpose(1, 2), deltas)
+    return torch.baddbmm(bias, mask.transpose(1, 2), deltas)
 
 
 def _apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -451,6 +692,16 @@ def _opt(t: torch.Tensor | None, index: tuple) -> torch.Tensor | None:
     if len(index) == 1:
         return t[index[0]]
     return t.reshape(index)
+
+
+def _direct(corr: torch.Tensor, x: torch.Tensor, m: torch.Tensor, ref_diff: torch.Tensor | None) -> torch.Tensor:
+    """A direct edge: lerp(ablated q/k/v, this run's, mask). Skipped when every mask is 1 unless gradients
+    are wanted; with a reference difference the mask gradient multiplies it instead of x - corr."""
+    if not m.requires_grad:
+        return x if _all_one(m) else torch.lerp(corr.expand_as(x), x, m)
+    if ref_diff is None:
+        return torch.lerp(corr.expand_as(x), x, m)
+    return torch.lerp(corr.expand_as(x), x, m.detach()) + (m - m.detach()) * ref_diff
 
 
 def _all_one(mask: torch.Tensor) -> bool:

@@ -1,0 +1,220 @@
+"""Edge attribution patching: EAP (Syed et al. 2023) and EAP-IG (Hanna et al. 2024) on the patching engine.
+
+Score convention (shared with ACDC and `Circuit.from_scores`): higher = more important. ACDC scores an edge
+by its effect metric(circuit without e) - metric(circuit), the metric being minimised, so a large positive
+change means the edge matters. Attribution estimates that effect at the full circuit without testing edges
+one by one:
+
+- EAP: the first-order estimate of the change when the edge's mask goes from 1 to 0,
+  score_e = -dM/dmask_e at mask = 1, which equals (ablated - clean sender output) . dM/d(receiver input).
+  One differentiable forward + one backward gives every edge's score; with the ablated run cached in the
+  problem's context that is EAP's "two forwards and one backward".
+- EAP-IG (the default path, "input"): as Hanna et al., the gradients are averaged over `steps` runs whose
+  input embeddings move from the ablated towards the clean ones (alpha = k / steps, k = 0..steps-1, their
+  left Riemann sum; `rule="midpoint"` uses (k + 1/2) / steps), and multiplied by the clean-minus-ablated
+  activation differences: score_e = -(clean - ablated)_e . mean_k dM/d(receiver input)(alpha_k). The
+  engine keeps those differences fixed while running the interpolated inputs (`GradReference`).
+- EAP-IG along the mask ("mask" path): the gradient dM/dmask_e averaged over the circuits alpha * (all
+  edges), alpha from 0 (everything ablated) to 1 (full). Integrated gradients on this straight path are
+  complete: the scores sum to M(empty) - M(full) (up to the Riemann-sum error).
+
+KL and plain EAP: KL(full || circuit) is minimal (zero) at the full circuit, so its gradient there is zero and
+EAP scores every edge ~0 under the KL metric: use the logit difference with EAP, or EAP-IG, whose gradients
+are taken away from the clean point.
+
+Ranking uses |score| by default (`absolute=True`), as EAP, EAP-IG and MIB do: an edge whose removal helps
+the metric a lot is also part of the mechanism. `absolute=False` keeps the signed estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from acdc_compare.algorithms.problem import Problem
+from acdc_compare.circuit import Circuit
+from acdc_compare.compare import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
+
+IGPath = Literal["input", "mask"]
+IGRule = Literal["left", "midpoint"]
+
+
+# ----- scores ----------------------------------------------------------------------------------------------
+
+def eap_scores(problem: Problem, *, absolute: bool = True) -> torch.Tensor:
+    """EAP: -dM/dmask_e at the full circuit, per edge (float64 [n_edges], on the CPU). ~0 under KL."""
+    patcher = problem.patcher
+    leaf = torch.ones(1, problem.graph.n_edges, dtype=patcher.dtype, device=patcher.device, requires_grad=True)
+    problem.metric(patcher.run_grad(problem.ctx, leaf)).sum().backward()
+    return _finish(-leaf.grad[0], absolute)
+
+
+def eap_ig_scores(problem: Problem, steps: int = 5, *, absolute: bool = True, path: IGPath = "input",
+                  rule: IGRule = "left", batch: int | None = None) -> torch.Tensor:
+    """EAP-IG scores (float64 [n_edges], on the CPU): see the module docstring for `path` and `rule`.
+
+    `batch` is how many interpolation steps share one forward (default: as many as fit in memory)."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    patcher, ctx = problem.patcher, problem.ctx
+    n_edges = problem.graph.n_edges
+    alphas = ig_alphas(steps, rule)
+    batch = batch or circuits_per_pass(problem, grad=True)
+    if path == "input":
+        reference = patcher.grad_reference(ctx)
+        leaf = torch.ones(1, n_edges, dtype=patcher.dtype, device=patcher.device, requires_grad=True)
+        for chunk in alphas.split(batch):
+            logits = patcher.run_grad(ctx, leaf.expand(len(chunk), -1), reference=reference,
+                                      input_scale=chunk.to(patcher.device))
+            (problem.metric(logits).sum() / steps).backward()
+            del logits  # frees this pass's graph (and its delta buffers) before the next one
+        grad = leaf.grad[0]
+    elif path == "mask":
+        grad = torch.zeros(n_edges, dtype=torch.float64, device=patcher.device)
+        for chunk in alphas.split(batch):
+            kept = (chunk.to(patcher.device)[:, None] * torch.ones(n_edges, dtype=torch.float64,
+                                                                     device=patcher.device))
+            kept = kept.to(patcher.dtype).requires_grad_(True)
+            (problem.metric(patcher.run_grad(ctx, kept)).sum() / steps).backward()
+            grad += kept.grad.sum(0).double()
+            del kept
+    else:
+        raise ValueError(f"path must be 'input' or 'mask', got {path!r}")
+    return _finish(-grad, absolute)
+
+
+def ig_alphas(steps: int, rule: IGRule = "left") -> torch.Tensor:
+    """Interpolation points (float64 [steps]): k/steps (left, Hanna et al.) or (k + 1/2)/steps (midpoint)."""
+    k = torch.arange(steps, dtype=torch.float64)
+    if rule == "left":
+        return k / steps
+    if rule == "midpoint":
+        return (k + 0.5) / steps
+    raise ValueError(f"rule must be 'left' or 'midpoint', got {rule!r}")
+
+
+def _finish(scores: torch.Tensor, absolute: bool) -> torch.Tensor:
+    scores = scores.detach().to("cpu", torch.float64)
+    return scores.abs() if absolute else scores
+
+
+# ----- circuits --------------------------------------------------------------------------------------------
+
+def eap(problem: Problem, *, top_n: int | None = None, threshold: float | None = None,
+        absolute: bool = True) -> Circuit:
+    """The circuit of the edges with the highest EAP scores (`top_n` of them, or those scoring >= threshold)."""
+    _check_selection(top_n, threshold, problem)
+    started = time.perf_counter()
+    scores = eap_scores(problem, absolute=absolute)
+    return _circuit(problem, scores, top_n, threshold, started, {"method": "eap", "absolute": absolute})
+
+
+def eap_ig(problem: Problem, *, steps: int = 5, top_n: int | None = None, threshold: float | None = None,
+           absolute: bool = True, path: IGPath = "input", rule: IGRule = "left",
+           batch: int | None = None) -> Circuit:
+    """The circuit of the edges with the highest EAP-IG scores (`top_n`, or those scoring >= threshold)."""
+    _check_selection(top_n, threshold, problem)
+    started = time.perf_counter()
+    scores = eap_ig_scores(problem, steps, absolute=absolute, path=path, rule=rule, batch=batch)
+    return _circuit(problem, scores, top_n, threshold, started,
+                    {"method": "eap-ig", "steps": steps, "path": path, "rule": rule, "absolute": absolute})
+
+
+def _check_selection(top_n: int | None, threshold: float | None, problem: Problem) -> None:
+    """Fail before the expensive part when the selection is malformed."""
+    if (top_n is None) == (threshold is None):
+        raise ValueError("give exactly one of top_n or threshold")
+    if top_n is not None and not 0 <= int(top_n) <= problem.graph.n_edges:
+        raise ValueError(f"top_n={top_n} is outside 0..{problem.graph.n_edges}")
+    if threshold is not None and math.isnan(float(threshold)):
+        raise ValueError("threshold must be a number, got nan")
+
+
+def _circuit(problem: Problem, scores: torch.Tensor, top_n: int | None, threshold: float | None,
+             started: float, settings: dict[str, Any]) -> Circuit:
+    seconds = time.perf_counter() - started
+    selected = Circuit.from_scores(problem.graph, scores, top_n=top_n, threshold=threshold)
+    full, circuit, empty = evaluate_many(problem, torch.stack([
+        torch.ones_like(selected.kept), selected.kept, torch.zeros_like(selected.kept)])).tolist()
+    patcher = problem.patcher
+    return Circuit(problem.graph, selected.kept, scores,
+                   metrics={"full": full, "circuit": circuit, "empty": empty},
+                   settings={**problem.fingerprint(), **settings, "top_n": top_n, "threshold": threshold,
+                             "seconds": seconds, "n_prompts": problem.task.n_prompts,
+                             "device": str(patcher.device), "dtype": str(patcher.dtype).replace("torch.", "")})
+
+
+# ----- evaluating many circuits, faithfulness --------------------------------------------------------------
+
+def evaluate_many(problem: Problem, kept: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """Metric of each circuit in `kept` [B, n_edges] (bool or float), `batch` circuits per forward:
+    float64 [B] on the CPU."""
+    batch = batch or circuits_per_pass(problem, grad=False)
+    out = [problem.metric(problem.patcher.logits(problem.ctx, part)).detach().to("cpu", torch.float64)
+           for part in kept.split(batch)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def faithfulness_of_scores(problem: Problem, scores: torch.Tensor,
+                           fractions: Sequence[float] = DEFAULT_FRACTIONS, *, log_x: bool = False,
+                           batch: int | None = None) -> FaithfulnessCurve:
+    """MIB-style faithfulness curve (CPR, CMD) of the top-by-score circuits for any scoring (higher = more
+    important; NaN last): `compare.faithfulness_curve` with the circuits evaluated `batch` per forward."""
+    graph = problem.graph
+    n = graph.n_edges
+    sizes = sorted({min(n, math.ceil(float(f) * n - 1e-9)) for f in fractions if 0 < float(f) <= 1})
+    masks = [Circuit.full(graph).kept, Circuit.empty(graph).kept]
+    masks += [Circuit.from_scores(graph, scores, top_n=k).kept for k in sizes]
+    values = evaluate_many(problem, torch.stack(masks), batch).tolist()
+    cache = {m.numpy().tobytes(): v for m, v in zip(masks, values)}
+
+    def evaluate(circuit: Circuit) -> float:
+        key = circuit.kept.numpy().tobytes()
+        if key not in cache:  # a size the curve chose differently: evaluate it on its own
+            cache[key] = float(problem.evaluate(circuit)[0])
+        return cache[key]
+
+    return faithfulness_curve(scores, graph, evaluate, fractions, m_full=values[0], m_empty=values[1],
+                              log_x=log_x)
+
+
+def circuits_per_pass(problem: Problem, *, grad: bool, budget_bytes: int | None = None) -> int:
+    """How many circuits one (differentiable) patched forward can hold in the memory budget (default: 60%
+    of the GPU's free memory, or 40% of the available RAM, at most 8 GiB, on the CPU)."""
+    patcher, ctx = problem.patcher, problem.ctx
+    cfg, g = patcher.cfg, problem.graph
+    elem = torch.finfo(patcher.dtype).bits // 8
+    x = ctx.n_prompts * ctx.seq_len * cfg.d_model
+    r_attn = cfg.n_heads + 2 * cfg.kv_heads
+    if grad:  # sender buffer + its gradient + what each layer keeps for backward (uniform masks)
+        units = 2 * g.n_senders + cfg.n_layers * (r_attn + 8 + 4 * cfg.d_mlp / cfg.d_model)
+    else:
+        units = g.n_senders + 3 * r_attn + 4 * cfg.d_mlp / cfg.d_model
+    per_circuit = units * x * elem
+    if budget_bytes is None:
+        budget_bytes = _memory_budget(patcher.device)
+    return max(1, min(256, int(budget_bytes // per_circuit)))
+
+
+def _memory_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.6 * free)
+    available = 8 << 30
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    return int(min(0.4 * available, 8 << 30))
+
+
+__all__ = ["circuits_per_pass", "eap", "eap_ig", "eap_ig_scores", "eap_scores", "evaluate_many",
+           "faithfulness_of_scores", "ig_alphas"]

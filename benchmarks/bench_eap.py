@@ -1,0 +1,177 @@
+"""Edge attribution timings (issue 6), and the hybrid on the default model's IOI.
+
+Default part: EAP and EAP-IG (5 steps) on a GPT-2-small-shaped random model, N=100 prompts x 15 tokens,
+next to the plain forward of the same model measured in the same run (targets: EAP-IG <= 60 s on 2 CPU
+cores, <= 2 s on a GPU). Writes results/eap_<cpu|cuda>.json.
+
+`--hybrid`: the demo's discovery on the default model (SmolLM2-135M, IOI, 16 prompts, KL, tau = 0.01 x
+M(empty) - M(full), top 250 EAP-IG edges as candidates) with its time and normalised faithfulness, beside
+exact ACDC's with `--exact` (a day on 2 CPU cores; use a GPU). Writes results/eap_hybrid_<cpu|cuda>.json.
+
+    python benchmarks/bench_eap.py [--n 100] [--seq 15] [--steps 5] [--device cpu|cuda]
+    python benchmarks/bench_eap.py --hybrid [--k 250] [--n-prompts 16] [--relative 0.01] [--exact]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import gpt2_small_shaped, save, timed  # noqa: E402
+
+from acdc_compare.algorithms.eap import eap_ig_scores, eap_scores, evaluate_many  # noqa: E402
+from acdc_compare.algorithms.problem import make_problem  # noqa: E402
+from acdc_compare.circuit import Circuit  # noqa: E402
+from acdc_compare.compare import normalized_faithfulness  # noqa: E402
+from acdc_compare.model import run_logits  # noqa: E402
+from acdc_compare.patching import Patcher  # noqa: E402
+from acdc_compare.tasks.base import Task  # noqa: E402
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak memory of this process so far: GPU allocations, or the resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def timed_cpu(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
+    """(median wall seconds, process CPU seconds of that call). On the CPU, CPU time well below
+    wall x threads means other processes took cores during the run."""
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return sorted(runs)[len(runs) // 2]
+
+
+def bench_attribution(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = gpt2_small_shaped(device)
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randint(0, 50257, (args.n, args.seq), generator=gen)
+    corrupted = torch.randint(0, 50257, (args.n, args.seq), generator=gen)
+    answers = torch.randint(0, 50257, (args.n, 2), generator=gen)
+    task = Task("random", clean, corrupted, positions=torch.full((args.n,), args.seq - 1),
+                correct=answers[:, 0], wrong=answers[:, 1])
+    patcher = Patcher.from_model(model)
+    graph = patcher.graph
+    kl = make_problem(patcher, task, metric="kl", model_name="gpt2-small-shaped")
+    logit_diff = make_problem(patcher, task, metric="logit_diff", model_name="gpt2-small-shaped")
+    heavy = dict(repeats=3, warmup=1) if device.type == "cuda" else dict(repeats=1, warmup=0)
+    load_before = os.getloadavg()[0]
+
+    with torch.no_grad():
+        plain = timed(lambda: run_logits(model, clean, batch_size=args.n), device)
+    full = torch.ones(1, graph.n_edges, dtype=torch.bool)
+    patched = timed(lambda: patcher.run(kl.ctx, full), device)
+    eap_s = timed(lambda: eap_scores(logit_diff), device, **heavy)
+    ig_s, ig_cpu = timed_cpu(lambda: eap_ig_scores(kl, steps=args.steps), device, **heavy)
+    load_after = os.getloadavg()[0]
+
+    rows: dict[str, Any] = {
+        "plain_forward_s": plain, "patched_full_forward_s": patched, "eap_s": eap_s,
+        f"eap_ig_{args.steps}_steps_s": ig_s, f"eap_ig_{args.steps}_steps_process_cpu_s": ig_cpu,
+        "eap_ig_over_plain_forward": ig_s / plain, "peak_memory_gb": peak_memory_gb(device),
+        "threads": torch.get_num_threads(), "load_average_before": load_before, "load_average_after": load_after,
+    }
+    shape = f"N={args.n}x{args.seq}"
+    print(f"plain bridge forward          {shape}: {plain:.3f} s")
+    print(f"patched forward, full circuit {shape}: {patched:.3f} s ({patched / plain:.2f}x plain)")
+    print(f"EAP (logit diff)              {shape}: {eap_s:.3f} s ({eap_s / plain:.2f}x plain)")
+    print(f"EAP-IG, {args.steps} steps (KL)        {shape}: {ig_s:.3f} s ({ig_s / plain:.2f}x plain; "
+          f"target {'2 s (GPU)' if device.type == 'cuda' else '60 s (2 CPU cores)'})")
+    path = save("eap", device, {"n_prompts": args.n, "seq_len": args.seq, "steps": args.steps,
+                                "n_edges": graph.n_edges, "model": "GPT-2-small-shaped, random weights",
+                                **rows})
+    print(f"saved {path}")
+
+
+def bench_hybrid(args: argparse.Namespace) -> None:
+    from acdc_compare.algorithms.acdc import acdc
+    from acdc_compare.algorithms.hybrid import hybrid
+    from acdc_compare.discover import prepare
+    from acdc_compare.experiment import task_threshold
+
+    device = torch.device(args.device)
+    started = time.perf_counter()
+    problem = prepare("ioi", n_prompts=args.n_prompts, device=device)
+    prepare_s = time.perf_counter() - started
+    tau = task_threshold(problem, args.relative)
+    found = hybrid(problem, tau, k=args.k, steps=args.steps, progress=False)
+    rows: dict[str, Any] = {"prepare_s": prepare_s, "threshold": tau, "k": args.k, "steps": args.steps,
+                            "hybrid": _summary(found)}
+    print(f"hybrid, IOI on {problem.model_name} ({problem.task.n_prompts} prompts, {problem.graph.n_edges} edges), "
+          f"tau={tau:.4g}, k={args.k}: {found.settings['seconds']:.1f} s (EAP-IG {found.settings['prior_seconds']:.1f} s"
+          f", ACDC {found.settings['acdc_seconds']:.1f} s, {found.settings['n_tested']} tested), "
+          f"{found.n_kept} edges kept, faithfulness {rows['hybrid']['faithfulness']:.3f}")
+    same_size = Circuit.from_scores(problem.graph, eap_ig_scores(problem, args.steps), top_n=found.n_kept)
+    f_ig = _faithfulness(problem, same_size)
+    rows["eap_ig_same_size_faithfulness"] = f_ig
+    print(f"EAP-IG top {found.n_kept} edges (same size):  faithfulness {f_ig:.3f}")
+    if args.exact:
+        exact = acdc(problem, tau, progress=False)
+        rows["exact_acdc"] = _summary(exact)
+        both = int((exact.kept & found.kept).sum())
+        rows["shared_edges"] = both
+        print(f"exact ACDC: {exact.settings['seconds']:.1f} s, {exact.n_kept} edges kept, faithfulness "
+              f"{rows['exact_acdc']['faithfulness']:.3f}; {both} edges shared with the hybrid")
+    else:
+        rows["exact_acdc"] = "not run (pass --exact; about a day on 2 CPU cores)"
+    path = save("eap_hybrid", device, {"model": problem.model_name, "task": "ioi",
+                                       "n_prompts": problem.task.n_prompts, "n_edges": problem.graph.n_edges,
+                                       **rows})
+    print(f"saved {path}")
+
+
+def _faithfulness(problem, circuit: Circuit) -> float:
+    full, mid, empty = evaluate_many(problem, torch.stack([torch.ones_like(circuit.kept), circuit.kept,
+                                                           torch.zeros_like(circuit.kept)])).tolist()
+    return normalized_faithfulness(mid, full, empty)
+
+
+def _summary(c: Circuit) -> dict[str, Any]:
+    m = c.metrics
+    return {"seconds": c.settings["seconds"], "n_kept": c.n_kept, "n_tested": c.settings.get("n_tested"),
+            "metric_full": m["full"], "metric_circuit": m["circuit"], "metric_empty": m["empty"],
+            "faithfulness": normalized_faithfulness(m["circuit"], m["full"], m["empty"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--seq", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--hybrid", action="store_true", help="the hybrid on the default model's IOI instead")
+    parser.add_argument("--k", type=int, default=250)
+    parser.add_argument("--n-prompts", type=int, default=16)
+    parser.add_argument("--relative", type=float, default=0.01, help="tau as a fraction of M(empty) - M(full)")
+    parser.add_argument("--exact", action="store_true", help="also run exact ACDC (slow on a CPU)")
+    args = parser.parse_args()
+    if args.hybrid:
+        bench_hybrid(args)
+    else:
+        bench_attribution(args)
+
+
+if __name__ == "__main__":
+    main()
