@@ -215,7 +215,10 @@ def _runs(runs: list[Run]) -> str:
 
 
 def _swatches(items: list[tuple[str, str, str | None]]) -> str:
-    """A row of boxed labels: (text, background, font colour)."""
+    """A row of boxed labels: (text, background, font colour); a blank when there are none (Graphviz
+    refuses an empty row)."""
+    if not items:
+        return " "
     cells = "".join(
         f'<td bgcolor="{bg}" border="1">{_runs([(text, colour)])}</td>' for text, bg, colour in items
     )

@@ -39,7 +39,7 @@ class ExperimentConfig:
     control: str = "pet-first"
     method: Method = Method.HYBRID
     threshold: float = 0.005  # relative: a fraction of each task's metric gap M(empty) - M(full)
-    k: int = 400  # hybrid: ACDC decides among the top-k EAP-IG edges
+    k: int = 200  # hybrid: ACDC decides among the top-k EAP-IG edges
     steps: int = 5
     n_prompts: int = 8
     n_eval: int = 20  # prompts per task for the accuracy table
@@ -95,8 +95,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     name = model_name(model)
     tok = model.tokenizer
 
-    log("evaluating every task (accuracy, logit difference) ...")
-    evals = tasks_table(model, n=config.n_eval, seed=config.seed)
+    table_tasks = list(dict.fromkeys([config.task, config.comparison, config.control,
+                                      *(t for p in ORDER_MEANING_PAIRS for t in (p.agree_task, p.disagree_task))]))
+    log(f"evaluating {', '.join(table_tasks)} (accuracy, logit difference; `acdc-compare tasks` has all) ...")
+    evals = tasks_table(model, names=table_tasks, n=config.n_eval, seed=config.seed)
     result.tasks_table = format_tasks_table(evals)
     (out / "tasks.txt").write_text(result.tasks_table + "\n")
 

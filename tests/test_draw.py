@@ -184,3 +184,13 @@ def test_labels_with_markup_are_escaped_and_roles_coloured(tmp_path: Path) -> No
     assert ag.get_node("a0.h1").attr["fillcolor"] == ROLE_COLORS["name mover"]
     assert ag.get_node("a2.h3").attr["fillcolor"] not in ROLE_COLORS.values()  # an extra colour for a new role
     assert ag.get_node("m1").attr["fillcolor"] == ROLE_COLORS["unknown"]
+
+
+def test_empty_circuit_draws_without_graphviz_errors(tmp_path, capfd):
+    from acdc_compare.graph import Graph, GraphConfig
+
+    g = Graph(GraphConfig(n_layers=3, n_heads=4, n_kv_heads=4))
+    draw_circuit(Circuit.empty(g), tmp_path / "empty.png", title="nothing kept")
+    draw_comparison(Circuit.empty(g), Circuit.empty(g), tmp_path / "cmp.png", "a", "b")
+    assert "syntax error" not in capfd.readouterr().err
+    assert (tmp_path / "empty.png").stat().st_size > 0

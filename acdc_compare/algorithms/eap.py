@@ -18,6 +18,10 @@ one by one:
   edges), alpha from 0 (everything ablated) to 1 (full). Integrated gradients on this straight path are
   complete: the scores sum to M(empty) - M(full) (up to the Riemann-sum error).
 
+Cost: EAP is one differentiable forward + backward; EAP-IG one forward for the clean differences plus
+`steps` forwards + backwards (batched `batch` per pass). With every mask equal (all 1, or all alpha) each
+layer's receivers read the same input, which the engine gathers and normalises once.
+
 KL and plain EAP: KL(full || circuit) is minimal (zero) at the full circuit, so its gradient there is zero and
 EAP scores every edge ~0 under the KL metric: use the logit difference with EAP, or EAP-IG, whose gradients
 are taken away from the clean point.
