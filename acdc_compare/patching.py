@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from acdc_compare.allocator import tune_cpu_allocator
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
 from acdc_compare.model import ModelWeights, extract_weights
@@ -103,6 +104,8 @@ class Patcher:
         self.n_stages = 2 * cfg.n_layers + 1
         self._w_qkv = torch.cat([weights.W_Q, weights.W_K, weights.W_V], dim=1)  # [L, H + 2G, d, dh]
         self._b_qkv = torch.cat([weights.b_Q, weights.b_K, weights.b_V], dim=1)  # [L, H + 2G, dh]
+        if weights.device.type == "cpu":
+            tune_cpu_allocator()
 
     @classmethod
     def from_model(cls, model: Any, include_direct: bool = True) -> "Patcher":
