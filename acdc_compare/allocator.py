@@ -35,6 +35,11 @@ def tune_cpu_allocator() -> bool:
     return _state["tuned"]
 
 
+def allocator_tuned() -> bool:
+    """Whether `tune_cpu_allocator` has put its settings in effect in this process."""
+    return _state.get("tuned", False)
+
+
 def _apply() -> bool:
     if os.environ.get(ENV_OPT_OUT, "").strip().lower() == "default" or not sys.platform.startswith("linux"):
         return False
@@ -48,4 +53,4 @@ def _apply() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _LARGEST)) and bool(mallopt(_M_TRIM_THRESHOLD, _LARGEST))
 
 
-__all__ = ["ENV_OPT_OUT", "tune_cpu_allocator"]
+__all__ = ["ENV_OPT_OUT", "allocator_tuned", "tune_cpu_allocator"]

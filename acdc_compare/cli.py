@@ -1,4 +1,4 @@
-"""`acdc-compare`: discover, compare, sweep, tasks, report and demo from the command line.
+"""`acdc-compare`: discover, compare, sweep, curve, tasks, report and demo from the command line.
 
 Exit codes: 0 success; 2 bad arguments or input (unknown task, bad threshold, unreadable file); 3 the model
 could not be loaded; 1 any other failure.
@@ -65,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", type=float, nargs="+", required=True)
     p.add_argument("--reference", choices=["ioi", "greater-than"], default=None)
     p.add_argument("--out", default="results/sweep")
+
+    p = sub.add_parser("curve", help="faithfulness curve (MIB's CPR and CMD) of edge rankings: EAP, EAP-IG, "
+                                     "or a saved circuit's scores")
+    _common(p)
+    p.add_argument("--scores", nargs="+", default=["eap-ig"],
+                   help="what ranks the edges: 'eap', 'eap-ig' and/or saved circuit JSON files (their scores; "
+                        "untested edges rank last). Default eap-ig")
+    p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"])
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"])
+    p.add_argument("--steps", type=int, default=5, help="EAP-IG integration steps")
+    p.add_argument("--no-direct", action="store_true", help="graph without direct q/k/v edges")
+    p.add_argument("--fractions", type=float, nargs="+", default=None,
+                   help="edge fractions in (0, 1] (default: MIB's log-spaced grid)")
+    p.add_argument("--log-x", action="store_true", help="areas over log10(fraction) instead of the fraction")
+    p.add_argument("--out", default="results/curve")
 
     p = sub.add_parser("tasks", help="every task's accuracy and logit difference on a model, with the "
                                      "order-vs-meaning pairs side by side")
@@ -190,6 +205,51 @@ def _sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _curve(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from acdc_compare.algorithms.eap import check_eap_metric, eap_ig_scores, eap_scores, faithfulness_of_scores
+    from acdc_compare.compare import DEFAULT_FRACTIONS
+    from acdc_compare.discover import prepare
+    from acdc_compare.export import load_circuit
+
+    files = [Path(s) for s in args.scores if s not in ("eap", "eap-ig")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"--scores takes 'eap', 'eap-ig' or circuit JSON files; not found: {missing}")
+    circuits = {str(f): load_circuit(f) for f in files}
+    problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
+                      include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                      device=args.device)
+    if "eap" in args.scores:
+        check_eap_metric(problem)
+    fractions = tuple(args.fractions) if args.fractions else DEFAULT_FRACTIONS
+    curves: dict[str, Any] = {}
+    for source in args.scores:
+        if source == "eap":
+            scores = eap_scores(problem)
+        elif source == "eap-ig":
+            scores = eap_ig_scores(problem, args.steps)
+        else:
+            circuit = circuits[source]
+            circuit.check_graph(problem.graph)
+            scores = circuit.scores
+        curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x)
+        curves[source] = asdict(curve)
+        print(f"{source}: CPR {curve.cpr:.3f} (higher is better), CMD {curve.cmd:.3f} (lower is better)")
+        for frac, size, f in zip(curve.fractions, curve.sizes, curve.faithfulness):
+            print(f"  {frac:8.4f} of edges = {size:6d} edges: faithfulness {f:.3f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.task}_curve.json"
+    summary = {"task": args.task, "model": problem.model_name, "metric": args.metric, "ablation": args.ablation,
+               "n_prompts": problem.task.n_prompts, "n_edges": problem.graph.n_edges, "steps": args.steps,
+               "log_x": args.log_x, "curves": curves}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    _print_paths([path])
+    return EXIT_OK
+
+
 def _tasks(args: argparse.Namespace) -> int:
     from acdc_compare.discover import get_model
     from acdc_compare.tasks.registry import format_tasks_table, tasks_table
@@ -259,8 +319,8 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"discover": _discover, "compare": _compare, "sweep": _sweep, "tasks": _tasks, "report": _report,
-             "demo": _demo}
+_COMMANDS = {"discover": _discover, "compare": _compare, "sweep": _sweep, "curve": _curve, "tasks": _tasks,
+             "report": _report, "demo": _demo}
 
 
 # ----- helpers --------------------------------------------------------------------------------------------

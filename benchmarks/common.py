@@ -59,7 +59,9 @@ def save(name: str, device: torch.device, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cuda" if device.type == "cuda" else "cpu"
     path = RESULTS / f"{name}_{tag}.json"
+    from acdc_compare.allocator import allocator_tuned
+
     record = {"benchmark": name, "device": device_name(device), "torch": torch.__version__,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
+              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu_allocator_tuned": allocator_tuned(), **payload}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

@@ -55,6 +55,31 @@ def test_compare_report_and_sweep(tiny_dir, tmp_path, capsys):
     assert "Circuits" in html and "tau0.001" in html
 
 
+def test_curve_of_eap_ig_and_of_a_saved_circuit(tiny_dir, tmp_path, capsys):
+    saved = tmp_path / "acdc"
+    assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "0.05",
+                 "--quiet", "--out", str(saved)]) == EXIT_OK
+    circuit_file = str(saved / "ioi_acdc.json")
+    out = tmp_path / "curve"
+    assert main(["curve", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--scores", "eap-ig",
+                 circuit_file, "--steps", "3", "--fractions", "0.05", "0.3", "1.0", "--quiet",
+                 "--out", str(out)]) == EXIT_OK
+    summary = json.loads((out / "ioi_curve.json").read_text())
+    assert list(summary["curves"]) == ["eap-ig", circuit_file]
+    for curve in summary["curves"].values():
+        assert curve["fractions"] == [0.05, 0.3, 1.0]
+        assert curve["sizes"][-1] == summary["n_edges"]
+        assert curve["faithfulness"][-1] == pytest.approx(1.0)
+        assert curve["sizes"][0] < curve["sizes"][1] < curve["sizes"][2]
+    assert "CPR" in capsys.readouterr().out
+    assert main(["curve", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--scores", "eap",
+                 "--quiet", "--out", str(out)]) == EXIT_USAGE
+    assert "logit_diff" in capsys.readouterr().err
+    assert main(["curve", "--model", str(tiny_dir), "--scores", str(tmp_path / "nope.json"), "--quiet",
+                 "--out", str(out)]) == EXIT_USAGE
+    assert "not found" in capsys.readouterr().err
+
+
 def test_exit_codes_for_bad_input(tiny_dir, tmp_path, capsys):
     assert main(["discover", "--model", str(tiny_dir), "--task", "no-such-task", "--threshold", "0.1",
                  "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
@@ -68,7 +93,7 @@ def test_exit_codes_for_bad_input(tiny_dir, tmp_path, capsys):
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize("command", ["discover", "compare", "sweep", "tasks", "report", "demo"])
+@pytest.mark.parametrize("command", ["discover", "compare", "sweep", "curve", "tasks", "report", "demo"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

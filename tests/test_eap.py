@@ -170,6 +170,13 @@ def test_eap_circuits_carry_metrics_and_settings():
         eap(problem)
 
 
+def test_eap_refuses_kl_and_names_what_works():
+    problem = problem_for("gpt2", "kl")
+    with pytest.raises(ValueError, match="KL.*logit_diff.*eap-ig"):
+        eap(problem, top_n=10)
+    assert eap_ig(problem, steps=2, top_n=10).n_kept == 10
+
+
 def test_faithfulness_of_scores_equals_the_unbatched_curve():
     problem = problem_for("gpt2", "logit_diff")
     scores = eap_ig_scores(problem, steps=3)

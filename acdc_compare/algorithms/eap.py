@@ -43,6 +43,7 @@ import torch
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
+from acdc_compare.types import Metric
 
 IGPath = Literal["input", "mask"]
 IGRule = Literal["left", "midpoint"]
@@ -111,8 +112,11 @@ def _finish(scores: torch.Tensor, absolute: bool) -> torch.Tensor:
 
 def eap(problem: Problem, *, top_n: int | None = None, threshold: float | None = None,
         absolute: bool = True) -> Circuit:
-    """The circuit of the edges with the highest EAP scores (`top_n` of them, or those scoring >= threshold)."""
+    """The circuit of the edges with the highest EAP scores (`top_n` of them, or those scoring >= threshold).
+
+    Refuses the KL metric, under which every EAP score is ~0 (see the module docstring)."""
     _check_selection(top_n, threshold, problem)
+    check_eap_metric(problem)
     started = time.perf_counter()
     scores = eap_scores(problem, absolute=absolute)
     return _circuit(problem, scores, top_n, threshold, started, {"method": "eap", "absolute": absolute})
@@ -127,6 +131,14 @@ def eap_ig(problem: Problem, *, steps: int = 5, top_n: int | None = None, thresh
     scores = eap_ig_scores(problem, steps, absolute=absolute, path=path, rule=rule, batch=batch)
     return _circuit(problem, scores, top_n, threshold, started,
                     {"method": "eap-ig", "steps": steps, "path": path, "rule": rule, "absolute": absolute})
+
+
+def check_eap_metric(problem: Problem) -> None:
+    """EAP under KL ranks edges by rounding noise: fail with what to use instead."""
+    if problem.metric_kind is Metric.KL:
+        raise ValueError("EAP cannot rank edges under the KL metric: KL(full || circuit) has zero gradient at "
+                         "the full circuit, so every EAP score is ~0. Use metric='logit_diff' with EAP, or "
+                         "EAP-IG (method 'eap-ig'), which works with KL.")
 
 
 def _check_selection(top_n: int | None, threshold: float | None, problem: Problem) -> None:
@@ -220,5 +232,5 @@ def _memory_budget(device: torch.device) -> int:
     return int(min(0.4 * available, 8 << 30))
 
 
-__all__ = ["circuits_per_pass", "eap", "eap_ig", "eap_ig_scores", "eap_scores", "evaluate_many",
+__all__ = ["check_eap_metric", "circuits_per_pass", "eap", "eap_ig", "eap_ig_scores", "eap_scores", "evaluate_many",
            "faithfulness_of_scores", "ig_alphas"]
