@@ -61,8 +61,11 @@ def run_method(problem: Problem, method: Method | str = Method.ACDC, threshold: 
                order: EdgeOrder | Sequence[str] = "reference", abs_value: bool = False,
                top_n: int | None = None, steps: int = 5, k: int | None = None,
                journal: str | os.PathLike | None = None, progress: bool = False,
-               max_batch: int | None = None) -> Circuit:
-    """Run one discovery method on a prepared problem. Scores: higher = more important."""
+               max_batch: int | None = None, prior: torch.Tensor | None = None) -> Circuit:
+    """Run one discovery method on a prepared problem. Scores: higher = more important.
+
+    `prior`: EAP-IG scores [n_edges] already computed for this problem, used by "hybrid" instead of running
+    EAP-IG again."""
     method = _parse_method(method)
     if method is Method.ACDC:
         return acdc(problem, _needed(threshold, method), order=order, abs_value=abs_value,
@@ -70,8 +73,8 @@ def run_method(problem: Problem, method: Method | str = Method.ACDC, threshold: 
     if method is Method.HYBRID:
         from acdc_compare.algorithms.hybrid import hybrid
 
-        return hybrid(problem, _needed(threshold, method), k=k, steps=steps, order=order, abs_value=abs_value,
-                      max_batch=max_batch, journal=journal, progress=progress)
+        return hybrid(problem, _needed(threshold, method), k=k, steps=steps, prior=prior, order=order,
+                      abs_value=abs_value, max_batch=max_batch, journal=journal, progress=progress)
     from acdc_compare.algorithms.eap import eap, eap_ig
 
     if (top_n is None) == (threshold is None):

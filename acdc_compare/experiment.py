@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
+from acdc_compare.algorithms.eap import eap_ig_scores, faithfulness_of_scores
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.circuit import Circuit
-from acdc_compare.compare import compare_circuits, normalized_faithfulness
+from acdc_compare.compare import FaithfulnessCurve, compare_circuits, normalized_faithfulness
 from acdc_compare.discover import get_model, prepare, run_method
 from acdc_compare.draw import draw_circuit, draw_comparison
 from acdc_compare.export import save_circuit
@@ -26,6 +27,8 @@ from acdc_compare.report import Image, KeyValues, Table, Text, write_report
 from acdc_compare.types import Method
 
 Log = Callable[[str], None]
+
+CURVE_FRACTIONS: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ExperimentConfig:
     steps: int = 5
     n_prompts: int = 8
     n_eval: int = 20  # prompts per task for the accuracy table
+    curve: bool = True  # EAP-IG faithfulness curve per task: how many edges its mechanism needs
     seed: int = 0
     progress: bool = True
 
@@ -54,6 +58,7 @@ class TaskRun:
     json_path: Path
     diagram_paths: list[Path]
     faithfulness: float
+    curve: FaithfulnessCurve | None = None  # faithfulness of the top EAP-IG edges at CURVE_FRACTIONS
 
 
 @dataclass
@@ -115,14 +120,20 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     for t in role_tasks:
         log(f"discovering the circuit of {t} ({config.method.value}, threshold {config.threshold}) ...")
         problem = prepare(t, model=model, n_prompts=config.n_prompts, seed=config.seed)
-        circuit = _discover(problem, config)
+        prior = eap_ig_scores(problem, config.steps) if config.method is Method.HYBRID else None
+        circuit = _discover(problem, config, prior)
+        ranking = circuit.scores if config.method is Method.EAP_IG else prior
         json_path = save_circuit(circuit, circuits_dir / f"{t}.json")
         diagrams = [out / f"{t}.svg", out / f"{t}.png"]
         for path in diagrams:
             draw_circuit(circuit, path, roles=roles, title=f"{t} on {name}: {circuit.n_kept} edges")
-        result.runs[t] = TaskRun(t, circuit, json_path, diagrams, faithfulness(circuit))
+        curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS) if config.curve and ranking is not None else None
+        result.runs[t] = TaskRun(t, circuit, json_path, diagrams, faithfulness(circuit), curve)
         log(f"  {circuit.n_kept} edges kept, faithfulness {result.runs[t].faithfulness:.2f}, "
             f"{circuit.settings.get('seconds', 0):.0f} s")
+        if curve is not None:
+            log("  top EAP-IG edges: " + ", ".join(f"{n} -> {f:.2f}" for n, f in zip(curve.sizes, curve.faithfulness))
+                + f" (CPR {curve.cpr:.2f}, CMD {curve.cmd:.2f})")
 
     comparisons = []
     for left, right in ((config.task, config.comparison), (config.comparison, config.control)):
@@ -146,6 +157,15 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
                            "normalised faithfulness", "edges tested", "seconds"],
               [_circuit_row(r) for r in result.runs.values()]),
     ]
+    curves = [r for r in result.runs.values() if r.curve is not None]
+    if curves:
+        sizes = curves[0].curve.sizes
+        sections.append(Table(
+            "How many edges does each task's mechanism need? Normalised faithfulness of the top EAP-IG edges "
+            "(MIB's CPR: higher is better; CMD: lower is better)",
+            ["task", *[f"{n} edges" for n in sizes], "CPR", "CMD"],
+            [[r.name, *[f"{f:.2f}" for f in r.curve.faithfulness], f"{r.curve.cpr:.2f}", f"{r.curve.cmd:.2f}"]
+             for r in curves]))
     for run in result.runs.values():
         sections.append(Image(f"Circuit: {run.name}", run.diagram_paths[1].name))
     for left, right, cmp_, svg in comparisons:
@@ -184,11 +204,11 @@ def task_threshold(problem: Problem, relative: float) -> float:
     return max(float(ends[1] - ends[0]), 0.0) * relative
 
 
-def _discover(problem: Problem, config: ExperimentConfig) -> Circuit:
+def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None) -> Circuit:
     if config.method in (Method.EAP, Method.EAP_IG):
         return run_method(problem, config.method, top_n=config.k, steps=config.steps)
     return run_method(problem, config.method, task_threshold(problem, config.threshold), k=config.k,
-                      steps=config.steps, progress=config.progress)
+                      steps=config.steps, progress=config.progress, prior=prior)
 
 
 def _method_note(config: ExperimentConfig) -> str:

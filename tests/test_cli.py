@@ -80,6 +80,40 @@ def test_curve_of_eap_ig_and_of_a_saved_circuit(tiny_dir, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_demo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path, capsys):
+    from acdc_compare.export import load_circuit
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(tiny_dir), "--k", "40", "--n-prompts", "4", "--quiet",
+                 "--out", str(out)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "circuits (hybrid" in printed and "pet position" in printed and "top EAP-IG edges" in printed
+    for task in ("ioi", "pet-last", "pet-first"):
+        circuit = load_circuit(out / "circuits" / f"{task}.json")
+        assert circuit.settings["method"] == "hybrid" and circuit.settings["k"] == 40
+        assert circuit.n_kept <= 40
+        assert (out / f"{task}.png").read_bytes()[:4] == b"\x89PNG"
+    html = (out / "report.html").read_text()
+    assert "How many edges does each task" in html and "CPR" in html
+    assert "Are the comparison tasks" in html and "Order-vs-meaning control" in html
+
+
+def test_experiment_curves_rank_by_the_hybrids_eap_ig_scores(tiny_dir, tmp_path):
+    from acdc_compare.experiment import CURVE_FRACTIONS, ExperimentConfig, run_experiment
+
+    config = ExperimentConfig(model=str(tiny_dir), k=40, n_prompts=4, n_eval=4, progress=False)
+    result = run_experiment(config, tmp_path / "exp")
+    for run in result.runs.values():
+        curve = run.curve
+        assert curve is not None and curve.fractions == CURVE_FRACTIONS
+        assert list(curve.sizes) == sorted(curve.sizes) and curve.sizes[-1] == run.circuit.n_edges
+        assert curve.faithfulness[-1] == pytest.approx(1.0)
+        assert curve.cmd >= 0.0
+    no_curve = run_experiment(ExperimentConfig(model=str(tiny_dir), k=40, n_prompts=4, n_eval=4, curve=False,
+                                               progress=False), tmp_path / "exp2")
+    assert all(r.curve is None for r in no_curve.runs.values())
+
+
 def test_exit_codes_for_bad_input(tiny_dir, tmp_path, capsys):
     assert main(["discover", "--model", str(tiny_dir), "--task", "no-such-task", "--threshold", "0.1",
                  "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
