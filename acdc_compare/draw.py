@@ -83,10 +83,21 @@ def _drawn_edges(c: Circuit) -> tuple[list[_Edge], nx.MultiDiGraph]:
     return out, g
 
 
-def _nodes_of(edges: Iterable[_Edge], g: nx.MultiDiGraph) -> set[str]:
-    """Nodes the arrows touch, plus heads kept only through direct edges (so nothing kept is hidden)."""
+def _nodes_of(edges: Iterable[_Edge], g: nx.MultiDiGraph, graph: Graph) -> set[str]:
+    """Nodes the arrows touch, plus heads kept only through direct edges (so nothing kept is hidden) - except
+    query heads that share a kept k/v direct edge with a head of their group that feeds something: like the
+    k/v arrows, the shared edge is drawn on the heads that use it."""
     nodes = {n for e in edges for n in (e.up, e.down)}
-    nodes.update(n for n, d in g.nodes(data=True) if d["direct_edges_kept"])
+    size = graph.group_size
+    live_groups = {(d["layer"], d["head"] // size) for n, d in g.nodes(data=True)
+                   if d["kind"] == "head" and g.out_degree(n) > 0}
+    for n, d in g.nodes(data=True):
+        kinds = d["direct_edges_kept"]
+        if not kinds or n in nodes:
+            continue
+        shared_only = size > 1 and set(kinds) <= {"k", "v"}
+        if not (shared_only and (d["layer"], d["head"] // size) in live_groups):
+            nodes.add(n)
     return nodes
 
 
@@ -270,7 +281,7 @@ def draw_circuit(c: Circuit, path: PathLike, roles: Mapping[str, str] | None = N
     roles = check_roles(c.graph, roles)
     shown = prune_to_paths(c) if prune else c
     edges, g = _drawn_edges(shown)
-    nodes = _sorted_nodes(c.graph, _nodes_of(edges, g) | {INPUT, LOGITS})
+    nodes = _sorted_nodes(c.graph, _nodes_of(edges, g, c.graph) | {INPUT, LOGITS})
     palette = _role_palette(roles)
     used = sorted({roles.get(n, "unknown") for n in nodes if n not in (INPUT, LOGITS)}, key=list(palette).index)
     scale = _score_scale(edges)
@@ -310,7 +321,7 @@ def draw_comparison(left: Circuit, right: Circuit, path: PathLike, left_label: s
     roles = check_roles(left.graph, roles)
     drawn = [_drawn_edges(prune_to_paths(x) if prune else x) for x in (left, right)]
     names = [{e.name for e in edges} for edges, _ in drawn]
-    node_sets = [_nodes_of(edges, g) for edges, g in drawn]
+    node_sets = [_nodes_of(edges, g, left.graph) for edges, g in drawn]
     edges = {(e.name, e.up, e.down): e for edges, _ in drawn for e in edges}
     labels = {"shared": "in both", "left": f"only {left_label}", "right": f"only {right_label}"}
     counts = {m: sum(1 for n in names[0] | names[1] if _membership(n, *names) == m) for m in labels}

@@ -164,6 +164,11 @@ def test_empty_and_gqa_circuits_draw(tmp_path: Path) -> None:
     edges = _circuit_edges(draw_circuit(c, tmp_path / "g.png"))
     # the k edge of key-value head 0 enters only a0.h1, the query head of its group that feeds something
     assert set(edges) == {("input", "a0.h1", "input->a0.h0<k>"), ("a0.h1", "logits", "a0.h1->logits")}
+    dot = draw_circuit(c, tmp_path / "g.dot")
+    # ... and so does its shared direct k edge: a0.h0, which uses it but feeds nothing, is not drawn
+    assert _direct_attrs(dot) == {"input": "", "a0.h1": "k", "logits": ""}
+    raw = _direct_attrs(draw_circuit(Circuit.from_edge_names(gqa, ["a0.h0<k>"]), tmp_path / "r.dot", prune=False))
+    assert raw["a0.h0"] == raw["a0.h1"] == "k"  # no head of the group feeds anything: all shown
 
 
 def test_pygraphviz_is_not_imported_with_the_module() -> None:
