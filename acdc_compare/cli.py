@@ -33,6 +33,9 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"])
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"])
     p.add_argument("--k", type=int, default=None, help="hybrid: number of EAP-IG candidates ACDC tests")
+    p.add_argument("--coverage", type=float, default=None,
+                   help="hybrid, instead of --k: the fewest top EAP-IG edges whose circuit reaches this "
+                        "normalised faithfulness (e.g. 0.8) become the candidates")
     p.add_argument("--top-n", type=int, default=None, help="eap/eap-ig: keep the top-n edges")
     p.add_argument("--steps", type=int, default=5, help="EAP-IG integration steps")
     p.add_argument("--abs-value", action="store_true", help="ACDC: compare |metric change| with the threshold")
@@ -133,7 +136,8 @@ def _discover(args: argparse.Namespace) -> int:
                       include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
                       device=args.device)
     circuit = run_method(problem, args.method, args.threshold, abs_value=args.abs_value, top_n=args.top_n,
-                         steps=args.steps, k=args.k, journal=args.journal, progress=not args.quiet)
+                         steps=args.steps, k=args.k, coverage=args.coverage, journal=args.journal,
+                         progress=not args.quiet)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.task}_{args.method}"
@@ -189,7 +193,7 @@ def _sweep(args: argparse.Namespace) -> int:
     circuits, rows = [], []
     for tau in args.thresholds:
         c = run_method(problem, args.method, tau, abs_value=args.abs_value, top_n=args.top_n, steps=args.steps,
-                       k=args.k, progress=not args.quiet)
+                       k=args.k, coverage=args.coverage, progress=not args.quiet)
         circuits.append(c)
         path = save_circuit(c, out / f"{args.task}_{args.method}_tau{tau:g}.json")
         rows.append({"threshold": tau, "edges": c.n_kept, "faithfulness": faithfulness(c), "file": str(path)})

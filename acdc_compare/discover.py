@@ -61,10 +61,12 @@ def run_method(problem: Problem, method: Method | str = Method.ACDC, threshold: 
                order: EdgeOrder | Sequence[str] = "reference", abs_value: bool = False,
                top_n: int | None = None, steps: int = 5, k: int | None = None,
                journal: str | os.PathLike | None = None, progress: bool = False,
-               max_batch: int | None = None, prior: torch.Tensor | None = None) -> Circuit:
+               max_batch: int | None = None, prior: torch.Tensor | None = None,
+               coverage: float | None = None) -> Circuit:
     """Run one discovery method on a prepared problem. Scores: higher = more important.
 
-    `prior`: EAP-IG scores [n_edges] already computed for this problem, used by "hybrid" instead of running
+    "hybrid" takes `k` candidates or, with `coverage`, the fewest top EAP-IG edges reaching that normalised
+    faithfulness; `prior`: EAP-IG scores [n_edges] already computed for this problem, used instead of running
     EAP-IG again."""
     method = _parse_method(method)
     if method is Method.ACDC:
@@ -73,7 +75,8 @@ def run_method(problem: Problem, method: Method | str = Method.ACDC, threshold: 
     if method is Method.HYBRID:
         from acdc_compare.algorithms.hybrid import hybrid
 
-        return hybrid(problem, _needed(threshold, method), k=k, steps=steps, prior=prior, order=order,
+        return hybrid(problem, _needed(threshold, method), k=k, coverage=coverage, steps=steps, prior=prior,
+                      order=order,
                       abs_value=abs_value, max_batch=max_batch, journal=journal, progress=progress)
     from acdc_compare.algorithms.eap import eap, eap_ig
 
@@ -88,7 +91,7 @@ def discover(task: Task | str, threshold: float | None = None, *, model: str | A
              method: Method | str = Method.ACDC, metric: Metric | str = Metric.KL,
              ablation: Ablation | str = Ablation.CORRUPTED, order: EdgeOrder | Sequence[str] = "reference",
              abs_value: bool = False, include_direct: bool = True, n_prompts: int | None = None, seed: int = 0,
-             top_n: int | None = None, steps: int = 5, k: int | None = None,
+             top_n: int | None = None, steps: int = 5, k: int | None = None, coverage: float | None = None,
              journal: str | os.PathLike | None = None, progress: bool = False, max_batch: int | None = None,
              device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Circuit:
     """Discover the circuit behind a task.
@@ -97,8 +100,9 @@ def discover(task: Task | str, threshold: float | None = None, *, model: str | A
     threshold: ACDC's tau (an edge is removed when the metric rises by less); for "eap"/"eap-ig" a score
         threshold (or give `top_n`).
     model: a loaded TransformerBridge or a name for `load_model` (default: offline SmolLM2-135M).
-    method: "acdc" (exact greedy), "eap", "eap-ig", or "hybrid" (EAP-IG picks the top `k` candidates,
-        exact ACDC decides among them).
+    method: "acdc" (exact greedy), "eap", "eap-ig", or "hybrid" (EAP-IG picks the top `k` candidates, or
+        the fewest top edges whose circuit reaches normalised faithfulness `coverage`; exact ACDC decides
+        among them).
     metric: "kl" (KL(full || circuit) at the scored positions) or "logit_diff" (negated).
     ablation: "corrupted" (the task's corrupted prompts), "zero" or "mean".
     journal: a file recording ACDC's decisions as it goes; rerunning with the same path resumes.
@@ -112,7 +116,7 @@ def discover(task: Task | str, threshold: float | None = None, *, model: str | A
     problem = prepare(task, model=model, metric=metric, ablation=ablation, include_direct=include_direct,
                       n_prompts=n_prompts, seed=seed, device=device, dtype=dtype)
     return run_method(problem, method, threshold, order=order, abs_value=abs_value, top_n=top_n, steps=steps,
-                      k=k, journal=journal, progress=progress, max_batch=max_batch)
+                      k=k, coverage=coverage, journal=journal, progress=progress, max_batch=max_batch)
 
 
 def sweep(task: Task | str, thresholds: Sequence[float], *, method: Method | str = Method.ACDC,
@@ -120,7 +124,7 @@ def sweep(task: Task | str, thresholds: Sequence[float], *, method: Method | str
     """One circuit per threshold; the model, task and ablated run are prepared once and shared."""
     for tau in thresholds:
         check_threshold(tau)
-    run_keys = {"order", "abs_value", "top_n", "steps", "k", "max_batch"}
+    run_keys = {"order", "abs_value", "top_n", "steps", "k", "coverage", "max_batch"}
     problem = prepare(task, **{k: v for k, v in kwargs.items() if k not in run_keys})
     run_kwargs = {k: v for k, v in kwargs.items() if k in run_keys}
     return [run_method(problem, method, tau, progress=progress, **run_kwargs) for tau in thresholds]

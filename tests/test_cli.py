@@ -55,6 +55,16 @@ def test_compare_report_and_sweep(tiny_dir, tmp_path, capsys):
     assert "Circuits" in html and "tau0.001" in html
 
 
+def test_discover_hybrid_with_coverage(tiny_dir, tmp_path):
+    out = tmp_path / "cov"
+    assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "0.01",
+                 "--method", "hybrid", "--coverage", "0.5", "--quiet", "--out", str(out)]) == EXIT_OK
+    settings = json.loads((out / "ioi_hybrid.json").read_text())["settings"]
+    assert settings["coverage"] == 0.5 and settings["candidate_faithfulness"] >= 0.5
+    assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "0.01",
+                 "--method", "hybrid", "--coverage", "0.5", "--k", "9", "--quiet", "--out", str(out)]) == EXIT_USAGE
+
+
 def test_curve_of_eap_ig_and_of_a_saved_circuit(tiny_dir, tmp_path, capsys):
     saved = tmp_path / "acdc"
     assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "0.05",

@@ -25,8 +25,9 @@ import torch
 from acdc_compare.algorithms.acdc import acdc
 from acdc_compare.algorithms.eap import (circuits_per_pass, eap, eap_ig, eap_ig_scores, eap_scores, evaluate_many,
                                          faithfulness_of_scores, ig_alphas)
-from acdc_compare.algorithms.hybrid import hybrid
+from acdc_compare.algorithms.hybrid import coverage_grid, hybrid
 from acdc_compare.algorithms.problem import Problem, make_problem
+from acdc_compare.circuit import Circuit
 from acdc_compare.compare import faithfulness_curve
 from acdc_compare.patching import Patcher
 from acdc_compare.tasks.base import Task
@@ -223,6 +224,37 @@ def test_hybrid_tests_only_its_candidates_and_is_greedy_acdc_over_them(k):
     assert math.isclose(found.metrics["circuit"], found.metrics["final_greedy"], rel_tol=1e-9, abs_tol=1e-12)
     same = hybrid(problem, threshold, k=k, prior=prior, max_batch=1)
     assert torch.equal(same.kept, found.kept)
+
+
+@pytest.mark.parametrize("coverage", [0.3, 0.9, 1.0])
+def test_hybrid_coverage_takes_the_fewest_grid_candidates_reaching_it(coverage):
+    problem = problem_for("gpt2", "kl")
+    g, threshold = problem.graph, 0.002
+    prior = eap_ig_scores(problem, steps=5)
+    found = hybrid(problem, threshold, coverage=coverage, prior=prior)
+    k = found.settings["k"]
+    grid = coverage_grid(g.n_edges)
+    assert k in grid and found.settings["coverage"] == coverage
+
+    def top_faithfulness(size: int) -> float:
+        full, top, empty = problem.evaluate([Circuit.full(g), Circuit.from_scores(g, prior, top_n=size),
+                                             Circuit.empty(g)]).tolist()
+        return (top - empty) / (full - empty)
+
+    assert top_faithfulness(k) >= coverage or k == g.n_edges
+    assert found.settings["candidate_faithfulness"] == pytest.approx(top_faithfulness(k), abs=1e-9)
+    assert all(top_faithfulness(smaller) < coverage for smaller in grid if smaller < k)
+    same = hybrid(problem, threshold, k=k, prior=prior)
+    assert torch.equal(same.kept, found.kept)
+
+
+def test_hybrid_coverage_errors():
+    problem = problem_for("gpt2", "kl")
+    with pytest.raises(ValueError, match="k or coverage"):
+        hybrid(problem, 0.01, k=10, coverage=0.5)
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="coverage must"):
+            hybrid(problem, 0.01, coverage=bad)
 
 
 def test_hybrid_refuses_bad_k():

@@ -3,7 +3,10 @@
 What it does, exactly:
 1. Score every edge with EAP-IG (`eap_ig_scores(problem, steps)`, |score| by default) - or take the
    scores given as `prior` (e.g. to share one EAP-IG run across a threshold sweep).
-2. Keep the `k` highest-scoring edges as candidates (ties broken by edge index, NaN last). Every other edge
+2. Keep the `k` highest-scoring edges as candidates (ties broken by edge index, NaN last) - or, with
+   `coverage=c` instead of `k`, the smallest k on the grid 25 x 2^i (and all edges) whose top-k EAP-IG
+   circuit alone reaches normalised faithfulness c, so the candidates hold that much of the task's effect
+   before ACDC prunes them (`settings["k"]`, `settings["candidate_faithfulness"]`). Every other edge
    is removed before ACDC starts and is never tested; its score in the result is NaN, like an edge ACDC
    removed untested because its receiver was dead.
 3. Run greedy ACDC (`acdc(problem, threshold, candidates=...)`) from that circuit: same reference order,
@@ -28,27 +31,35 @@ from typing import Any
 import torch
 
 from acdc_compare.algorithms.acdc import acdc, check_threshold
-from acdc_compare.algorithms.eap import IGRule, eap_ig_scores
+from acdc_compare.algorithms.eap import IGRule, eap_ig_scores, evaluate_many
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.circuit import Circuit
+from acdc_compare.compare import normalized_faithfulness
 
 
-def hybrid(problem: Problem, threshold: float, *, k: int | None = None, steps: int = 5,
-           prior: torch.Tensor | None = None, absolute: bool = True, rule: IGRule = "left",
+def hybrid(problem: Problem, threshold: float, *, k: int | None = None, coverage: float | None = None,
+           steps: int = 5, prior: torch.Tensor | None = None, absolute: bool = True, rule: IGRule = "left",
            **acdc_kwargs: Any) -> Circuit:
-    """ACDC over the top-`k` edges by EAP-IG score (see the module docstring). `acdc_kwargs` go to `acdc`
-    (order, abs_value, max_batch, journal, progress)."""
+    """ACDC over the top-`k` edges by EAP-IG score, or over the fewest top edges reaching faithfulness
+    `coverage` (see the module docstring). `acdc_kwargs` go to `acdc` (order, abs_value, max_batch, journal,
+    progress)."""
     tau = check_threshold(threshold)
     graph = problem.graph
     n = graph.n_edges
     if k is not None and (isinstance(k, bool) or int(k) != k or k < 0):
         raise ValueError(f"k must be a whole number >= 0 (or None for all edges), got {k!r}")
+    if coverage is not None:
+        if k is not None:
+            raise ValueError("give k or coverage, not both")
+        if not 0.0 < float(coverage) <= 1.0:
+            raise ValueError(f"coverage must be a faithfulness in (0, 1], got {coverage!r}")
     if "candidates" in acdc_kwargs:
         raise TypeError("hybrid chooses the candidates itself; call acdc(..., candidates=...) directly instead")
     started = time.perf_counter()
-    filtered = k is not None and k < n
+    filtered = coverage is not None or (k is not None and k < n)
     candidates = None
     prior_seconds = 0.0
+    extra: dict[str, Any] = {}
     if filtered:
         if prior is None:
             prior = eap_ig_scores(problem, steps, absolute=absolute, rule=rule)
@@ -56,16 +67,48 @@ def hybrid(problem: Problem, threshold: float, *, k: int | None = None, steps: i
             prior = torch.as_tensor(prior, dtype=torch.float64).detach().cpu()
             if prior.shape != (n,):
                 raise ValueError(f"prior has shape {tuple(prior.shape)}; the graph has {n} edges")
-        prior_seconds = time.perf_counter() - started
         order = torch.argsort(torch.nan_to_num(prior, nan=-math.inf), descending=True, stable=True)
+        if coverage is not None:
+            k, reached = smallest_covering_k(problem, order, float(coverage))
+            extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
+        prior_seconds = time.perf_counter() - started
         candidates = torch.zeros(n, dtype=torch.bool)
         candidates[order[: int(k)]] = True  # type: ignore[index]
     found = acdc(problem, tau, candidates=candidates, **acdc_kwargs)
-    settings = {**found.settings, "method": "hybrid", "k": n if k is None else int(k),
+    settings = {**found.settings, "method": "hybrid", "k": n if k is None else int(k), **extra,
                 "steps": steps if filtered else 0, "absolute": absolute, "rule": rule,
                 "prior_seconds": prior_seconds, "acdc_seconds": found.settings["seconds"],
                 "seconds": time.perf_counter() - started}
     return Circuit(graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
 
 
-__all__ = ["hybrid"]
+def coverage_grid(n_edges: int, start: int = 25) -> list[int]:
+    """Candidate counts tried by `coverage`: start, 2 x start, 4 x start, ... below n_edges, then n_edges."""
+    sizes, k = [], start
+    while k < n_edges:
+        sizes.append(k)
+        k *= 2
+    return [*sizes, n_edges]
+
+
+def smallest_covering_k(problem: Problem, order: torch.Tensor, coverage: float) -> tuple[int, float]:
+    """The smallest grid size k whose circuit of the first k edges of `order` has normalised faithfulness
+    >= coverage, and that faithfulness. All grid circuits are evaluated together (batched forwards)."""
+    n = problem.graph.n_edges
+    sizes = coverage_grid(n)
+    masks = torch.zeros(len(sizes) + 2, n, dtype=torch.bool)
+    for i, size in enumerate(sizes):
+        masks[i, order[:size]] = True
+    masks[-2] = True  # full
+    values = evaluate_many(problem, masks).tolist()
+    m_full, m_empty = values[-2], values[-1]
+    if m_full == m_empty:
+        return n, 1.0  # the task's effect is nil: nothing to cover, keep every edge
+    for size, value in zip(sizes, values):
+        reached = normalized_faithfulness(value, m_full, m_empty)
+        if reached >= coverage:
+            return size, reached
+    return n, 1.0
+
+
+__all__ = ["coverage_grid", "hybrid", "smallest_covering_k"]
