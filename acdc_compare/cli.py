@@ -101,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/demo")
     p.add_argument("--method", default="hybrid", choices=["acdc", "eap", "eap-ig", "hybrid"])
     p.add_argument("--threshold", type=float, default=None)
-    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--k", type=int, default=None, help="hybrid candidates (default 200)")
+    p.add_argument("--coverage", type=float, default=None,
+                   help="hybrid, instead of --k: fewest top EAP-IG edges reaching this faithfulness (slow on CPU "
+                        "for diffuse tasks)")
     p.add_argument("--n-prompts", type=int, default=None)
     p.add_argument("--comparison", default="pet-last")
     p.add_argument("--control", default="pet-first")
@@ -300,8 +303,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     config = ExperimentConfig(model=args.model, method=Method(args.method), comparison=args.comparison,
                               control=args.control, progress=not args.quiet)
-    overrides = {k: v for k, v in (("threshold", args.threshold), ("k", args.k), ("n_prompts", args.n_prompts))
-                 if v is not None}
+    overrides = {k: v for k, v in (("threshold", args.threshold), ("k", args.k), ("coverage", args.coverage),
+                                   ("n_prompts", args.n_prompts)) if v is not None}
     if overrides:
         from dataclasses import replace
 
@@ -310,7 +313,8 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(result.tasks_table)
     print()
-    print(f"circuits ({config.method.value}, threshold {config.threshold}, top-{config.k} EAP-IG candidates, "
+    candidates = f"top-{config.k}" if config.coverage is None else f"coverage {config.coverage}"
+    print(f"circuits ({config.method.value}, threshold {config.threshold}, {candidates} EAP-IG candidates, "
           f"{config.n_prompts} prompts each):")
     for run in result.runs.values():
         c = run.circuit

@@ -43,6 +43,7 @@ class ExperimentConfig:
     method: Method = Method.HYBRID
     threshold: float = 0.005  # relative: a fraction of each task's metric gap M(empty) - M(full)
     k: int = 200  # hybrid: ACDC decides among the top-k EAP-IG edges
+    coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness
     steps: int = 5
     n_prompts: int = 8
     n_eval: int = 20  # prompts per task for the accuracy table
@@ -147,7 +148,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
 
     sections: list[Any] = [
         KeyValues("Settings", {"model": name, "method": config.method.value, "threshold": config.threshold,
-                               "hybrid candidates (top-k EAP-IG edges)": config.k, "EAP-IG steps": config.steps,
+                               "hybrid candidates (top-k EAP-IG edges)": _candidates(config),
+                               "EAP-IG steps": config.steps,
                                "prompts per discovery": config.n_prompts, "prompts per task evaluation": config.n_eval,
                                "seed": config.seed, "graph": result.runs[config.task].circuit.graph.config.key,
                                "edges in the graph": result.runs[config.task].circuit.n_edges}),
@@ -207,13 +209,20 @@ def task_threshold(problem: Problem, relative: float) -> float:
 def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None) -> Circuit:
     if config.method in (Method.EAP, Method.EAP_IG):
         return run_method(problem, config.method, top_n=config.k, steps=config.steps)
-    return run_method(problem, config.method, task_threshold(problem, config.threshold), k=config.k,
-                      steps=config.steps, progress=config.progress, prior=prior)
+    k = None if config.coverage is not None else config.k
+    return run_method(problem, config.method, task_threshold(problem, config.threshold), k=k,
+                      coverage=config.coverage, steps=config.steps, progress=config.progress, prior=prior)
+
+
+def _candidates(config: ExperimentConfig) -> str:
+    if config.coverage is not None:
+        return f"the fewest reaching faithfulness {config.coverage} (grid 25 x 2^i)"
+    return str(config.k)
 
 
 def _method_note(config: ExperimentConfig) -> str:
     if config.method is Method.HYBRID:
-        return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top {config.k} become ACDC's "
+        return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top {_candidates(config)} become ACDC's "
                 "candidates and every other edge is removed untested; exact greedy ACDC (reference order and "
                 f"semantics, KL metric, corrupted ablation, relative threshold {config.threshold}) decides among the "
                 "candidates; each task's tau is that fraction of its own KL(full || empty circuit). Exact ACDC over all edges of this model takes about a day on 2 CPU cores; on a GPU "

@@ -122,6 +122,12 @@ def test_experiment_curves_rank_by_the_hybrids_eap_ig_scores(tiny_dir, tmp_path)
     no_curve = run_experiment(ExperimentConfig(model=str(tiny_dir), k=40, n_prompts=4, n_eval=4, curve=False,
                                                progress=False), tmp_path / "exp2")
     assert all(r.curve is None for r in no_curve.runs.values())
+    covered = run_experiment(ExperimentConfig(model=str(tiny_dir), coverage=0.5, n_prompts=4, n_eval=4, curve=False,
+                                              progress=False), tmp_path / "exp3")
+    for run in covered.runs.values():
+        s = run.circuit.settings
+        assert s["coverage"] == 0.5 and (s["candidate_faithfulness"] >= 0.5 or s["k"] == run.circuit.n_edges)
+    assert "faithfulness 0.5 (grid" in (tmp_path / "exp3" / "report.html").read_text()
 
 
 def test_exit_codes_for_bad_input(tiny_dir, tmp_path, capsys):
