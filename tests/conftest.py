@@ -7,6 +7,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from acdc_compare.model import tiny_model  # noqa: E402
+from acdc_compare.tasks.base import Task  # noqa: E402
 
 TINY = {
     "gpt2": dict(arch="gpt2", n_layers=3, n_heads=4, d_model=32),
@@ -37,3 +38,12 @@ def tiny_llama():
 def random_tokens(n: int, p: int, vocab: int = 64, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab, (n, p), generator=g)
+
+
+def tiny_task(seed: int = 0, n: int = 6, p: int = 7) -> Task:
+    """Random prompts whose tokens 1-3 are corrupted, scored at the last position (for tiny models)."""
+    clean = random_tokens(n, p, seed=seed)
+    corrupted = clean.clone()
+    corrupted[:, 1:4] = random_tokens(n, 3, seed=seed + 100)
+    return Task("tiny", clean, corrupted, positions=torch.full((n,), p - 1),
+                correct=clean[:, 2], wrong=clean[:, 0])

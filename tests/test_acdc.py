@@ -10,19 +10,8 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.journal import JournalMismatchError
 from acdc_compare.metrics import kl_divergence
 from acdc_compare.patching import Patcher
-from acdc_compare.tasks.base import Task
-from conftest import make_tiny, random_tokens
+from conftest import make_tiny, tiny_task
 from oracle import hook_patched_logits, oracle_acdc, oracle_order
-
-N, P = 6, 7
-
-
-def tiny_task(seed: int = 0) -> Task:
-    clean = random_tokens(N, P, seed=seed)
-    corrupted = clean.clone()
-    corrupted[:, 1:4] = random_tokens(N, 3, seed=seed + 100)
-    return Task("tiny", clean, corrupted, positions=torch.full((N,), P - 1),
-                correct=clean[:, 2], wrong=clean[:, 0])
 
 
 def oracle_evaluate(model, graph, task):

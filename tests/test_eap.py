@@ -30,19 +30,8 @@ from acdc_compare.algorithms.problem import Problem, make_problem
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import faithfulness_curve
 from acdc_compare.patching import Patcher
-from acdc_compare.tasks.base import Task
-from conftest import make_tiny, random_tokens
+from conftest import make_tiny, tiny_task
 from oracle import oracle_acdc
-
-N, P = 6, 7
-
-
-def tiny_task(seed: int = 0) -> Task:
-    clean = random_tokens(N, P, seed=seed)
-    corrupted = clean.clone()
-    corrupted[:, 1:4] = random_tokens(N, 3, seed=seed + 100)
-    return Task("tiny", clean, corrupted, positions=torch.full((N,), P - 1),
-                correct=clean[:, 2], wrong=clean[:, 0])
 
 
 _problems: dict[tuple[str, str], Problem] = {}
