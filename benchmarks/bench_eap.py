@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import gpt2_small_shaped, save, timed  # noqa: E402
+from common import gpt2_small_shaped, save, timed, timed_with_cpu  # noqa: E402
 
 from acdc_compare.algorithms.eap import eap_ig_scores, eap_scores, evaluate_many  # noqa: E402
 from acdc_compare.algorithms.problem import make_problem  # noqa: E402
@@ -45,23 +45,6 @@ def peak_memory_gb(device: torch.device) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 2**20
     return float("nan")
-
-
-def timed_cpu(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
-    """(median wall seconds, process CPU seconds of that call). On the CPU, CPU time well below
-    wall x threads means other processes took cores during the run."""
-    for _ in range(warmup):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
-    return sorted(runs)[len(runs) // 2]
 
 
 def bare_transformers_times(tokens: torch.Tensor, device: torch.device) -> tuple[float, float]:
@@ -113,7 +96,7 @@ def bench_attribution(args: argparse.Namespace) -> None:
     full = torch.ones(1, graph.n_edges, dtype=torch.bool)
     patched = timed(lambda: patcher.run(kl.ctx, full), device)
     eap_s = timed(lambda: eap_scores(logit_diff), device, **heavy)
-    ig_s, ig_cpu = timed_cpu(lambda: eap_ig_scores(kl, steps=args.steps), device, **heavy)
+    ig_s, ig_cpu = timed_with_cpu(lambda: eap_ig_scores(kl, steps=args.steps), device, **heavy)
     load_after = os.getloadavg()[0]
 
     rows: dict[str, Any] = {

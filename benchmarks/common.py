@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,18 +31,25 @@ def device_name(device: torch.device) -> str:
 
 def timed(fn: Callable[[], Any], device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
     """Median wall time of fn() in seconds, synchronising the GPU around each call."""
+    return timed_with_cpu(fn, device, repeats, warmup)[0]
+
+
+def timed_with_cpu(fn: Callable[[], Any], device: torch.device, repeats: int = 3,
+                   warmup: int = 1) -> tuple[float, float]:
+    """(median wall seconds, process CPU seconds of that call). On the CPU, CPU time well below
+    wall x threads means other processes took cores during the run."""
     for _ in range(warmup):
         fn()
-    times = []
+    runs = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return sorted(runs)[len(runs) // 2]
 
 
 def gpt2_small_shaped(device: torch.device, dtype: torch.dtype = torch.float32) -> Any:
