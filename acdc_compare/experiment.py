@@ -128,7 +128,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         diagrams = [out / f"{t}.svg", out / f"{t}.png"]
         for path in diagrams:
             draw_circuit(circuit, path, roles=roles, title=f"{t} on {name}: {circuit.n_kept} edges")
-        curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS) if config.curve and ranking is not None else None
+        curve = None
+        if config.curve and ranking is not None:
+            curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS)
         result.runs[t] = TaskRun(t, circuit, json_path, diagrams, faithfulness(circuit), curve)
         log(f"  {circuit.n_kept} edges kept, faithfulness {result.runs[t].faithfulness:.2f}, "
             f"{circuit.settings.get('seconds', 0):.0f} s")
@@ -200,10 +202,8 @@ def task_threshold(problem: Problem, relative: float) -> float:
     """ACDC's tau for one task: `relative` x (M(empty) - M(full)). Tasks differ widely in how much their
     corruption moves the output (KL 4.2 for IOI, 0.03 for the pet family on SmolLM2), so one absolute tau
     would keep everything of one task and nothing of another; a fraction of the gap makes them comparable."""
-    graph = problem.graph
-    ends = problem.evaluate(torch.stack([torch.ones(graph.n_edges, dtype=torch.bool),
-                                         torch.zeros(graph.n_edges, dtype=torch.bool)]))
-    return max(float(ends[1] - ends[0]), 0.0) * relative
+    full, empty = problem.metric_ends
+    return max(empty - full, 0.0) * relative
 
 
 def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None) -> Circuit:
@@ -222,11 +222,12 @@ def _candidates(config: ExperimentConfig) -> str:
 
 def _method_note(config: ExperimentConfig) -> str:
     if config.method is Method.HYBRID:
-        return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top {_candidates(config)} become ACDC's "
-                "candidates and every other edge is removed untested; exact greedy ACDC (reference order and "
-                f"semantics, KL metric, corrupted ablation, relative threshold {config.threshold}) decides among the "
-                "candidates; each task's tau is that fraction of its own KL(full || empty circuit). Exact ACDC over all edges of this model takes about a day on 2 CPU cores; on a GPU "
-                "use --method acdc.")
+        return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top "
+                f"{_candidates(config)} become ACDC's candidates and every other edge is removed untested; exact "
+                "greedy ACDC (reference order and semantics, KL metric, corrupted ablation, relative threshold "
+                f"{config.threshold}) decides among the candidates; each task's tau is that fraction of its own "
+                "KL(full || empty circuit). Exact ACDC over all edges of this model takes about a day on 2 CPU "
+                "cores; on a GPU use --method acdc.")
     return f"Method {config.method.value}, threshold {config.threshold}."
 
 

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import gpt2_small_shaped, save, timed, timed_with_cpu  # noqa: E402
 
-from acdc_compare.algorithms.eap import eap_ig_scores, eap_scores, evaluate_many  # noqa: E402
+from acdc_compare.algorithms.eap import eap_ig_scores, eap_scores  # noqa: E402
 from acdc_compare.algorithms.problem import make_problem  # noqa: E402
 from acdc_compare.circuit import Circuit  # noqa: E402
 from acdc_compare.compare import normalized_faithfulness  # noqa: E402
@@ -213,9 +213,7 @@ def hybrid_vs_exact_on_a_tiny_model(args: argparse.Namespace) -> list[dict[str, 
 
 
 def _faithfulness(problem, circuit: Circuit) -> float:
-    full, mid, empty = evaluate_many(problem, torch.stack([torch.ones_like(circuit.kept), circuit.kept,
-                                                           torch.zeros_like(circuit.kept)])).tolist()
-    return normalized_faithfulness(mid, full, empty)
+    return normalized_faithfulness(float(problem.evaluate(circuit)[0]), *problem.metric_ends)
 
 
 def _summary(c: Circuit) -> dict[str, Any]:

@@ -155,8 +155,8 @@ def _circuit(problem: Problem, scores: torch.Tensor, top_n: int | None, threshol
              started: float, settings: dict[str, Any]) -> Circuit:
     seconds = time.perf_counter() - started
     selected = Circuit.from_scores(problem.graph, scores, top_n=top_n, threshold=threshold)
-    full, circuit, empty = evaluate_many(problem, torch.stack([
-        torch.ones_like(selected.kept), selected.kept, torch.zeros_like(selected.kept)])).tolist()
+    full, empty = problem.metric_ends
+    circuit = float(problem.evaluate(selected)[0])
     patcher = problem.patcher
     return Circuit(problem.graph, selected.kept, scores,
                    metrics={"full": full, "circuit": circuit, "empty": empty},
@@ -183,11 +183,15 @@ def faithfulness_of_scores(problem: Problem, scores: torch.Tensor,
     important; NaN last): `compare.faithfulness_curve` with the circuits evaluated `batch` per forward."""
     graph = problem.graph
     n = graph.n_edges
+    m_full, m_empty = problem.metric_ends
+    cache = {Circuit.full(graph).kept.numpy().tobytes(): m_full,
+             Circuit.empty(graph).kept.numpy().tobytes(): m_empty}
     sizes = sorted({min(n, math.ceil(float(f) * n - 1e-9)) for f in fractions if 0 < float(f) <= 1})
-    masks = [Circuit.full(graph).kept, Circuit.empty(graph).kept]
-    masks += [Circuit.from_scores(graph, scores, top_n=k).kept for k in sizes]
-    values = evaluate_many(problem, torch.stack(masks), batch).tolist()
-    cache = {m.numpy().tobytes(): v for m, v in zip(masks, values)}
+    masks = [m for m in (Circuit.from_scores(graph, scores, top_n=k).kept for k in sizes)
+             if m.numpy().tobytes() not in cache]
+    if masks:
+        cache.update(zip((m.numpy().tobytes() for m in masks),
+                         evaluate_many(problem, torch.stack(masks), batch).tolist()))
 
     def evaluate(circuit: Circuit) -> float:
         key = circuit.kept.numpy().tobytes()
@@ -195,8 +199,7 @@ def faithfulness_of_scores(problem: Problem, scores: torch.Tensor,
             cache[key] = float(problem.evaluate(circuit)[0])
         return cache[key]
 
-    return faithfulness_curve(scores, graph, evaluate, fractions, m_full=values[0], m_empty=values[1],
-                              log_x=log_x)
+    return faithfulness_curve(scores, graph, evaluate, fractions, m_full=m_full, m_empty=m_empty, log_x=log_x)
 
 
 def circuits_per_pass(problem: Problem, *, grad: bool, budget_bytes: int | None = None) -> int:

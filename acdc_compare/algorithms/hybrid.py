@@ -95,13 +95,12 @@ def smallest_covering_k(problem: Problem, order: torch.Tensor, coverage: float) 
     """The smallest grid size k whose circuit of the first k edges of `order` has normalised faithfulness
     >= coverage, and that faithfulness. All grid circuits are evaluated together (batched forwards)."""
     n = problem.graph.n_edges
+    m_full, m_empty = problem.metric_ends
     sizes = coverage_grid(n)
-    masks = torch.zeros(len(sizes) + 2, n, dtype=torch.bool)
+    masks = torch.zeros(len(sizes), n, dtype=torch.bool)
     for i, size in enumerate(sizes):
         masks[i, order[:size]] = True
-    masks[-2] = True  # full
     values = evaluate_many(problem, masks).tolist()
-    m_full, m_empty = values[-2], values[-1]
     if m_full == m_empty:
         return n, 1.0  # the task's effect is nil: nothing to cover, keep every edge
     for size, value in zip(sizes, values):

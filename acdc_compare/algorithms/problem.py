@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -39,6 +40,14 @@ class Problem:
     def evaluate(self, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
         """Metric value of each circuit: [K] (float64)."""
         return self.metric(self.patcher.logits(self.ctx, circuits))
+
+    @cached_property
+    def metric_ends(self) -> tuple[float, float]:
+        """(M(full circuit), M(empty circuit)): the ends that normalised faithfulness and relative thresholds
+        are measured between, computed once per problem."""
+        n = self.graph.n_edges
+        ends = self.evaluate(torch.stack([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]))
+        return float(ends[0]), float(ends[1])
 
     def fingerprint(self) -> dict[str, Any]:
         """Identity of the run's inputs, for journals and saved results."""
