@@ -308,7 +308,7 @@ class Patcher:
         q, k, v = qkv[:, :H], qkv[:, H:H + G], qkv[:, H + G:]
         if g.config.include_direct:
             dm = direct_mask[:, r0:r0 + r_attn, None, None, None]
-            ref = getattr(deltas, "reference", None)
+            ref = deltas.reference
             q = _direct(ctx.corr_q[layer], q, dm[:, :H], None if ref is None else ref.dq[layer])
             k = _direct(ctx.corr_k[layer], k, dm[:, H:H + G], None if ref is None else ref.dk[layer])
             v = _direct(ctx.corr_v[layer], v, dm[:, H + G:], None if ref is None else ref.dv[layer])
@@ -413,6 +413,8 @@ class Patcher:
 
 class _Deltas:
     """Sender deltas of a run: a shared prefix (from a cached run, batch 1 or K) and this run's own part."""
+
+    reference: GradReference | None = None  # only differentiable runs (`_GradDeltas`) take one
 
     def __init__(self, prefix: torch.Tensor | None, own: torch.Tensor, s0: int) -> None:
         self.prefix, self.own, self.s0 = prefix, own, s0
