@@ -24,7 +24,6 @@ and backward passes plus at most k tested edges instead of n_edges.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -67,13 +66,11 @@ def hybrid(problem: Problem, threshold: float, *, k: int | None = None, coverage
             prior = torch.as_tensor(prior, dtype=torch.float64).detach().cpu()
             if prior.shape != (n,):
                 raise ValueError(f"prior has shape {tuple(prior.shape)}; the graph has {n} edges")
-        order = torch.argsort(torch.nan_to_num(prior, nan=-math.inf), descending=True, stable=True)
         if coverage is not None:
-            k, reached = smallest_covering_k(problem, order, float(coverage))
+            k, reached = smallest_covering_k(problem, prior, float(coverage))
             extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
         prior_seconds = time.perf_counter() - started
-        candidates = torch.zeros(n, dtype=torch.bool)
-        candidates[order[: int(k)]] = True  # type: ignore[index]
+        candidates = Circuit.from_scores(graph, prior, top_n=int(k)).kept  # type: ignore[arg-type]
     found = acdc(problem, tau, candidates=candidates, **acdc_kwargs)
     settings = {**found.settings, "method": "hybrid", "k": n if k is None else int(k), **extra,
                 "steps": steps if filtered else 0, "absolute": absolute, "rule": rule,
@@ -91,15 +88,14 @@ def coverage_grid(n_edges: int, start: int = 25) -> list[int]:
     return [*sizes, n_edges]
 
 
-def smallest_covering_k(problem: Problem, order: torch.Tensor, coverage: float) -> tuple[int, float]:
-    """The smallest grid size k whose circuit of the first k edges of `order` has normalised faithfulness
+def smallest_covering_k(problem: Problem, scores: torch.Tensor, coverage: float) -> tuple[int, float]:
+    """The smallest grid size k whose circuit of the k highest `scores` has normalised faithfulness
     >= coverage, and that faithfulness. All grid circuits are evaluated together (batched forwards)."""
-    n = problem.graph.n_edges
+    graph = problem.graph
+    n = graph.n_edges
     m_full, m_empty = problem.metric_ends
     sizes = coverage_grid(n)
-    masks = torch.zeros(len(sizes), n, dtype=torch.bool)
-    for i, size in enumerate(sizes):
-        masks[i, order[:size]] = True
+    masks = torch.stack([Circuit.from_scores(graph, scores, top_n=size).kept for size in sizes])
     values = evaluate_many(problem, masks).tolist()
     if m_full == m_empty:
         return n, 1.0  # the task's effect is nil: nothing to cover, keep every edge
