@@ -5,16 +5,23 @@ circuits compared side by side with known ones (IOI's name-mover circuit, Greate
     circuit = discover("ioi", threshold=0.02, method="hybrid", k=250)
 """
 
+from acdc_compare.algorithms.acdc import AcdcOptions
+from acdc_compare.algorithms.eap import EapIgOptions, EapOptions
+from acdc_compare.algorithms.hybrid import HybridOptions
+from acdc_compare.algorithms.registry import ALGORITHMS
+from acdc_compare.api import discover, prepare, run_method, sweep
+from acdc_compare.backends import DEFAULT_MODEL, ModelLoadError, load_model, tiny_model
 from acdc_compare.circuit import Circuit
-from acdc_compare.discover import discover, prepare, run_method, sweep
+from acdc_compare.faithfulness import circuit_faithfulness, normalized_faithfulness
 from acdc_compare.graph import Graph, GraphConfig
-from acdc_compare.model import DEFAULT_MODEL, ModelLoadError, load_model, tiny_model
 from acdc_compare.tasks.base import Task, TaskError
-from acdc_compare.types import Ablation, Method, Metric, ModelConfig
+from acdc_compare.tasks.build import task_from_prompts
+from acdc_compare.types import Ablation, Metric, ModelConfig
 
 __all__ = [
-    "Ablation", "Circuit", "DEFAULT_MODEL", "Graph", "GraphConfig", "Method", "Metric", "ModelConfig",
-    "ModelLoadError", "Task", "TaskError", "discover", "load_model", "prepare", "run_method", "sweep",
-    "tiny_model",
+    "ALGORITHMS", "Ablation", "AcdcOptions", "Circuit", "DEFAULT_MODEL", "EapIgOptions", "EapOptions", "Graph",
+    "GraphConfig", "HybridOptions", "Metric", "ModelConfig", "ModelLoadError", "Task", "TaskError",
+    "circuit_faithfulness", "discover", "load_model", "normalized_faithfulness", "prepare", "run_method", "sweep",
+    "task_from_prompts", "tiny_model",
 ]
 __version__ = "0.1.0"

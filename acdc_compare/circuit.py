@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from acdc_compare.graph import Graph
+from acdc_compare.types import ReceiverKind
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -70,12 +71,9 @@ class Circuit:
                     threshold: float | None = None, **kwargs: Any) -> "Circuit":
         """Keep the `top_n` highest-scoring edges, or those scoring at least `threshold` (higher = more
         important). Exactly one of the two must be given."""
-        if (top_n is None) == (threshold is None):
-            raise ValueError("give exactly one of top_n or threshold")
+        check_selection(top_n, threshold, graph.n_edges)
         scores = torch.as_tensor(scores, dtype=torch.float64)
         if top_n is not None:
-            if not 0 <= top_n <= graph.n_edges:
-                raise ValueError(f"top_n={top_n} is outside 0..{graph.n_edges}")
             kept = torch.zeros(graph.n_edges, dtype=torch.bool)
             order = torch.argsort(torch.nan_to_num(scores, nan=-math.inf), descending=True, stable=True)
             kept[order[:top_n]] = True
@@ -127,3 +125,48 @@ class Circuit:
                 f"circuit is on graph {self.graph.config.key}, but the model's graph is {graph.config.key}: "
                 "build the circuit from this model's graph (Graph.from_model_config)"
             )
+
+
+def check_selection(top_n: int | None, threshold: float | None, n_edges: int | None = None) -> None:
+    """Selection by score: exactly one of `top_n` (0..n_edges) or a score `threshold` (not NaN)."""
+    if (top_n is None) == (threshold is None):
+        raise ValueError("give exactly one of top_n or threshold")
+    if top_n is not None:
+        if isinstance(top_n, bool) or int(top_n) != top_n or top_n < 0:
+            raise ValueError(f"top_n must be a whole number >= 0, got {top_n!r}")
+        if n_edges is not None and top_n > n_edges:
+            raise ValueError(f"top_n={top_n} is outside 0..{n_edges}")
+    if threshold is not None:
+        try:
+            value = float(threshold)
+        except (TypeError, ValueError):
+            raise ValueError(f"threshold must be a number, got {threshold!r}") from None
+        if math.isnan(value):
+            raise ValueError("threshold must be a number, got nan")
+
+
+class Liveness:
+    """The dead-receiver rule, kept up to date as edges are removed: a receiver whose node sends no kept
+    residual edge is dead (a head's q/k/v input also once its direct edge is removed; a grouped k/v input
+    once every query head reading it is dead)."""
+
+    def __init__(self, graph: Graph, kept: torch.Tensor) -> None:
+        self.graph = graph
+        snd = graph.edge_sender_tensor
+        resid = snd >= 0
+        self.out_count = torch.bincount(snd[resid & kept], minlength=graph.n_senders).tolist()
+
+    def removed(self, e: int) -> None:
+        s = self.graph.edge_sender(e)
+        if s >= 0:
+            self.out_count[s] -= 1
+
+    def dead(self, receiver: int, direct: bool, kept: torch.Tensor) -> bool:
+        """Whether the edges into `receiver` (its `direct` edge, or its residual edges) can carry nothing."""
+        g = self.graph
+        rec = g.receivers[receiver]
+        if rec.kind is ReceiverKind.LOGITS:
+            return False
+        if rec.kind is not ReceiverKind.MLP and not direct and g.config.include_direct:
+            return not bool(kept[g.direct_edge(receiver)])
+        return all(self.out_count[s] == 0 for s in g.receiver_node_senders(receiver))

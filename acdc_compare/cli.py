@@ -7,13 +7,18 @@ could not be loaded; 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from acdc_compare.algorithms.registry import ALGORITHMS, make_options
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+_SWEEP_EXCLUDE = frozenset({"threshold", "journal"})  # one threshold per run from --thresholds; no shared journal
 
 
 def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
@@ -28,18 +33,62 @@ def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _method_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="acdc", choices=["acdc", "eap", "eap-ig", "hybrid"])
+def _method_args(p: argparse.ArgumentParser, exclude: frozenset[str] = frozenset()) -> None:
+    p.add_argument("--method", default="acdc", choices=list(ALGORITHMS),
+                   help="; ".join(f"{s.name}: {s.summary}" for s in ALGORITHMS.values()) + " (default acdc)")
     p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"])
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"])
-    p.add_argument("--k", type=int, default=None, help="hybrid: number of EAP-IG candidates ACDC tests")
-    p.add_argument("--coverage", type=float, default=None,
-                   help="hybrid, instead of --k: the fewest top EAP-IG edges whose circuit reaches this "
-                        "normalised faithfulness (e.g. 0.8) become the candidates")
-    p.add_argument("--top-n", type=int, default=None, help="eap/eap-ig: keep the top-n edges")
-    p.add_argument("--steps", type=int, default=5, help="EAP-IG integration steps")
-    p.add_argument("--abs-value", action="store_true", help="ACDC: compare |metric change| with the threshold")
     p.add_argument("--no-direct", action="store_true", help="graph without direct q/k/v edges")
+    _option_args(p, exclude)
+
+
+def _cli_fields(exclude: frozenset[str]) -> dict[str, list[tuple[str, dataclasses.Field, Any]]]:
+    """Option name -> [(method, field, its type)] over every registered method's command-line options."""
+    out: dict[str, list[tuple[str, dataclasses.Field, Any]]] = {}
+    for spec in ALGORITHMS.values():
+        hints = typing.get_type_hints(spec.options)
+        for f in spec.option_fields():
+            if f.metadata.get("cli", True) and f.name not in exclude:
+                out.setdefault(f.name, []).append((spec.name, f, hints[f.name]))
+    return out
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _option_args(p: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
+    """One flag per method option (from the registry's options classes); absent flags keep the method's
+    default."""
+    for name, uses in _cli_fields(exclude).items():
+        _, f, hint = uses[0]
+        helps = dict.fromkeys(u[1].metadata.get("help", "") for u in uses)
+        methods = ", ".join(u[0] for u in uses)
+        text = f"[{methods}] " + "; ".join(h for h in helps if h)
+        if f.default is not None and not isinstance(f.default, bool):
+            text += f" (default {f.default})"
+        kwargs: dict[str, Any] = {"dest": f"opt_{name}", "default": argparse.SUPPRESS, "help": text}
+        base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kind = base[0]
+        if kind is bool:
+            p.add_argument(_flag(f), action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if typing.get_origin(kind) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(kind))
+        else:
+            kwargs["type"] = kind if kind in (int, float) else str
+        p.add_argument(_flag(f), **kwargs)
+
+
+def _method_options(args: argparse.Namespace, exclude: frozenset[str] = frozenset(), **extra: Any) -> Any:
+    """The chosen method's options from the flags given; a flag another method takes is refused."""
+    given = {name: getattr(args, f"opt_{name}") for name in _cli_fields(exclude) if hasattr(args, f"opt_{name}")}
+    fields = {f.name for f in ALGORITHMS[args.method].option_fields()}
+    wrong = [name for name in given if name not in fields]
+    if wrong:
+        flags = ", ".join("--" + n.replace("_", "-") for n in wrong)
+        raise ValueError(f"{flags} does not apply to --method {args.method}")
+    return make_options(args.method, **{**given, **extra})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discover", help="discover one task's circuit; writes JSON, SVG and PNG")
     _common(p)
     _method_args(p)
-    p.add_argument("--threshold", type=float, default=None, help="ACDC tau (or EAP score threshold)")
-    p.add_argument("--journal", default=None, help="decision journal; rerun with the same path to resume")
     p.add_argument("--out", default="results/discover", help="output folder")
 
     p = sub.add_parser("compare", help="compare two saved circuits, or one with a reference circuit")
@@ -64,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="discover over a threshold grid; faithfulness and (with --reference) AUC")
     _common(p)
-    _method_args(p)
+    _method_args(p, _SWEEP_EXCLUDE)
     p.add_argument("--thresholds", type=float, nargs="+", required=True)
     p.add_argument("--reference", choices=["ioi", "greater-than"], default=None)
     p.add_argument("--out", default="results/sweep")
@@ -99,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "roles, order-vs-meaning control, report")
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--out", default="results/demo")
-    p.add_argument("--method", default="hybrid", choices=["acdc", "eap", "eap-ig", "hybrid"])
+    p.add_argument("--method", default="hybrid", choices=list(ALGORITHMS))
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--k", type=int, default=None, help="hybrid candidates (default 200)")
     p.add_argument("--coverage", type=float, default=None,
@@ -114,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from acdc_compare.model import ModelLoadError
+    from acdc_compare.backends import ModelLoadError
     from acdc_compare.tasks.base import TaskError
 
     try:
@@ -132,15 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ----- commands -------------------------------------------------------------------------------------------
 def _discover(args: argparse.Namespace) -> int:
-    from acdc_compare.discover import prepare, run_method
+    from acdc_compare.algorithms.registry import run
     from acdc_compare.export import save_circuit
 
-    problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
-                      include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
-                      device=args.device)
-    circuit = run_method(problem, args.method, args.threshold, abs_value=args.abs_value, top_n=args.top_n,
-                         steps=args.steps, k=args.k, coverage=args.coverage, journal=args.journal,
-                         progress=not args.quiet)
+    options = _method_options(args, **_progress(args))
+    circuit = run(_problem(args), options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.task}_{args.method}"
@@ -183,20 +226,18 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from acdc_compare.algorithms.registry import run
     from acdc_compare.compare import roc_auc
-    from acdc_compare.discover import prepare, run_method
-    from acdc_compare.experiment import faithfulness
     from acdc_compare.export import save_circuit
+    from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
 
-    problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
-                      include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
-                      device=args.device)
+    all_options = [_method_options(args, _SWEEP_EXCLUDE, threshold=tau, **_progress(args)) for tau in args.thresholds]
+    problem = _problem(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     circuits, rows = [], []
-    for tau in args.thresholds:
-        c = run_method(problem, args.method, tau, abs_value=args.abs_value, top_n=args.top_n, steps=args.steps,
-                       k=args.k, coverage=args.coverage, progress=not args.quiet)
+    for tau, options in zip(args.thresholds, all_options):
+        c = run(problem, options)
         circuits.append(c)
         path = save_circuit(c, out / f"{args.task}_{args.method}_tau{tau:g}.json")
         rows.append({"threshold": tau, "edges": c.n_kept, "faithfulness": faithfulness(c), "file": str(path)})
@@ -216,18 +257,15 @@ def _curve(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from acdc_compare.algorithms.eap import check_eap_metric, eap_ig_scores, eap_scores, faithfulness_of_scores
-    from acdc_compare.compare import DEFAULT_FRACTIONS
-    from acdc_compare.discover import prepare
     from acdc_compare.export import load_circuit
+    from acdc_compare.faithfulness import DEFAULT_FRACTIONS
 
     files = [Path(s) for s in args.scores if s not in ("eap", "eap-ig")]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"--scores takes 'eap', 'eap-ig' or circuit JSON files; not found: {missing}")
     circuits = {str(f): load_circuit(f) for f in files}
-    problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
-                      include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
-                      device=args.device)
+    problem = _problem(args)
     if "eap" in args.scores:
         check_eap_metric(problem)
     fractions = tuple(args.fractions) if args.fractions else DEFAULT_FRACTIONS
@@ -258,7 +296,7 @@ def _curve(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from acdc_compare.discover import get_model
+    from acdc_compare.api import get_model
     from acdc_compare.tasks.registry import format_tasks_table, tasks_table
 
     model = get_model(args.model, device=args.device)
@@ -267,8 +305,8 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from acdc_compare.experiment import faithfulness
     from acdc_compare.export import load_circuit
+    from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
     from acdc_compare.report import Image, KeyValues, Table, write_report
 
     folder = Path(args.folder)
@@ -299,9 +337,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from acdc_compare.experiment import ExperimentConfig, run_experiment
-    from acdc_compare.types import Method
 
-    config = ExperimentConfig(model=args.model, method=Method(args.method), comparison=args.comparison,
+    config = ExperimentConfig(model=args.model, method=args.method, comparison=args.comparison,
                               control=args.control, progress=not args.quiet)
     overrides = {k: v for k, v in (("threshold", args.threshold), ("k", args.k), ("coverage", args.coverage),
                                    ("n_prompts", args.n_prompts)) if v is not None}
@@ -314,7 +351,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(result.tasks_table)
     print()
     candidates = f"top-{config.k}" if config.coverage is None else f"coverage {config.coverage}"
-    print(f"circuits ({config.method.value}, threshold {config.threshold}, {candidates} EAP-IG candidates, "
+    print(f"circuits ({config.method}, threshold {config.threshold}, {candidates} EAP-IG candidates, "
           f"{config.n_prompts} prompts each):")
     for run in result.runs.values():
         c = run.circuit
@@ -356,8 +393,23 @@ def _draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".s
     return paths
 
 
+def _problem(args: argparse.Namespace) -> Any:
+    """The prepared problem the task/model/metric flags describe."""
+    from acdc_compare.api import prepare
+
+    return prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
+                   include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                   device=args.device)
+
+
+def _progress(args: argparse.Namespace) -> dict[str, bool]:
+    """progress=... for the methods that show a progress bar."""
+    fields = {f.name for f in ALGORITHMS[args.method].option_fields()}
+    return {"progress": not args.quiet} if "progress" in fields else {}
+
+
 def _print_circuit(c: Any) -> None:
-    from acdc_compare.experiment import faithfulness
+    from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
 
     m = c.metrics
     print(f"{c.n_kept}/{c.n_edges} edges kept, {len(c.heads())} heads; metric full {m.get('full', float('nan')):.4g}, "

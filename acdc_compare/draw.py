@@ -24,21 +24,23 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 from acdc_compare.circuit import Circuit
-from acdc_compare.export import PathLike, atomic_write, check_roles, node_attributes, prune_to_paths, to_networkx
+from acdc_compare.export import check_roles, node_attributes, prune_to_paths, to_networkx
+from acdc_compare.files import PathLike, atomic_write
 from acdc_compare.graph import INPUT, LOGITS, Graph
+from acdc_compare.types import Role
 
 if TYPE_CHECKING:
     import pygraphviz
 
 ROLE_COLORS: dict[str, str] = {
-    "name mover": "#7fb2e5",
-    "backup name mover": "#c6dcf2",
-    "negative name mover": "#f2a3a3",
-    "S-inhibition": "#a6dc8e",
-    "induction": "#f7c873",
-    "duplicate token": "#d4b0e6",
-    "previous token": "#f4e27a",
-    "mover": "#8fd3cc",
+    Role.NAME_MOVER: "#7fb2e5",
+    Role.BACKUP_NAME_MOVER: "#c6dcf2",
+    Role.NEGATIVE_NAME_MOVER: "#f2a3a3",
+    Role.S_INHIBITION: "#a6dc8e",
+    Role.INDUCTION: "#f7c873",
+    Role.DUPLICATE_TOKEN: "#d4b0e6",
+    Role.PREVIOUS_TOKEN: "#f4e27a",
+    Role.MOVER: "#8fd3cc",
     "unknown": "#eeeeee",
 }
 _EXTRA_ROLE_COLORS = ("#e6c9a8", "#c8c8f4", "#f7c6de", "#cfe8b9", "#bfe3f0", "#e0e0a0", "#d9b8a0")

@@ -17,14 +17,17 @@ import torch
 
 from acdc_compare.algorithms.eap import eap_ig_scores, faithfulness_of_scores
 from acdc_compare.algorithms.problem import Problem
+from acdc_compare.algorithms.registry import algorithm
+from acdc_compare.api import get_model, prepare, run_method
+from acdc_compare.backends import DEFAULT_MODEL, model_name
 from acdc_compare.circuit import Circuit
-from acdc_compare.compare import FaithfulnessCurve, compare_circuits, normalized_faithfulness
-from acdc_compare.discover import get_model, prepare, run_method
+from acdc_compare.compare import compare_circuits
 from acdc_compare.draw import draw_circuit, draw_comparison
 from acdc_compare.export import save_circuit
-from acdc_compare.model import DEFAULT_MODEL, model_name
+from acdc_compare.faithfulness import FaithfulnessCurve, circuit_faithfulness
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
-from acdc_compare.types import Method
+from acdc_compare.roles import assign_roles, compare_movers, role_table, score_heads
+from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, format_tasks_table, make_task, tasks_table
 
 Log = Callable[[str], None]
 
@@ -40,7 +43,7 @@ class ExperimentConfig:
     task: str = "ioi"
     comparison: str = "pet-last"
     control: str = "pet-first"
-    method: Method = Method.HYBRID
+    method: str = "hybrid"  # a registered method (acdc_compare.algorithms.registry.ALGORITHMS)
     threshold: float = 0.005  # relative: a fraction of each task's metric gap M(empty) - M(full)
     k: int = 200  # hybrid: ACDC decides among the top-k EAP-IG edges
     coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness
@@ -78,20 +81,9 @@ class ExperimentResult:
         return out + ([self.report] if self.report else [])
 
 
-def faithfulness(c: Circuit) -> float:
-    """MIB's normalised faithfulness of a discovered circuit from its stored metric values."""
-    m = c.metrics
-    try:
-        return normalized_faithfulness(m["circuit"], m["full"], m["empty"])
-    except (KeyError, ValueError, ZeroDivisionError):
-        return math.nan
-
-
 def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lambda _: None) -> ExperimentResult:
     """Run the whole experiment; see the module docstring."""
-    from acdc_compare.roles import assign_roles, compare_movers, role_table, score_heads
-    from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, format_tasks_table, make_task, tasks_table
-
+    algorithm(config.method)
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,11 +111,11 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     circuits_dir = out / "circuits"
     circuits_dir.mkdir(exist_ok=True)
     for t in role_tasks:
-        log(f"discovering the circuit of {t} ({config.method.value}, threshold {config.threshold}) ...")
+        log(f"discovering the circuit of {t} ({config.method}, threshold {config.threshold}) ...")
         problem = prepare(t, model=model, n_prompts=config.n_prompts, seed=config.seed)
-        prior = eap_ig_scores(problem, config.steps) if config.method is Method.HYBRID else None
+        prior = eap_ig_scores(problem, config.steps) if config.method == "hybrid" else None
         circuit = _discover(problem, config, prior)
-        ranking = circuit.scores if config.method is Method.EAP_IG else prior
+        ranking = circuit.scores if config.method == "eap-ig" else prior
         json_path = save_circuit(circuit, circuits_dir / f"{t}.json")
         diagrams = [out / f"{t}.svg", out / f"{t}.png"]
         for path in diagrams:
@@ -131,7 +123,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         curve = None
         if config.curve and ranking is not None:
             curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS)
-        result.runs[t] = TaskRun(t, circuit, json_path, diagrams, faithfulness(circuit), curve)
+        result.runs[t] = TaskRun(t, circuit, json_path, diagrams, circuit_faithfulness(circuit), curve)
         log(f"  {circuit.n_kept} edges kept, faithfulness {result.runs[t].faithfulness:.2f}, "
             f"{circuit.settings.get('seconds', 0):.0f} s")
         if curve is not None:
@@ -149,7 +141,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         comparisons.append((left, right, compare_circuits(a, b), paths[0]))
 
     sections: list[Any] = [
-        KeyValues("Settings", {"model": name, "method": config.method.value, "threshold": config.threshold,
+        KeyValues("Settings", {"model": name, "method": config.method, "threshold": config.threshold,
                                "hybrid candidates (top-k EAP-IG edges)": _candidates(config),
                                "EAP-IG steps": config.steps,
                                "prompts per discovery": config.n_prompts, "prompts per task evaluation": config.n_eval,
@@ -207,7 +199,7 @@ def task_threshold(problem: Problem, relative: float) -> float:
 
 
 def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None) -> Circuit:
-    if config.method in (Method.EAP, Method.EAP_IG):
+    if config.method in ("eap", "eap-ig"):
         return run_method(problem, config.method, top_n=config.k, steps=config.steps)
     k = None if config.coverage is not None else config.k
     return run_method(problem, config.method, task_threshold(problem, config.threshold), k=k,
@@ -221,14 +213,14 @@ def _candidates(config: ExperimentConfig) -> str:
 
 
 def _method_note(config: ExperimentConfig) -> str:
-    if config.method is Method.HYBRID:
+    if config.method == "hybrid":
         return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top "
                 f"{_candidates(config)} become ACDC's candidates and every other edge is removed untested; exact "
                 "greedy ACDC (reference order and semantics, KL metric, corrupted ablation, relative threshold "
                 f"{config.threshold}) decides among the candidates; each task's tau is that fraction of its own "
                 "KL(full || empty circuit). Exact ACDC over all edges of this model takes about a day on 2 CPU "
                 "cores; on a GPU use --method acdc.")
-    return f"Method {config.method.value}, threshold {config.threshold}."
+    return f"Method {config.method}, threshold {config.threshold}."
 
 
 def _circuit_row(run: TaskRun) -> list[str]:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,13 +30,13 @@ import networkx as nx
 import torch
 
 from acdc_compare.circuit import Circuit
+from acdc_compare.files import PathLike, atomic_write
 from acdc_compare.graph import INPUT, LOGITS, Graph, GraphConfig
 from acdc_compare.types import ReceiverKind
 
 SCHEMA = "acdc_compare.circuit/1"
 _FLOAT_TAG = "__float__"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-PathLike = str | os.PathLike[str]
 
 
 # ----- JSON-compatible values ------------------------------------------------------------------------
@@ -224,20 +222,6 @@ def load_circuit(path: PathLike) -> Circuit:
         return circuit_from_json(d)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes so that readers see either the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----- nodes and edges -------------------------------------------------------------------------------

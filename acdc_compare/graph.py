@@ -25,6 +25,19 @@ INPUT = "input"
 LOGITS = "logits"
 
 
+def head_name(layer: int, head: int) -> str:
+    """A head's node name, e.g. 'a9.h9'."""
+    return f"a{layer}.h{head}"
+
+
+def parse_head(name: str) -> tuple[int, int]:
+    """'a9.h9' -> (9, 9); ValueError for anything else."""
+    layer, sep, head = name[1:].partition(".h")
+    if not (name.startswith("a") and sep and layer.isdigit() and head.isdigit()):
+        raise ValueError(f"{name!r} is not a head name like 'a9.h9'")
+    return int(layer), int(head)
+
+
 @dataclass(frozen=True)
 class GraphConfig:
     """Everything that determines a graph's edges."""
@@ -141,10 +154,6 @@ class Graph:
     def n_edges(self) -> int:
         return len(self._edge_sender)
 
-    @property
-    def n_direct_edges(self) -> int:
-        return sum(1 for s in self._edge_sender if s < 0)
-
     # ----- senders ------------------------------------------------------------------------------------
     def head_sender(self, layer: int, head: int) -> int:
         return 1 + layer * self.senders_per_layer + head
@@ -154,16 +163,11 @@ class Graph:
             raise ValueError("this graph has no MLPs (attention-only model)")
         return 1 + layer * self.senders_per_layer + self.n_heads
 
-    def layer_senders(self, layer: int) -> range:
-        """Sender indices of one layer: its heads, then its MLP."""
-        start = 1 + layer * self.senders_per_layer
-        return range(start, start + self.senders_per_layer)
-
     @cached_property
     def sender_names(self) -> tuple[str, ...]:
         names = [INPUT]
         for layer in range(self.n_layers):
-            names.extend(f"a{layer}.h{h}" for h in range(self.n_heads))
+            names.extend(head_name(layer, h) for h in range(self.n_heads))
             if self.config.has_mlp:
                 names.append(f"m{layer}")
         return tuple(names)
@@ -333,19 +337,6 @@ class Graph:
         has_direct = (self.direct_index >= 0).to(kept.device)
         direct[..., has_direct] = kept[..., self.direct_index.to(kept.device)[has_direct]]
         return resid.reshape(*batch, self.n_senders, self.n_receivers), direct
-
-    def receiver_edges(self, r: int) -> range:
-        """Flat indices of all edges into receiver r (contiguous by construction)."""
-        return self._receiver_edge_ranges[r]
-
-    @cached_property
-    def _receiver_edge_ranges(self) -> tuple[range, ...]:
-        starts = [0] * (self.n_receivers + 1)
-        for r in self._edge_receiver:
-            starts[r + 1] += 1
-        for i in range(self.n_receivers):
-            starts[i + 1] += starts[i]
-        return tuple(range(starts[i], starts[i + 1]) for i in range(self.n_receivers))
 
     # ----- nodes (for comparison and export) ----------------------------------------------------------
     @cached_property

@@ -1,4 +1,4 @@
-"""Metrics on logits at the scored positions. ACDC minimises them; all return one value per circuit."""
+"""Metrics on logits at the scored positions, as pure tensor functions; all return one value per circuit."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from acdc_compare.tasks.base import Task
-from acdc_compare.types import Metric
+from acdc_compare.types import Metric, parse_enum
 
 MetricFn = Callable[[torch.Tensor], torch.Tensor]  # logits [K, N, Q, V] -> [K]
 
@@ -44,27 +43,5 @@ def _set_mask(sets: tuple[tuple[int, ...], ...], vocab: int, device: torch.devic
     return mask
 
 
-def task_score(task: Task, logits: torch.Tensor) -> torch.Tensor:
-    """The task's own performance number (higher = better): logit difference, or the probability
-    difference for set-valued answers. logits [K, N, Q, V] -> [K]."""
-    if task.correct_sets is not None and task.wrong_sets is not None:
-        return prob_diff(logits, task.correct_sets, task.wrong_sets)
-    if not task.has_wrong_answers:
-        raise ValueError(f"task {task.name!r} has no wrong answers: use metric='kl'")
-    return logit_diff(logits, task.correct, task.wrong)
-
-
-def make_metric(metric: Metric | str, task: Task, clean_logits: torch.Tensor) -> MetricFn:
-    """The function ACDC minimises: KL(full model || circuit), or the negated task score."""
-    metric = parse_metric(metric)
-    if metric is Metric.KL:
-        return lambda logits: kl_divergence(clean_logits, logits)
-    task_score(task, clean_logits[None])  # fails early when the task has no wrong answers
-    return lambda logits: -task_score(task, logits)
-
-
 def parse_metric(metric: Metric | str) -> Metric:
-    try:
-        return Metric(metric)
-    except ValueError:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {[m.value for m in Metric]}") from None
+    return parse_enum(Metric, metric, "metric")

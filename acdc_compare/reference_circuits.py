@@ -17,50 +17,34 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Literal
 
 import torch
 
 from acdc_compare.circuit import Circuit
-from acdc_compare.graph import Graph
+from acdc_compare.graph import Graph, parse_head
+from acdc_compare.types import Role
 
 # ----- IOI (Wang et al. 2022) ----------------------------------------------------------------------------
 
-IOIRole = Literal[
-    "name mover",
-    "backup name mover",
-    "negative name mover",
-    "S-inhibition",
-    "induction",
-    "duplicate token",
-    "previous token",
-]
+IOIRole = Role
+IOI_ROLES: tuple[Role, ...] = (Role.NAME_MOVER, Role.BACKUP_NAME_MOVER, Role.NEGATIVE_NAME_MOVER,
+                               Role.S_INHIBITION, Role.INDUCTION, Role.DUPLICATE_TOKEN, Role.PREVIOUS_TOKEN)
 
-IOI_ROLES: tuple[IOIRole, ...] = (
-    "name mover",
-    "backup name mover",
-    "negative name mover",
-    "S-inhibition",
-    "induction",
-    "duplicate token",
-    "previous token",
-)
-
-IOI_HEAD_CLASSES: Mapping[IOIRole, tuple[str, ...]] = MappingProxyType({
-    "name mover": ("a9.h9", "a9.h6", "a10.h0"),
-    "backup name mover": ("a9.h0", "a9.h7", "a10.h1", "a10.h2", "a10.h6", "a10.h10", "a11.h2", "a11.h9"),
-    "negative name mover": ("a10.h7", "a11.h10"),
-    "S-inhibition": ("a7.h3", "a7.h9", "a8.h6", "a8.h10"),
-    "induction": ("a5.h5", "a5.h8", "a5.h9", "a6.h9"),
-    "duplicate token": ("a0.h1", "a0.h10", "a3.h0"),
-    "previous token": ("a2.h2", "a4.h11"),
+IOI_HEAD_CLASSES: Mapping[Role, tuple[str, ...]] = MappingProxyType({
+    Role.NAME_MOVER: ("a9.h9", "a9.h6", "a10.h0"),
+    Role.BACKUP_NAME_MOVER: ("a9.h0", "a9.h7", "a10.h1", "a10.h2", "a10.h6", "a10.h10", "a11.h2", "a11.h9"),
+    Role.NEGATIVE_NAME_MOVER: ("a10.h7", "a11.h10"),
+    Role.S_INHIBITION: ("a7.h3", "a7.h9", "a8.h6", "a8.h10"),
+    Role.INDUCTION: ("a5.h5", "a5.h8", "a5.h9", "a6.h9"),
+    Role.DUPLICATE_TOKEN: ("a0.h1", "a0.h10", "a3.h0"),
+    Role.PREVIOUS_TOKEN: ("a2.h2", "a4.h11"),
 })
 """The 26 IOI heads of GPT-2 small by class (Wang et al. 2022, arXiv:2211.00593)."""
 
 IOI_HEADS: tuple[str, ...] = tuple(h for role in IOI_ROLES for h in IOI_HEAD_CLASSES[role])
 
 
-def head_roles() -> dict[str, str]:
+def head_roles() -> dict[str, Role]:
     """IOI head name -> its class (e.g. 'a9.h9' -> 'name mover')."""
     return {head: role for role in IOI_ROLES for head in IOI_HEAD_CLASSES[role]}
 
@@ -94,11 +78,6 @@ def _check_gpt2_small(graph: Graph) -> None:
             f"the IOI and Greater-Than ground truths are GPT-2 small's circuits: they need a 12-layer x 12-head "
             f"graph with sequential MLPs and no grouped-query attention, got {graph.config.key}"
         )
-
-
-def _head(name: str) -> tuple[int, int]:
-    layer, head = name[1:].split(".h")
-    return int(layer), int(head)
 
 
 class _EdgeSet:
@@ -136,7 +115,7 @@ class _EdgeSet:
             if n.startswith("m"):
                 out.append(g.mlp_receiver(int(n[1:])))
                 continue
-            layer, head = _head(n)
+            layer, head = parse_head(n)
             for letter in letters:
                 out.append({"q": g.q_receiver, "k": g.k_receiver, "v": g.v_receiver}[letter](layer, head))
         return out
@@ -169,16 +148,16 @@ def ioi_ground_truth(graph: Graph) -> Circuit:
     es.add(es.out(mlps), es.inp(IOI_HEADS))
     es.add_direct(es.inp(IOI_HEADS))
 
-    movers = cls["name mover"] + cls["backup name mover"] + cls["negative name mover"]
+    movers = cls[Role.NAME_MOVER] + cls[Role.BACKUP_NAME_MOVER] + cls[Role.NEGATIVE_NAME_MOVER]
     connections: tuple[tuple[list[int], list[int]], ...] = (
-        (es.out(circuit_inputs), es.inp(cls["previous token"], "qkv")),
-        (es.out(circuit_inputs), es.inp(cls["duplicate token"], "qkv")),
-        (es.out(circuit_inputs), es.inp(cls["S-inhibition"], "q")),
+        (es.out(circuit_inputs), es.inp(cls[Role.PREVIOUS_TOKEN], "qkv")),
+        (es.out(circuit_inputs), es.inp(cls[Role.DUPLICATE_TOKEN], "qkv")),
+        (es.out(circuit_inputs), es.inp(cls[Role.S_INHIBITION], "q")),
         (es.out(circuit_inputs), es.inp(movers, "kv")),
-        (es.out(cls["previous token"]), es.inp(cls["induction"], "kv")),
-        (es.out(cls["induction"]), es.inp(cls["S-inhibition"], "kv")),
-        (es.out(cls["duplicate token"]), es.inp(cls["S-inhibition"], "kv")),
-        (es.out(cls["S-inhibition"]), es.inp(movers, "q")),
+        (es.out(cls[Role.PREVIOUS_TOKEN]), es.inp(cls[Role.INDUCTION], "kv")),
+        (es.out(cls[Role.INDUCTION]), es.inp(cls[Role.S_INHIBITION], "kv")),
+        (es.out(cls[Role.DUPLICATE_TOKEN]), es.inp(cls[Role.S_INHIBITION], "kv")),
+        (es.out(cls[Role.S_INHIBITION]), es.inp(movers, "q")),
         (es.out(movers), circuit_outputs_recv),
     )
     for senders, receivers in connections:
@@ -209,7 +188,7 @@ def greater_than_ground_truth(graph: Graph) -> Circuit:
         es.add(es.out(senders), es.inp(receivers))
     es.add_direct(es.inp(GREATER_THAN_HEADS))
 
-    last_mid_layer = max(_head(h)[0] for h in mid)
+    last_mid_layer = max(parse_head(h)[0] for h in mid)
     below = [f"m{layer}" for layer in range(last_mid_layer)]
     es.add(es.out(below), es.inp(below))
     for h in mid:

@@ -54,30 +54,22 @@ from typing import Any, Literal
 
 import torch
 
-from acdc_compare.model import (
-    ModelWeights,
+from acdc_compare import forward
+from acdc_compare.backends.hooks import (
     attention_patterns,
     attention_under_head_ablations,
     attention_z,
-    extract_weights,
     patterns_and_head_results,
     residual_pre,
 )
+from acdc_compare.backends.transformer_lens import extract_weights
+from acdc_compare.graph import head_name, parse_head
 from acdc_compare.tasks.base import Task
+from acdc_compare.types import Role
+from acdc_compare.weights import ModelWeights
 
 AblationKind = Literal["corrupted", "mean"]
 SCORE_NAMES: tuple[str, ...] = ("previous_token", "duplicate_token", "induction", "mover", "s_inhibition")
-
-
-def head_name(layer: int, head: int) -> str:
-    """Graph-style head name, e.g. 'a9.h9'."""
-    return f"a{layer}.h{head}"
-
-
-def parse_head(name: str) -> tuple[int, int]:
-    """'a9.h9' -> (9, 9)."""
-    layer, head = name[1:].split(".h")
-    return int(layer), int(head)
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,29 +146,30 @@ class RoleThresholds:
     s_inhibition_fraction: float = 0.3
     min_s_inhibition: float = 0.02
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Role]:
         """Role -> the rule in words (for tables and reports)."""
         att = (f"top {self.top_k_attention}, >= {self.attention_fraction:g} x the best head's score and "
                f">= {self.min_attention:g}")
         return {
-            "name mover": (f"mover score > {self.min_mover:g}, top {self.top_k_movers}, >= {self.mover_fraction:g} "
+            Role.NAME_MOVER: (f"mover score > {self.min_mover:g}, top {self.top_k_movers}, >= {self.mover_fraction:g} "
                            "x max |mover|"),
-            "negative name mover": (f"mover score < -{self.min_mover:g}, top {self.top_k_negative} most negative, "
+            Role.NEGATIVE_NAME_MOVER: (f"mover score < -{self.min_mover:g}, top {self.top_k_negative} most negative, "
                                     f"|mover| >= {self.mover_fraction:g} x max |mover|"),
-            "S-inhibition": (f"s_inhibition top {self.top_k_s_inhibition}, >= {self.s_inhibition_fraction:g} x the "
+            Role.S_INHIBITION: (f"s_inhibition top {self.top_k_s_inhibition}, >= {self.s_inhibition_fraction:g} x the "
                              f"best and >= {self.min_s_inhibition:g}"),
-            "induction": f"induction score {att}",
-            "duplicate token": f"duplicate-token score {att}",
-            "previous token": f"previous-token score {att}",
+            Role.INDUCTION: f"induction score {att}",
+            Role.DUPLICATE_TOKEN: f"duplicate-token score {att}",
+            Role.PREVIOUS_TOKEN: f"previous-token score {att}",
         }
 
 
 # A head qualifying for several roles takes the first; S-inhibition is ranked among the heads left over.
-ROLE_PRIORITY: tuple[str, ...] = ("name mover", "negative name mover", "induction", "duplicate token",
-                                  "previous token", "S-inhibition")
-_ROLE_SCORE = {"name mover": "mover", "negative name mover": "mover", "S-inhibition": "s_inhibition",
-               "induction": "induction", "duplicate token": "duplicate_token", "previous token": "previous_token"}
-_NON_IOI_NAMES = {"name mover": "mover", "negative name mover": "negative mover"}
+ROLE_PRIORITY: tuple[Role, ...] = (Role.NAME_MOVER, Role.NEGATIVE_NAME_MOVER, Role.INDUCTION, Role.DUPLICATE_TOKEN,
+                                   Role.PREVIOUS_TOKEN, Role.S_INHIBITION)
+_ROLE_SCORE = {Role.NAME_MOVER: "mover", Role.NEGATIVE_NAME_MOVER: "mover", Role.S_INHIBITION: "s_inhibition",
+               Role.INDUCTION: "induction", Role.DUPLICATE_TOKEN: "duplicate_token",
+               Role.PREVIOUS_TOKEN: "previous_token"}
+_NON_IOI_NAMES = {Role.NAME_MOVER: Role.MOVER, Role.NEGATIVE_NAME_MOVER: Role.NEGATIVE_MOVER}
 
 
 # ----- scoring ------------------------------------------------------------------------------------------
@@ -436,11 +429,7 @@ def query_patched_attention(weights: ModelWeights, resid: torch.Tensor, layer: i
     ln_b = None if weights.ln1_b is None else weights.ln1_b[layer].double()
 
     def norm(x: torch.Tensor) -> torch.Tensor:
-        if cfg.normalization == "RMS":
-            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + cfg.eps) * ln_w
-        x = x - x.mean(-1, keepdim=True)
-        out = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + cfg.eps) * ln_w
-        return out if ln_b is None else out + ln_b
+        return forward.norm(x, ln_w, ln_b, cfg.normalization, cfg.eps)
 
     group = cfg.n_heads // cfg.kv_heads
     kv = sorted({h // group for h in heads})
@@ -450,31 +439,12 @@ def query_patched_attention(weights: ModelWeights, resid: torch.Tensor, layer: i
     queries = torch.einsum("and,hde->ahne", norm(x_q), weights.W_Q[layer, heads].double()) \
         + weights.b_Q[layer, heads].double()[None, :, None]  # [A, h, n, dh]
     if cfg.positional == "rotary":
-        cos, sin = _rotary_tables(cfg, p, dev)
-        keys = _rotate(keys, cos, sin)
-        queries = _rotate(queries, cos[qpos], sin[qpos])
+        cos, sin = forward.rotary_tables(cfg.rotary_dim or cfg.d_head, cfg.rotary_base, p, dev, torch.float64)
+        keys = forward.apply_rotary(keys, cos, sin)
+        queries = forward.apply_rotary(queries, cos[qpos], sin[qpos])
     k_of = torch.stack([keys[kv.index(h // group)] for h in heads])  # [h, n, P, dh]
-    scores = torch.einsum("ahne,hnpe->ahnp", queries, k_of) / math.sqrt(cfg.d_head)
-    causal = torch.arange(p, device=dev)[None, :] <= qpos[:, None]  # [n, P]
-    scores = scores.masked_fill(~causal, -math.inf)
-    return torch.softmax(scores, dim=-1).transpose(1, 2)  # [A, n, h, P]
-
-
-def _rotary_tables(cfg: Any, p: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin [P, rotary_dim] in the rotate-half layout the patching engine uses."""
-    dim = cfg.rotary_dim or cfg.d_head
-    inv_freq = 1.0 / (cfg.rotary_base ** (torch.arange(0, dim, 2, device=device, dtype=torch.float64) / dim))
-    freqs = torch.arange(p, device=device, dtype=torch.float64)[:, None] * inv_freq[None]
-    emb = torch.cat([freqs, freqs], dim=-1)
-    return emb.cos(), emb.sin()
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    rd = cos.shape[-1]
-    x_rot, x_pass = x[..., :rd], x[..., rd:]
-    half = rd // 2
-    rotated = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
-    return torch.cat([x_rot * cos + rotated * sin, x_pass], dim=-1)
+    rows = forward.causal_attention_rows(queries, k_of[None], qpos, cfg.d_head)  # [A, h, n, P]
+    return rows.transpose(1, 2)  # [A, n, h, P]
 
 
 def _s_inhibition(model: Any, weights: ModelWeights, task: Task, movers: list[tuple[int, int]],
@@ -556,7 +526,7 @@ def _mover_heads(mover: torch.Tensor, t: RoleThresholds, negative: bool = False)
 
 
 def assign_roles(scores: HeadScores, thresholds: RoleThresholds = RoleThresholds(),
-                 ioi: bool | None = None) -> dict[str, str]:
+                 ioi: bool | None = None) -> dict[str, Role]:
     """Head name -> role, for the heads passing a threshold (one role per head, `ROLE_PRIORITY` order;
     S-inhibition is ranked among the heads without another role).
 
@@ -567,15 +537,15 @@ def assign_roles(scores: HeadScores, thresholds: RoleThresholds = RoleThresholds
     if ioi is None:
         ioi = "ioi" in scores.task_name.lower()
     H = scores.n_heads
-    candidates: dict[str, list[str]] = {
-        "name mover": _mover_heads(scores.mover, t),
-        "negative name mover": _mover_heads(scores.mover, t, negative=True),
+    candidates: dict[Role, list[str]] = {
+        Role.NAME_MOVER: _mover_heads(scores.mover, t),
+        Role.NEGATIVE_NAME_MOVER: _mover_heads(scores.mover, t, negative=True),
     }
-    for role, attr in (("induction", "induction"), ("duplicate token", "duplicate_token"),
-                       ("previous token", "previous_token")):
+    for role, attr in ((Role.INDUCTION, "induction"), (Role.DUPLICATE_TOKEN, "duplicate_token"),
+                       (Role.PREVIOUS_TOKEN, "previous_token")):
         candidates[role] = [head_name(*divmod(i, H)) for i in _passing(
             getattr(scores, attr), t.top_k_attention, t.attention_fraction, t.min_attention)]
-    roles: dict[str, str] = {}
+    roles: dict[str, Role] = {}
     for role in ROLE_PRIORITY[:-1]:
         for head in candidates[role]:
             roles.setdefault(head, role if ioi else _NON_IOI_NAMES.get(role, role))
@@ -583,7 +553,7 @@ def assign_roles(scores: HeadScores, thresholds: RoleThresholds = RoleThresholds
     for head in roles:
         s_inh[parse_head(head)] = math.nan
     for i in _passing(s_inh, t.top_k_s_inhibition, t.s_inhibition_fraction, t.min_s_inhibition):
-        roles[head_name(*divmod(i, H))] = "S-inhibition"
+        roles[head_name(*divmod(i, H))] = Role.S_INHIBITION
     return roles
 
 
@@ -601,8 +571,8 @@ def role_table(scores: HeadScores, roles: dict[str, str],
         layer, h = parse_head(head)
         value = float(values[layer, h])
         flat = torch.nan_to_num(values.reshape(-1), nan=-math.inf)
-        signed = -flat if ioi_role == "negative name mover" else flat
-        rank = 1 + int((signed > (-value if ioi_role == "negative name mover" else value)).sum())
+        signed = -flat if ioi_role == Role.NEGATIVE_NAME_MOVER else flat
+        rank = 1 + int((signed > (-value if ioi_role == Role.NEGATIVE_NAME_MOVER else value)).sum())
         rows.append({"head": head, "role": role, "score_name": attr, "score": value, "rank": rank,
                      "rule": rules[ioi_role], **scores.head_scores(head)})
     order = {r: i for i, r in enumerate(ROLE_PRIORITY)}
@@ -664,7 +634,7 @@ def compare_movers(ioi_scores: HeadScores, other_scores: HeadScores, top_k: int 
     chance = top_k * top_k / n_heads
     jaccard = len(a & b) / len(a | b) if a | b else 0.0
     rho = spearman(ioi_scores.mover.reshape(-1), other_scores.mover.reshape(-1))
-    nm = tuple(h for h, r in assign_roles(ioi_scores, thresholds, ioi=True).items() if r == "name mover")
+    nm = tuple(h for h, r in assign_roles(ioi_scores, thresholds, ioi=True).items() if r == Role.NAME_MOVER)
     in_nm = tuple(h for h, _ in other_top if h in nm)
     name = other_scores.task_name
     listing = ", ".join(overlap) if overlap else "none"

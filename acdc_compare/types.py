@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 class Metric(str, enum.Enum):
@@ -22,13 +24,23 @@ class Ablation(str, enum.Enum):
     MEAN = "mean"  # the sender's mean over the reference batch, per position
 
 
-class Method(str, enum.Enum):
-    """Circuit discovery algorithm behind `discover`."""
+class Role(str, enum.Enum):
+    """Head roles: IOI's seven classes (Wang et al. 2022) and the task-neutral names of the mover roles."""
 
-    ACDC = "acdc"
-    EAP = "eap"
-    EAP_IG = "eap-ig"
-    HYBRID = "hybrid"
+    NAME_MOVER = "name mover"
+    BACKUP_NAME_MOVER = "backup name mover"
+    NEGATIVE_NAME_MOVER = "negative name mover"
+    S_INHIBITION = "S-inhibition"
+    INDUCTION = "induction"
+    DUPLICATE_TOKEN = "duplicate token"
+    PREVIOUS_TOKEN = "previous token"
+    MOVER = "mover"
+    NEGATIVE_MOVER = "negative mover"
+
+    __hash__ = str.__hash__  # a member and its text are the same dict key
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class ReceiverKind(str, enum.Enum):
@@ -37,6 +49,14 @@ class ReceiverKind(str, enum.Enum):
     V = "v"
     MLP = "mlp"
     LOGITS = "logits"
+
+
+def parse_enum(cls: type[E], value: E | str, what: str, error: type[Exception] = ValueError) -> E:
+    """`cls(value)`, or `error` naming the bad value and the choices."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise error(f"unknown {what} {value!r}; choose one of {[m.value for m in cls]}") from None
 
 
 Normalization = Literal["LN", "RMS"]

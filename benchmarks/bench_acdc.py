@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from common import gpt2_small_shaped, save  # noqa: E402
-from oracle import hook_patched_logits  # noqa: E402
+from acdc_compare.backends import make_patcher
+from acdc_compare.backends.hook_oracle import hook_patched_logits  # noqa: E402
 
 from acdc_compare.algorithms.acdc import acdc, reference_order  # noqa: E402
 from acdc_compare.algorithms.problem import make_problem  # noqa: E402
@@ -72,7 +73,7 @@ def oracle_rate(model, problem, threshold: float, n_edges: int,
 
 def run_config(label: str, model, task: Task, threshold: float, fast_edges: int | None, oracle_edges: int,
                start_layer: int | None) -> dict:
-    patcher = Patcher.from_model(model)
+    patcher = make_patcher(model)
     problem = make_problem(patcher, task, metric="kl")
     graph = patcher.graph
     start_layer = graph.n_layers // 2 if start_layer is None else start_layer
@@ -121,7 +122,7 @@ def main() -> None:
     rows = []
     model = gpt2_small_shaped(device)
     task = gpt2_task(args.n, 15)
-    patcher = Patcher.from_model(model)
+    patcher = make_patcher(model)
     problem = make_problem(patcher, task)
     empty = float(problem.evaluate(torch.zeros(1, patcher.graph.n_edges, dtype=torch.bool))[0])
     threshold = empty / 2000  # random weights: scale tau to the model's own KL(full || empty)
@@ -129,7 +130,7 @@ def main() -> None:
                            args.oracle_edges, args.start_layer))
     del model, patcher, problem
     if not args.skip_default:
-        from acdc_compare.model import load_model, tokenizer
+        from acdc_compare.backends import load_model, tokenizer
         from acdc_compare.tasks.registry import make_task
 
         smol = load_model(device=device)

@@ -28,11 +28,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import gpt2_small_shaped, save, timed, timed_with_cpu  # noqa: E402
 
+from acdc_compare.backends import make_patcher
 from acdc_compare.algorithms.eap import eap_ig_scores, eap_scores  # noqa: E402
 from acdc_compare.algorithms.problem import make_problem  # noqa: E402
 from acdc_compare.circuit import Circuit  # noqa: E402
 from acdc_compare.compare import normalized_faithfulness  # noqa: E402
-from acdc_compare.model import run_logits  # noqa: E402
+from acdc_compare.backends import run_logits  # noqa: E402
 from acdc_compare.patching import Patcher  # noqa: E402
 from acdc_compare.tasks.base import Task  # noqa: E402
 
@@ -83,7 +84,7 @@ def bench_attribution(args: argparse.Namespace) -> None:
     answers = torch.randint(0, 50257, (args.n, 2), generator=gen)
     task = Task("random", clean, corrupted, positions=torch.full((args.n,), args.seq - 1),
                 correct=answers[:, 0], wrong=answers[:, 1])
-    patcher = Patcher.from_model(model)
+    patcher = make_patcher(model)
     graph = patcher.graph
     kl = make_problem(patcher, task, metric="kl", model_name="gpt2-small-shaped")
     logit_diff = make_problem(patcher, task, metric="logit_diff", model_name="gpt2-small-shaped")
@@ -123,7 +124,7 @@ def bench_attribution(args: argparse.Namespace) -> None:
 def bench_hybrid(args: argparse.Namespace) -> None:
     from acdc_compare.algorithms.acdc import acdc
     from acdc_compare.algorithms.hybrid import hybrid
-    from acdc_compare.discover import prepare
+    from acdc_compare.api import prepare
     from acdc_compare.experiment import task_threshold
 
     device = torch.device(args.device)
@@ -185,7 +186,7 @@ def hybrid_vs_exact_on_a_tiny_model(args: argparse.Namespace) -> list[dict[str, 
     from acdc_compare.algorithms.hybrid import hybrid
     from acdc_compare.compare import compare_circuits
     from acdc_compare.experiment import task_threshold
-    from acdc_compare.model import tiny_model
+    from acdc_compare.backends import tiny_model
 
     model = tiny_model("gpt2", n_layers=3, n_heads=4, d_model=32, dtype=torch.float64, seed=1)
     gen = torch.Generator().manual_seed(0)
@@ -194,7 +195,7 @@ def hybrid_vs_exact_on_a_tiny_model(args: argparse.Namespace) -> list[dict[str, 
     corrupted[:, 1:4] = torch.randint(0, 64, (16, 3), generator=gen)
     task = Task("tiny-random", clean, corrupted, positions=torch.full((16,), 7), correct=clean[:, 2],
                 wrong=clean[:, 0])
-    problem = make_problem(Patcher.from_model(model), task, metric="kl", model_name="tiny-gpt2-random")
+    problem = make_problem(make_patcher(model), task, metric="kl", model_name="tiny-gpt2-random")
     tau = task_threshold(problem, args.relative)
     exact = acdc(problem, tau)
     n = problem.graph.n_edges

@@ -15,8 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import gpt2_small_shaped, save, timed  # noqa: E402
 
+from acdc_compare.backends import make_patcher
 from acdc_compare.circuit import Circuit  # noqa: E402
-from acdc_compare.model import run_logits  # noqa: E402
+from acdc_compare.backends import run_logits  # noqa: E402
 from acdc_compare.patching import Patcher  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     clean = torch.randint(0, 50257, (args.n, args.seq), generator=gen)
     corrupted = torch.randint(0, 50257, (args.n, args.seq), generator=gen)
-    patcher = Patcher.from_model(model)
+    patcher = make_patcher(model)
     graph = patcher.graph
     ctx = patcher.prepare(clean, "corrupted", corrupted)
 

@@ -54,7 +54,7 @@ def timed_with_cpu(fn: Callable[[], Any], device: torch.device, repeats: int = 3
 
 def gpt2_small_shaped(device: torch.device, dtype: torch.dtype = torch.float32) -> Any:
     """A GPT-2-small-shaped model with random weights (the real weights cannot be downloaded here)."""
-    from acdc_compare.model import tiny_model
+    from acdc_compare.backends import tiny_model
 
     model = tiny_model("gpt2", n_layers=12, n_heads=12, d_model=768, d_mlp=3072, vocab_size=50257, n_ctx=64,
                        init_range=0.02, dtype=dtype, seed=0)

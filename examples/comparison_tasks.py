@@ -9,7 +9,7 @@ control) and compares the two circuits.
 
 from acdc_compare import load_model
 from acdc_compare.compare import compare_circuits
-from acdc_compare.discover import prepare, run_method
+from acdc_compare.api import prepare, run_method
 from acdc_compare.draw import draw_comparison
 from acdc_compare.experiment import task_threshold
 from acdc_compare.roles import assign_roles, compare_movers, score_heads

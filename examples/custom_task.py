@@ -6,7 +6,7 @@ single-token answers. Then discover its circuit and save it.
 
 from acdc_compare import discover, load_model
 from acdc_compare.export import save_circuit
-from acdc_compare.tasks.build import task_from_prompts
+from acdc_compare.tasks import evaluate_task, task_from_prompts
 
 COUNTRIES = [("France", " Paris", "Italy", " Rome"), ("Japan", " Tokyo", "Egypt", " Cairo"),
              ("Germany", " Berlin", "Spain", " Madrid"), ("Russia", " Moscow", "China", " Beijing")]
@@ -20,7 +20,7 @@ def main() -> None:
                              correct_answers=[c for _, c, _, _ in COUNTRIES],
                              wrong_answers=[w for _, _, _, w in COUNTRIES],
                              description="country -> capital; corrupted: another country")
-    print(task.evaluate(model))
+    print(evaluate_task(model, task))
     circuit = discover(task, 0.05, model=model, method="hybrid", k=200, progress=True)
     print(circuit, circuit.metrics)
     save_circuit(circuit, "capitals.json")

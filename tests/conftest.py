@@ -6,7 +6,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from acdc_compare.model import tiny_model  # noqa: E402
+from acdc_compare.backends import tiny_model  # noqa: E402
 from acdc_compare.tasks.base import Task  # noqa: E402
 
 TINY = {

@@ -4,14 +4,14 @@ import shutil
 import pytest
 import torch
 
+from acdc_compare.backends import make_patcher
 from acdc_compare.algorithms.acdc import AcdcError, acdc, reference_order
 from acdc_compare.algorithms.problem import make_problem
 from acdc_compare.circuit import Circuit
 from acdc_compare.journal import JournalMismatchError
 from acdc_compare.metrics import kl_divergence
-from acdc_compare.patching import Patcher
 from conftest import make_tiny, tiny_task
-from oracle import hook_patched_logits, oracle_acdc, oracle_order
+from acdc_compare.backends.hook_oracle import hook_patched_logits, oracle_acdc, oracle_order
 
 
 def oracle_evaluate(model, graph, task):
@@ -27,7 +27,7 @@ def oracle_evaluate(model, graph, task):
 
 def test_reference_order_is_the_named_order():
     model = make_tiny("llama")
-    g = Patcher.from_model(model).graph
+    g = make_patcher(model).graph
     ours = [g.edge_names[e] for step in reference_order(g) for e in step.edges]
     theirs = [name for _, names in oracle_order(g) for name in names]
     assert ours == theirs
@@ -37,7 +37,7 @@ def test_reference_order_is_the_named_order():
 @pytest.mark.parametrize("kind,threshold", [("gpt2", 0.002), ("gpt2", 0.02), ("llama", 0.005)])
 def test_decisions_equal_the_one_edge_one_forward_oracle(kind, threshold):
     model = make_tiny(kind)
-    patcher = Patcher.from_model(model)
+    patcher = make_patcher(model)
     task = tiny_task()
     problem = make_problem(patcher, task, metric="kl")
     found = acdc(problem, threshold, max_batch=8)
@@ -53,7 +53,7 @@ def test_decisions_equal_the_one_edge_one_forward_oracle(kind, threshold):
 
 
 def test_batch_size_does_not_change_decisions():
-    patcher = Patcher.from_model(make_tiny("gpt2", seed=3))
+    patcher = make_patcher(make_tiny("gpt2", seed=3))
     problem = make_problem(patcher, tiny_task(1), metric="logit_diff")
     a = acdc(problem, 0.01, max_batch=1)
     b = acdc(problem, 0.01, max_batch=32)
@@ -62,7 +62,7 @@ def test_batch_size_does_not_change_decisions():
 
 
 def test_threshold_zero_and_huge():
-    patcher = Patcher.from_model(make_tiny("gpt2"))
+    patcher = make_patcher(make_tiny("gpt2"))
     problem = make_problem(patcher, tiny_task())
     everything_goes = acdc(problem, 1e6)
     assert everything_goes.n_kept == 0
@@ -71,7 +71,7 @@ def test_threshold_zero_and_huge():
 
 
 def test_resume_from_any_cut_gives_the_identical_circuit(tmp_path):
-    patcher = Patcher.from_model(make_tiny("llama"))
+    patcher = make_patcher(make_tiny("llama"))
     problem = make_problem(patcher, tiny_task())
     journal = tmp_path / "run.jsonl"
     whole = acdc(problem, 0.005, journal=journal)
@@ -94,7 +94,7 @@ def _decisions(path):
 
 
 def test_journal_of_another_run_is_refused(tmp_path):
-    patcher = Patcher.from_model(make_tiny("gpt2"))
+    patcher = make_patcher(make_tiny("gpt2"))
     problem = make_problem(patcher, tiny_task())
     journal = tmp_path / "run.jsonl"
     acdc(problem, 0.01, journal=journal)
@@ -103,21 +103,21 @@ def test_journal_of_another_run_is_refused(tmp_path):
     other = make_problem(patcher, tiny_task(seed=5))
     with pytest.raises(JournalMismatchError, match="task_sha256"):
         acdc(other, 0.01, journal=journal)
-    other_model = make_problem(Patcher.from_model(make_tiny("llama")), tiny_task())
+    other_model = make_problem(make_patcher(make_tiny("llama")), tiny_task())
     with pytest.raises(JournalMismatchError, match="model"):
         acdc(other_model, 0.01, journal=journal)
 
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "abc"])
 def test_bad_thresholds_are_refused_before_work(bad):
-    patcher = Patcher.from_model(make_tiny("gpt2"))
+    patcher = make_patcher(make_tiny("gpt2"))
     problem = make_problem(patcher, tiny_task())
     with pytest.raises(ValueError, match="threshold"):
         acdc(problem, bad)
 
 
 def test_nan_metric_stops_the_run_naming_the_edge():
-    patcher = Patcher.from_model(make_tiny("gpt2"))
+    patcher = make_patcher(make_tiny("gpt2"))
     problem = make_problem(patcher, tiny_task())
     calls = {"n": 0}
     original = problem.metric

@@ -10,6 +10,7 @@ import pytest
 
 PROBE = """
 import resource, sys, torch
+from acdc_compare.backends import make_patcher
 from acdc_compare.allocator import tune_cpu_allocator
 tuned = tune_cpu_allocator()
 def faults_of_one_big_tensor():
@@ -49,8 +50,8 @@ def test_opt_out_leaves_malloc_alone():
 
 def test_patcher_on_cpu_tunes_the_allocator(tiny_gpt2):
     from acdc_compare import allocator
-    from acdc_compare.patching import Patcher
+    from acdc_compare.backends import make_patcher
 
     allocator._state.clear()
-    Patcher.from_model(tiny_gpt2)
+    make_patcher(tiny_gpt2)
     assert "tuned" in allocator._state

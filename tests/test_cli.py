@@ -13,7 +13,7 @@ from acdc_compare.cli import EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 def tiny_dir(tmp_path_factory):
     import transformers
 
-    from acdc_compare.gguf_llama import convert_gguf
+    from acdc_compare.backends.gguf import convert_gguf
 
     tok = transformers.AutoTokenizer.from_pretrained(convert_gguf())
     torch.manual_seed(0)

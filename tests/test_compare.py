@@ -7,15 +7,11 @@ import torch
 
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import (
-    DEFAULT_FRACTIONS,
     RocPoint,
     compare_circuits,
-    faithfulness_curve,
     format_head_class_recovery,
     head_class_recovery,
     hook_nodes,
-    log_spaced_fractions,
-    normalized_faithfulness,
     pareto_front,
     pessimistic_auc,
     roc_auc,
@@ -23,8 +19,8 @@ from acdc_compare.compare import (
     roc_points,
     score_auc,
     score_roc_points,
-    sweep,
 )
+from acdc_compare.faithfulness import DEFAULT_FRACTIONS, faithfulness_curve, log_spaced_fractions, normalized_faithfulness
 from acdc_compare.graph import Graph, GraphConfig
 from acdc_compare.reference_circuits import IOI_HEAD_CLASSES, ioi_ground_truth
 from acdc_compare.types import ModelConfig
@@ -160,16 +156,9 @@ def test_roc_auc_of_circuits(tiny, b):
     assert roc_auc([complement], b) == 0.0
 
 
-def test_sweep_calls_once_per_threshold(tiny, b):
+def test_roc_auc_of_a_threshold_sweep(tiny, b):
     scores = b.kept.double()
-    calls = []
-
-    def discover(t):
-        calls.append(t)
-        return Circuit.from_scores(tiny, scores, threshold=t)
-
-    circuits = sweep(discover, [2.0, 0.5, -1.0])
-    assert calls == [2.0, 0.5, -1.0]
+    circuits = [Circuit.from_scores(tiny, scores, threshold=t) for t in (2.0, 0.5, -1.0)]
     assert [c.n_kept for c in circuits] == [0, 4, 19]
     assert roc_auc(circuits, b) == 1.0
 

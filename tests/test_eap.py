@@ -22,16 +22,16 @@ import math
 import pytest
 import torch
 
+from acdc_compare.backends import make_patcher
 from acdc_compare.algorithms.acdc import acdc
 from acdc_compare.algorithms.eap import (circuits_per_pass, eap, eap_ig, eap_ig_scores, eap_scores, evaluate_many,
                                          faithfulness_of_scores, ig_alphas)
 from acdc_compare.algorithms.hybrid import coverage_grid, hybrid
 from acdc_compare.algorithms.problem import Problem, make_problem
 from acdc_compare.circuit import Circuit
-from acdc_compare.compare import faithfulness_curve
-from acdc_compare.patching import Patcher
+from acdc_compare.faithfulness import faithfulness_curve
 from conftest import make_tiny, tiny_task
-from oracle import oracle_acdc
+from acdc_compare.backends.hook_oracle import oracle_acdc
 
 
 _problems: dict[tuple[str, str], Problem] = {}
@@ -39,7 +39,7 @@ _problems: dict[tuple[str, str], Problem] = {}
 
 def problem_for(kind: str, metric: str) -> Problem:
     if (kind, metric) not in _problems:
-        _problems[kind, metric] = make_problem(Patcher.from_model(make_tiny(kind)), tiny_task(), metric=metric)
+        _problems[kind, metric] = make_problem(make_patcher(make_tiny(kind)), tiny_task(), metric=metric)
     return _problems[kind, metric]
 
 

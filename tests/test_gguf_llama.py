@@ -16,8 +16,8 @@ import torch
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from acdc_compare import gguf_llama
-from acdc_compare.gguf_llama import (
+from acdc_compare.backends import gguf as gguf_llama
+from acdc_compare.backends.gguf import (
     GGUFModelError,
     cache_root,
     convert_gguf,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from acdc_compare.model import ModelLoadError, extract_weights, load_model, model_config, run_logits, tiny_model
+from acdc_compare.backends import ModelLoadError, extract_weights, load_model, model_config, run_logits, tiny_model
 
 
 @pytest.mark.parametrize("arch,kwargs", [("gpt2", {}), ("llama", {"n_heads": 6, "n_kv_heads": 2, "d_model": 48}),

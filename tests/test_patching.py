@@ -1,12 +1,13 @@
 import pytest
 import torch
 
+from acdc_compare.backends import make_patcher
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
-from acdc_compare.model import run_logits
+from acdc_compare.backends import run_logits
 from acdc_compare.patching import Patcher, PatchingError
 from conftest import make_tiny, random_tokens
-from oracle import ablated_cache, hook_patched_logits
+from acdc_compare.backends.hook_oracle import ablated_cache, hook_patched_logits
 
 N, P = 4, 8
 
@@ -18,7 +19,7 @@ def batch():
 
 def test_all_kept_is_clean_and_none_kept_is_corrupted(tiny, batch):
     clean, corrupted = batch
-    patcher = Patcher.from_model(tiny)
+    patcher = make_patcher(tiny)
     ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
     out = patcher.logits(ctx, [Circuit.full(patcher.graph), Circuit.empty(patcher.graph)])
     assert (out[0] - run_logits(tiny, clean)).abs().max() <= 1e-4
@@ -28,7 +29,7 @@ def test_all_kept_is_clean_and_none_kept_is_corrupted(tiny, batch):
 def test_float32_matches_the_bridge():
     model = make_tiny("gpt2", dtype=torch.float32)
     clean, corrupted = random_tokens(N, P, seed=1), random_tokens(N, P, seed=2)
-    patcher = Patcher.from_model(model)
+    patcher = make_patcher(model)
     ctx = patcher.prepare(clean, "corrupted", corrupted)
     out = patcher.logits(ctx, Circuit.full(patcher.graph))
     assert (out[0, :, 0] - run_logits(model, clean)[:, -1]).abs().max() <= 1e-4
@@ -46,7 +47,7 @@ def _one_edge_of_each_kind(graph: Graph) -> list[str]:
 def test_single_removed_edges_match_the_hook_oracle(kind, batch):
     model = make_tiny(kind)
     clean, corrupted = batch
-    patcher = Patcher.from_model(model)
+    patcher = make_patcher(model)
     g = patcher.graph
     ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
     names = _one_edge_of_each_kind(g)
@@ -63,7 +64,7 @@ def test_single_removed_edges_match_the_hook_oracle(kind, batch):
 def test_random_circuits_match_the_hook_oracle(kind, batch):
     model = make_tiny(kind)
     clean, corrupted = batch
-    patcher = Patcher.from_model(model)
+    patcher = make_patcher(model)
     g = patcher.graph
     ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
     gen = torch.Generator().manual_seed(3)
@@ -76,7 +77,7 @@ def test_random_circuits_match_the_hook_oracle(kind, batch):
 
 def test_zero_ablation_matches_the_hook_oracle(tiny_gpt2, batch):
     clean, _ = batch
-    patcher = Patcher.from_model(tiny_gpt2)
+    patcher = make_patcher(tiny_gpt2)
     g = patcher.graph
     ctx = patcher.prepare(clean, "zero", positions=torch.arange(P).expand(N, P))
     zero = ablated_cache(tiny_gpt2, g, None)
@@ -89,7 +90,7 @@ def test_zero_ablation_matches_the_hook_oracle(tiny_gpt2, batch):
 
 def test_mean_ablation_over_one_repeated_prompt_is_corrupted_ablation(tiny_llama, batch):
     clean, corrupted = batch
-    patcher = Patcher.from_model(tiny_llama)
+    patcher = make_patcher(tiny_llama)
     g = patcher.graph
     one = corrupted[:1].expand(N, P)
     kept = torch.rand(g.n_edges, generator=torch.Generator().manual_seed(6)) < 0.5
@@ -102,7 +103,7 @@ def test_mean_ablation_over_one_repeated_prompt_is_corrupted_ablation(tiny_llama
 
 def test_batched_circuits_equal_separate_runs(tiny, batch):
     clean, corrupted = batch
-    patcher = Patcher.from_model(tiny)
+    patcher = make_patcher(tiny)
     g = patcher.graph
     ctx = patcher.prepare(clean, "corrupted", corrupted)
     gen = torch.Generator().manual_seed(7)
@@ -114,7 +115,7 @@ def test_batched_circuits_equal_separate_runs(tiny, batch):
 
 def test_restart_at_any_stage_equals_the_full_forward(tiny, batch):
     clean, corrupted = batch
-    patcher = Patcher.from_model(tiny)
+    patcher = make_patcher(tiny)
     g = patcher.graph
     ctx = patcher.prepare(clean, "corrupted", corrupted)
     base_kept = torch.rand(g.n_edges, generator=torch.Generator().manual_seed(8)) < 0.6
@@ -133,7 +134,7 @@ def test_restart_at_any_stage_equals_the_full_forward(tiny, batch):
 
 def test_clear_errors(tiny_gpt2, tiny_llama, batch):
     clean, corrupted = batch
-    patcher = Patcher.from_model(tiny_gpt2)
+    patcher = make_patcher(tiny_gpt2)
     with pytest.raises(PatchingError, match="differ in shape"):
         patcher.prepare(clean, "corrupted", corrupted[:, :-1])
     with pytest.raises(PatchingError, match="needs the corrupted prompts"):
@@ -143,6 +144,6 @@ def test_clear_errors(tiny_gpt2, tiny_llama, batch):
     with pytest.raises(PatchingError, match="unknown ablation"):
         patcher.prepare(clean, "resample")
     ctx = patcher.prepare(clean, "corrupted", corrupted)
-    other = Patcher.from_model(tiny_llama).graph
+    other = make_patcher(tiny_llama).graph
     with pytest.raises(ValueError, match="circuit is on graph"):
         patcher.logits(ctx, Circuit.full(other))

@@ -3,12 +3,11 @@ synthetic scores, GPT-2 small's IOI name movers (when GPT-2 can be loaded), and 
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
 
-from acdc_compare.model import ModelLoadError, load_model, run_logits, tiny_model
+from acdc_compare.backends import ModelLoadError, load_model, run_logits, tiny_model
 from acdc_compare.roles import (
     HeadScores,
     RoleThresholds,
@@ -174,7 +173,8 @@ def test_query_patched_attention_matches_a_full_forward(kind):
     attention pattern, with and without a delta added to two heads' query input by a TransformerLens hook."""
     from conftest import make_tiny
 
-    from acdc_compare.model import extract_weights, residual_pre, run_with_hooks
+    from acdc_compare.backends import extract_weights
+    from acdc_compare.backends.hooks import residual_pre
     from acdc_compare.roles import query_patched_attention
 
     model = make_tiny(kind, seed=5)
@@ -199,8 +199,8 @@ def test_query_patched_attention_matches_a_full_forward(kind):
         def grab(pattern, hook):
             seen["p"] = pattern[torch.arange(3), :, qpos]
 
-        run_with_hooks(model, tokens, [(f"blocks.{layer}.hook_q_input", add),
-                                       (f"blocks.{layer}.attn.hook_pattern", grab)])
+        model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_q_input", add),
+                                                (f"blocks.{layer}.attn.hook_pattern", grab)])
         torch.testing.assert_close(rows[a], seen["p"][:, heads].double(), atol=1e-6, rtol=1e-5)
     assert not torch.allclose(rows[0], rows[1])
 
@@ -279,11 +279,8 @@ def test_thresholds_are_relative():
 
 # ----- real models ------------------------------------------------------------------------------------
 def _ioi_task(model, n: int):
-    try:
-        from acdc_compare.tasks import make_task  # type: ignore[attr-defined]
-    except ImportError as err:
-        pytest.skip(f"the IOI task module is not available yet ({err})")
-    from acdc_compare.model import tokenizer
+    from acdc_compare.backends import tokenizer
+    from acdc_compare.tasks import make_task
 
     task = make_task("ioi", tokenizer(model))
     return task.subset(min(n, task.n_prompts))
@@ -310,14 +307,11 @@ def test_default_model_ioi_movers():
     model = load_model(device="cpu")
     task = _ioi_task(model, 24)
     assert task.n_prompts == 24
-    start = time.perf_counter()
     scores = score_heads(model, task, s_inhibition=False)
-    elapsed = time.perf_counter() - start
     top = scores.top("mover", 3)
     assert all(s > 0 for _, s in top), top
     roles = assign_roles(scores, ioi=True)
     assert any(r == "name mover" for r in roles.values()), roles
-    assert elapsed < 60, elapsed
 
 
 def test_answer_positions_fall_back_to_text_match():

@@ -6,8 +6,6 @@ load SmolLM2-135M and check it does IOI and prefers the pet listed last over the
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -36,7 +34,7 @@ def tok():
     """The default model's tokenizer, without loading the model."""
     import transformers
 
-    from acdc_compare.gguf_llama import convert_gguf
+    from acdc_compare.backends.gguf import convert_gguf
 
     return transformers.AutoTokenizer.from_pretrained(str(convert_gguf()))
 
@@ -261,7 +259,7 @@ def test_evaluate_task_matches_a_direct_computation():
     corrupted = clean.clone()
     corrupted[:, 1:4] = random_tokens(6, 3, seed=4)
     task = Task("tiny", clean, corrupted, positions=torch.full((6,), 6), correct=clean[:, 2], wrong=clean[:, 0])
-    ev = task.evaluate(model)
+    ev = evaluate_task(model, task)
     with torch.no_grad():
         lc = model(clean, return_type="logits")[:, -1]
         lk = model(corrupted, return_type="logits")[:, -1]
@@ -299,25 +297,19 @@ def test_table_shows_order_meaning_pairs_side_by_side():
     assert "Order vs meaning" not in format_tasks_table(evals, pairs=False)
 
 
-def test_metrics_can_be_imported_before_the_tasks_package():
-    code = ("import acdc_compare.metrics\nfrom acdc_compare.tasks import tasks_table, TaskEvaluation\n"
-            "import acdc_compare.tasks.registry")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 # ----- on the default model (slow) ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def smollm():
-    from acdc_compare.model import load_model
+    from acdc_compare.backends import load_model
 
     return load_model()
 
 
 @pytest.mark.slow
 def test_default_model_does_ioi(smollm):
-    from acdc_compare.model import tokenizer
+    from acdc_compare.backends import tokenizer
 
-    ev = make_task("ioi", tokenizer(smollm), n=30, seed=0).evaluate(smollm)
+    ev = evaluate_task(smollm, make_task("ioi", tokenizer(smollm), n=30, seed=0))
     assert ev.accuracy > 0.9 and ev.logit_diff is not None and ev.logit_diff > 3
     assert ev.kl > 0.5  # ABC removes the information the answer depends on
 

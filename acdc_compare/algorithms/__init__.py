@@ -1,0 +1,1 @@
+"""Discovery algorithms behind one interface (`base`), registered in one table (`registry`)."""

@@ -21,18 +21,40 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
-from acdc_compare.algorithms.problem import Problem
-from acdc_compare.circuit import Circuit
+from acdc_compare.algorithms.base import AlgorithmSpec, Evaluator, check_threshold, option
+from acdc_compare.circuit import Circuit, Liveness
 from acdc_compare.graph import Graph
 from acdc_compare.journal import Decision, JournalWriter, read_journal
-from acdc_compare.types import Metric, ReceiverKind
 
 EdgeOrder = Literal["reference"]
+
+
+@dataclass(frozen=True)
+class AcdcOptions:
+    """Greedy ACDC's settings; validated when made."""
+
+    threshold: float = option(None, "ACDC's tau: an edge is removed when the metric rises by less (in the "
+                                    "metric's own units)")
+    order: EdgeOrder | Sequence[str] = option("reference", "'reference', or every edge name once", cli=False)
+    abs_value: bool = option(False, "compare |metric change| with the threshold")
+    max_batch: int | None = option(None, "speculative candidates per forward (default: 64 on a GPU, 1 on a CPU)")
+    journal: str | os.PathLike | None = option(None, "decision journal; rerun with the same path to resume")
+    progress: bool = option(False, "show a progress bar", cli=False)
+    max_tests: int | None = option(None, "stop after this many tested edges (a partial, resumable result)")
+
+    def __post_init__(self) -> None:
+        if self.threshold is None:
+            raise ValueError("ACDC needs a threshold (tau >= 0)")
+        object.__setattr__(self, "threshold", check_threshold(self.threshold))
+        for name in ("max_batch", "max_tests"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 class AcdcError(RuntimeError):
@@ -91,56 +113,26 @@ def order_from_edge_names(graph: Graph, names: Sequence[str]) -> list[Step]:
     return steps
 
 
-def check_threshold(threshold: float) -> float:
-    try:
-        tau = float(threshold)
-    except (TypeError, ValueError):
-        raise ValueError(f"threshold must be a number, got {threshold!r}") from None
-    if math.isnan(tau) or math.isinf(tau) or tau < 0:
-        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
-    return tau
+def acdc(problem: Evaluator, threshold: float, *, candidates: torch.Tensor | None = None,
+         **options: Any) -> Circuit:
+    """Greedy ACDC at `threshold` (options: see `AcdcOptions`); `candidates` as in `run_acdc`."""
+    return run_acdc(problem, AcdcOptions(threshold=threshold, **options), candidates=candidates)
 
 
-class _Liveness:
-    """Counts each sender's kept outgoing residual edges, to tell dead receivers."""
-
-    def __init__(self, graph: Graph, kept: torch.Tensor) -> None:
-        self.graph = graph
-        snd = graph.edge_sender_tensor
-        resid = snd >= 0
-        self.out_count = torch.bincount(snd[resid & kept], minlength=graph.n_senders).tolist()
-
-    def removed(self, e: int) -> None:
-        s = self.graph.edge_sender(e)
-        if s >= 0:
-            self.out_count[s] -= 1
-
-    def dead(self, step: Step, kept: torch.Tensor) -> bool:
-        g = self.graph
-        rec = g.receivers[step.receiver]
-        if rec.kind is ReceiverKind.LOGITS:
-            return False
-        if rec.kind is not ReceiverKind.MLP and not step.direct and g.config.include_direct:
-            return not bool(kept[g.direct_edge(step.receiver)])
-        return all(self.out_count[s] == 0 for s in g.receiver_node_senders(step.receiver))
-
-
-def acdc(problem: Problem, threshold: float, *, order: EdgeOrder | Sequence[str] = "reference",
-         abs_value: bool = False, max_batch: int | None = None, journal: str | os.PathLike | None = None,
-         progress: bool = False, candidates: torch.Tensor | None = None,
-         max_tests: int | None = None) -> Circuit:
+def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | None = None) -> Circuit:
     """Run greedy ACDC and return the circuit with each tested edge's score (its metric change).
 
     `candidates` (bool [n_edges], optional): only these edges are tested; every other edge is removed before
     the first test and never tested (score NaN). The greedy run then starts from that circuit, in the same
     order. None (or all True) is plain ACDC.
 
-    `max_tests` stops after that many tested edges (for time-boxed runs and benchmarks): the result is then
-    partial (settings["complete"] is False, untested edges stay kept); with a journal, rerunning resumes."""
-    tau = check_threshold(threshold)
-    graph, patcher, ctx = problem.graph, problem.patcher, problem.ctx
+    `options.max_tests` stops after that many tested edges (for time-boxed runs and benchmarks): the result is
+    then partial (settings["complete"] is False, untested edges stay kept); with a journal, rerunning resumes."""
+    tau, order, abs_value = options.threshold, options.order, options.abs_value
+    journal, max_tests = options.journal, options.max_tests
+    graph = problem.graph
     steps = reference_order(graph) if order == "reference" else order_from_edge_names(graph, order)
-    max_batch = max_batch or _default_batch(patcher)
+    max_batch = options.max_batch or problem.default_batch
     started = time.perf_counter()
 
     kept = torch.ones(graph.n_edges, dtype=torch.bool)
@@ -164,12 +156,12 @@ def acdc(problem: Problem, threshold: float, *, order: EdgeOrder | Sequence[str]
     writer = JournalWriter(journal, identity, len(replayed)) if journal is not None else None
 
     initial = torch.ones(graph.n_edges, dtype=torch.bool) if candidates is None else candidates
-    _, base = patcher.run(ctx, initial[None], keep_state=True)  # the circuit before any tested decision
-    lowest_changed = min((patcher.receiver_stage(graph.edge_receiver(d.edge)) for d in replayed if not d.kept),
-                         default=patcher.n_stages)
-    live = _Liveness(graph, kept)
+    base = problem.checkpoint(initial)  # the circuit before any tested decision
+    lowest_changed = min((problem.stage(graph.edge_receiver(d.edge)) for d in replayed if not d.kept),
+                         default=problem.n_stages)
+    live = Liveness(graph, kept)
     n_tested = sum(1 for d in replayed if not math.isnan(d.score))
-    bar = tqdm(total=graph.n_edges, initial=len(done), disable=not progress, desc="ACDC", unit="edge")
+    bar = tqdm(total=graph.n_edges, initial=len(done), disable=not options.progress, desc="ACDC", unit="edge")
     batch = 1
 
     def decide(e: int, keep: bool, score: float) -> None:
@@ -190,14 +182,14 @@ def acdc(problem: Problem, threshold: float, *, order: EdgeOrder | Sequence[str]
             todo = [e for e in step.edges if e not in done]
             if not todo:
                 continue
-            if live.dead(step, kept):
+            if live.dead(step.receiver, step.direct, kept):
                 for e in todo:
                     decide(e, False, math.nan)
                 continue
-            stage = patcher.receiver_stage(step.receiver)
+            stage = problem.stage(step.receiver)
             if lowest_changed < stage:  # the cached upstream outputs are stale (custom orders only)
-                _, base = patcher.run(ctx, kept[None], keep_state=True)
-                lowest_changed = patcher.n_stages
+                base = problem.checkpoint(kept)
+                lowest_changed = problem.n_stages
             i = 0
             while i < len(todo) and (max_tests is None or n_tested < max_tests):
                 room = batch if max_tests is None else min(batch, max_tests - n_tested)
@@ -205,8 +197,7 @@ def acdc(problem: Problem, threshold: float, *, order: EdgeOrder | Sequence[str]
                 masks = kept.repeat(len(cand), 1)
                 for j in range(len(cand)):
                     masks[j:, cand[j]] = False
-                logits, _ = patcher.run(ctx, masks, start_stage=stage, base=base)
-                values = problem.metric(logits).cpu().tolist()
+                values = problem.evaluate_from(base, stage, masks).cpu().tolist()
                 n_tested_batch = 0
                 for j, e in enumerate(cand):
                     value = values[j]
@@ -237,9 +228,9 @@ def acdc(problem: Problem, threshold: float, *, order: EdgeOrder | Sequence[str]
         graph, kept, scores,
         metrics={"full": full_metric, "circuit": circuit_metric, "empty": empty_metric, "final_greedy": current},
         settings={**identity, "method": "acdc", "seconds": time.perf_counter() - started,
-                  "n_tested": n_tested, "n_prompts": problem.task.n_prompts, "max_batch": max_batch,
+                  "n_tested": n_tested, "max_batch": max_batch,
                   "n_candidates": graph.n_edges if candidates is None else int(candidates.sum()),
-                  "device": str(patcher.device), "dtype": str(patcher.dtype).replace("torch.", ""),
+                  **problem.run_settings(),
                   "resumed_decisions": len(replayed), "complete": len(done) == graph.n_edges},
     )
 
@@ -252,7 +243,5 @@ def _check_candidates(candidates: torch.Tensor, graph: Graph) -> torch.Tensor:
     return candidates
 
 
-def _default_batch(patcher) -> int:
-    """Speculative candidates per forward. On a GPU a batch of K costs little more than one; on a CPU it costs
-    K times one (measured: 8 circuits 8.5x one on SmolLM2), so speculation only wastes work there."""
-    return 64 if patcher.device.type == "cuda" else 1
+SPEC = AlgorithmSpec("acdc", AcdcOptions, lambda problem, options: run_acdc(problem, options),
+                     "exact greedy ACDC over every edge (reference order and rule)")

@@ -35,18 +35,57 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from acdc_compare.algorithms.base import AlgorithmSpec, option
 from acdc_compare.algorithms.problem import Problem
-from acdc_compare.circuit import Circuit
-from acdc_compare.compare import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
+from acdc_compare.circuit import Circuit, check_selection
+from acdc_compare.faithfulness import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
 from acdc_compare.types import Metric
 
 IGPath = Literal["input", "mask"]
 IGRule = Literal["left", "midpoint"]
+
+
+@dataclass(frozen=True)
+class EapOptions:
+    """EAP's settings: which edges to keep by score (exactly one of `top_n` or `threshold`)."""
+
+    threshold: float | None = option(None, "eap/eap-ig: keep the edges scoring at least this")
+    top_n: int | None = option(None, "eap/eap-ig: keep the top-n edges by score")
+    absolute: bool = option(True, "rank edges by |score| (MIB's convention)")
+
+    def __post_init__(self) -> None:
+        check_selection(self.top_n, self.threshold)
+
+
+@dataclass(frozen=True)
+class EapIgOptions(EapOptions):
+    """EAP-IG's settings: EAP's selection plus the integration (see the module docstring)."""
+
+    steps: int = option(5, "EAP-IG integration steps")
+    path: IGPath = option("input", "integrate over the input embeddings or along the edge masks",
+                          flag="--ig-path")
+    rule: IGRule = option("left", "Riemann rule of the integration", flag="--ig-rule")
+    batch: int | None = option(None, "interpolation steps per forward (default: as many as fit)", cli=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_steps(self.steps)
+        if self.path not in ("input", "mask"):
+            raise ValueError(f"path must be 'input' or 'mask', got {self.path!r}")
+        ig_alphas(1, self.rule)
+
+
+def check_steps(steps: Any) -> int:
+    """Integration steps: a whole number >= 1."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    return steps
 
 
 # ----- scores ----------------------------------------------------------------------------------------------
@@ -64,8 +103,7 @@ def eap_ig_scores(problem: Problem, steps: int = 5, *, absolute: bool = True, pa
     """EAP-IG scores (float64 [n_edges], on the CPU): see the module docstring for `path` and `rule`.
 
     `batch` is how many interpolation steps share one forward (default: as many as fit in memory)."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_steps(steps)
     patcher, ctx = problem.patcher, problem.ctx
     n_edges = problem.graph.n_edges
     alphas = ig_alphas(steps, rule)
@@ -110,27 +148,33 @@ def _finish(scores: torch.Tensor, absolute: bool) -> torch.Tensor:
 
 # ----- circuits --------------------------------------------------------------------------------------------
 
-def eap(problem: Problem, *, top_n: int | None = None, threshold: float | None = None,
-        absolute: bool = True) -> Circuit:
-    """The circuit of the edges with the highest EAP scores (`top_n` of them, or those scoring >= threshold).
+def eap(problem: Problem, **options: Any) -> Circuit:
+    """The circuit of the edges with the highest EAP scores (options: `EapOptions`)."""
+    return run_eap(problem, EapOptions(**options))
 
-    Refuses the KL metric, under which every EAP score is ~0 (see the module docstring)."""
-    _check_selection(top_n, threshold, problem)
+
+def run_eap(problem: Problem, options: EapOptions) -> Circuit:
+    """EAP's circuit; refuses the KL metric, under which every EAP score is ~0 (see the module docstring)."""
+    check_selection(options.top_n, options.threshold, problem.graph.n_edges)
     check_eap_metric(problem)
     started = time.perf_counter()
-    scores = eap_scores(problem, absolute=absolute)
-    return _circuit(problem, scores, top_n, threshold, started, {"method": "eap", "absolute": absolute})
+    scores = eap_scores(problem, absolute=options.absolute)
+    return _circuit(problem, scores, options, started, {"method": "eap", "absolute": options.absolute})
 
 
-def eap_ig(problem: Problem, *, steps: int = 5, top_n: int | None = None, threshold: float | None = None,
-           absolute: bool = True, path: IGPath = "input", rule: IGRule = "left",
-           batch: int | None = None) -> Circuit:
-    """The circuit of the edges with the highest EAP-IG scores (`top_n`, or those scoring >= threshold)."""
-    _check_selection(top_n, threshold, problem)
+def eap_ig(problem: Problem, **options: Any) -> Circuit:
+    """The circuit of the edges with the highest EAP-IG scores (options: `EapIgOptions`)."""
+    return run_eap_ig(problem, EapIgOptions(**options))
+
+
+def run_eap_ig(problem: Problem, options: EapIgOptions) -> Circuit:
+    check_selection(options.top_n, options.threshold, problem.graph.n_edges)
     started = time.perf_counter()
-    scores = eap_ig_scores(problem, steps, absolute=absolute, path=path, rule=rule, batch=batch)
-    return _circuit(problem, scores, top_n, threshold, started,
-                    {"method": "eap-ig", "steps": steps, "path": path, "rule": rule, "absolute": absolute})
+    scores = eap_ig_scores(problem, options.steps, absolute=options.absolute, path=options.path,
+                           rule=options.rule, batch=options.batch)
+    return _circuit(problem, scores, options, started,
+                    {"method": "eap-ig", "steps": options.steps, "path": options.path, "rule": options.rule,
+                     "absolute": options.absolute})
 
 
 def check_eap_metric(problem: Problem) -> None:
@@ -141,28 +185,16 @@ def check_eap_metric(problem: Problem) -> None:
                          "EAP-IG (method 'eap-ig'), which works with KL.")
 
 
-def _check_selection(top_n: int | None, threshold: float | None, problem: Problem) -> None:
-    """Fail before the expensive part when the selection is malformed."""
-    if (top_n is None) == (threshold is None):
-        raise ValueError("give exactly one of top_n or threshold")
-    if top_n is not None and not 0 <= int(top_n) <= problem.graph.n_edges:
-        raise ValueError(f"top_n={top_n} is outside 0..{problem.graph.n_edges}")
-    if threshold is not None and math.isnan(float(threshold)):
-        raise ValueError("threshold must be a number, got nan")
-
-
-def _circuit(problem: Problem, scores: torch.Tensor, top_n: int | None, threshold: float | None,
-             started: float, settings: dict[str, Any]) -> Circuit:
+def _circuit(problem: Problem, scores: torch.Tensor, options: EapOptions, started: float,
+             settings: dict[str, Any]) -> Circuit:
     seconds = time.perf_counter() - started
-    selected = Circuit.from_scores(problem.graph, scores, top_n=top_n, threshold=threshold)
+    selected = Circuit.from_scores(problem.graph, scores, top_n=options.top_n, threshold=options.threshold)
     full, empty = problem.metric_ends
     circuit = float(problem.evaluate(selected)[0])
-    patcher = problem.patcher
     return Circuit(problem.graph, selected.kept, scores,
                    metrics={"full": full, "circuit": circuit, "empty": empty},
-                   settings={**problem.fingerprint(), **settings, "top_n": top_n, "threshold": threshold,
-                             "seconds": seconds, "n_prompts": problem.task.n_prompts,
-                             "device": str(patcher.device), "dtype": str(patcher.dtype).replace("torch.", "")})
+                   settings={**problem.fingerprint(), **settings, "top_n": options.top_n,
+                             "threshold": options.threshold, "seconds": seconds, **problem.run_settings()})
 
 
 # ----- evaluating many circuits, faithfulness --------------------------------------------------------------
@@ -235,5 +267,11 @@ def _memory_budget(device: torch.device) -> int:
     return int(min(0.4 * available, 8 << 30))
 
 
-__all__ = ["check_eap_metric", "circuits_per_pass", "eap", "eap_ig", "eap_ig_scores", "eap_scores", "evaluate_many",
-           "faithfulness_of_scores", "ig_alphas"]
+EAP_SPEC = AlgorithmSpec("eap", EapOptions, run_eap, "edge attribution patching: one forward + backward "
+                         "(needs metric logit_diff)")
+EAP_IG_SPEC = AlgorithmSpec("eap-ig", EapIgOptions, run_eap_ig, "EAP with integrated gradients over the input "
+                            "embeddings")
+
+__all__ = ["EAP_IG_SPEC", "EAP_SPEC", "EapIgOptions", "EapOptions", "check_eap_metric", "circuits_per_pass", "eap",
+           "eap_ig", "eap_ig_scores", "eap_scores", "evaluate_many", "faithfulness_of_scores", "ig_alphas",
+           "run_eap", "run_eap_ig"]

@@ -25,35 +25,59 @@ and backward passes plus at most k tested edges instead of n_edges.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from acdc_compare.algorithms.acdc import acdc, check_threshold
-from acdc_compare.algorithms.eap import IGRule, eap_ig_scores, evaluate_many
+from acdc_compare.algorithms.acdc import AcdcOptions, run_acdc
+from acdc_compare.algorithms.base import AlgorithmSpec, option
+from acdc_compare.algorithms.eap import IGRule, check_steps, eap_ig_scores, evaluate_many, ig_alphas
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.circuit import Circuit
-from acdc_compare.compare import normalized_faithfulness
+from acdc_compare.faithfulness import normalized_faithfulness
 
 
-def hybrid(problem: Problem, threshold: float, *, k: int | None = None, coverage: float | None = None,
-           steps: int = 5, prior: torch.Tensor | None = None, absolute: bool = True, rule: IGRule = "left",
-           **acdc_kwargs: Any) -> Circuit:
+@dataclass(frozen=True)
+class HybridOptions(AcdcOptions):
+    """ACDC's settings plus how the EAP-IG candidates are chosen: the top `k`, or with `coverage` the fewest
+    top edges whose circuit reaches that normalised faithfulness; `prior`: EAP-IG scores [n_edges] already
+    computed for this problem, used instead of running EAP-IG again."""
+
+    k: int | None = option(None, "hybrid: number of EAP-IG candidates ACDC tests (default: all edges)")
+    coverage: float | None = option(None, "hybrid, instead of --k: the fewest top EAP-IG edges whose circuit "
+                                          "reaches this normalised faithfulness (e.g. 0.8) become the candidates")
+    steps: int = option(5, "EAP-IG integration steps")
+    prior: torch.Tensor | None = option(None, "EAP-IG scores to rank by instead of running EAP-IG", cli=False)
+    absolute: bool = option(True, "rank edges by |score| (MIB's convention)")
+    rule: IGRule = option("left", "Riemann rule of the integration", flag="--ig-rule")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        k, coverage = self.k, self.coverage
+        if k is not None and (isinstance(k, bool) or int(k) != k or k < 0):
+            raise ValueError(f"k must be a whole number >= 0 (or None for all edges), got {k!r}")
+        if coverage is not None:
+            if k is not None:
+                raise ValueError("give k or coverage, not both")
+            if not 0.0 < float(coverage) <= 1.0:
+                raise ValueError(f"coverage must be a faithfulness in (0, 1], got {coverage!r}")
+        check_steps(self.steps)
+        ig_alphas(1, self.rule)
+
+
+def hybrid(problem: Problem, threshold: float, **options: Any) -> Circuit:
     """ACDC over the top-`k` edges by EAP-IG score, or over the fewest top edges reaching faithfulness
-    `coverage` (see the module docstring). `acdc_kwargs` go to `acdc` (order, abs_value, max_batch, journal,
-    progress)."""
-    tau = check_threshold(threshold)
+    `coverage` (options: `HybridOptions`; see the module docstring)."""
+    if "candidates" in options:
+        raise TypeError("hybrid chooses the candidates itself; call acdc(..., candidates=...) directly instead")
+    return run_hybrid(problem, HybridOptions(threshold=threshold, **options))
+
+
+def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
     graph = problem.graph
     n = graph.n_edges
-    if k is not None and (isinstance(k, bool) or int(k) != k or k < 0):
-        raise ValueError(f"k must be a whole number >= 0 (or None for all edges), got {k!r}")
-    if coverage is not None:
-        if k is not None:
-            raise ValueError("give k or coverage, not both")
-        if not 0.0 < float(coverage) <= 1.0:
-            raise ValueError(f"coverage must be a faithfulness in (0, 1], got {coverage!r}")
-    if "candidates" in acdc_kwargs:
-        raise TypeError("hybrid chooses the candidates itself; call acdc(..., candidates=...) directly instead")
+    k, coverage, prior = options.k, options.coverage, options.prior
     started = time.perf_counter()
     filtered = coverage is not None or (k is not None and k < n)
     candidates = None
@@ -61,7 +85,7 @@ def hybrid(problem: Problem, threshold: float, *, k: int | None = None, coverage
     extra: dict[str, Any] = {}
     if filtered:
         if prior is None:
-            prior = eap_ig_scores(problem, steps, absolute=absolute, rule=rule)
+            prior = eap_ig_scores(problem, options.steps, absolute=options.absolute, rule=options.rule)
         else:
             prior = torch.as_tensor(prior, dtype=torch.float64).detach().cpu()
             if prior.shape != (n,):
@@ -71,9 +95,9 @@ def hybrid(problem: Problem, threshold: float, *, k: int | None = None, coverage
             extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
         prior_seconds = time.perf_counter() - started
         candidates = Circuit.from_scores(graph, prior, top_n=int(k)).kept  # type: ignore[arg-type]
-    found = acdc(problem, tau, candidates=candidates, **acdc_kwargs)
+    found = run_acdc(problem, options, candidates=candidates)
     settings = {**found.settings, "method": "hybrid", "k": n if k is None else int(k), **extra,
-                "steps": steps if filtered else 0, "absolute": absolute, "rule": rule,
+                "steps": options.steps if filtered else 0, "absolute": options.absolute, "rule": options.rule,
                 "prior_seconds": prior_seconds, "acdc_seconds": found.settings["seconds"],
                 "seconds": time.perf_counter() - started}
     return Circuit(graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
@@ -106,4 +130,7 @@ def smallest_covering_k(problem: Problem, scores: torch.Tensor, coverage: float)
     return n, 1.0
 
 
-__all__ = ["coverage_grid", "hybrid", "smallest_covering_k"]
+SPEC = AlgorithmSpec("hybrid", HybridOptions, run_hybrid, "EAP-IG picks the candidates (top k, or by coverage), "
+                     "exact greedy ACDC decides among them")
+
+__all__ = ["SPEC", "HybridOptions", "coverage_grid", "hybrid", "run_hybrid", "smallest_covering_k"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from acdc_compare.tasks.evaluate import TaskEvaluation
+from acdc_compare.metrics import logit_diff, prob_diff
 
 
 class TaskError(ValueError):
@@ -94,11 +93,14 @@ class Task:
                 "build the task with this model's tokenizer"
             )
 
-    def evaluate(self, model: Any) -> "TaskEvaluation":
-        """The model's logit difference, accuracy and KL(clean || corrupted) on this task."""
-        from acdc_compare.tasks.evaluate import evaluate_task  # imported here to keep imports one-way
-
-        return evaluate_task(model, self)
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        """The task's own performance number (higher = better): logit difference, or the probability
+        difference for set-valued answers. logits [K, N, Q, V] -> [K]."""
+        if self.correct_sets is not None and self.wrong_sets is not None:
+            return prob_diff(logits, self.correct_sets, self.wrong_sets)
+        if not self.has_wrong_answers:
+            raise ValueError(f"task {self.name!r} has no wrong answers: use metric='kl'")
+        return logit_diff(logits, self.correct, self.wrong)
 
     def subset(self, n: int) -> "Task":
         """The first n prompts (for quick runs)."""

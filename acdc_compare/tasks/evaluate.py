@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from acdc_compare.metrics import kl_divergence, logit_diff, prob_diff
-from acdc_compare.model import run_logits
+from acdc_compare.backends.transformer_lens import run_logits
 from acdc_compare.tasks.base import Task
 
 

@@ -8,6 +8,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
+from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
 from acdc_compare.tasks.base import Task, TaskError
 from acdc_compare.tasks.comparison import (
     make_analogy,
@@ -99,8 +100,6 @@ def make_task(name: str, tokenizer: Any, n: int | None = None, seed: int = 0) ->
 def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
                 seed: int = 0) -> list[TaskEvaluation]:
     """Every (or the named) registered task evaluated on the model, with the model's own tokenizer."""
-    from acdc_compare.model import tokenizer as model_tokenizer
-
     tok = model_tokenizer(model)
     chosen = list(TASKS) if names is None else list(names)
     return [evaluate_task(model, make_task(name, tok, n=n, seed=seed)) for name in chosen]

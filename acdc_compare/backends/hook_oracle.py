@@ -1,4 +1,5 @@
-"""Straightforward reference implementations, written independently of the engine, used as test oracles.
+"""Straightforward reference implementations through a bridge's own hooks, written independently of the
+patching engine: the oracle the tests and benchmarks check the engine against.
 
 `hook_patched_logits` patches a TransformerLens bridge with plain hooks (one full forward per circuit);
 `oracle_acdc` is greedy ACDC with one such forward per tested edge, its order written out by names.

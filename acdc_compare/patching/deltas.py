@@ -1,0 +1,75 @@
+"""Sender deltas of a patched run: each sender's output minus its ablated output, the state a patched forward
+carries from stage to stage (and that a restarted run reuses from a cached one)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from acdc_compare.patching.autograd import GradReference
+
+
+class Deltas:
+    """Sender deltas of a run: a shared prefix (from a cached run, batch 1 or K) and this run's own part."""
+
+    reference: GradReference | None = None  # only differentiable runs (`GradDeltas`) take one
+
+    def __init__(self, prefix: torch.Tensor | None, own: torch.Tensor, s0: int) -> None:
+        self.prefix, self.own, self.s0 = prefix, own, s0
+
+    def gather(self, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """bias + sum_s mask[k, s, r] * delta[k, s] -> [K, R, X] over senders 0..mask.shape[1]-1."""
+        n_up = mask.shape[1]
+        a = min(n_up, self.s0)
+        out = None
+        if a > 0:
+            out = batched_combine(mask[:, :a], self.prefix[:, :a], bias)
+        if n_up > self.s0:
+            own_mask, own = mask[:, self.s0:], self.own[:, : n_up - self.s0]
+            if out is None:
+                out = batched_combine(own_mask, own, bias)
+            else:
+                out.baddbmm_(own_mask.transpose(1, 2), own)
+        return out
+
+    def gather_positions(self, mask: torch.Tensor, flat_pos: torch.Tensor, p: int, d: int) -> torch.Tensor:
+        """Like gather for one receiver, only at the scored positions: mask [K, S] -> [K, N*Q, d]."""
+        out = None
+        for part, lo in ((self.prefix, 0), (self.own, self.s0)):
+            if part is None or part.shape[1] == 0:
+                continue
+            hi = lo + part.shape[1]
+            sel = part.view(part.shape[0], part.shape[1], -1, d)[:, :, flat_pos]  # [K', S', NQ, d]
+            if sel.shape[0] == 1:
+                term = torch.einsum("ks,sxd->kxd", mask[:, lo:hi], sel[0])
+            else:
+                term = torch.einsum("ks,ksxd->kxd", mask[:, lo:hi], sel)
+            out = term if out is None else out + term
+        return out
+
+    def write(self, senders: slice, values: torch.Tensor) -> None:
+        self.own[:, senders.start - self.s0: senders.stop - self.s0] = values
+
+    def write_diff(self, senders: slice, values: torch.Tensor, ablated: torch.Tensor) -> None:
+        """Store values - ablated straight into the buffer (one pass)."""
+        torch.sub(values, ablated, out=self.own[:, senders.start - self.s0: senders.stop - self.s0])
+
+    def materialize(self) -> torch.Tensor:
+        if self.prefix is None or self.s0 == 0:
+            return self.own
+        prefix = self.prefix.expand(self.own.shape[0], -1, -1)
+        return torch.cat([prefix, self.own], dim=1)
+
+
+def batched_combine(mask: torch.Tensor, deltas: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """bias + mask^T @ deltas: mask [K, S, R], deltas [K or 1, S, X], bias [X] (added in the same kernel)."""
+    K, S, R = mask.shape
+    if deltas.shape[0] == 1:
+        flat_mask = mask.permute(0, 2, 1).reshape(K * R, S)
+        flat = flat_mask @ deltas[0] if bias is None else torch.addmm(bias, flat_mask, deltas[0])
+        return flat.view(K, R, -1)
+    if bias is None:
+        return torch.bmm(mask.transpose(1, 2), deltas)
+    return torch.baddbmm(bias, mask.transpose(1, 2), deltas)

@@ -1,0 +1,57 @@
+"""`ModelWeights`: a transformer's parameters as plain tensors, the only thing the patching engine reads.
+
+A backend (`acdc_compare.backends`) fills it from a loaded model; nothing below the backends knows where
+the tensors came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from acdc_compare.types import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """Plain tensors in TransformerLens layout, all on the model's device and dtype.
+
+    Shapes: W_E [vocab, d]; W_pos [n_ctx, d] or None; W_Q [L, H, d, dh]; W_K, W_V [L, G, d, dh];
+    W_O [L, H, dh, d]; b_Q [L, H, dh]; b_K, b_V [L, G, dh]; b_O [L, d]; ln1_w/ln2_w [L, d] (ln*_b or None
+    for RMSNorm); W_in, W_gate [L, d, d_mlp] (W_gate None without a gated MLP); b_in [L, d_mlp];
+    W_out [L, d_mlp, d]; b_out [L, d]; lnf_w, lnf_b [d]; W_U [d, vocab]; b_U [vocab].
+    """
+
+    config: ModelConfig
+    W_E: torch.Tensor
+    W_pos: torch.Tensor | None
+    W_Q: torch.Tensor
+    W_K: torch.Tensor
+    W_V: torch.Tensor
+    W_O: torch.Tensor
+    b_Q: torch.Tensor
+    b_K: torch.Tensor
+    b_V: torch.Tensor
+    b_O: torch.Tensor
+    ln1_w: torch.Tensor
+    ln1_b: torch.Tensor | None
+    ln2_w: torch.Tensor | None
+    ln2_b: torch.Tensor | None
+    W_in: torch.Tensor | None
+    W_gate: torch.Tensor | None
+    b_in: torch.Tensor | None
+    W_out: torch.Tensor | None
+    b_out: torch.Tensor | None
+    lnf_w: torch.Tensor
+    lnf_b: torch.Tensor | None
+    W_U: torch.Tensor
+    b_U: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_E.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_E.dtype
