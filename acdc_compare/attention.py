@@ -184,14 +184,23 @@ def top_answer_heads(model: Any, task: Task, k: int = 10) -> list[str]:
 
 
 def analogy_rows(results: Sequence[Analogy]) -> list[dict[str, Any]]:
-    """Table rows (plain values) for reports, the CLI and JSON."""
+    """Table rows (plain values; NaN as None, so strict JSON can hold them) for reports, the CLI and JSON."""
+    def plain(x: Any) -> Any:
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
     out = []
     for r in results:
         row = asdict(r)
         row["dist_a"] = dict(zip(ROLES, r.dist_a))
         row["dist_b"] = dict(zip(ROLES, r.dist_b))
         row["tv_above_baseline"] = r.tv_above_baseline
-        out.append(row)
+        out.append(plain(row))
     return out
 
 
