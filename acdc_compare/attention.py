@@ -165,10 +165,24 @@ def task_roles(model: Any, task: Task) -> torch.Tensor:
     return roles.reshape(-1, roles.shape[-1])
 
 
+def check_heads(model: Any, heads: Sequence[str]) -> list[str]:
+    """The head names, checked against the model's shape; ValueError naming a bad one ('a9.h9' is the form)."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    for h in heads:
+        try:
+            layer, head = parse_head(h)
+        except ValueError:
+            raise ValueError(f"{h!r} is not a head name; heads look like 'a9.h9' (layer 9, head 9)") from None
+        if not (0 <= layer < n_layers and 0 <= head < n_heads) or head_name(layer, head) != h:
+            raise ValueError(f"{h!r} is not a head of this model ({n_layers} layers x {n_heads} heads)")
+    return list(heads)
+
+
 def head_analogies(model: Any, task_a: Task, task_b: Task, heads: Sequence[str], n_shuffles: int = 200,
                    seed: int = 0) -> list[Analogy]:
     """The analogy measure of each head between two tasks (the same prompts rewritten, e.g. pet-last and
     pet-first built with the same seed)."""
+    heads = check_heads(model, heads)
     rows_a, rows_b = scored_rows(model, task_a, heads), scored_rows(model, task_b, heads)
     roles_a, roles_b = task_roles(model, task_a), task_roles(model, task_b)
     return [analogy(h, rows_a[h], roles_a, rows_b[h], roles_b, n_shuffles, seed) for h in heads]
@@ -270,6 +284,6 @@ def viewer_attention(model: Any, tasks: Sequence[Task], heads: Sequence[str], n_
             "roles": list(ROLES)}
 
 
-__all__ = ["Analogy", "ROLES", "analogy", "analogy_rows", "compare_masses", "decode_pattern", "encode_pattern",
+__all__ = ["Analogy", "ROLES", "analogy", "analogy_rows", "check_heads", "compare_masses", "decode_pattern", "encode_pattern",
            "format_analogy_table", "head_analogies", "pearson", "position_roles", "role_mass", "scored_rows",
            "shuffle_roles", "task_roles", "top_answer_heads", "tv_similarity", "viewer_attention"]

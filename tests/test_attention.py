@@ -3,11 +3,13 @@ against attention read directly from hooks on tiny models."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from conftest import tiny_task
+from test_cli import tiny_dir  # noqa: F401  (fixture: a tiny Llama saved with the default model's tokenizer)
 
 from acdc_compare.attention import (
     ROLES,
@@ -165,3 +167,25 @@ def test_viewer_attention_holds_decodable_patterns(tiny_gpt2) -> None:
         ("blocks.1.attn.hook_pattern", lambda x, hook: store.setdefault("p", x.detach().clone()))])
     back = decode_pattern(data["patterns"]["a1.h2"][0][1], 7)
     assert (back - store["p"][1, 2].double()).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_cli_attention_prints_the_table_and_writes_json(tiny_dir, tmp_path, capsys) -> None:
+    from acdc_compare.cli import EXIT_OK, EXIT_USAGE, main
+
+    out = tmp_path / "att"
+    assert main(["attention", "--model", str(tiny_dir), "--task", "pet-last", "--twin", "pet-first", "--heads",
+                 "a1.h0", "a0.h3", "--n-prompts", "4", "--shuffles", "10", "--out", str(out)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "a1.h0" in printed and "1-TV" in printed and "pearson" in printed
+    summary = json.loads((out / "pet-last_vs_pet-first.json").read_text())
+    assert [r["head"] for r in summary["heads"]] == ["a1.h0", "a0.h3"] and summary["roles"] == list(ROLES)
+    row = summary["heads"][0]
+    assert sum(row["dist_a"].values()) == pytest.approx(1.0) and sum(row["dist_b"].values()) == pytest.approx(1.0)
+    assert 0.0 <= row["tv_similarity"] <= 1.0 and row["n_rows"] == [4, 4]
+    assert row["dist_a"]["correct answer"] > 0 and row["dist_b"]["correct answer"] > 0  # the pet is in the prompt
+    assert main(["attention", "--model", str(tiny_dir), "--task", "pet-last", "--twin", "pet-first", "--heads",
+                 "9.9", "--n-prompts", "4", "--out", str(out)]) == EXIT_USAGE
+    assert "heads look like" in capsys.readouterr().err
+    assert main(["attention", "--model", str(tiny_dir), "--task", "pet-last", "--twin", "pet-first", "--top", "3",
+                 "--n-prompts", "4", "--shuffles", "5", "--out", str(out)]) == EXIT_OK
+    assert len(json.loads((out / "pet-last_vs_pet-first.json").read_text())["heads"]) == 3
