@@ -33,6 +33,8 @@ def _label(x: float) -> str:
         return "0"
     if abs(x) >= 1e4 or abs(x) < 1e-3:
         return f"{x:.0e}"
+    if x == int(x):
+        return str(int(x))
     return f"{x:.3g}"
 
 
