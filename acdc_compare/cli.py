@@ -302,6 +302,11 @@ def _report(args: argparse.Namespace) -> int:
         png = report_path.parent / f"{f.stem}.png"
         _draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
         sections.append(Image(f"Circuit: {f.stem}", png.name, embed=True))
+    sweep = folder / "sweep.json"
+    if sweep.is_file():
+        from acdc_compare.plots import sweep_plot
+
+        sections.append(sweep_plot(json.loads(sweep.read_text())["rows"], f"Threshold sweep: {sweep.name}"))
     write_report(report_path, title=f"acdc_compare report: {folder}", sections=sections)
     _print_paths([report_path])
     return EXIT_OK
