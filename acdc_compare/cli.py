@@ -1,4 +1,4 @@
-"""`acdc-compare`: discover, compare, sweep, curve, tasks, report and demo from the command line.
+"""`acdc-compare`: discover, compare, sweep, curve, tasks, report, demo and attention from the command line.
 
 Exit codes: 0 success; 2 bad arguments or input (unknown task, bad threshold, unreadable file); 3 the model
 could not be loaded; 1 any other failure.
@@ -137,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=40, help="prompts per task (default 40)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--names", nargs="*", default=None, help="only these tasks")
+
+    p = sub.add_parser("attention", help="the analogy measure: does each head attend to the same roles (answer, "
+                                         "other candidates, ...) on a task and its twin? Prints a table, writes JSON")
+    _common(p)
+    p.add_argument("--twin", required=True, help="the analogous task, e.g. pet-first for --task pet-last")
+    p.add_argument("--heads", nargs="+", default=None,
+                   help="heads such as a23.h0 (default: the --top heads attending most to the correct answer)")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--shuffles", type=int, default=200, help="role shuffles for the baseline (default 200)")
+    p.add_argument("--out", default="results/attention")
 
     p = sub.add_parser("report", help="HTML report of the circuits in a folder")
     p.add_argument("folder", help="folder holding circuit JSON files (e.g. results/discover)")
@@ -329,9 +339,36 @@ def _report(args: argparse.Namespace) -> int:
         sections.append(KeyValues(f"Settings: {f.name}", {k: str(v) for k, v in c.settings.items()}))
         png = report_path.parent / f"{f.stem}.png"
         _draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
-        sections.append(Image(f"Circuit: {f.stem}", png.name))
+        sections.append(Image(f"Circuit: {f.stem}", png.name, embed=True))
+    sweep = folder / "sweep.json"
+    if sweep.is_file():
+        from acdc_compare.plots import sweep_plot
+
+        sections.append(sweep_plot(json.loads(sweep.read_text())["rows"], f"Threshold sweep: {sweep.name}"))
     write_report(report_path, title=f"acdc_compare report: {folder}", sections=sections)
     _print_paths([report_path])
+    return EXIT_OK
+
+
+def _attention(args: argparse.Namespace) -> int:
+    from acdc_compare.attention import ROLES, analogy_rows, check_heads, format_analogy_table, head_analogies, \
+        top_answer_heads
+    from acdc_compare.api import get_model
+    from acdc_compare.backends import model_name, tokenizer
+    from acdc_compare.tasks.registry import make_task
+
+    model = get_model(args.model, device=args.device)
+    tasks = [make_task(t, tokenizer(model), n=args.n_prompts, seed=args.seed) for t in (args.task, args.twin)]
+    heads = check_heads(model, args.heads) if args.heads else top_answer_heads(model, tasks[0], args.top)
+    results = head_analogies(model, *tasks, heads, n_shuffles=args.shuffles, seed=args.seed)
+    print(format_analogy_table(results, args.task, args.twin))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.task}_vs_{args.twin}.json"
+    summary = {"model": model_name(model), "task": args.task, "twin": args.twin, "n_prompts": args.n_prompts,
+               "seed": args.seed, "shuffles": args.shuffles, "roles": list(ROLES), "heads": analogy_rows(results)}
+    path.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    _print_paths([path])
     return EXIT_OK
 
 
@@ -372,7 +409,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"discover": _discover, "compare": _compare, "sweep": _sweep, "curve": _curve, "tasks": _tasks,
-             "report": _report, "demo": _demo}
+             "report": _report, "demo": _demo, "attention": _attention}
 
 
 # ----- helpers --------------------------------------------------------------------------------------------

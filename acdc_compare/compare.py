@@ -65,7 +65,7 @@ class Overlap:
         return len(self.both) / union if union else 1.0
 
 
-def _overlap(a: set[str], b: set[str], order: Sequence[str]) -> Overlap:
+def overlap(a: set[str], b: set[str], order: Sequence[str]) -> Overlap:
     rank = {n: i for i, n in enumerate(order)}
 
     def in_order(names: set[str]) -> tuple[str, ...]:
@@ -89,9 +89,9 @@ def compare_circuits(a: Circuit, b: Circuit) -> CircuitComparison:
     b.check_graph(a.graph)
     graph = a.graph
     return CircuitComparison(
-        edges=_overlap(set(a.kept_edge_names()), set(b.kept_edge_names()), graph.edge_names),
-        nodes=_overlap(a.nodes(), b.nodes(), graph.node_names),
-        heads=_overlap(a.heads(), b.heads(), graph.node_names),
+        edges=overlap(set(a.kept_edge_names()), set(b.kept_edge_names()), graph.edge_names),
+        nodes=overlap(a.nodes(), b.nodes(), graph.node_names),
+        heads=overlap(a.heads(), b.heads(), graph.node_names),
     )
 
 

@@ -72,7 +72,7 @@ class _Edge:
 
 
 # ----- circuit -> drawable edges and nodes -----------------------------------------------------------
-def _drawn_edges(c: Circuit) -> tuple[list[_Edge], nx.MultiDiGraph]:
+def drawn_edges(c: Circuit) -> tuple[list[_Edge], nx.MultiDiGraph]:
     """The circuit's residual edges as arrows (k/v edges only into group heads that feed something)."""
     g = to_networkx(c)
     by_name: dict[str, list[_Edge]] = {}
@@ -85,7 +85,7 @@ def _drawn_edges(c: Circuit) -> tuple[list[_Edge], nx.MultiDiGraph]:
     return out, g
 
 
-def _nodes_of(edges: Iterable[_Edge], g: nx.MultiDiGraph, graph: Graph) -> set[str]:
+def nodes_of(edges: Iterable[_Edge], g: nx.MultiDiGraph, graph: Graph) -> set[str]:
     """Nodes the arrows touch, plus heads kept only through direct edges (so nothing kept is hidden) - except
     query heads that share a kept k/v direct edge with a head of their group that feeds something: like the
     k/v arrows, the shared edge is drawn on the heads that use it."""
@@ -103,7 +103,7 @@ def _nodes_of(edges: Iterable[_Edge], g: nx.MultiDiGraph, graph: Graph) -> set[s
     return nodes
 
 
-def _role_palette(roles: Mapping[str, str]) -> dict[str, str]:
+def role_palette(roles: Mapping[str, str]) -> dict[str, str]:
     """Colour per role: the known roles' own colours, then extra colours for other role names."""
     palette = dict(ROLE_COLORS)
     extra = iter(_EXTRA_ROLE_COLORS * (1 + len(roles) // len(_EXTRA_ROLE_COLORS)))
@@ -282,9 +282,9 @@ def draw_circuit(c: Circuit, path: PathLike, roles: Mapping[str, str] | None = N
     path = _check_path(path)
     roles = check_roles(c.graph, roles)
     shown = prune_to_paths(c) if prune else c
-    edges, g = _drawn_edges(shown)
-    nodes = _sorted_nodes(c.graph, _nodes_of(edges, g, c.graph) | {INPUT, LOGITS})
-    palette = _role_palette(roles)
+    edges, g = drawn_edges(shown)
+    nodes = _sorted_nodes(c.graph, nodes_of(edges, g, c.graph) | {INPUT, LOGITS})
+    palette = role_palette(roles)
     used = sorted({roles.get(n, "unknown") for n in nodes if n not in (INPUT, LOGITS)}, key=list(palette).index)
     scale = _score_scale(edges)
     ag = _new_agraph(_legend_table(title, _circuit_legend(c, shown, roles, used, palette, scale, prune)))
@@ -321,9 +321,9 @@ def draw_comparison(left: Circuit, right: Circuit, path: PathLike, left_label: s
             f"{right_label!r} on {right.graph.config.key}"
         )
     roles = check_roles(left.graph, roles)
-    drawn = [_drawn_edges(prune_to_paths(x) if prune else x) for x in (left, right)]
+    drawn = [drawn_edges(prune_to_paths(x) if prune else x) for x in (left, right)]
     names = [{e.name for e in edges} for edges, _ in drawn]
-    node_sets = [_nodes_of(edges, g, left.graph) for edges, g in drawn]
+    node_sets = [nodes_of(edges, g, left.graph) for edges, g in drawn]
     edges = {(e.name, e.up, e.down): e for edges, _ in drawn for e in edges}
     labels = {"shared": "in both", "left": f"only {left_label}", "right": f"only {right_label}"}
     counts = {m: sum(1 for n in names[0] | names[1] if _membership(n, *names) == m) for m in labels}

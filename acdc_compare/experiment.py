@@ -6,6 +6,7 @@ Used by `acdc-compare demo` (and `make demo`). Returns an `ExperimentResult`; pr
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -21,13 +22,18 @@ from acdc_compare.algorithms.registry import algorithm
 from acdc_compare.api import get_model, prepare, run_method
 from acdc_compare.backends import DEFAULT_MODEL, model_name
 from acdc_compare.circuit import Circuit
-from acdc_compare.compare import compare_circuits
+from acdc_compare.compare import compare_circuits, overlap
 from acdc_compare.draw import draw_circuit, draw_comparison
 from acdc_compare.export import save_circuit
+from acdc_compare.attention import analogy_rows, head_analogies, viewer_attention
+from acdc_compare.export import edge_kind, prune_to_paths
 from acdc_compare.faithfulness import FaithfulnessCurve, circuit_faithfulness
+from acdc_compare.graph import parse_head
+from acdc_compare.plots import faithfulness_plot
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
 from acdc_compare.roles import assign_roles, compare_movers, role_table, score_heads
-from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, format_tasks_table, make_task, tasks_table
+from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, format_tasks_table, make_task, tasks_table, verdict
+from acdc_compare.viewer import viewer_section
 
 Log = Callable[[str], None]
 
@@ -51,6 +57,7 @@ class ExperimentConfig:
     n_prompts: int = 8
     n_eval: int = 20  # prompts per task for the accuracy table
     curve: bool = True  # EAP-IG faithfulness curve per task: how many edges its mechanism needs
+    viewer_heads: int = 24  # at most this many circuit heads get attention patterns in the viewer
     seed: int = 0
     progress: bool = True
 
@@ -102,8 +109,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
 
     log(f"scoring head roles on {config.task} ...")
     role_tasks = [config.task, config.comparison, config.control]
-    scores = {t: score_heads(model, make_task(t, tok, n=config.n_prompts, seed=config.seed),
-                             s_inhibition=(t == config.task)) for t in role_tasks}
+    tasks = {t: make_task(t, tok, n=config.n_prompts, seed=config.seed) for t in role_tasks}
+    scores = {t: score_heads(model, tasks[t], s_inhibition=(t == config.task)) for t in role_tasks}
     roles = assign_roles(scores[config.task])
     movers = {t: compare_movers(scores[config.task], scores[t]) for t in role_tasks[1:]}
     result.mover_verdicts = {t: m.verdict for t, m in movers.items()}
@@ -140,6 +147,12 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         result.runs[left].diagram_paths.extend(paths)
         comparisons.append((left, right, compare_circuits(a, b), paths[0]))
 
+    heads = _viewer_heads(result.runs.values(), config.viewer_heads)
+    log(f"attention of {len(heads)} circuit heads on {config.comparison} vs {config.control} (analogy measure) ...")
+    analogies = head_analogies(model, tasks[config.comparison], tasks[config.control], heads, seed=config.seed)
+    attention = viewer_attention(model, [tasks[config.comparison], tasks[config.control], tasks[config.task]], heads,
+                                 analogies=analogies)
+    by_eval = {e.name: e for e in evals}
     sections: list[Any] = [
         KeyValues("Settings", {"model": name, "method": config.method, "threshold": config.threshold,
                                "hybrid candidates (top-k EAP-IG edges)": _candidates(config),
@@ -148,10 +161,16 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
                                "seed": config.seed, "graph": result.runs[config.task].circuit.graph.config.key,
                                "edges in the graph": result.runs[config.task].circuit.n_edges}),
         Text("Method", _method_note(config), preformatted=False),
+        Table("Example prompt per task (prompt 0 of each; the corrupted prompt differs only where shown)",
+              ["task", "prompt", "correct", "wrong", "corrupted prompt"],
+              [_example_row(tasks[t]) for t in role_tasks]),
         Text("Task accuracies and order-vs-meaning pairs", result.tasks_table, preformatted=True),
         Table("Circuits", ["task", "edges kept", "heads", "metric full", "metric circuit", "metric empty",
                            "normalised faithfulness", "edges tested", "seconds"],
               [_circuit_row(r) for r in result.runs.values()]),
+        viewer_section({r.name: r.circuit for r in result.runs.values()}, roles=roles, attention=attention,
+                       title="Interactive circuit viewer (drag to pan, wheel to zoom, click a node to pin it; "
+                             "a pinned head shows its attention patterns)"),
     ]
     curves = [r for r in result.runs.values() if r.curve is not None]
     if curves:
@@ -162,13 +181,26 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
             ["task", *[f"{n} edges" for n in sizes], "CPR", "CMD"],
             [[r.name, *[f"{f:.2f}" for f in r.curve.faithfulness], f"{r.curve.cpr:.2f}", f"{r.curve.cmd:.2f}"]
              for r in curves]))
+        sections.append(faithfulness_plot({r.name: (r.curve.sizes, r.curve.faithfulness) for r in curves},
+                                          "Faithfulness curves of the top EAP-IG edges"))
     for run in result.runs.values():
-        sections.append(Image(f"Circuit: {run.name}", run.diagram_paths[1].name))
+        sections.append(Image(f"Circuit: {run.name}", run.diagram_paths[1].name, embed=True,
+                              caption=_drawn_caption(run.circuit)))
+        sections.append(Table(f"Heads of the {run.name} circuit (role: from the head scores on {config.task}; "
+                              f"mover score and attention to the answer: on {run.name})",
+                              ["head", "role", "mover score", "attention to answer", "direct logit attribution"],
+                              _head_rows(run.circuit, roles, scores.get(run.name, scores[config.task]))))
+        sections.append(_edge_table(run))
     for left, right, cmp_, svg in comparisons:
+        a, b = result.runs[left].circuit, result.runs[right].circuit
         sections.append(Table(f"{left} vs {right}", ["", "precision", "recall", "F1", "Jaccard",
                                                      f"only {left}", f"only {right}", "both"],
-                              [[level, *_overlap_row(getattr(cmp_, level))] for level in ("edges", "nodes", "heads")]))
-        sections.append(Image(f"Side by side: {left} vs {right}", svg.with_suffix(".png").name))
+                              [[level, *_overlap_row(getattr(cmp_, level))] for level in ("edges", "nodes", "heads")]
+                              + [["drawn edges", *_overlap_row(_drawn_overlap(a, b))]]))
+        sections.append(Text("", "edges: every kept graph edge (residual and direct), as the circuit files hold "
+                                 "them; drawn edges: the residual edges on an input-to-logits path, the ones the "
+                                 "figure below and the viewer draw (direct edges are marked on their heads)."))
+        sections.append(Image(f"Side by side: {left} vs {right}", svg.with_suffix(".png").name, embed=True))
     rows = role_table(scores[config.task], roles)
     if rows:
         headers = list(rows[0].keys())
@@ -179,11 +211,30 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
                            "verdict"],
                           [[t, ", ".join(f"{h} ({s:.2f})" for h, s in m.other_top), ", ".join(m.overlap) or "none",
                             f"{m.chance_overlap:.2f}", f"{m.spearman:.2f}", m.verdict] for t, m in movers.items()]))
-    pairs = [p for p in ORDER_MEANING_PAIRS if {p.agree_task, p.disagree_task} <= set(result.runs)]
-    for p in pairs:
-        sections.append(Text(f"Order-vs-meaning control: {p.name}",
-                             f"{p.agree_task} (word order and meaning agree) against {p.disagree_task} (they "
-                             f"disagree). {p.shows}"))
+    sections.append(Table(
+        f"Analogy: does each circuit head attend to the same roles on {config.comparison} and {config.control}?",
+        ["head", "role", f"attn to correct ({config.comparison})", f"attn to correct ({config.control})", "1 - TV",
+         "1 - TV shuffled", "Pearson", "Pearson shuffled"],
+        [[a.head, roles.get(a.head, ""), _fmt(a.dist_a[0]), _fmt(a.dist_b[0]), _fmt(a.tv_similarity),
+          _fmt(a.baseline_tv), _fmt(a.pearson), _fmt(a.baseline_pearson)] for a in analogies]))
+    sections.append(Text("", "Attention from the scored position, summed by the role of each key token (correct "
+                             "answer, wrong answer, other answer-like tokens, first token, the scored token, the "
+                             "rest). 1 - TV: one minus the total variation distance between the two tasks' mean role "
+                             "distributions; Pearson: over aligned (prompt, role) cells (the same prompts, "
+                             "rewritten); shuffled: the same after permuting role labels within each prompt "
+                             "(200 times), what a head scores whatever the roles."))
+    (out / "analogy.json").write_text(json.dumps(analogy_rows(analogies), indent=1, allow_nan=False) + "\n")
+    for p in ORDER_MEANING_PAIRS:
+        if p.agree_task not in by_eval or p.disagree_task not in by_eval:
+            continue
+        agree, disagree = by_eval[p.agree_task], by_eval[p.disagree_task]
+        sections.append(Table(f"Order-vs-meaning control: {p.name} - {verdict(agree, disagree)}",
+                              ["", "task", "prompts", "accuracy", "logit diff", "KL(clean || corrupted)"],
+                              [["order and meaning agree", agree.name, agree.n, _pct(agree.accuracy),
+                                _fmt(agree.logit_diff), _fmt(agree.kl)],
+                               ["they disagree", disagree.name, disagree.n, _pct(disagree.accuracy),
+                                _fmt(disagree.logit_diff), _fmt(disagree.kl)]]))
+        sections.append(Text("", f"{p.shows} Verdict: {verdict(agree, disagree)}."))
     result.report = write_report(out / "report.html", title=f"acdc_compare: {config.task} vs {config.comparison}",
                                  sections=sections)
     result.seconds = time.perf_counter() - started
@@ -233,6 +284,69 @@ def _circuit_row(run: TaskRun) -> list[str]:
 def _overlap_row(o: Any) -> list[str]:
     return [f"{o.precision:.2f}", f"{o.recall:.2f}", f"{o.f1:.2f}", f"{o.jaccard:.2f}", str(len(o.only_a)),
             str(len(o.only_b)), str(len(o.both))]
+
+
+def _viewer_heads(runs: Any, limit: int) -> list[str]:
+    """Heads of the circuits for the viewer's attention panel, by how many circuits hold them, then layer."""
+    count: dict[str, int] = {}
+    for run in runs:
+        for h in run.circuit.heads():
+            count[h] = count.get(h, 0) + 1
+    key = (lambda h: (-count[h], *(int(x) for x in h[1:].split(".h"))))
+    return sorted(count, key=key)[:limit]
+
+
+def _example_row(task: Any) -> list[str]:
+    info = task.info
+    correct = info.get("correct_answers", [""])[0]
+    wrong = (info.get("wrong_answers") or [""])[0] or ""
+    corrupted = task.corrupted_prompts[0] if task.corrupted_prompts else ""
+    return [task.name, task.prompts[0] if task.prompts else "", repr(correct), repr(wrong), corrupted]
+
+
+def _drawn_names(c: Circuit) -> set[str]:
+    return {n for n in prune_to_paths(c).kept_edge_names() if "->" in n}
+
+
+def _drawn_caption(c: Circuit) -> str:
+    live = prune_to_paths(c)
+    drawn = len(_drawn_names(c))
+    return (f"Drawn: the {drawn} residual edges on an input-to-logits path; counted in the tables: all "
+            f"{c.n_kept} kept graph edges ({live.n_kept - drawn} direct edges on those paths are marked on their "
+            f"heads, {c.n_kept - live.n_kept} kept edges off every path are left out).")
+
+
+def _drawn_overlap(a: Circuit, b: Circuit) -> Any:
+
+    return overlap(_drawn_names(a), _drawn_names(b), a.graph.edge_names)
+
+
+def _head_rows(c: Circuit, roles: dict[str, str], scores: Any) -> list[list[str]]:
+
+    order = {n: i for i, n in enumerate(c.graph.node_names)}
+    rows = []
+    for h in sorted(c.heads(), key=order.__getitem__):
+        layer, head = parse_head(h)
+        rows.append([h, roles.get(h, ""), _fmt(float(scores.mover[layer, head])),
+                     _fmt(float(scores.answer_attention[layer, head])), _fmt(float(scores.direct_logit[layer, head]))])
+    return rows
+
+
+def _edge_table(run: TaskRun, limit: int = 40) -> Table:
+    c = run.circuit
+    live = set(prune_to_paths(c).kept_edge_names())
+    kept = sorted(torch.nonzero(c.kept).flatten().tolist(),
+                  key=lambda e: -abs(float(c.scores[e])) if math.isfinite(float(c.scores[e])) else math.inf)
+    names = c.graph.edge_names
+    rows = [[names[e], edge_kind(c.graph, e), _fmt(float(c.scores[e])), "yes" if names[e] in live else "no"]
+            for e in kept[:limit]]
+    shown = f"the {len(rows)} with the largest |score| of" if len(kept) > limit else "all"
+    return Table(f"Kept edges of {run.name}: {shown} {len(kept)} (score: ACDC's metric change on removal, or the "
+                 "attribution score)", ["edge", "kind", "score", "on an input-to-logits path"], rows)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
 
 
 def _fmt(x: Any) -> str:

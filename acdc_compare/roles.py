@@ -206,7 +206,7 @@ def score_heads(model: Any, task: Task, *, s_inhibition: bool = True, s_inhibiti
         rand = _repeated_random_tokens(clean, valid, n_random, random_len, seed, _context_length(model))
         dup, ind, _ = _repeat_scores(_patterns(model, rand, chunk), rand, _valid_positions(rand, None))
         repeat_source = "random repeated tokens"
-    decode = _decoder(model)
+    decode = token_decoder(model)
     mover, att, mean_dla, n_mover = _mover_scores(task, patterns, dla, decode)
 
     L, H = mover.shape
@@ -358,7 +358,7 @@ def direct_head_contributions(model: Any, task: Task, chunk: int = 16) -> tuple[
 
 
 # ----- movers -------------------------------------------------------------------------------------------
-def _answer_mask(tokens: torch.Tensor, positions: torch.Tensor, answers: torch.Tensor,
+def answer_mask(tokens: torch.Tensor, positions: torch.Tensor, answers: torch.Tensor,
                  decode: Callable[[int], str] | None = None) -> torch.Tensor:
     """[N, Q, P]: key positions j <= scored position holding the answer token. Where the answer's exact token
     does not occur and `decode` is given, tokens with the same text up to surrounding whitespace count
@@ -379,7 +379,7 @@ def _answer_mask(tokens: torch.Tensor, positions: torch.Tensor, answers: torch.T
     return mask
 
 
-def _decoder(model: Any) -> Callable[[int], str] | None:
+def token_decoder(model: Any) -> Callable[[int], str] | None:
     """Token id -> text with the model's tokenizer (memoised), or None without one."""
     tok = getattr(model, "tokenizer", None)
     if tok is None:
@@ -398,7 +398,7 @@ def _attention_from(patterns: torch.Tensor, positions: torch.Tensor) -> torch.Te
 def _mover_scores(task: Task, patterns: torch.Tensor, dla: torch.Tensor,
                   decode: Callable[[int], str] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     rows = _attention_from(patterns, task.positions)  # [L, N, H, Q, P]
-    mask = _answer_mask(task.clean, task.positions, task.correct, decode)  # [N, Q, P]
+    mask = answer_mask(task.clean, task.positions, task.correct, decode)  # [N, Q, P]
     att = (rows * mask[None, :, None].double()).sum(-1).permute(1, 3, 0, 2)  # [N, Q, L, H]
     valid = mask.any(-1)  # [N, Q]
     count = int(valid.sum())
@@ -457,7 +457,7 @@ def _s_inhibition(model: Any, weights: ModelWeights, task: Task, movers: list[tu
     n = min(n_prompts, task.n_prompts)
     clean = task.clean[:n]
     qpos = task.positions[:n, 0]
-    subject = _answer_mask(clean, task.positions[:n, :1], task.wrong[:n, :1], decode)[:, 0].double()  # [n, P]
+    subject = answer_mask(clean, task.positions[:n, :1], task.wrong[:n, :1], decode)[:, 0].double()  # [n, P]
     last = max(layer for layer, _ in movers)
     candidates = [(layer, h) for layer in range(last) for h in range(H)]
     cand_layers = sorted({layer for layer, _ in candidates})

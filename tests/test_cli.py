@@ -53,6 +53,7 @@ def test_compare_report_and_sweep(tiny_dir, tmp_path, capsys):
     assert main(["report", str(out)]) == EXIT_OK
     html = (out / "report.html").read_text()
     assert "Circuits" in html and "tau0.001" in html
+    assert "Threshold sweep" in html and html.count('class="plot"') == 2 and "data:image/png;base64," in html
 
 
 def test_discover_hybrid_with_coverage(tiny_dir, tmp_path):

@@ -1,8 +1,10 @@
-"""The HTML report: escaped content, images only from its own folder, no scripts or network."""
+"""The HTML report: escaped content, images only from its own folder, scripts only from the package's own
+Html sections, no network; the demo's report as one self-contained file that runs in a real browser."""
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,6 +16,7 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.draw import draw_circuit
 from acdc_compare.graph import Graph, GraphConfig
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
+from test_cli import tiny_dir  # noqa: F401  (fixture: a tiny Llama saved with the default model's tokenizer)
 
 SMALL = Graph(GraphConfig(n_layers=3, n_heads=4, n_kv_heads=4))
 PNG_BYTES = b"\x89PNG\r\n\x1a\nfake"
@@ -123,3 +126,79 @@ def test_sections_are_frozen_values() -> None:
     assert KeyValues("k", {"x": 1}) == kv
     with pytest.raises(AttributeError):
         t.title = "u"  # type: ignore[misc]
+
+
+def test_html_sections_are_inserted_as_is_and_the_report_forbids_fetches(tmp_path: Path) -> None:
+    from acdc_compare.report import Html
+
+    text = write_report(tmp_path / "r.html", title="t", sections=[
+        Html("Plot", "<svg><circle r='2'/></svg>", caption="a <caption>"), Text("x", "<svg>")]).read_text()
+    assert "<svg><circle r='2'/></svg>" in text and "a &lt;caption&gt;" in text and "<p>&lt;svg&gt;</p>" in text
+    csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', text)
+    assert csp is not None and "default-src 'none'" in csp.group(1) and "connect-src 'none'" in csp.group(1)
+
+
+def test_svg_plots_are_valid_escaped_svg() -> None:
+    import xml.etree.ElementTree as ET
+
+    from acdc_compare.plots import faithfulness_plot, line_plot, sweep_plot
+
+    svg = line_plot({"a <b>": [(10, 0.1), (100, 0.5), (1000, float("nan")), (10000, 1.0)], "c": [(10, 0.2)]},
+                    x_label="edges", y_label="f", log_x=True)
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    lines = root.findall(f"{ns}polyline")
+    assert [p.get("data-series") for p in lines] == ["a <b>", "c"]
+    assert len(lines[0].get("points").split()) == 3  # the NaN point is skipped
+    xs = [float(p.split(",")[0]) for p in lines[0].get("points").split()]
+    assert xs[1] - xs[0] == pytest.approx((xs[2] - xs[0]) / 3, abs=0.2)  # log scale: 10 -> 100 is a third of 10 -> 10^4
+    assert {t.text for t in root.iter(f"{ns}text")} >= {"10", "100", "1000", "1e+04", "a <b>"}
+    html = faithfulness_plot({"ioi": ((72, 214), (0.2, 0.4))}, "curves").html
+    ET.fromstring(html)
+    assert "data-series=\"ioi\"" in html
+    sweep = sweep_plot([{"threshold": 0.01, "edges": 50, "faithfulness": 0.9},
+                        {"threshold": 0.1, "edges": 5, "faithfulness": 0.2}], "sweep").html
+    assert sweep.count("<svg") == 2
+
+
+def test_demo_report_is_one_self_contained_file_that_runs_in_a_browser(tmp_path: Path, tiny_dir) -> None:
+    from browser import CHROMIUM, Browser
+
+    from acdc_compare.experiment import ExperimentConfig, run_experiment
+
+    result = run_experiment(ExperimentConfig(model=str(tiny_dir), k=40, n_prompts=4, n_eval=4, progress=False,
+                                             curve=True), tmp_path / "demo")
+    moved = tmp_path / "elsewhere" / "report.html"
+    moved.parent.mkdir()
+    moved.write_bytes(result.report.read_bytes())  # moved away from its PNGs: still complete
+    text = moved.read_text()
+    parsed = _parse(text)
+    assert _files(parsed.refs) == []
+    assert any(r.startswith("data:image/png;base64,") for r in parsed.refs)
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text)
+    assert "acdc-viewer-data" in text and 'class="plot"' in text and "Example prompt per task" in text
+    assert "Analogy: does each circuit head attend" in text and "1 - TV shuffled" in text
+    assert "Order-vs-meaning control: pet position - " in text and "Kept edges of ioi" in text
+    assert "Heads of the ioi circuit" in text and "drawn edges" in text and "Drawn: the " in text
+    visible = re.sub(r"<script.*?</script>|<svg.*?</svg>|data:[^\"]+", "", text, flags=re.S)
+    digits = [len(n.replace(".", "").lstrip("0")) for n in re.findall(r"\d+\.\d+", visible)]
+    assert digits and max(digits) <= 5  # numbers formatted, no 17-digit floats
+    assert json.loads((tmp_path / "demo" / "analogy.json").read_text())
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is not installed: the browser half of this test needs it")
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(moved)
+        assert browser.js("document.querySelector('.acdc-viewer').dataset.ready") == "1"
+        node = browser.js("(() => { const n = Array.from(document.querySelectorAll('.av-node'))"
+                          ".filter(e => e.style.display !== 'none' && e.dataset.node.startsWith('a'));"
+                          " return n.length ? n[0].dataset.node : null; })()")
+        if node is not None:
+            browser.js(f"document.querySelector('.av-node[data-node=\"{node}\"]')"
+                       ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+            assert browser.js("document.querySelector('svg.av-graph').dataset.pinned") == node
+            assert browser.js("document.querySelectorAll('.av-attn-map').length") > 0
+        assert browser.problems() == []
+        assert all(u == moved.resolve().as_uri() or u.startswith("data:") for u in browser.requests())
+    finally:
+        browser.close()

@@ -316,15 +316,15 @@ def test_default_model_ioi_movers():
 
 def test_answer_positions_fall_back_to_text_match():
     """' Emma' answers a prompt that starts with 'Emma' (a different token): matched by text."""
-    from acdc_compare.roles import _answer_mask
+    from acdc_compare.roles import answer_mask
 
     vocab = {5: "Emma", 6: " is", 7: " Sarah", 8: " The", 11: " Emma"}
     tokens = torch.tensor([[5, 6, 7, 8], [11, 6, 7, 8]])
     positions = torch.tensor([[3], [3]])
     answers = torch.tensor([[11], [11]])
-    exact = _answer_mask(tokens, positions, answers)
+    exact = answer_mask(tokens, positions, answers)
     assert exact[0, 0].tolist() == [False] * 4 and exact[1, 0].tolist() == [True, False, False, False]
-    text = _answer_mask(tokens, positions, answers, decode=vocab.__getitem__)
+    text = answer_mask(tokens, positions, answers, decode=vocab.__getitem__)
     assert text[0, 0].tolist() == [True, False, False, False] and torch.equal(text[1], exact[1])
 
 
