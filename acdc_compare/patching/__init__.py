@@ -2,7 +2,7 @@
 forward (`engine`); `deltas` holds the sender state a run carries; `autograd` the differentiable run's
 custom gradients."""
 
-from acdc_compare.patching.autograd import GradReference
+from acdc_compare.patching.deltas import GradReference
 from acdc_compare.patching.engine import PatchContext, Patcher, PatchingError, RunState, parse_ablation
 
 __all__ = ["GradReference", "PatchContext", "Patcher", "PatchingError", "RunState", "parse_ablation"]

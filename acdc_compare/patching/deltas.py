@@ -3,12 +3,29 @@ carries from stage to stage (and that a restarted run reuses from a cached one).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 
-if TYPE_CHECKING:
-    from acdc_compare.patching.autograd import GradReference
+
+@dataclass(frozen=True)
+class GradReference:
+    """Activation differences that edge-mask gradients are taken against, instead of the run's own.
+
+    In `run_grad`, d out / d mask[s->r] is (sender delta of this run) . (d out / d input_r), and for a direct
+    edge (q/k/v of this run - ablated q/k/v) . (d out / d q/k/v). With a reference, the run's values are
+    unchanged but those factors are replaced by the reference's: EAP-IG runs the model on interpolated inputs
+    and multiplies the gradients there by the clean-minus-ablated differences. Build with
+    `Patcher.grad_reference(ctx)` (acdc_compare.patching.engine).
+
+    deltas [S, N*P*d]: each sender's clean output minus its ablated output; dq [L, H, N, P, dh] and
+    dk / dv [L, G, N, P, dh]: clean q/k/v vectors minus the ablated ones.
+    """
+
+    deltas: torch.Tensor
+    dq: torch.Tensor
+    dk: torch.Tensor
+    dv: torch.Tensor
 
 
 class Deltas:

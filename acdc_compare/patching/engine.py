@@ -23,8 +23,8 @@ from acdc_compare import forward
 from acdc_compare.allocator import tune_cpu_allocator
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
-from acdc_compare.patching.autograd import GradDeltas, GradReference, SharedLayerNorm
-from acdc_compare.patching.deltas import Deltas
+from acdc_compare.patching.autograd import GradDeltas, SharedLayerNorm
+from acdc_compare.patching.deltas import Deltas, GradReference
 from acdc_compare.types import Ablation, ReceiverKind, parse_enum
 from acdc_compare.weights import ModelWeights
 
