@@ -24,6 +24,9 @@ def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
         p.add_argument("--task", default="ioi", help="task name (see `acdc-compare tasks`), default ioi")
         p.add_argument("--n-prompts", type=int, default=16, help="prompts used for discovery (default 16)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--corruption", default=None, choices=["meaning", "answers"],
+                       help="which corrupted prompts: meaning (the information that picks the answer removed) "
+                            "or answers (candidate answers replaced by fresh words); default: the task's own")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -137,6 +140,7 @@ def _discover(args: argparse.Namespace) -> int:
 
     problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
                       include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                      corruption=args.corruption,
                       device=args.device)
     circuit = run_method(problem, args.method, args.threshold, abs_value=args.abs_value, top_n=args.top_n,
                          steps=args.steps, k=args.k, coverage=args.coverage, journal=args.journal,
@@ -190,6 +194,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
                       include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                      corruption=args.corruption,
                       device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,6 +232,7 @@ def _curve(args: argparse.Namespace) -> int:
     circuits = {str(f): load_circuit(f) for f in files}
     problem = prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
                       include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                      corruption=args.corruption,
                       device=args.device)
     if "eap" in args.scores:
         check_eap_metric(problem)

@@ -14,7 +14,7 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.metrics import parse_metric
 from acdc_compare.model import DEFAULT_MODEL, load_model, model_name, tokenizer
 from acdc_compare.patching import Patcher, _parse_ablation
-from acdc_compare.tasks.base import Task
+from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.types import Ablation, Method, Metric
 
 _loaded: dict[tuple[str, str, str], Any] = {}
@@ -32,27 +32,35 @@ def get_model(model: str | Any = DEFAULT_MODEL, device: str | torch.device | Non
     return _loaded[key]
 
 
-def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, seed: int = 0) -> Task:
-    """A Task value, building a named task (e.g. "ioi", "pet-last") with the model's tokenizer."""
+def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, seed: int = 0,
+                 corruption: Corruption | str | None = None) -> Task:
+    """A Task value, building a named task (e.g. "ioi", "pet-last") with the model's tokenizer and the given
+    corruption (None: the task's default). A Task given as a value keeps its own corrupted prompts, so a
+    `corruption` other than the one it was built with is refused."""
     if isinstance(task, Task):
+        wanted = None if corruption is None else parse_corruption(corruption, tuple(Corruption), task.name)
+        if wanted is not None and task.corruption is not wanted:
+            raise TaskError(f"task {task.name!r} was built with corruption "
+                            f"{None if task.corruption is None else task.corruption.value!r}; cannot switch it "
+                            f"to {corruption!r} (build the task again with corruption=...)")
         return task.subset(n_prompts) if n_prompts is not None and n_prompts < task.n_prompts else task
     if not isinstance(task, str):
         raise TypeError(f"task must be a Task or a task name, got {type(task).__name__}")
     from acdc_compare.tasks.registry import make_task
 
-    return make_task(task, tokenizer(model), n=n_prompts, seed=seed)
+    return make_task(task, tokenizer(model), n=n_prompts, seed=seed, corruption=corruption)
 
 
 def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metric | str = Metric.KL,
             ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
             n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
-            dtype: torch.dtype | None = None) -> Problem:
+            dtype: torch.dtype | None = None, corruption: Corruption | str | None = None) -> Problem:
     """Load the model, build the task and run the ablated and full forwards once (shared by every method
     and threshold run on it)."""
     parse_metric(metric)
     _parse_ablation(ablation)
     bridge = get_model(model, device=device, dtype=dtype)
-    the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed)
+    the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
     patcher = Patcher.from_model(bridge, include_direct=include_direct)
     return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge))
 
@@ -93,7 +101,8 @@ def discover(task: Task | str, threshold: float | None = None, *, model: str | A
              abs_value: bool = False, include_direct: bool = True, n_prompts: int | None = None, seed: int = 0,
              top_n: int | None = None, steps: int = 5, k: int | None = None, coverage: float | None = None,
              journal: str | os.PathLike | None = None, progress: bool = False, max_batch: int | None = None,
-             device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Circuit:
+             device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+             corruption: Corruption | str | None = None) -> Circuit:
     """Discover the circuit behind a task.
 
     task: a `Task`, or a task name ("ioi", "pet-last", ...) built with the model's tokenizer.
@@ -105,6 +114,7 @@ def discover(task: Task | str, threshold: float | None = None, *, model: str | A
         among them).
     metric: "kl" (KL(full || circuit) at the scored positions) or "logit_diff" (negated).
     ablation: "corrupted" (the task's corrupted prompts), "zero" or "mean".
+    corruption: which corrupted prompts a named task gets ("meaning", "answers"; None: the task's default).
     journal: a file recording ACDC's decisions as it goes; rerunning with the same path resumes.
     Returns a `Circuit` carrying kept edges, scores, the full/circuit/empty metric values and the settings.
     """
@@ -114,7 +124,7 @@ def discover(task: Task | str, threshold: float | None = None, *, model: str | A
     elif threshold is not None:
         float(threshold)
     problem = prepare(task, model=model, metric=metric, ablation=ablation, include_direct=include_direct,
-                      n_prompts=n_prompts, seed=seed, device=device, dtype=dtype)
+                      n_prompts=n_prompts, seed=seed, device=device, dtype=dtype, corruption=corruption)
     return run_method(problem, method, threshold, order=order, abs_value=abs_value, top_n=top_n, steps=steps,
                       k=k, coverage=coverage, journal=journal, progress=progress, max_batch=max_batch)
 

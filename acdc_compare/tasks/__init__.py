@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError
 
 if TYPE_CHECKING:
     from acdc_compare.tasks.build import single_token_words, task_from_prompts
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         make_comparative,
         make_opposites,
         make_pet_family,
+        make_recall,
         make_size,
     )
     from acdc_compare.tasks.evaluate import TaskEvaluation, evaluate_task
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         format_tasks_table,
         make_task,
         task_names,
+        task_spec,
         tasks_table,
     )
 
@@ -41,14 +43,15 @@ _LAZY = {
     "make_ioi": "ioi", "make_ioi_acdc": "ioi",
     "make_pet_family": "comparison", "make_comparative": "comparison", "make_attribute": "comparison",
     "make_size": "comparison", "make_opposites": "comparison", "make_analogy": "comparison",
+    "make_recall": "comparison",
     "make_greater_than": "greater_than", "make_induction": "induction",
     "TaskEvaluation": "evaluate", "evaluate_task": "evaluate",
     "TASKS": "registry", "TaskSpec": "registry", "ORDER_MEANING_PAIRS": "registry",
-    "OrderMeaningPair": "registry", "make_task": "registry", "task_names": "registry",
+    "OrderMeaningPair": "registry", "make_task": "registry", "task_names": "registry", "task_spec": "registry",
     "tasks_table": "registry", "format_tasks_table": "registry",
 }
 
-__all__ = ["Task", "TaskError", *_LAZY]
+__all__ = ["Corruption", "Task", "TaskError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
