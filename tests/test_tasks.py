@@ -527,6 +527,6 @@ def test_default_model_tokenizer_builds_the_recall_tasks(smollm):
 def test_default_model_prefers_the_pet_listed_last(smollm):
     from acdc_compare.tasks import tasks_table
 
-    last, first = tasks_table(smollm, names=["pet-last", "pet-first"], n=30, seed=0)
+    last, first = tasks_table(smollm, names=["pet-last", "pet-first"], n=30, seed=0, corruptions="default")
     assert last.name == "pet-last" and first.name == "pet-first"
     assert last.accuracy > first.accuracy
