@@ -131,11 +131,11 @@ def make_task(name: str, tokenizer: Any, n: int | None = None, seed: int = 0,
     return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed, corruption=chosen)
 
 
-Corruptions = Literal["default", "all"]
+CorruptionRows = Literal["default", "all"]
 
 
 def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
-                seed: int = 0, corruptions: Corruptions = "all") -> list[TaskEvaluation]:
+                seed: int = 0, corruptions: CorruptionRows = "all") -> list[TaskEvaluation]:
     """Every (or the named) registered task evaluated on the model, with the model's own tokenizer: one
     evaluation per task and corruption ("all", default task order then corruption order) or per task with
     its default corruption ("default")."""
@@ -164,19 +164,21 @@ def format_tasks_table(evals: Sequence[TaskEvaluation], pairs: bool = True) -> s
     """A plain-text table: one row per task and corruption (the clean-prompt columns only on a task's first
     row, as they do not depend on the corruption); then, for each order-vs-meaning pair whose two tasks were
     evaluated, agree vs disagree side by side with a verdict."""
-    head = f"{'task':<15} {'n':>4} {'acc':>5} {'logit diff':>10} {'P diff':>7} {'P(correct)':>10} " \
-           f"{'corruption':<10} {'KL(cl||co)':>10} {'corr. LD':>8}"
+    clean_head = f"{'task':<15} {'n':>4} {'acc':>5} {'logit diff':>10} {'P diff':>7} {'P(correct)':>10}"
+    head = f"{clean_head} {'corruption':<10} {'KL(cl||co)':>10} {'corr. LD':>8}"
     lines = [head, "-" * len(head)]
     previous = None
     for e in evals:
         clean = "" if e.name == previous else (
             f"{e.name:<15} {e.n:>4} {_pct(e.accuracy):>5} {_num(e.logit_diff):>10} "
             f"{_num(e.prob_diff, 3):>7} {e.p_correct:>10.3f}")
-        lines.append(f"{clean:<55} {e.corruption or '-':<10} {e.kl:>10.3f} {_num(e.corrupted_logit_diff):>8}")
+        lines.append(f"{clean:<{len(clean_head)}} {e.corruption or '-':<10} {e.kl:>10.3f} "
+                     f"{_num(e.corrupted_logit_diff):>8}")
         previous = e.name
     lines.append("acc: correct beats wrong answer (sets: P(correct set) > P(wrong set); induction: top-1); "
-                 "corruption: meaning = the information that picks the answer removed, answers = the candidate "
-                 "answers replaced by fresh words; corr. LD: logit diff on the corrupted prompts")
+                 "corr. LD: logit diff on the corrupted prompts")
+    lines.append("corruption: meaning = the information that picks the answer removed (answers kept in place); "
+                 "answers = the candidate answers replaced by fresh words")
     by_name: dict[str, TaskEvaluation] = {}
     for e in evals:
         by_name.setdefault(e.name, e)
