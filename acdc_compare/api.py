@@ -14,7 +14,7 @@ from acdc_compare.backends import DEFAULT_MODEL, load_model, make_patcher, model
 from acdc_compare.circuit import Circuit
 from acdc_compare.metrics import parse_metric
 from acdc_compare.patching import parse_ablation
-from acdc_compare.tasks.base import Task
+from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.registry import make_task
 from acdc_compare.types import Ablation, Metric
 
@@ -33,25 +33,33 @@ def get_model(model: str | Any = DEFAULT_MODEL, device: str | torch.device | Non
     return _loaded[key]
 
 
-def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, seed: int = 0) -> Task:
-    """A Task value, building a named task (e.g. "ioi", "pet-last") with the model's tokenizer."""
+def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, seed: int = 0,
+                 corruption: Corruption | str | None = None) -> Task:
+    """A Task value, building a named task (e.g. "ioi", "pet-last") with the model's tokenizer and the given
+    corruption (None: the task's default). A Task given as a value keeps its own corrupted prompts, so a
+    `corruption` other than the one it was built with is refused."""
     if isinstance(task, Task):
+        wanted = None if corruption is None else parse_corruption(corruption, tuple(Corruption), task.name)
+        if wanted is not None and task.corruption is not wanted:
+            raise TaskError(f"task {task.name!r} was built with corruption "
+                            f"{None if task.corruption is None else task.corruption.value!r}; cannot switch it "
+                            f"to {corruption!r} (build the task again with corruption=...)")
         return task.subset(n_prompts) if n_prompts is not None and n_prompts < task.n_prompts else task
     if not isinstance(task, str):
         raise TypeError(f"task must be a Task or a task name, got {type(task).__name__}")
-    return make_task(task, tokenizer(model), n=n_prompts, seed=seed)
+    return make_task(task, tokenizer(model), n=n_prompts, seed=seed, corruption=corruption)
 
 
 def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metric | str = Metric.KL,
             ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
             n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
-            dtype: torch.dtype | None = None) -> Problem:
+            dtype: torch.dtype | None = None, corruption: Corruption | str | None = None) -> Problem:
     """Load the model, build the task and run the ablated and full forwards once (shared by every method
     and threshold run on it)."""
     parse_metric(metric)
     parse_ablation(ablation)
     bridge = get_model(model, device=device, dtype=dtype)
-    the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed)
+    the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
     patcher = make_patcher(bridge, include_direct=include_direct)
     return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge))
 
@@ -87,7 +95,8 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
              model: str | Any = DEFAULT_MODEL, metric: Metric | str = Metric.KL,
              ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
              n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
-             dtype: torch.dtype | None = None, **options: Any) -> Circuit:
+             dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
+             **options: Any) -> Circuit:
     """Discover the circuit behind a task.
 
     task: a `Task`, or a task name ("ioi", "pet-last", ...) built with the model's tokenizer.
@@ -99,6 +108,7 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
     model: a loaded TransformerBridge or a name for `load_model` (default: offline SmolLM2-135M).
     metric: "kl" (KL(full || circuit) at the scored positions) or "logit_diff" (negated).
     ablation: "corrupted" (the task's corrupted prompts), "zero" or "mean".
+    corruption: which corrupted prompts a named task gets ("meaning", "answers"; None: the task's default).
     options: the method's own (ACDC: order, abs_value, journal, progress, max_batch, max_tests; hybrid also
         k, coverage, steps; EAP: top_n, absolute; EAP-IG also steps, path, rule). They are validated before
         the model is loaded.
@@ -106,7 +116,7 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
     """
     chosen = method_options(threshold, method, **options)
     problem = prepare(task, model=model, metric=metric, ablation=ablation, include_direct=include_direct,
-                      n_prompts=n_prompts, seed=seed, device=device, dtype=dtype)
+                      n_prompts=n_prompts, seed=seed, device=device, dtype=dtype, corruption=corruption)
     return run(problem, chosen)
 
 

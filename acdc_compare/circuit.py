@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -12,6 +13,8 @@ import torch
 
 from acdc_compare.graph import Graph
 from acdc_compare.types import ReceiverKind
+
+Vertex = tuple[str, int]  # ("s", sender index) or ("r", receiver index)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -110,7 +113,48 @@ class Circuit:
         return out
 
     def heads(self) -> set[str]:
+        """Every head a kept edge touches (under grouped-query attention a kept k/v edge touches every query
+        head of its group); `functional_heads` counts only heads that can carry signal."""
         return {n for n in self.nodes() if n.startswith("a")}
+
+    # ----- functional size ----------------------------------------------------------------------------
+    def functional(self) -> "Circuit":
+        """The same circuit keeping only the edges that can carry signal: those on a path of kept edges
+        from `input` to `logits`. An edge whose sender has no such path from the input carries the ablated
+        value, the same as removing it; one whose receiver has no path on to the logits changes nothing.
+
+        Signal enters a head only through a q/k/v input with a kept residual edge from a live sender AND
+        (when the graph has direct edges) the kept direct edge from that input into the head; a k/v input
+        of a key-value head feeds every query head of its group. MLP inputs feed their MLP directly.
+        Scores, metrics and settings are carried over unchanged; the result is its own `functional()`.
+        """
+        return self.with_kept(self._functional_kept)
+
+    @property
+    def n_functional_edges(self) -> int:
+        """How many kept edges can carry signal (`functional`)."""
+        return int(self._functional_kept.sum())
+
+    def functional_heads(self) -> set[str]:
+        """Heads that send a kept edge on an input->logits path: with grouped key/value heads a head counts
+        for what it sends, not because its group's k/v input is kept."""
+        graph = self.graph
+        senders = (graph.edge_sender(e) for e in torch.nonzero(self._functional_kept).flatten().tolist())
+        return {graph.sender_names[s] for s in senders if s >= 0 and graph.is_head_sender(s)}
+
+    @cached_property
+    def _functional_kept(self) -> torch.Tensor:
+        adj, ends = _flow_graph(self)
+        forward = _reach(adj, ("s", 0))
+        backward_adj: dict[Vertex, list[Vertex]] = {}
+        for tail, heads in adj.items():
+            for head in heads:
+                backward_adj.setdefault(head, []).append(tail)
+        backward = _reach(backward_adj, ("r", self.graph.logits_receiver))
+        kept = torch.zeros_like(self.kept)
+        for e, (tail, *heads) in ends.items():
+            kept[e] = tail in forward and any(h in backward for h in heads)
+        return kept
 
     def __contains__(self, edge_name: str) -> bool:
         return bool(self.kept[self.graph.edge_index(edge_name)])
@@ -170,3 +214,38 @@ class Liveness:
         if rec.kind is not ReceiverKind.MLP and not direct and g.config.include_direct:
             return not bool(kept[g.direct_edge(receiver)])
         return all(self.out_count[s] == 0 for s in g.receiver_node_senders(receiver))
+
+
+def _flow_graph(c: Circuit) -> tuple[dict[Vertex, list[Vertex]], dict[int, list[Vertex]]]:
+    """The kept circuit as a DAG over ('s', sender) and ('r', receiver) vertices.
+
+    Returns the adjacency and, per kept edge, its (tail, heads) vertices. A residual edge runs sender ->
+    receiver. A q/k/v receiver passes to its head(s) only through its kept direct edge (with no direct edges
+    in the graph, always); an MLP receiver always passes to its MLP; the logits receiver is the sink.
+    """
+    graph = c.graph
+    adj: dict[Vertex, list[Vertex]] = {}
+    ends: dict[int, list[Vertex]] = {}
+    for e in torch.nonzero(c.kept).flatten().tolist():
+        r = graph.edge_receiver(e)
+        if graph.is_direct(e):
+            tail, heads = ("r", r), [("s", s) for s in graph.receiver_node_senders(r)]
+        else:
+            tail, heads = ("s", graph.edge_sender(e)), [("r", r)]
+        adj.setdefault(tail, []).extend(heads)
+        ends[e] = [tail, *heads]
+    for rec in graph.receivers:
+        gated = graph.config.include_direct and rec.kind in (ReceiverKind.Q, ReceiverKind.K, ReceiverKind.V)
+        if not gated and rec.kind is not ReceiverKind.LOGITS:
+            adj.setdefault(("r", rec.index), []).extend(("s", s) for s in graph.receiver_node_senders(rec.index))
+    return adj, ends
+
+
+def _reach(adj: Mapping[Vertex, list[Vertex]], start: Vertex) -> set[Vertex]:
+    seen, stack = {start}, [start]
+    while stack:
+        for nxt in adj.get(stack.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen

@@ -29,6 +29,9 @@ def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
         p.add_argument("--task", default="ioi", help="task name (see `acdc-compare tasks`), default ioi")
         p.add_argument("--n-prompts", type=int, default=16, help="prompts used for discovery (default 16)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--corruption", default=None, choices=["meaning", "answers"],
+                       help="which corrupted prompts: meaning (the information that picks the answer removed) "
+                            "or answers (candidate answers replaced by fresh words); default: the task's own")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -436,7 +439,7 @@ def _problem(args: argparse.Namespace) -> Any:
 
     return prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
                    include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
-                   device=args.device)
+                   device=args.device, corruption=args.corruption)
 
 
 def _progress(args: argparse.Namespace) -> dict[str, bool]:

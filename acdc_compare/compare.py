@@ -114,7 +114,7 @@ def hook_nodes(circuit: Circuit) -> set[str]:
 
     A head has up to seven: its q/k/v inputs (named like the receivers, `a9.h9<q>`), its q/k/v vectors
     (`a9.h9.q`, reached by the direct edges) and its output (`a9.h9`); with grouped-query attention the k/v
-    ones are per key-value head. An MLP counts once (`m3`; the reference's node filter merges or drops its
+    ones are per key-value head (`a9.kv1<k>`, `a9.kv1.k`). An MLP counts once (`m3`; the reference's node filter merges or drops its
     input hook), plus `input` and `logits`. The IOI ground truth has 196 such nodes (26 heads x 7 + 12 MLPs
     + input + logits), which is the reference's count.
     """
@@ -127,7 +127,7 @@ def hook_nodes(circuit: Circuit) -> set[str]:
         out.add(names[r])
         s = graph.edge_sender(e)
         if s < 0:
-            out.add(f"a{rec.layer}.h{rec.head}.{rec.kind.value}")
+            out.add(f"{rec.unit}.{rec.kind.value}")
         else:
             out.add(graph.sender_names[s])
     return out

@@ -131,7 +131,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         if config.curve and ranking is not None:
             curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS)
         result.runs[t] = TaskRun(t, circuit, json_path, diagrams, circuit_faithfulness(circuit), curve)
-        log(f"  {circuit.n_kept} edges kept, faithfulness {result.runs[t].faithfulness:.2f}, "
+        log(f"  {circuit.n_kept} edges kept ({circuit.n_functional_edges} on input->logits paths, "
+            f"{len(circuit.functional_heads())} heads), faithfulness {result.runs[t].faithfulness:.2f}, "
             f"{circuit.settings.get('seconds', 0):.0f} s")
         if curve is not None:
             log("  top EAP-IG edges: " + ", ".join(f"{n} -> {f:.2f}" for n, f in zip(curve.sizes, curve.faithfulness))
@@ -165,8 +166,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
               ["task", "prompt", "correct", "wrong", "corrupted prompt"],
               [_example_row(tasks[t]) for t in role_tasks]),
         Text("Task accuracies and order-vs-meaning pairs", result.tasks_table, preformatted=True),
-        Table("Circuits", ["task", "edges kept", "heads", "metric full", "metric circuit", "metric empty",
-                           "normalised faithfulness", "edges tested", "seconds"],
+        Table("Circuits", ["task", "edges kept", "functional edges", "functional heads", "metric full",
+                           "metric circuit", "metric empty", "normalised faithfulness", "edges tested", "seconds"],
               [_circuit_row(r) for r in result.runs.values()]),
         viewer_section({r.name: r.circuit for r in result.runs.values()}, roles=roles, attention=attention,
                        title="Interactive circuit viewer (drag to pan, wheel to zoom, click a node to pin it; "
@@ -276,9 +277,9 @@ def _method_note(config: ExperimentConfig) -> str:
 
 def _circuit_row(run: TaskRun) -> list[str]:
     c, m = run.circuit, run.circuit.metrics
-    return [run.name, str(c.n_kept), str(len(c.heads())), _fmt(m.get("full")), _fmt(m.get("circuit")),
-            _fmt(m.get("empty")), _fmt(run.faithfulness), str(c.settings.get("n_tested", "")),
-            _fmt(c.settings.get("seconds"))]
+    return [run.name, str(c.n_kept), str(c.n_functional_edges), str(len(c.functional_heads())),
+            _fmt(m.get("full")), _fmt(m.get("circuit")), _fmt(m.get("empty")), _fmt(run.faithfulness),
+            str(c.settings.get("n_tested", "")), _fmt(c.settings.get("seconds"))]
 
 
 def _overlap_row(o: Any) -> list[str]:

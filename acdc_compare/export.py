@@ -5,7 +5,9 @@ JSON file (schema `acdc_compare.circuit/1`), one object:
 - `schema`: the schema and version string; a loader refuses any other;
 - `graph`: every `GraphConfig` field, so the `Graph` is rebuilt from the file alone;
   `graph_key` and `n_edges` repeat the graph's identity and size as checks;
-- `kept`: the NAMES of the kept edges, in graph order (readable, and robust to index mix-ups);
+- `kept`: the NAMES of the kept edges, in graph order (readable, and robust to index mix-ups); files
+  written before key-value heads had names of their own (`a3.h1<k>` for key-value head 1 of a grouped
+  model, now `a3.kv1<k>`) load with their names mapped;
 - `scores`: one entry per graph edge, in graph order: a number, `null` for NaN, `"inf"` / `"-inf"`;
 - `metrics`, `settings`: JSON objects. Non-finite floats inside them are written as
   `{"__float__": "nan" | "inf" | "-inf"}` (strict JSON has no NaN), so a mapping whose only key is
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,6 @@ import torch
 from acdc_compare.circuit import Circuit
 from acdc_compare.files import PathLike, atomic_write
 from acdc_compare.graph import INPUT, LOGITS, Graph, GraphConfig
-from acdc_compare.types import ReceiverKind
 
 SCHEMA = "acdc_compare.circuit/1"
 _FLOAT_TAG = "__float__"
@@ -143,11 +145,20 @@ def _graph_config_from_json(d: Any) -> GraphConfig:
     return GraphConfig(**d)
 
 
+_OLD_KV_RECEIVER = re.compile(r"a(\d+)\.h(\d+)<([kv])>$")
+
+
+def upgrade_edge_name(graph: Graph, name: str) -> str:
+    """An edge name in today's spelling: under grouped-query attention the k/v receivers were once named
+    like query heads (`a3.h1<k>`, key-value head 1) and are now `a3.kv1<k>`; other names are unchanged."""
+    return _OLD_KV_RECEIVER.sub(r"a\1.kv\2<\3>", name) if graph.grouped else name
+
+
 def _kept_from_json(names: Any, graph: Graph) -> torch.Tensor:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError("'kept' must be a list of edge names (strings)")
     kept = torch.zeros(graph.n_edges, dtype=torch.bool)
-    for name in names:
+    for name in (upgrade_edge_name(graph, n) for n in names):
         try:
             e = graph.edge_index(name)
         except KeyError:
@@ -295,60 +306,7 @@ def to_networkx(c: Circuit, roles: Mapping[str, str] | None = None) -> nx.MultiD
 
 
 # ----- pruning ---------------------------------------------------------------------------------------
-def _flow_graph(c: Circuit) -> tuple[dict[tuple[str, int], list[tuple[str, int]]], dict[int, list[tuple[str, int]]]]:
-    """The kept circuit as a DAG over ('s', sender) and ('r', receiver) vertices.
-
-    Returns the adjacency and, per kept edge, its (tail, heads) vertices. A residual edge runs sender ->
-    receiver. A q/k/v receiver passes to its head(s) only through its kept direct edge (with no direct edges
-    in the graph, always); an MLP receiver always passes to its MLP; the logits receiver is the sink.
-    """
-    graph = c.graph
-    adj: dict[tuple[str, int], list[tuple[str, int]]] = {}
-    ends: dict[int, list[tuple[str, int]]] = {}
-    for e in torch.nonzero(c.kept).flatten().tolist():
-        r = graph.edge_receiver(e)
-        if graph.is_direct(e):
-            tail, heads = ("r", r), [("s", s) for s in graph.receiver_node_senders(r)]
-        else:
-            tail, heads = ("s", graph.edge_sender(e)), [("r", r)]
-        adj.setdefault(tail, []).extend(heads)
-        ends[e] = [tail, *heads]
-    for rec in graph.receivers:
-        gated = graph.config.include_direct and rec.kind in (ReceiverKind.Q, ReceiverKind.K, ReceiverKind.V)
-        if not gated and rec.kind is not ReceiverKind.LOGITS:
-            adj.setdefault(("r", rec.index), []).extend(("s", s) for s in graph.receiver_node_senders(rec.index))
-    return adj, ends
-
-
-def _reach(adj: Mapping[tuple[str, int], list[tuple[str, int]]], start: tuple[str, int]) -> set[tuple[str, int]]:
-    seen, stack = {start}, [start]
-    while stack:
-        for nxt in adj.get(stack.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append(nxt)
-    return seen
-
-
 def prune_to_paths(c: Circuit) -> Circuit:
-    """Keep only the kept edges on some path from `input` to `logits` (the others change nothing).
-
-    Rule: information enters a head only through a q/k/v input that has a kept residual edge from a live
-    sender AND (when the graph has direct edges) a kept direct edge from that input into the head; under
-    grouped-query attention a k/v input feeds every query head of its group. So a residual edge into an
-    input whose direct edge is removed is dropped, and so is a kept direct edge with no kept residual edge
-    into its input (its head would read the ablated value either way). MLP inputs feed their MLP directly.
-    An edge stays when its tail is reachable from `input` and `logits` is reachable from its head.
-    Scores, metrics and settings are carried over unchanged.
-    """
-    adj, ends = _flow_graph(c)
-    forward = _reach(adj, ("s", 0))
-    backward_adj: dict[tuple[str, int], list[tuple[str, int]]] = {}
-    for tail, heads in adj.items():
-        for head in heads:
-            backward_adj.setdefault(head, []).append(tail)
-    backward = _reach(backward_adj, ("r", c.graph.logits_receiver))
-    kept = torch.zeros_like(c.kept)
-    for e, (tail, *heads) in ends.items():
-        kept[e] = tail in forward and any(h in backward for h in heads)
-    return c.with_kept(kept)
+    """Keep only the kept edges on some path from `input` to `logits` (the others change nothing): the
+    circuit's functional part, `Circuit.functional` (which states the rule)."""
+    return c.functional()

@@ -1,9 +1,11 @@
 """The computational graph of a transformer: senders, receivers and the edges between them.
 
 Built from a model's shape alone (no weights). Names follow EAP-IG: nodes `input`, `a3.h5`, `m7`, `logits`;
-receivers `a3.h5<q>`, `a3.h1<k>` (k/v per key-value head), `m7`, `logits`; residual edges
-`a3.h5->a9.h9<q>`; direct edges (a head's q/k/v input into its q/k/v vector) are named by their receiver,
-`a9.h9<q>`. See ../shared/REFERENCE.md section 1 for the convention and the reference edge counts.
+receivers `a3.h5<q>`, `a3.h5<k>`, `m7`, `logits`; residual edges `a3.h5->a9.h9<q>`; direct edges (a head's
+q/k/v input into its q/k/v vector) are named by their receiver, `a9.h9<q>`. Under grouped-query attention
+(fewer key-value heads than query heads) k/v inputs exist per key-value head and are named `a3.kv1<k>`,
+`a3.kv1<v>`, so they are never mistaken for query head 1 (`a3.h1`, which reads key-value head
+1 // group size). See ../shared/REFERENCE.md section 1 for the convention and the reference edge counts.
 
 Index layout (all in forward order):
 - senders: 0 is `input`; layer l's heads are `1 + l*(H+M) + h`, its MLP `1 + l*(H+M) + H` (M = 1 with MLPs);
@@ -14,6 +16,7 @@ Index layout (all in forward order):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -80,6 +83,12 @@ class Receiver:
     head: int  # query head (q), key-value head (k, v), -1 otherwise
     n_upstream: int  # senders 0 .. n_upstream-1 feed it
 
+    @property
+    def unit(self) -> str:
+        """The name without its `<q>`/`<k>`/`<v>` suffix: `a3.h5` for a head, `a3.kv1` for a key-value head
+        of a grouped model; the name itself for an MLP input or the logits."""
+        return self.name.split("<", 1)[0]
+
 
 @dataclass(frozen=True, eq=False)
 class Graph:
@@ -133,6 +142,11 @@ class Graph:
     @property
     def group_size(self) -> int:
         return self.config.n_heads // self.config.n_kv_heads
+
+    @property
+    def grouped(self) -> bool:
+        """Grouped-query attention: fewer key-value heads than query heads (k/v receivers named `a3.kv1<k>`)."""
+        return self.config.n_kv_heads < self.config.n_heads
 
     @property
     def senders_per_layer(self) -> int:
@@ -209,8 +223,9 @@ class Graph:
         try:
             return self._receiver_lookup[name]
         except KeyError:
+            kv = " (k/v per key-value head: 'a3.kv1<k>')" if self.grouped else ""
             raise KeyError(
-                f"no receiver named {name!r} in {self!r}; receivers look like 'a3.h5<q>', 'm7', 'logits'"
+                f"no receiver named {name!r} in {self!r}; receivers look like 'a3.h5<q>'{kv}, 'm7', 'logits'"
             ) from None
 
     @cached_property
@@ -266,8 +281,9 @@ class Graph:
         try:
             return self._edge_lookup[name]
         except KeyError:
+            k = "a5.kv1<k>" if self.grouped else "a5.h5<k>"
             raise KeyError(
-                f"no edge named {name!r} in {self!r}; edges look like 'a0.h1->a5.h5<k>', 'm3->logits', "
+                f"no edge named {name!r} in {self!r}; edges look like 'a0.h1->{k}', 'm3->logits', "
                 "or 'a2.h7<q>' for a direct edge"
             ) from None
 
@@ -357,15 +373,17 @@ class Graph:
         return (down if s < 0 else (self.sender_names[s],)), down
 
     # ----- construction -------------------------------------------------------------------------------
-    def _build_receivers(self):
+    def _build_receivers(self) -> Iterator[Receiver]:
         c = self.config
         per_layer = self.senders_per_layer
+        kv_unit = "kv" if self.grouped else "h"
         idx = 0
         for layer in range(c.n_layers):
             before_layer = 1 + layer * per_layer
-            for kind, count in ((ReceiverKind.Q, c.n_heads), (ReceiverKind.K, c.n_kv_heads), (ReceiverKind.V, c.n_kv_heads)):
+            for kind, count, unit in ((ReceiverKind.Q, c.n_heads, "h"), (ReceiverKind.K, c.n_kv_heads, kv_unit),
+                                      (ReceiverKind.V, c.n_kv_heads, kv_unit)):
                 for h in range(count):
-                    yield Receiver(idx, f"a{layer}.h{h}<{kind.value}>", kind, layer, h, before_layer)
+                    yield Receiver(idx, f"a{layer}.{unit}{h}<{kind.value}>", kind, layer, h, before_layer)
                     idx += 1
             if c.has_mlp:
                 upstream = before_layer if c.parallel_attn_mlp else before_layer + c.n_heads

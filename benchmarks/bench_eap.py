@@ -32,7 +32,7 @@ from acdc_compare.backends import make_patcher
 from acdc_compare.algorithms.eap import eap_ig_scores, eap_scores  # noqa: E402
 from acdc_compare.algorithms.problem import make_problem  # noqa: E402
 from acdc_compare.circuit import Circuit  # noqa: E402
-from acdc_compare.compare import normalized_faithfulness  # noqa: E402
+from acdc_compare.faithfulness import normalized_faithfulness  # noqa: E402
 from acdc_compare.backends import run_logits  # noqa: E402
 from acdc_compare.patching import Patcher  # noqa: E402
 from acdc_compare.tasks.base import Task  # noqa: E402

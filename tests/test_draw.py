@@ -160,14 +160,14 @@ def test_errors(tmp_path: Path) -> None:
 def test_empty_and_gqa_circuits_draw(tmp_path: Path) -> None:
     assert _circuit_edges(draw_circuit(Circuit.empty(SMALL), tmp_path / "e.svg")) == {}
     gqa = Graph(GraphConfig(n_layers=2, n_heads=4, n_kv_heads=2))
-    c = Circuit.from_edge_names(gqa, ["input->a0.h0<k>", "a0.h0<k>", "a0.h1->logits"])
+    c = Circuit.from_edge_names(gqa, ["input->a0.kv0<k>", "a0.kv0<k>", "a0.h1->logits"])
     edges = _circuit_edges(draw_circuit(c, tmp_path / "g.png"))
     # the k edge of key-value head 0 enters only a0.h1, the query head of its group that feeds something
-    assert set(edges) == {("input", "a0.h1", "input->a0.h0<k>"), ("a0.h1", "logits", "a0.h1->logits")}
+    assert set(edges) == {("input", "a0.h1", "input->a0.kv0<k>"), ("a0.h1", "logits", "a0.h1->logits")}
     dot = draw_circuit(c, tmp_path / "g.dot")
     # ... and so does its shared direct k edge: a0.h0, which uses it but feeds nothing, is not drawn
     assert _direct_attrs(dot) == {"input": "", "a0.h1": "k", "logits": ""}
-    raw = _direct_attrs(draw_circuit(Circuit.from_edge_names(gqa, ["a0.h0<k>"]), tmp_path / "r.dot", prune=False))
+    raw = _direct_attrs(draw_circuit(Circuit.from_edge_names(gqa, ["a0.kv0<k>"]), tmp_path / "r.dot", prune=False))
     assert raw["a0.h0"] == raw["a0.h1"] == "k"  # no head of the group feeds anything: all shown
 
 

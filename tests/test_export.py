@@ -209,7 +209,7 @@ def test_networkx_nodes_edges_and_attributes() -> None:
 
 
 def test_networkx_gqa_kv_edge_enters_every_head_of_its_group() -> None:
-    c = Circuit.from_edge_names(GQA, ["input->a1.h1<k>", "a1.h1<k>"])
+    c = Circuit.from_edge_names(GQA, ["input->a1.kv1<k>", "a1.kv1<k>"])
     g = to_networkx(c)
     assert set(g.successors("input")) == {"a1.h2", "a1.h3"}  # key-value head 1 serves query heads 2, 3
     assert g.nodes["a1.h2"]["direct_edges_kept"] == ["k"] == g.nodes["a1.h3"]["direct_edges_kept"]
@@ -246,7 +246,7 @@ def test_prune_direct_edges_gate_heads() -> None:
 def test_prune_without_direct_edges_and_with_gqa() -> None:
     names = ["input->a0.h1<v>", "a0.h1->a2.h2<q>", "a2.h2->logits", "input->a1.h0<q>"]
     assert set(prune_to_paths(Circuit.from_edge_names(NO_DIRECT, names)).kept_edge_names()) == set(names[:3])
-    gqa = ["input->a0.h0<k>", "a0.h0<k>", "a0.h1->logits"]  # kv head 0 feeds query heads 0 and 1
+    gqa = ["input->a0.kv0<k>", "a0.kv0<k>", "a0.h1->logits"]  # kv head 0 feeds query heads 0 and 1
     assert set(prune_to_paths(Circuit.from_edge_names(GQA, gqa)).kept_edge_names()) == set(gqa)
 
 

@@ -37,10 +37,13 @@ def test_float32_matches_the_bridge():
 
 def _one_edge_of_each_kind(graph: Graph) -> list[str]:
     last = graph.n_layers - 1
-    names = [f"a0.h1->a{last}.h1<k>", f"a{last - 1}.h0->a{last}.h0<q>", f"a0.h0->a{last}.h0<v>",
-             "a0.h2->m0", f"m{last}->logits", f"input->a1.h0<q>", f"a{last}.h1<q>", "a1.h0<v>",
+    kv = "kv" if graph.grouped else "h"
+    names = [f"a0.h1->a{last}.{kv}1<k>", f"a{last - 1}.h0->a{last}.h0<q>", f"a0.h0->a{last}.{kv}0<v>",
+             "a0.h2->m0", f"m{last}->logits", f"input->a1.h0<q>", f"a{last}.h1<q>", f"a1.{kv}0<v>",
              f"a{last}.h0->logits", "input->m1"]
-    return [n for n in names if n in graph.edge_names]
+    missing = [n for n in names if n not in graph.edge_names]
+    assert not missing, f"edges not in {graph!r}: {missing}"
+    return names
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])

@@ -6,13 +6,16 @@ load SmolLM2-135M and check it does IOI and prefers the pet listed last over the
 
 from __future__ import annotations
 
+import re
 
 import pytest
 import torch
 
+from acdc_compare.api import resolve_task
 from acdc_compare.tasks import (
     ORDER_MEANING_PAIRS,
     TASKS,
+    Corruption,
     Task,
     TaskError,
     TaskEvaluation,
@@ -23,7 +26,16 @@ from acdc_compare.tasks import (
     task_from_prompts,
 )
 from acdc_compare.tasks.build import encode, pad_id
-from acdc_compare.tasks.comparison import ANIMAL_SIZES, ATTRIBUTE_PAIRS, NEUTRAL_PREDICATES, SPECIES
+from acdc_compare.tasks.comparison import (
+    ANIMAL_SIZES,
+    ATTRIBUTE_PAIRS,
+    NEUTRAL_PREDICATES,
+    PET_NAMES,
+    SPECIES,
+    VERBS,
+    make_recall,
+)
+from acdc_compare.tasks.ioi import NAMES
 from conftest import make_tiny, random_tokens
 
 N = 40
@@ -43,6 +55,41 @@ def tok():
 def built(tok):
     """Every registered task, built once with N prompts (seed 0)."""
     return {name: make_task(name, tok, n=N, seed=0) for name in TASKS}
+
+
+@pytest.fixture(scope="session")
+def built_answers(tok):
+    """Every task offering the answers corruption, built with it (N prompts, seed 0)."""
+    return {name: make_task(name, tok, n=N, seed=0, corruption="answers") for name, spec in TASKS.items()
+            if Corruption.ANSWERS in spec.corruptions}
+
+
+class WordTokenizer:
+    """A tiny hand-made tokenizer: a fixed vocabulary of words (with or without a leading space) and
+    punctuation; any other word splits into one token per character, so it is never a single token."""
+
+    def __init__(self, words: list[str]) -> None:
+        pieces = [".", ",", ":", " is"] + [w for word in words for w in (word, " " + word)]
+        self.vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces))}
+        self.chars = {c: len(self.vocab) + i for i, c in enumerate(map(chr, range(32, 127)))}
+        self.inverse = {i: p for p, i in {**self.vocab, **self.chars}.items()}
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        out: list[int] = []
+        for piece in re.findall(r" ?[A-Za-z]+|[^A-Za-z]", text):
+            out += [self.vocab[piece]] if piece in self.vocab else [self.chars[c] for c in piece]
+        return out
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.inverse[i] for i in ids)
+
+
+TINY_NAMES, TINY_PAIRS, TINY_VERBS = NAMES[:8], ATTRIBUTE_PAIRS[:4], VERBS[:6]
+
+
+@pytest.fixture(scope="session")
+def word_tok() -> WordTokenizer:
+    return WordTokenizer([*TINY_NAMES, *(w for pair in TINY_PAIRS for w in pair), *TINY_VERBS])
 
 
 def one(tok, text: str) -> int:
@@ -101,7 +148,8 @@ def test_single_token_words_filters_and_adds_the_space(tok):
 # ----- registry tasks ----------------------------------------------------------------------------------------
 def test_registry_names_and_unknown_name(tok):
     for name in ("ioi", "ioi-acdc", "pet-last", "pet-middle", "pet-first", "poorer", "richer", "attribute",
-                 "size", "opposites", "analogy", "greater-than", "induction"):
+                 "size", "opposites", "analogy", "adjective-last", "adjective-first", "verb-last", "verb-first",
+                 "greater-than", "induction"):
         assert name in TASKS and TASKS[name].description
     with pytest.raises(TaskError, match="known tasks: ioi, ioi-acdc"):
         make_task("no-such-task", tok)
@@ -146,6 +194,121 @@ def test_equal_lengths_and_single_token_answers(tok, built, name):
 
 def _differing(task: Task, i: int) -> list[int]:
     return torch.nonzero(task.clean[i] != task.corrupted[i]).flatten().tolist()
+
+
+# ----- corruptions ---------------------------------------------------------------------------------------
+def test_corruption_is_a_validated_choice_recorded_on_the_task(tok, built, built_answers):
+    assert {n for n, s in TASKS.items() if Corruption.ANSWERS in s.corruptions} >= {
+        "pet-last", "pet-middle", "pet-first", "poorer", "richer", "attribute", "size", "opposites", "analogy",
+        "adjective-last", "adjective-first", "verb-last", "verb-first", "ioi"}
+    for name, spec in TASKS.items():
+        assert built[name].corruption is spec.default_corruption
+        assert len(set(spec.corruptions)) == len(spec.corruptions) >= 1
+    assert built["pet-last"].corruption is Corruption.MEANING and built["ioi"].corruption is Corruption.ANSWERS
+    assert built_answers["pet-last"].corruption is Corruption.ANSWERS
+    assert built_answers["pet-last"].subset(3).corruption is Corruption.ANSWERS
+    with pytest.raises(TaskError, match="task 'pet-last' has no corruption 'bogus'; it offers: meaning, answers"):
+        make_task("pet-last", tok, n=2, corruption="bogus")
+    with pytest.raises(TaskError, match="it offers: answers$"):
+        make_task("ioi", tok, n=2, corruption="meaning")
+    with pytest.raises(TaskError, match="offers: meaning$"):
+        make_task("greater-than", tok, n=2, corruption=Corruption.ANSWERS)
+
+
+def test_a_task_value_keeps_its_own_corruption(built):
+    task = built["pet-last"]
+    assert resolve_task(task, model=None, corruption="meaning") is task
+    with pytest.raises(TaskError, match="built with corruption 'meaning'"):
+        resolve_task(task, model=None, corruption="answers")
+
+
+ANSWER_SLOTS = {"pet-last": 3, "pet-middle": 3, "pet-first": 3, "poorer": 2, "richer": 2, "attribute": 2,
+                "size": 2, "opposites": 1, "analogy": 3, "adjective-last": 2, "adjective-first": 2,
+                "verb-last": 2, "verb-first": 2, "ioi": 3, "ioi-acdc": 3}
+
+
+@pytest.mark.parametrize("name", list(ANSWER_SLOTS))
+def test_answers_corruption_replaces_the_candidate_answers_only(built, built_answers, name):
+    clean, task = built[name], built_answers[name]
+    assert torch.equal(task.clean, clean.clean) and task.prompts == clean.prompts  # same clean prompts
+    assert not torch.equal(task.corrupted, clean.corrupted) or clean.corruption is Corruption.ANSWERS
+    for i in range(task.n_prompts):
+        diff = _differing(task, i)
+        length = task.positions[i, 0] + 1
+        prompt, corrupted = task.clean[i, :length].tolist(), task.corrupted[i, :length].tolist()
+        answers = {int(task.correct[i, 0]), int(task.wrong[i, 0])}
+        assert len(diff) == ANSWER_SLOTS[name], (name, i, diff)
+        assert not answers & set(corrupted), f"{name} prompt {i}: a clean answer survives the corruption"
+        assert {p for p, t in enumerate(prompt) if t in answers} <= set(diff)  # every answer mention replaced
+        fresh = {corrupted[p] for p in diff}
+        assert not fresh & set(prompt) and len(fresh) == len(diff), f"{name} {i}: replacements must be fresh"
+
+
+def test_answers_corruption_keeps_the_kind_of_each_word(tok, built_answers):
+    pets = {one(tok, w) for w in single_token_words(tok, PET_NAMES)}
+    sizes = {one(tok, w): ANIMAL_SIZES[w.strip()] for w in single_token_words(tok, list(ANIMAL_SIZES))}
+    for name in ("pet-last", "pet-first"):
+        task = built_answers[name]
+        for i in range(task.n_prompts):
+            was = [int(task.clean[i, p]) in pets for p in _differing(task, i)]
+            now = [int(task.corrupted[i, p]) in pets for p in _differing(task, i)]
+            assert was == now and sum(now) == 1  # the pet becomes a pet name, the humans human names
+    task = built_answers["size"]
+    for i in range(task.n_prompts):
+        a, b = _differing(task, i)
+        clean_order = sizes[int(task.clean[i, a])] > sizes[int(task.clean[i, b])]
+        assert clean_order == (sizes[int(task.corrupted[i, a])] > sizes[int(task.corrupted[i, b])])
+
+
+def test_recall_meaning_corruption_replaces_only_the_queried_name(tok, built):
+    names = {one(tok, w) for w in single_token_words(tok, NAMES)}
+    for name in ("adjective-last", "adjective-first", "verb-last", "verb-first"):
+        task = built[name]
+        for i in range(task.n_prompts):
+            (pos,) = _differing(task, i)
+            assert pos == task.seq_len - (2 if name.startswith("adjective") else 1)
+            new = int(task.corrupted[i, pos])
+            assert new in names and new not in task.clean[i].tolist()
+
+
+# ----- adjective and verb recall on a hand-made tokenizer ------------------------------------------------
+@pytest.mark.parametrize("kind", ["adjective", "verb"])
+@pytest.mark.parametrize("ask", ["last", "first"])
+def test_recall_prompts_tokenize_as_designed(word_tok, kind, ask):
+    task = make_recall(word_tok, n=12, seed=3, kind=kind, ask=ask)
+    answers = make_recall(word_tok, n=12, seed=3, kind=kind, ask=ask, corruption="answers")
+    v = word_tok.vocab
+    is_, dot = [v[" is"]] if kind == "adjective" else [], v["."]
+    words = ({v[" " + w] for pair in TINY_PAIRS for w in pair} if kind == "adjective"
+             else {v[" " + w] for w in TINY_VERBS})
+    first_names, names = {v[w] for w in TINY_NAMES}, {v[" " + w] for w in TINY_NAMES}
+    w = len(is_)
+    assert task.seq_len == 7 + 3 * w and task.name == f"{kind}-{ask}"
+    for i in range(task.n_prompts):
+        ids = task.clean[i].tolist()
+        a, b, q = ids[0], ids[3 + w], ids[6 + 2 * w]
+        x, y = ids[1 + w], ids[4 + 2 * w]
+        assert ids == [a, *is_, x, dot, b, *is_, y, dot, q, *is_]
+        assert a in first_names and {b, q} <= names and x in words and y in words and x != y
+        assert word_tok.decode([q]).strip() == word_tok.decode([a if ask == "first" else b]).strip()
+        assert (int(task.correct[i, 0]), int(task.wrong[i, 0])) == ((x, y) if ask == "first" else (y, x))
+        fresh = answers.corrupted[i].tolist()
+        assert fresh[: 1 + w] + fresh[2 + w: 4 + 2 * w] + fresh[5 + 2 * w:] == \
+            ids[: 1 + w] + ids[2 + w: 4 + 2 * w] + ids[5 + 2 * w:]
+        assert {fresh[1 + w], fresh[4 + 2 * w]} <= words and not {fresh[1 + w], fresh[4 + 2 * w]} & {x, y}
+    again = make_recall(word_tok, n=12, seed=3, kind=kind, ask=ask)
+    assert torch.equal(again.clean, task.clean) and torch.equal(again.corrupted, task.corrupted)
+    assert not torch.equal(make_recall(word_tok, n=12, seed=4, kind=kind, ask=ask).clean, task.clean)
+
+
+def test_recall_refuses_bad_options_and_small_pools(word_tok):
+    with pytest.raises(TaskError, match="'adjective' or 'verb'"):
+        make_recall(word_tok, kind="noun")  # type: ignore[arg-type]
+    with pytest.raises(TaskError, match="'last' or 'first'"):
+        make_recall(word_tok, ask="middle")  # type: ignore[arg-type]
+    tiny = WordTokenizer([*TINY_NAMES, *TINY_VERBS[:3]])
+    with pytest.raises(TaskError, match="only 3 of the .* verbs are single tokens"):
+        make_recall(tiny, kind="verb")
 
 
 def test_ioi_corruption_replaces_exactly_the_names(tok, built):
@@ -278,9 +441,21 @@ def test_evaluate_task_matches_a_direct_computation():
     assert ev2.logit_diff is None and ev2.accuracy == pytest.approx(float((top == clean[:, 5:7]).double().mean()))
 
 
-def _ev(name: str, acc: float, ld: float) -> TaskEvaluation:
-    return TaskEvaluation(name=name, n=30, accuracy=acc, logit_diff=ld, prob_diff=0.1, p_correct=0.2, kl=0.5,
-                          corrupted_logit_diff=0.0)
+def _ev(name: str, acc: float, ld: float, corruption: str = "meaning", kl: float = 0.5) -> TaskEvaluation:
+    return TaskEvaluation(name=name, n=30, accuracy=acc, logit_diff=ld, prob_diff=0.1, p_correct=0.2, kl=kl,
+                          corrupted_logit_diff=0.0, corruption=corruption)
+
+
+def test_table_has_a_row_per_corruption():
+    evals = [_ev("pet-last", 0.97, 2.7, "meaning", 0.034), _ev("pet-last", 0.97, 2.7, "answers", 5.07),
+             _ev("pet-first", 0.43, -0.2)]
+    lines = format_tasks_table(evals).splitlines()
+    meaning = next(line for line in lines if line.startswith("pet-last"))
+    answers = lines[lines.index(meaning) + 1]
+    assert "meaning" in meaning and "0.034" in meaning and "97%" in meaning
+    assert answers.split() == ["answers", "5.070", "0.00"]  # clean columns only on the task's first row
+    pair = next(line for line in lines if line.startswith("pet position "))
+    assert "97%" in pair and pair.endswith("answers by position")
 
 
 def test_table_shows_order_meaning_pairs_side_by_side():
@@ -315,9 +490,35 @@ def test_default_model_does_ioi(smollm):
 
 
 @pytest.mark.slow
+def test_default_model_pet_answers_corruption_moves_the_output_more(smollm):
+    from acdc_compare.tasks import tasks_table
+
+    meaning, answers = tasks_table(smollm, names=["pet-last"], n=20, seed=0)
+    assert (meaning.corruption, answers.corruption) == ("meaning", "answers")
+    assert answers.kl > meaning.kl  # the pet's species barely matters to the model; its name does
+
+
+@pytest.mark.slow
+def test_default_model_tokenizer_builds_the_recall_tasks(smollm):
+    from acdc_compare.backends import tokenizer
+
+    tok = tokenizer(smollm)
+    for name in ("adjective-last", "adjective-first", "verb-last", "verb-first"):
+        for corruption in TASKS[name].corruptions:
+            task = make_task(name, tok, n=20, seed=0, corruption=corruption)
+            for i, prompt in enumerate(task.prompts):
+                ids = encode(tok, prompt)
+                assert task.clean[i].tolist() == ids
+                assert len(ids) == (10 if name.startswith("adjective") else 7)  # one token per word and dot
+                assert encode(tok, task.corrupted_prompts[i]) == task.corrupted[i].tolist()
+                for answer in (task.info["correct_answers"][i], task.info["wrong_answers"][i]):
+                    assert len(encode(tok, answer)) == 1 and encode(tok, answer)[0] in ids
+
+
+@pytest.mark.slow
 def test_default_model_prefers_the_pet_listed_last(smollm):
     from acdc_compare.tasks import tasks_table
 
-    last, first = tasks_table(smollm, names=["pet-last", "pet-first"], n=30, seed=0)
+    last, first = tasks_table(smollm, names=["pet-last", "pet-first"], n=30, seed=0, corruptions="default")
     assert last.name == "pet-last" and first.name == "pet-first"
     assert last.accuracy > first.accuracy

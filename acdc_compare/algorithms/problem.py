@@ -91,6 +91,7 @@ class Problem:
             "model": self.model_name,
             "graph": self.graph.config.key,
             "task": self.task.name,
+            "corruption": None if self.task.corruption is None else self.task.corruption.value,
             "task_sha256": digest.hexdigest()[:16],
             "metric": self.metric_kind.value,
             "ablation": self.ablation.value,

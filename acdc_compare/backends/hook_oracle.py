@@ -8,6 +8,7 @@ patching engine: the oracle the tests and benchmarks check the engine against.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -92,9 +93,8 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
         elif name.startswith("m"):
             base = corr[f"blocks.{name[1:]}.hook_mlp_in"]
         else:
-            layer, rest = name[1:].split(".h")
-            head, kind = rest[:-3], rest[-2]
-            base = corr[f"blocks.{layer}.attn.hook_{kind}_input"][:, :, int(head)]
+            layer, _, head, kind = _parse_attn_receiver(name)
+            base = corr[f"blocks.{layer}.attn.hook_{kind}_input"][:, :, head]
         x = base.expand_as(like).clone()
         for s in range(graph.receivers[r].n_upstream):
             e = graph.resid_edge(s, r)
@@ -134,6 +134,16 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
     return model.run_with_hooks(clean, fwd_hooks=hooks)
 
 
+def _parse_attn_receiver(name: str) -> tuple[int, str, int, str]:
+    """(layer, 'h' or 'kv', head index, 'q'/'k'/'v') of an attention receiver name spelled out by hand:
+    `a3.h5<q>`, `a3.h5<k>` (no GQA) or `a3.kv1<k>` (a key-value head of a grouped model)."""
+    match = re.fullmatch(r"a(\d+)\.(h|kv)(\d+)<([qkv])>", name)
+    if match is None:
+        raise ValueError(f"{name!r} is not an attention receiver name")
+    layer, unit, head, kind = match.groups()
+    return int(layer), unit, int(head), kind
+
+
 def oracle_order(graph: Graph) -> list[tuple[str, list[str]]]:
     """(receiver-step name, edge names) in the reference order, spelled out by names."""
     L, H, G = graph.n_layers, graph.n_heads, graph.n_kv_heads
@@ -147,7 +157,8 @@ def oracle_order(graph: Graph) -> list[tuple[str, list[str]]]:
     steps = [("logits", upstream("logits"))]
     for layer in reversed(range(L)):
         steps.append((f"m{layer}", upstream(f"m{layer}")))
-        attn = [f"a{layer}.h{h}<v>" for h in reversed(range(G))] + [f"a{layer}.h{h}<k>" for h in reversed(range(G))]
+        kv = "kv" if G < H else "h"
+        attn = [f"a{layer}.{kv}{h}<{x}>" for x in "vk" for h in reversed(range(G))]
         attn += [f"a{layer}.h{h}<q>" for h in reversed(range(H))]
         if graph.config.include_direct:
             steps += [(f"direct {a}", [a]) for a in attn]
@@ -168,8 +179,7 @@ def oracle_acdc(evaluate, graph: Graph, threshold: float) -> tuple[torch.Tensor,
     def nodes_of(receiver: str) -> list[str]:
         if receiver.startswith("m"):
             return [receiver]
-        layer, rest = receiver[1:].split(".h")
-        h, kind = int(rest[:-3]), rest[-2]
+        layer, _, h, kind = _parse_attn_receiver(receiver)
         if kind == "q":
             return [f"a{layer}.h{h}"]
         gs = graph.n_heads // graph.n_kv_heads

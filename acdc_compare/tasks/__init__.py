@@ -1,6 +1,6 @@
 """Tasks for circuit discovery: the `Task` value, builders from strings, generators, evaluation, registry."""
 
-from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError
 from acdc_compare.tasks.build import single_token_words, task_from_prompts
 from acdc_compare.tasks.comparison import (
     make_analogy,
@@ -8,6 +8,7 @@ from acdc_compare.tasks.comparison import (
     make_comparative,
     make_opposites,
     make_pet_family,
+    make_recall,
     make_size,
 )
 from acdc_compare.tasks.evaluate import TaskEvaluation, evaluate_task
@@ -26,8 +27,8 @@ from acdc_compare.tasks.registry import (
 )
 
 __all__ = [
-    "ORDER_MEANING_PAIRS", "TASKS", "OrderMeaningPair", "Task", "TaskError", "TaskEvaluation", "TaskSpec",
+    "Corruption", "ORDER_MEANING_PAIRS", "TASKS", "OrderMeaningPair", "Task", "TaskError", "TaskEvaluation", "TaskSpec",
     "evaluate_task", "format_tasks_table", "make_analogy", "make_attribute", "make_comparative",
     "make_greater_than", "make_induction", "make_ioi", "make_ioi_acdc", "make_opposites", "make_pet_family",
-    "make_size", "make_task", "single_token_words", "task_from_prompts", "task_names", "tasks_table",
+    "make_recall", "make_size", "make_task", "single_token_words", "task_from_prompts", "task_names", "tasks_table",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,34 @@ class TaskError(ValueError):
     """A task's prompts or answers are malformed; the message names the offending prompt."""
 
 
+class Corruption(str, enum.Enum):
+    """How a task's corrupted prompts differ from its clean ones (what the ablation takes away).
+
+    MEANING: the information that picks the answer is removed and every candidate answer stays in place
+        (the pet's species becomes "human", the comparative a neutral relation, the queried name a fresh
+        one), so a model answering by word order answers the corrupted prompt the same way.
+    ANSWERS: the words that can be the answer (names, adjectives, verbs, animals, cue words) are replaced by
+        fresh ones of the same token length, structure and order kept (IOI's ABC distribution), so neither
+        the clean answer nor the wrong one is in the corrupted prompt.
+    """
+
+    MEANING = "meaning"
+    ANSWERS = "answers"
+
+
+def parse_corruption(value: "Corruption | str", offered: Sequence["Corruption | str"], task: str) -> Corruption:
+    """`value` as a Corruption, with a TaskError listing what `task` offers when it is not one of them."""
+    choices = [Corruption(c) for c in offered]
+    try:
+        chosen = Corruption(value)
+    except ValueError:
+        chosen = None
+    if chosen not in choices:
+        raise TaskError(f"task {task!r} has no corruption {value!r}; it offers: "
+                        f"{', '.join(c.value for c in choices)}")
+    return chosen
+
+
 @dataclass(frozen=True, eq=False)
 class Task:
     """What `discover` runs on.
@@ -23,6 +53,8 @@ class Task:
     correct, wrong: LongTensor[N, Q] answer token ids at those positions (-1 where there is no wrong answer)
     correct_sets, wrong_sets: optional per-prompt sets of answer ids (Greater-Than: years above / not above);
         when given, the logit-difference metric becomes P(correct set) - P(wrong set)
+    corruption: which kind of corrupted prompts the task holds (None for a hand-made task); part of a run's
+        fingerprint, so journals and saved results of two corruptions never mix
     """
 
     name: str
@@ -37,6 +69,7 @@ class Task:
     correct_sets: tuple[tuple[int, ...], ...] | None = None
     wrong_sets: tuple[tuple[int, ...], ...] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    corruption: Corruption | None = None
 
     def __post_init__(self) -> None:
         clean, corrupted = torch.as_tensor(self.clean), torch.as_tensor(self.corrupted)
@@ -56,6 +89,8 @@ class Task:
             raise TaskError(f"task {self.name!r}: positions, correct and wrong must have the same shape [N, Q]")
         if positions.min() < 0 or positions.max() >= p:
             raise TaskError(f"task {self.name!r}: scored positions must lie in 0..{p - 1}")
+        if self.corruption is not None:
+            object.__setattr__(self, "corruption", Corruption(self.corruption))
         for attr, value in (("clean", clean.long()), ("corrupted", corrupted.long()), ("positions", positions),
                             ("correct", correct), ("wrong", wrong)):
             object.__setattr__(self, attr, value)
@@ -112,6 +147,7 @@ class Task:
             prompts=self.prompts[:n], corrupted_prompts=self.corrupted_prompts[:n],
             correct_sets=None if self.correct_sets is None else self.correct_sets[:n],
             wrong_sets=None if self.wrong_sets is None else self.wrong_sets[:n], info=dict(self.info),
+            corruption=self.corruption,
         )
 
 

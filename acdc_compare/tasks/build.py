@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
@@ -80,6 +80,7 @@ def task_from_prompts(
     correct_sets: Sequence[Sequence[int]] | None = None,
     wrong_sets: Sequence[Sequence[int]] | None = None,
     info: dict[str, Any] | None = None,
+    corruption: Corruption | str | None = None,
 ) -> Task:
     """A next-token Task scored at each prompt's last token.
 
@@ -139,7 +140,7 @@ def task_from_prompts(
         corrupted_prompts=tuple(corrupted_prompts),
         correct_sets=None if correct_sets is None else tuple(tuple(int(t) for t in s) for s in correct_sets),
         wrong_sets=None if wrong_sets is None else tuple(tuple(int(t) for t in s) for s in wrong_sets),
-        info=extra,
+        info=extra, corruption=None if corruption is None else Corruption(corruption),
     )
 
 

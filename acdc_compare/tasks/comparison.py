@@ -6,20 +6,25 @@ and builds a corrupted twin of equal token length that removes the information t
 KL(clean || corrupted) and the corrupted logit difference show how much the model used that information.
 For the order-vs-meaning tasks the corruption deliberately keeps word order: a model answering by position
 gives the same answer on the corrupted prompt, and the clean-vs-corrupted gap shrinks to nothing.
+Every generator also offers the "answers" corruption (`Corruption`), IOI's ABC style: the words that can be
+the answer are replaced by fresh ones, order kept, so the clean answer is gone from the prompt. The fresh
+words come from a generator of their own, so the clean prompts are the same under either corruption.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.build import encode, require_pool, single_token_words, task_from_prompts
 from acdc_compare.tasks.ioi import NAMES
 
 PetPosition = Literal["last", "middle", "first"]
 Ask = Literal["opposite", "same"]
+RecallKind = Literal["adjective", "verb"]
+RecallAsk = Literal["last", "first"]
 
 # ----- pools -----------------------------------------------------------------------------------------------
 PET_NAMES: tuple[str, ...] = (
@@ -84,10 +89,47 @@ OPPOSITES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Third-person verbs for the verb-recall tasks ("Mary runs. John swims. Mary" -> " runs").
+VERBS: tuple[str, ...] = (
+    "runs", "swims", "sings", "dances", "reads", "writes", "cooks", "sleeps", "jumps", "walks", "laughs",
+    "cries", "smiles", "talks", "plays", "works", "eats", "drinks", "paints", "drives", "climbs", "waits",
+    "listens", "studies", "travels", "teaches", "skates", "rides", "dives", "sits", "stands", "flies",
+)
+
+# Every comparison task offers both corruptions; the first is the default.
+CORRUPTIONS: tuple[Corruption, ...] = (Corruption.MEANING, Corruption.ANSWERS)
+
+
 # ----- helpers -----------------------------------------------------------------------------------------------
 def _check_n(name: str, n: int) -> None:
     if n < 1:
         raise TaskError(f"task {name!r}: n must be >= 1, got {n}")
+
+
+def _answer_rng(seed: int) -> random.Random:
+    """The generator of the fresh words of the answers corruption: separate from the prompts' generator, so
+    a task's clean prompts are the same whichever corruption is chosen."""
+    return random.Random(f"answers-corruption-{seed}")
+
+
+def _fresh(rng: random.Random, pool: Sequence[str], taken: Iterable[str], k: int, what: str) -> list[str]:
+    """k distinct words of `pool` that are not in `taken` (the words of the clean prompt)."""
+    blocked = set(taken)
+    free = [w for w in pool if w not in blocked]
+    if len(free) < k:
+        raise TaskError(f"too few single-token {what} for this tokenizer to replace the answers with fresh ones "
+                        f"(need {k} beyond the {len(blocked)} in the prompt, have {len(free)})")
+    return rng.sample(free, k)
+
+
+def _fresh_pair(rng: random.Random, pairs: Sequence[tuple[str, str]], taken: Iterable[str],
+                what: str) -> tuple[str, str]:
+    """A pair sharing no word with `taken`."""
+    blocked = set(taken)
+    free = [p for p in pairs if not blocked & set(p)]
+    if not free:
+        raise TaskError(f"too few {what} for this tokenizer to replace the answers with a fresh pair")
+    return rng.choice(free)
 
 
 def _human_names(tokenizer: Any, need: int, what: str) -> list[str]:
@@ -120,8 +162,13 @@ def _relations(tokenizer: Any) -> list[str]:
     return kept
 
 
+def _pick(corruption: Corruption, meaning: str, answers: str) -> str:
+    return meaning if corruption is Corruption.MEANING else answers
+
+
 # ----- pet family -------------------------------------------------------------------------------------------
-def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPosition = "last") -> Task:
+def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPosition = "last",
+                    corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Pet-family analogy: which member of the second family is the pet?
 
     "In a family: John is a human. Mary is a human. Max is a dog. The pet of this family is Max. In another
@@ -130,13 +177,15 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     or first. Correct = the pet; wrong = the last-listed human of the second family — for "middle" and
     "first" that is the name in the slot the example's pet occupied, i.e. the answer copying by word order
     would give. So "last" is the task where order and meaning agree, "first" the one where they disagree.
-    Corruption: the second pet's species becomes " human" ("Bella is a human."), so nobody in the second
-    family is a pet; lengths and word order are unchanged, only the species token differs. A model reading
-    meaning loses its answer; one copying by position does not.
+    Corruptions: "meaning" makes the second pet's species " human" ("Bella is a human."), so nobody in the
+    second family is a pet; only the species token differs, and a model copying by position keeps its
+    answer. "answers" replaces the second family's three names by fresh ones (humans by humans, the pet by
+    a pet name), so neither the pet nor the human answer is in the prompt.
     """
     if position not in ("last", "middle", "first"):
         raise TaskError(f"pet position must be 'last', 'middle' or 'first', got {position!r}")
     name = f"pet-{position}"
+    chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
     humans = _human_names(tokenizer, 4, name)
     pets = require_pool(tokenizer, PET_NAMES, 2, "pet names")
@@ -144,55 +193,61 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     human_word = " human"
     if len(encode(tokenizer, human_word)) != 1:
         raise TaskError("' human' is not a single token for this tokenizer")
-    rng = random.Random(seed)
+    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    order = {"last": ("human3", "human4", "pet"), "middle": ("human3", "pet", "human4"),
+             "first": ("pet", "human3", "human4")}[position]
+
+    def family(h3: str, h4: str, pet: str, pet_species: str) -> str:
+        lines = {"human3": f"{h3} is a{human_word}.", "human4": f"{h4} is a{human_word}.",
+                 "pet": f"{pet} is a{pet_species}."}
+        return "".join(lines[k] for k in order)
+
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
         h1, h2, h3, h4 = rng.sample(humans, 4)
         p1, p2 = rng.sample(pets, 2)
         s1, s2 = rng.sample(species, 2)
-
-        def family(pet_species: str) -> str:
-            lines = {"human3": f"{h3} is a{human_word}.", "human4": f"{h4} is a{human_word}.",
-                     "pet": f"{p2} is a{pet_species}."}
-            order = {"last": ("human3", "human4", "pet"), "middle": ("human3", "pet", "human4"),
-                     "first": ("pet", "human3", "human4")}[position]
-            return "".join(lines[k] for k in order)
-
         head = (f"In a family:{h1} is a{human_word}.{h2} is a{human_word}.{p1} is a{s1}. "
                 f"The pet of this family is{p1}. In another family,")
         tail = " The pet of this family is"
-        prompts.append(head + family(s2) + tail)
-        corrupted.append(head + family(human_word) + tail)
+        x3, x4 = _fresh(fresh_rng, humans, (h1, h2, h3, h4), 2, "human names")
+        (y2,) = _fresh(fresh_rng, pets, (p1, p2), 1, "pet names")
+        prompts.append(head + family(h3, h4, p2, s2) + tail)
+        corrupted.append(head + _pick(chosen, family(h3, h4, p2, human_word), family(x3, x4, y2, s2)) + tail)
         correct.append(p2)
         wrong.append(h4)
+    what = ("pet's species -> human" if chosen is Corruption.MEANING
+            else "the second family's names -> fresh names")
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        f"pet family, second family's pet {position}; correct = pet, wrong = last-listed human; "
-        "corrupted = pet's species -> human",
-        info={"position": position},
+        f"pet family, second family's pet {position}; correct = pet, wrong = last-listed human; corrupted = {what}",
+        info={"position": position}, corruption=chosen,
     )
 
 
 # ----- comparatives --------------------------------------------------------------------------------------
-def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "opposite") -> Task:
+def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "opposite",
+                     corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Comparatives: "Emma is richer than Sarah. The poorer person is" -> " Sarah" (ask="opposite", task
     "poorer") and "... The richer person is" -> " Emma" (ask="same", task "richer").
 
     Over all single-token adjective pairs, each stated in either direction ("Emma is poorer than Sarah. The
     richer person is" -> " Sarah" is an "opposite" prompt too). Wrong = the other person. With "opposite" the
     answer is the second-named person, so word order (recency) and meaning agree; with "same" it is the
-    first-named, so they disagree. Corruption: the comparative and "than" become a neutral two-token relation
-    ("Emma is next to Sarah. The poorer person is"), which says nothing about who is richer and keeps both
-    names in place: a model answering by position gives the same answer on it.
+    first-named, so they disagree. Corruptions: "meaning" makes the comparative and "than" a neutral
+    two-token relation ("Emma is next to Sarah. The poorer person is"), which says nothing about who is
+    richer and keeps both names in place; "answers" replaces both names by fresh ones ("Olivia is richer
+    than Grace. The poorer person is").
     """
     if ask not in ("opposite", "same"):
         raise TaskError(f"ask must be 'opposite' or 'same', got {ask!r}")
     name = "poorer" if ask == "opposite" else "richer"
+    chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
     names = _human_names(tokenizer, 2, name)
     pairs = _pairs(tokenizer, COMPARATIVE_PAIRS, 2, "comparative pairs")
     relations = _relations(tokenizer)
-    rng = random.Random(seed)
+    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
         a, b = rng.sample(names, 2)
@@ -202,34 +257,39 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
         asked = other if ask == "opposite" else stated
         question = f" The{asked} person is"
         prompts.append(f"{a.strip()} is{stated} than{b}.{question}")
-        corrupted.append(f"{a.strip()} is{rng.choice(relations)}{b}.{question}")
+        neutral = f"{a.strip()} is{rng.choice(relations)}{b}.{question}"
+        c, d = _fresh(fresh_rng, names, (a, b), 2, "names")
+        corrupted.append(_pick(chosen, neutral, f"{c.strip()} is{stated} than{d}.{question}"))
         correct.append(b if ask == "opposite" else a)
         wrong.append(a if ask == "opposite" else b)
     what = "second-named (order agrees)" if ask == "opposite" else "first-named (order disagrees)"
+    how = "neutral relation ('A is next to B')" if chosen is Corruption.MEANING else "both names -> fresh names"
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        f"'A is richer than B. The {name} person is' over adjective pairs; answer = {what}; "
-        "corrupted = neutral relation ('A is next to B')",
-        info={"ask": ask},
+        f"'A is richer than B. The {name} person is' over adjective pairs; answer = {what}; corrupted = {how}",
+        info={"ask": ask}, corruption=chosen,
     )
 
 
 # ----- attribute lookup ------------------------------------------------------------------------------------
-def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
+def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
+                   corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Attribute lookup: "John is tall. Mary is short. The tall one is" -> " John".
 
     Probes binding an adjective to the name it was said of and moving that name to the answer (an
     "adjective mover" analogue of IOI's name movers). Adjective pairs in either direction; the question asks
     for the first- or second-named person at random (`info["asks_first"]`). Wrong = the other person.
-    Corruption: both adjectives become the same neutral predicate ("John is here. Mary is here. The tall one
-    is"), which removes the binding while keeping names, positions and the question.
+    Corruptions: "meaning" makes both adjectives the same neutral predicate ("John is here. Mary is here.
+    The tall one is"), which removes the binding while keeping names, positions and the question; "answers"
+    replaces both names by fresh ones.
     """
     name = "attribute"
+    chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
     names = _human_names(tokenizer, 2, name)
     pairs = _pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
     neutral = require_pool(tokenizer, NEUTRAL_PREDICATES, 1, "neutral predicates")
-    rng = random.Random(seed)
+    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong, asks_first = [], [], [], [], []
     for _ in range(n):
         a, b = rng.sample(names, 2)
@@ -239,29 +299,36 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
         first = rng.random() < 0.5
         question = f" The{x if first else y} one is"
         z = rng.choice(neutral)
+        c, d = _fresh(fresh_rng, names, (a, b), 2, "names")
         prompts.append(f"{a.strip()} is{x}.{b} is{y}.{question}")
-        corrupted.append(f"{a.strip()} is{z}.{b} is{z}.{question}")
+        corrupted.append(_pick(chosen, f"{a.strip()} is{z}.{b} is{z}.{question}",
+                               f"{c.strip()} is{x}.{d} is{y}.{question}"))
         correct.append(a if first else b)
         wrong.append(b if first else a)
         asks_first.append(first)
+    how = "both adjectives -> a neutral word" if chosen is Corruption.MEANING else "both names -> fresh names"
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        "'John is tall. Mary is short. The tall one is' -> John; corrupted = both adjectives -> a neutral word",
-        info={"asks_first": asks_first},
+        f"'John is tall. Mary is short. The tall one is' -> John; corrupted = {how}",
+        info={"asks_first": asks_first}, corruption=chosen,
     )
 
 
 # ----- size comparison -------------------------------------------------------------------------------------
-def make_size(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
+def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
+              corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Size comparison: "The elephant is bigger than the mouse. The smaller animal is the" -> " mouse".
 
     Statements are true to world knowledge (animals at least two size classes apart), stated with "bigger"
-    or "smaller", asked with "bigger" or "smaller" at random; wrong = the other animal. Corruption: the
-    comparative and "than" become a neutral relation ("The elephant is next to the mouse."). This removes the
-    stated relation but not world knowledge: the corrupted run still knows elephants are bigger, so the
-    clean-vs-corrupted gap measures how much the model reads the statement rather than what it knows.
+    or "smaller", asked with "bigger" or "smaller" at random; wrong = the other animal. Corruptions:
+    "meaning" makes the comparative and "than" a neutral relation ("The elephant is next to the mouse.").
+    This removes the stated relation but not world knowledge: the corrupted run still knows elephants are
+    bigger, so the clean-vs-corrupted gap measures how much the model reads the statement rather than what
+    it knows. "answers" replaces both animals by another pair of clearly different size, in the same
+    order of sizes ("The whale is bigger than the ant."), so the statement stays true.
     """
     name = "size"
+    chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
     animals = single_token_words(tokenizer, list(ANIMAL_SIZES))
     size_of = {w: ANIMAL_SIZES[w.strip()] for w in animals}
@@ -271,24 +338,28 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
                         "tokenizer; the size task needs at least 4")
     words = _pairs(tokenizer, (("bigger", "smaller"),), 1, "size comparatives")[0]
     relations = _relations(tokenizer)
-    rng = random.Random(seed)
+    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
         big, small = rng.choice(pairs)
+        big2, small2 = _fresh_pair(fresh_rng, pairs, (big, small), "animal pairs")
         if rng.random() < 0.5:
-            first, comparative, second = big, words[0], small
+            first, comparative, second, first2, second2 = big, words[0], small, big2, small2
         else:
-            first, comparative, second = small, words[1], big
+            first, comparative, second, first2, second2 = small, words[1], big, small2, big2
         ask_big = rng.random() < 0.5
         question = f" The{words[0] if ask_big else words[1]} animal is the"
         prompts.append(f"The{first} is{comparative} than the{second}.{question}")
-        corrupted.append(f"The{first} is{rng.choice(relations)} the{second}.{question}")
+        neutral = f"The{first} is{rng.choice(relations)} the{second}.{question}"
+        corrupted.append(_pick(chosen, neutral, f"The{first2} is{comparative} than the{second2}.{question}"))
         correct.append(big if ask_big else small)
         wrong.append(small if ask_big else big)
+    how = ("neutral relation (world knowledge survives it)" if chosen is Corruption.MEANING
+           else "both animals -> another pair")
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        "'The elephant is bigger than the mouse. The smaller animal is the' -> mouse; corrupted = neutral "
-        "relation (world knowledge survives it)",
+        f"'The elephant is bigger than the mouse. The smaller animal is the' -> mouse; corrupted = {how}",
+        corruption=chosen,
     )
 
 
@@ -302,48 +373,58 @@ def _opposites(tokenizer: Any, need: int, unspaced_first: bool = False) -> list[
     return pairs
 
 
-def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
+def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
+                   corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Opposites: "The opposite of hot is" -> " cold".
 
     Probes retrieving a word's antonym (a "meaning" lookup with no names to move). Directed pairs whose
     opposite is unambiguous. Wrong = the cue word itself (the answer of a model that merely repeats it).
-    Corruption: the cue becomes the cue of another pair ("The opposite of up is"), whose cue and opposite are
-    both different from this prompt's, so nothing in the corrupted prompt points to " cold" or " hot".
+    Corruptions: "meaning" makes the cue the cue of another pair ("The opposite of up is"), whose cue and
+    opposite are both different from this prompt's. The cue is also the only candidate answer in the
+    prompt, so "answers" is built the same way (a fresh cue sharing no word with the pair), drawn
+    independently: here the two corruptions coincide in kind.
     """
     name = "opposites"
+    chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
     pairs = _opposites(tokenizer, 3)
-    rng = random.Random(seed)
+    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
         cue, answer = rng.choice(pairs)
         others = [p for p in pairs if not {p[0], p[1]} & {cue, answer}]
         other_cue = rng.choice(others)[0]
+        fresh_cue = _fresh_pair(fresh_rng, pairs, (cue, answer), "opposite pairs")[0]
         prompts.append(f"The opposite of{cue} is")
-        corrupted.append(f"The opposite of{other_cue} is")
+        corrupted.append(f"The opposite of{_pick(chosen, other_cue, fresh_cue)} is")
         correct.append(answer)
         wrong.append(cue)
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         "'The opposite of hot is' -> cold; wrong = the cue word; corrupted = another pair's cue",
+        corruption=chosen,
     )
 
 
-def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
+def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
+                 corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Analogy form of opposites: "hot is to cold as tall is to" -> " short".
 
     Probes applying a relation shown by one example pair to a new word. The two pairs share no word. Wrong =
-    the new cue word (as in `make_opposites`). Corruption: the new cue becomes the cue of a third pair sharing
-    no word with the first two ("hot is to cold as up is to"), removing what the answer depends on while
-    keeping the example relation.
+    the new cue word (as in `make_opposites`). Corruptions: "meaning" makes the new cue the cue of a third
+    pair sharing no word with the first two ("hot is to cold as up is to"), removing what the answer depends
+    on while keeping the example relation; "answers" replaces every word, the example pair and the cue, by
+    fresh opposite pairs sharing no word with the clean ones ("up is to down as wet is to"), so no word of
+    the clean prompt (nor its answer) is left.
     """
     name = "analogy"
+    chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
     pairs = _opposites(tokenizer, 4)
     firsts = [p for p in pairs if len(encode(tokenizer, p[0].strip())) == 1]
     if not firsts:
         raise TaskError("no opposite pair can start the analogy prompt as one token for this tokenizer")
-    rng = random.Random(seed)
+    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
         a, b = rng.choice(firsts)
@@ -353,11 +434,76 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
         if not thirds:
             raise TaskError("too few opposite pairs to build an analogy corruption for this tokenizer")
         c2 = rng.choice(thirds)[0]
+        a3, b3 = _fresh_pair(fresh_rng, firsts, (a, b, c, d), "opposite pairs")
+        c3 = _fresh_pair(fresh_rng, pairs, (a, b, c, d, a3, b3), "opposite pairs")[0]
         prompts.append(f"{a.strip()} is to{b} as{c} is to")
-        corrupted.append(f"{a.strip()} is to{b} as{c2} is to")
+        corrupted.append(_pick(chosen, f"{a.strip()} is to{b} as{c2} is to", f"{a3.strip()} is to{b3} as{c3} is to"))
         correct.append(d)
         wrong.append(c)
+    how = "another pair's cue" if chosen is Corruption.MEANING else "every word -> fresh opposite pairs"
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        "'hot is to cold as tall is to' -> short; wrong = the cue word; corrupted = another pair's cue",
+        f"'hot is to cold as tall is to' -> short; wrong = the cue word; corrupted = {how}",
+        corruption=chosen,
+    )
+
+
+# ----- recalling a stated adjective or verb -------------------------------------------------------------
+def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = "adjective",
+                ask: RecallAsk = "last", corruption: Corruption | str = Corruption.MEANING) -> Task:
+    """Recall what was said of a person: an adjective ("Mary is tall. John is short. Mary is" -> " tall") or
+    a verb ("Mary runs. John swims. Mary" -> " runs").
+
+    Probes moving a word (not a name) from where it was stated to the answer: "adjective movers" and "verb
+    movers" in the sense of IOI's name movers. Adjectives come from opposite pairs (in either order), verbs
+    are two different third-person verbs. `ask` = "last" asks about the second-named person, whose word is
+    the most recent one, so word order (recency) and meaning agree; "first" asks about the first-named, so
+    they disagree. Wrong = the other person's word. Corruptions: "meaning" makes the queried name a fresh
+    name ("... Lisa is"), which leaves nothing that picks either word while keeping both words in place;
+    "answers" replaces both words by fresh ones (another opposite pair, two other verbs), so neither the
+    correct nor the wrong word is in the prompt.
+    """
+    if kind not in ("adjective", "verb"):
+        raise TaskError(f"recall kind must be 'adjective' or 'verb', got {kind!r}")
+    if ask not in ("last", "first"):
+        raise TaskError(f"recall ask must be 'last' or 'first', got {ask!r}")
+    name = f"{kind}-{ask}"
+    chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    _check_n(name, n)
+    names = _human_names(tokenizer, 3, name)
+    if kind == "adjective":
+        adjective_pairs = _pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
+    else:
+        verbs = require_pool(tokenizer, VERBS, 4, "verbs")
+    link = " is" if kind == "adjective" else ""
+    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    prompts, corrupted, correct, wrong = [], [], [], []
+    for _ in range(n):
+        a, b = rng.sample(names, 2)
+        if kind == "adjective":
+            pair = rng.choice(adjective_pairs)
+            k = rng.randrange(2)
+            x, y = pair[k], pair[1 - k]
+            x2, y2 = _fresh_pair(fresh_rng, adjective_pairs, (x, y), "adjective pairs")
+        else:
+            x, y = rng.sample(verbs, 2)
+            x2, y2 = _fresh(fresh_rng, verbs, (x, y), 2, "verbs")
+        asked = b if ask == "last" else a
+        (stranger,) = _fresh(fresh_rng, names, (a, b), 1, "names")
+
+        def prompt(w1: str, w2: str, queried: str) -> str:
+            return f"{a.strip()}{link}{w1}.{b}{link}{w2}.{queried}{link}"
+
+        prompts.append(prompt(x, y, asked))
+        corrupted.append(_pick(chosen, prompt(x, y, stranger), prompt(x2, y2, asked)))
+        correct.append(y if ask == "last" else x)
+        wrong.append(x if ask == "last" else y)
+    example = ("'Mary is tall. John is short. Mary is' -> tall" if kind == "adjective"
+               else "'Mary runs. John swims. Mary' -> runs")
+    who = "second-named (order agrees)" if ask == "last" else "first-named (order disagrees)"
+    how = "queried name -> a fresh name" if chosen is Corruption.MEANING else f"both {kind}s -> fresh ones"
+    return task_from_prompts(
+        tokenizer, name, prompts, corrupted, correct, wrong,
+        f"{example}; asks about the {who}; wrong = the other {kind}; corrupted = {how}",
+        info={"kind": kind, "ask": ask}, corruption=chosen,
     )

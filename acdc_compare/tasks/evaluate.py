@@ -29,6 +29,7 @@ class TaskEvaluation:
     kl: KL(clean || corrupted) at the scored positions: how much the corruption moves the output.
     corrupted_logit_diff: the same logit difference (clean answers) on the corrupted prompts: near the clean
         value means the model did not use the information the corruption removes.
+    corruption: the task's corruption (`Corruption` value), None for a hand-made task.
     """
 
     name: str
@@ -41,6 +42,7 @@ class TaskEvaluation:
     corrupted_logit_diff: float | None
     n_positions: int = 1
     description: str = ""
+    corruption: str | None = None
 
 
 def evaluate_task(model: Any, task: Task, batch_size: int = 32) -> TaskEvaluation:
@@ -62,7 +64,7 @@ def evaluate_task(model: Any, task: Task, batch_size: int = 32) -> TaskEvaluatio
         name=task.name, n=task.n_prompts, accuracy=mean["accuracy"], logit_diff=mean.get("logit_diff"),
         prob_diff=mean.get("prob_diff"), p_correct=mean["p_correct"], kl=mean["kl"],
         corrupted_logit_diff=mean.get("corrupted_logit_diff"), n_positions=int(task.positions.shape[1]),
-        description=task.description,
+        description=task.description, corruption=None if task.corruption is None else task.corruption.value,
     )
 
 

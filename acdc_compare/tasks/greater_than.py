@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.build import encode, require_pool, task_from_prompts
 
 # Hanna et al.'s nouns (filtered to single tokens at build time).
@@ -41,16 +41,19 @@ CORRUPT_YY = "01"
 YY_RANGE = range(10, 90)
 
 
-def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
+def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
+                      corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Greater-Than: "The {noun} lasted from the year 17YY to 17", corrupted YY -> "01" (Hanna et al.).
 
     Probes comparing numbers (a circuit is published for GPT-2 small). The answer is a set: the tokens that
     start a year after 17YY against those that start one at or before it (see the module docstring for how
     digit-by-digit tokenizers are scored). `correct`/`wrong` hold the nearest token of each set (for the
     logit-difference metric); the task's own metric is P(correct set) - P(wrong set). The corruption
-    "1701" removes the start year the answer depends on, leaving every other token in place.
+    "1701" removes the start year the answer depends on, leaving every other token in place (the only
+    corruption offered, "meaning").
     """
     name = "greater-than"
+    chosen = parse_corruption(corruption, (Corruption.MEANING,), name)
     if n < 1:
         raise TaskError(f"task {name!r}: n must be >= 1, got {n}")
     nouns = require_pool(tokenizer, NOUNS, 5, "Greater-Than nouns")
@@ -82,6 +85,7 @@ def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
         "corrupted YY -> 01",
         correct_sets=csets, wrong_sets=wsets,
         info={"yy": years, "scoring": "two-digit" if two_digit else "first-digit"},
+        corruption=chosen,
     )
 
 

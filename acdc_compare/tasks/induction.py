@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 
 MIN_POOL = 200
 
@@ -30,15 +30,18 @@ def word_token_ids(tokenizer: Any) -> list[int]:
     return out
 
 
-def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20) -> Task:
+def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20,
+                   corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Induction: a random sequence of `length` distinct word tokens, repeated once (no BOS).
 
     Scored at every position of the repeat except its last: positions L .. 2L-2 (Q = L-1 per prompt),
     correct = the token that follows (the one that followed the same token in the first copy), wrong = -1.
     Corruption: the first copy is replaced by other random tokens (disjoint from the repeat), so the repeat
-    and the tokens at the scored positions are unchanged but nothing earlier predicts them.
+    and the tokens at the scored positions are unchanged but nothing earlier predicts them (the only
+    corruption offered, "meaning").
     """
     name = "induction"
+    chosen = parse_corruption(corruption, (Corruption.MEANING,), name)
     if n < 1 or length < 2:
         raise TaskError(f"task {name!r}: need n >= 1 and length >= 2, got n={n}, length={length}")
     pool = word_token_ids(tokenizer)
@@ -62,5 +65,5 @@ def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20)
                     "the repeat; corrupted = first copy replaced by other tokens; KL / top-1",
         prompts=tuple(tokenizer.decode(c) for c in clean),
         corrupted_prompts=tuple(tokenizer.decode(c) for c in corrupted),
-        info={"length": length},
+        info={"length": length}, corruption=chosen,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.build import encode, pad_id, require_pool, task_from_prompts
 
 # First names: Wang et al.'s list plus more common English names; filtered to single tokens at build time.
@@ -79,7 +79,8 @@ def fill(template: str, io: str, s1: str, s2: str, place: str, obj: str) -> str:
 
 def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
              templates: tuple[str, ...] | None = None, orders: tuple[str, ...] = ("ABBA", "BABA"),
-             name: str = "ioi", description: str | None = None) -> Task:
+             name: str = "ioi", description: str | None = None,
+             corruption: Corruption | str = Corruption.ANSWERS) -> Task:
     """IOI after Wang et al.: their 15 templates, half in ABBA and half in BABA order, with ABC corruption.
 
     Probes name moving: the answer is the name mentioned once (IO, correct) against the repeated subject
@@ -89,8 +90,9 @@ def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
     is scored at its own last token (`info["lengths"]`); names, places and objects are single tokens, so a
     prompt and its corrupted twin always have the same length.
     `templates` overrides the template set (BABA form; ABBA is derived by swapping the first two names);
-    prompt i uses order `orders[i % len(orders)]`.
+    prompt i uses order `orders[i % len(orders)]`. ABC is the only corruption offered ("answers").
     """
+    chosen = parse_corruption(corruption, (Corruption.ANSWERS,), name)
     if n < 1:
         raise TaskError(f"task {name!r}: n must be >= 1, got {n}")
     if not orders or any(o not in ("ABBA", "BABA") for o in orders):
@@ -123,15 +125,17 @@ def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
         tokenizer, name, prompts, corrupted, correct, wrong, text,
         pad_token_id=pad_id(tokenizer) if len(lengths) > 1 else None,
         info={"orders": order_used, "templates": template_ids, "io": correct, "s": wrong},
+        corruption=chosen,
     )
 
 
-def make_ioi_acdc(tokenizer: Any, n: int = 100, seed: int = 0) -> Task:
+def make_ioi_acdc(tokenizer: Any, n: int = 100, seed: int = 0,
+                  corruption: Corruption | str = Corruption.ANSWERS) -> Task:
     """ACDC's IOI variant: one template, "Then, [A] and [B] went to the [PLACE]. [B] gave a [OBJECT] to",
     ABBA order only (as ACDC's `IOIDataset(prompt_type="ABBA", nb_templates=1)`), 15 tokens for GPT-2 and
     the default model; ABC corruption as in `make_ioi`. Use it to compare with the ACDC paper's numbers
     (GPT-2 small: logit difference ~4.11)."""
     return make_ioi(tokenizer, n=n, seed=seed, templates=(swap_first_names(ACDC_TEMPLATE),), orders=("ABBA",),
-                    name="ioi-acdc",
+                    name="ioi-acdc", corruption=corruption,
                     description="IOI, ACDC's single template 'Then, A and B went to the PLACE. B gave a OBJECT "
                                 "to' (ABBA); corrupted = ABC (three other names)")

@@ -6,16 +6,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
-from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError
 from acdc_compare.tasks.comparison import (
+    CORRUPTIONS,
     make_analogy,
     make_attribute,
     make_comparative,
     make_opposites,
     make_pet_family,
+    make_recall,
     make_size,
 )
 from acdc_compare.tasks.evaluate import TaskEvaluation, evaluate_task
@@ -26,13 +28,19 @@ from acdc_compare.tasks.ioi import make_ioi, make_ioi_acdc
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A registered task: its generator `make(tokenizer, n=..., seed=...)`, a one-line description and the
-    number of prompts it gets by default."""
+    """A registered task: its generator `make(tokenizer, n=..., seed=..., corruption=...)`, a one-line
+    description, the number of prompts it gets by default and the corruptions it offers (the first is its
+    default)."""
 
     name: str
     make: Callable[..., Task]
     description: str
     default_n: int = 100
+    corruptions: tuple[Corruption, ...] = CORRUPTIONS
+
+    @property
+    def default_corruption(self) -> Corruption:
+        return self.corruptions[0]
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,13 @@ class OrderMeaningPair:
     shows: str
 
 
+_ABC = (Corruption.ANSWERS,)
+_MEANING_ONLY = (Corruption.MEANING,)
 _SPECS = (
-    TaskSpec("ioi", make_ioi, "IOI, Wang et al.'s 15 templates, ABBA + BABA, ABC corruption"),
-    TaskSpec("ioi-acdc", make_ioi_acdc, "IOI, ACDC's single template 'Then, A and B went to the PLACE...'"),
+    TaskSpec("ioi", make_ioi, "IOI, Wang et al.'s 15 templates, ABBA + BABA, ABC corruption",
+             corruptions=_ABC),
+    TaskSpec("ioi-acdc", make_ioi_acdc, "IOI, ACDC's single template 'Then, A and B went to the PLACE...'",
+             corruptions=_ABC),
     TaskSpec("pet-last", partial(make_pet_family, position="last"),
              "pet family, second pet listed last (order and meaning agree)"),
     TaskSpec("pet-middle", partial(make_pet_family, position="middle"),
@@ -64,8 +76,18 @@ _SPECS = (
     TaskSpec("size", make_size, "'The elephant is bigger than the mouse. The smaller animal is the' -> mouse"),
     TaskSpec("opposites", make_opposites, "'The opposite of hot is' -> cold"),
     TaskSpec("analogy", make_analogy, "'hot is to cold as tall is to' -> short"),
-    TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year"),
-    TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position", 50),
+    TaskSpec("adjective-last", partial(make_recall, kind="adjective", ask="last"),
+             "'Mary is tall. John is short. John is' -> short (most recent adjective: order agrees)"),
+    TaskSpec("adjective-first", partial(make_recall, kind="adjective", ask="first"),
+             "'Mary is tall. John is short. Mary is' -> tall (earlier adjective: order disagrees)"),
+    TaskSpec("verb-last", partial(make_recall, kind="verb", ask="last"),
+             "'Mary runs. John sings. John' -> sings (most recent verb: order agrees)"),
+    TaskSpec("verb-first", partial(make_recall, kind="verb", ask="first"),
+             "'Mary runs. John sings. Mary' -> runs (earlier verb: order disagrees)"),
+    TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year",
+             corruptions=_MEANING_ONLY),
+    TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position", 50,
+             corruptions=_MEANING_ONLY),
 )
 TASKS: MappingProxyType[str, TaskSpec] = MappingProxyType({s.name: s for s in _SPECS})
 
@@ -76,6 +98,10 @@ ORDER_MEANING_PAIRS: tuple[OrderMeaningPair, ...] = (
                      "the same with the pet moved only one slot"),
     OrderMeaningPair("comparative", "poorer", "richer",
                      "does the model read the comparative, or name the second-named (most recent) person?"),
+    OrderMeaningPair("adjective recall", "adjective-last", "adjective-first",
+                     "does the model recall the adjective said of the queried person, or the most recent one?"),
+    OrderMeaningPair("verb recall", "verb-last", "verb-first",
+                     "does the model recall the verb said of the queried person, or the most recent one?"),
 )
 
 # Verdict thresholds on pairwise accuracy (correct vs the order answer).
@@ -89,20 +115,37 @@ def task_names() -> list[str]:
     return list(TASKS)
 
 
-def make_task(name: str, tokenizer: Any, n: int | None = None, seed: int = 0) -> Task:
-    """Build a registered task with the model's tokenizer (n=None: the task's default number of prompts)."""
+def task_spec(name: str) -> TaskSpec:
+    """The registered task of that name; a TaskError listing the known tasks otherwise."""
     spec = TASKS.get(name)
     if spec is None:
         raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed)
+    return spec
+
+
+def make_task(name: str, tokenizer: Any, n: int | None = None, seed: int = 0,
+              corruption: Corruption | str | None = None) -> Task:
+    """Build a registered task with the model's tokenizer (n=None: the task's default number of prompts;
+    corruption=None: the task's default corruption). The clean prompts do not depend on the corruption."""
+    spec = task_spec(name)
+    chosen = spec.default_corruption if corruption is None else corruption
+    return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed, corruption=chosen)
+
+
+CorruptionRows = Literal["default", "all"]
 
 
 def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
-                seed: int = 0) -> list[TaskEvaluation]:
-    """Every (or the named) registered task evaluated on the model, with the model's own tokenizer."""
+                seed: int = 0, corruptions: CorruptionRows = "all") -> list[TaskEvaluation]:
+    """Every (or the named) registered task evaluated on the model, with the model's own tokenizer: one
+    evaluation per task and corruption ("all", default task order then corruption order) or per task with
+    its default corruption ("default")."""
+    if corruptions not in ("default", "all"):
+        raise ValueError(f"corruptions must be 'default' or 'all', got {corruptions!r}")
     tok = model_tokenizer(model)
-    chosen = list(TASKS) if names is None else list(names)
-    return [evaluate_task(model, make_task(name, tok, n=n, seed=seed)) for name in chosen]
+    chosen = [task_spec(name) for name in (list(TASKS) if names is None else names)]
+    return [evaluate_task(model, make_task(spec.name, tok, n=n, seed=seed, corruption=c))
+            for spec in chosen for c in (spec.corruptions if corruptions == "all" else spec.corruptions[:1])]
 
 
 def verdict(agree: TaskEvaluation, disagree: TaskEvaluation) -> str:
@@ -117,27 +160,36 @@ def verdict(agree: TaskEvaluation, disagree: TaskEvaluation) -> str:
 
 
 def format_tasks_table(evals: Sequence[TaskEvaluation], pairs: bool = True) -> str:
-    """A plain-text table of every task's numbers; then, for each order-vs-meaning pair whose two tasks were
+    """A plain-text table: one row per task and corruption (the clean-prompt columns only on a task's first
+    row, as they do not depend on the corruption); then, for each order-vs-meaning pair whose two tasks were
     evaluated, agree vs disagree side by side with a verdict."""
-    head = f"{'task':<13} {'n':>4} {'acc':>5} {'logit diff':>10} {'P diff':>7} {'P(correct)':>10} " \
-           f"{'KL(cl||co)':>10} {'corr. LD':>8}"
+    clean_head = f"{'task':<15} {'n':>4} {'acc':>5} {'logit diff':>10} {'P diff':>7} {'P(correct)':>10}"
+    head = f"{clean_head} {'corruption':<10} {'KL(cl||co)':>10} {'corr. LD':>8}"
     lines = [head, "-" * len(head)]
+    previous = None
     for e in evals:
-        lines.append(f"{e.name:<13} {e.n:>4} {_pct(e.accuracy):>5} {_num(e.logit_diff):>10} "
-                     f"{_num(e.prob_diff, 3):>7} {e.p_correct:>10.3f} {e.kl:>10.3f} "
+        clean = "" if e.name == previous else (
+            f"{e.name:<15} {e.n:>4} {_pct(e.accuracy):>5} {_num(e.logit_diff):>10} "
+            f"{_num(e.prob_diff, 3):>7} {e.p_correct:>10.3f}")
+        lines.append(f"{clean:<{len(clean_head)}} {e.corruption or '-':<10} {e.kl:>10.3f} "
                      f"{_num(e.corrupted_logit_diff):>8}")
+        previous = e.name
     lines.append("acc: correct beats wrong answer (sets: P(correct set) > P(wrong set); induction: top-1); "
                  "corr. LD: logit diff on the corrupted prompts")
-    by_name = {e.name: e for e in evals}
+    lines.append("corruption: meaning = the information that picks the answer removed (answers kept in place); "
+                 "answers = the candidate answers replaced by fresh words")
+    by_name: dict[str, TaskEvaluation] = {}
+    for e in evals:
+        by_name.setdefault(e.name, e)
     shown = [p for p in ORDER_MEANING_PAIRS if p.agree_task in by_name and p.disagree_task in by_name]
     if pairs and shown:
         lines += ["", "Order vs meaning (agree: word order and meaning give the same answer; disagree: they differ)"]
-        sub = f"{'pair':<22} {'agree':<11} {'acc':>5} {'LD':>6} | {'disagree':<11} {'acc':>5} {'LD':>6} | verdict"
+        sub = f"{'pair':<22} {'agree':<15} {'acc':>5} {'LD':>6} | {'disagree':<15} {'acc':>5} {'LD':>6} | verdict"
         lines += [sub, "-" * len(sub)]
         for p in shown:
             a, d = by_name[p.agree_task], by_name[p.disagree_task]
-            lines.append(f"{p.name:<22} {a.name:<11} {_pct(a.accuracy):>5} {_num(a.logit_diff):>6} | "
-                         f"{d.name:<11} {_pct(d.accuracy):>5} {_num(d.logit_diff):>6} | {verdict(a, d)}")
+            lines.append(f"{p.name:<22} {a.name:<15} {_pct(a.accuracy):>5} {_num(a.logit_diff):>6} | "
+                         f"{d.name:<15} {_pct(d.accuracy):>5} {_num(d.logit_diff):>6} | {verdict(a, d)}")
     return "\n".join(lines)
 
 
