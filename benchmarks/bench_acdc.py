@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from common import gpt2_small_shaped, save  # noqa: E402
 from acdc_compare.backends import make_patcher
 from acdc_compare.backends.hook_oracle import hook_patched_logits  # noqa: E402
