@@ -137,8 +137,8 @@ def random_task(name: str, vocab: int, n: int, seq: int, seed: int) -> Task:
 
 def gpt2_setup(args: argparse.Namespace, device: torch.device) -> tuple[Any, Task, str]:
     if args.tiny:
-        model = tiny_model("gpt2", n_layers=2, n_heads=4, d_model=32, dtype=torch.float64, seed=1).to(device)
-        return model, random_task("tiny-random", 64, args.n, args.seq, 0), "tiny GPT-2 (2 layers, 4 heads), random"
+        model = tiny_model("gpt2", n_layers=2, n_heads=2, d_model=16, dtype=torch.float64, seed=1).to(device)
+        return model, random_task("tiny-random", 64, args.n, args.seq, 0), "tiny GPT-2 (2 layers, 2 heads), random"
     return (gpt2_small_shaped(device), random_task("random-gpt2", 50257, args.n, args.seq, 0),
             "GPT-2-small-shaped (GPT2Config defaults), random weights")
 
@@ -355,13 +355,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="tiny random models everywhere (CPU test)")
     p.add_argument("--journal-dir", default=None, help="ACDC journals (default: beside --out); rerun to resume")
     p.add_argument("--circuits-dir", default=None, help="exact circuits (default: beside --out)")
-    p.add_argument("--n", type=int, default=None, help="prompts of the GPT-2 rows (default 100, tiny 16)")
+    p.add_argument("--n", type=int, default=None, help="prompts of the GPT-2 rows (default 100, tiny 8)")
     p.add_argument("--seq", type=int, default=None, help="tokens per prompt (default 15, tiny 8)")
     p.add_argument("--steps", type=int, default=5, help="EAP-IG steps")
     p.add_argument("--gpt2-relative", type=float, default=None,
                    help="GPT-2 ACDC tau as a fraction of M(empty) - M(full) (default 5e-4, bench_acdc's "
                         "empty / 2000; tiny 0.02)")
-    p.add_argument("--oracle-edges", type=int, default=None, help="oracle prefix length (default 200, tiny 60)")
+    p.add_argument("--oracle-edges", type=int, default=None, help="oracle prefix length (default 200, tiny 10)")
     p.add_argument("--oracle-s", type=float, default=60.0, help="time box of the oracle")
     p.add_argument("--acdc-max-s", type=float, default=240.0, help="cap of one ACDC row (journal resumes)")
     p.add_argument("--chunk", type=int, default=None, help="tested edges between deadline checks (default "
@@ -373,6 +373,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--n-prompts", type=int, default=None, help="default: the demo's (ExperimentConfig)")
     p.add_argument("--relative", type=float, default=None, help="default: the demo's relative threshold")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="keep the finished rows of an existing --out file (rows done, ACDC complete) and run "
+                        "only the others; ACDC rows resume from their journals either way")
     p.add_argument("--skip", nargs="*", default=[], help="rows to skip: patching eap_ig acdc_gpt2 default")
     args = p.parse_args(argv)
     from acdc_compare.experiment import ExperimentConfig
@@ -382,7 +385,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.n = args.n or (8 if tiny else 100)
     args.gpt2_relative = args.gpt2_relative or (0.02 if tiny else 5e-4)
     args.seq = args.seq or (8 if tiny else 15)
-    args.oracle_edges = args.oracle_edges or (20 if tiny else 200)
+    args.oracle_edges = args.oracle_edges or (10 if tiny else 200)
     args.chunk = args.chunk or (25 if tiny else 2000)
     args.n_prompts = args.n_prompts or demo.n_prompts
     args.relative = demo.threshold if args.relative is None else args.relative
@@ -404,12 +407,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "versions": versions(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "tiny": args.tiny,
               "budget_s": args.budget_s, "argv": list(sys.argv[1:] if argv is None else argv),
               "published_reference": PUBLISHED}
+    previous = _previous_rows(args.out) if args.resume else {}
     results = Results(args.out, header)
     repeats = 3 if device.type == "cuda" else 1
 
     def run_row(name: str, min_s: float, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         started = time.perf_counter()
         base = {"row": name}
+        if name in previous:
+            row = {**previous[name], "from_previous_run": True}
+            results.add(row)
+            print(f"{name}: kept from the previous run in {args.out}", flush=True)
+            return row
         if name in args.skip or (name.startswith("acdc_") and name != "acdc_gpt2" and "default" in args.skip):
             row = {**base, "status": "skipped", "reason": "--skip"}
         elif clock.left() < min_s:
@@ -442,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def get_default() -> Any:
         if not default_model:
             if args.tiny:
-                default_model.append(tiny_model("llama", n_layers=2, n_heads=4, n_kv_heads=2, d_model=32,
+                default_model.append(tiny_model("llama", n_layers=1, n_heads=4, n_kv_heads=2, d_model=16,
                                                 dtype=torch.float64, seed=2).to(device))
             else:
                 from acdc_compare.backends import load_model
@@ -451,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return default_model[0]
 
     for i, name in enumerate(args.tasks):
-        task_arg: Task | str = random_task(f"tiny-{name}", 64, 16, 8, 10 + i) if args.tiny else name
+        task_arg: Task | str = random_task(f"tiny-{name}", 64, 8, 8, 10 + i) if args.tiny else name
         run_row(f"acdc_{name}", 2 if args.tiny else 30,
                 lambda: row_acdc_default(args, get_default(), task_arg, name, clock,
                                          args.journal_dir / f"acdc_{name}.jsonl", args.circuits_dir))
@@ -459,6 +468,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results.write()
     print(f"saved {args.out} ({clock.elapsed():.1f} s)", flush=True)
     return results.record
+
+
+def _previous_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """Finished rows of an earlier run's results file (done, and for ACDC complete)."""
+    try:
+        rows = json.loads(path.read_text()).get("rows", [])
+    except (OSError, ValueError):
+        return {}
+    return {r["row"]: r for r in rows if r.get("status") == "done" and r.get("complete", True)}
 
 
 def _print_row(row: dict[str, Any]) -> None:
