@@ -47,6 +47,7 @@ class ModelWeights:
     lnf_b: torch.Tensor | None
     W_U: torch.Tensor
     b_U: torch.Tensor
+    b_gate: torch.Tensor | None = None  # [L, d_mlp]: the gate projection's bias (Llama with mlp_bias)
 
     @property
     def device(self) -> torch.device:
