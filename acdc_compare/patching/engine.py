@@ -14,6 +14,7 @@ upstream sender outputs of a cached run. Stages: 2l = attention of layer l, 2l+1
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +102,11 @@ class Patcher:
     @property
     def dtype(self) -> torch.dtype:
         return self.w.dtype
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """A digest of the weights (`ModelWeights.digest`), computed once: part of a journal's identity."""
+        return self.w.digest()
 
     # ----- stages -------------------------------------------------------------------------------------
     def receiver_stage(self, r: int) -> int:
