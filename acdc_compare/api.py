@@ -53,14 +53,16 @@ def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, see
 def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metric | str = Metric.KL,
             ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
             n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
-            dtype: torch.dtype | None = None, corruption: Corruption | str | None = None) -> Problem:
+            dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
+            check: bool = True) -> Problem:
     """Load the model, build the task and run the ablated and full forwards once (shared by every method
-    and threshold run on it)."""
+    and threshold run on it). The engine is checked against the model's own forward first (`make_patcher`);
+    `check=False` skips that probe (never the refusal of unsupported settings)."""
     parse_metric(metric)
     parse_ablation(ablation)
     bridge = get_model(model, device=device, dtype=dtype)
     the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
-    patcher = make_patcher(bridge, include_direct=include_direct)
+    patcher = make_patcher(bridge, include_direct=include_direct, check=check)
     return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge))
 
 

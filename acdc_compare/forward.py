@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from acdc_compare.types import Normalization
+from acdc_compare.types import Normalization, RopeScaling
 
 
 class UnsupportedOperationError(ValueError):
@@ -35,10 +35,30 @@ def norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kind:
     return out + bias if bias is not None else out
 
 
-def rotary_tables(dim: int, base: float, n_positions: int, device: torch.device | str,
-                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin [n_positions, dim] in the rotate-half layout (computed in float64, returned in dtype)."""
+def rotary_inv_freq(dim: int, base: float, scaling: RopeScaling | None, device: torch.device | str
+                    ) -> torch.Tensor:
+    """Inverse frequencies [dim / 2] (float64), rescaled as transformers' rope initialisers do."""
     inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, device=device, dtype=torch.float64) / dim))
+    if scaling is None:
+        return inv_freq
+    if scaling.kind == "linear":
+        return inv_freq / scaling.factor
+    if scaling.kind == "llama3":
+        old = scaling.original_max_positions
+        low_wavelen, high_wavelen = old / scaling.low_freq_factor, old / scaling.high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
+        smooth = (old / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor)
+        smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return torch.where(medium, smoothed, scaled)
+    raise UnsupportedOperationError(f"rope scaling {scaling.kind!r} is not supported by the patching engine")
+
+
+def rotary_tables(dim: int, base: float, n_positions: int, device: torch.device | str,
+                  dtype: torch.dtype, scaling: RopeScaling | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [n_positions, dim] in the rotate-half layout (computed in float64, returned in dtype)."""
+    inv_freq = rotary_inv_freq(dim, base, scaling, device)
     freqs = torch.arange(n_positions, device=device, dtype=torch.float64)[:, None] * inv_freq[None]
     emb = torch.cat([freqs, freqs], dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -68,19 +88,36 @@ def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def mlp(x: torch.Tensor, W_in: torch.Tensor, b_in: torch.Tensor, W_gate: torch.Tensor | None,
-        W_out: torch.Tensor, b_out: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """x [..., d] (already normalised) -> [..., d]; gated (act(x W_gate) * (x W_in + b_in)) when W_gate is
-    given."""
+        W_out: torch.Tensor, b_out: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor],
+        b_gate: torch.Tensor | None = None) -> torch.Tensor:
+    """x [..., d] (already normalised) -> [..., d]; gated (act(x W_gate + b_gate) * (x W_in + b_in)) when
+    W_gate is given."""
     pre = x @ W_in + b_in
-    hidden = act(x @ W_gate) * pre if W_gate is not None else act(pre)
+    if W_gate is None:
+        hidden = act(pre)
+    else:
+        gate = x @ W_gate if b_gate is None else x @ W_gate + b_gate
+        hidden = act(gate) * pre
     return hidden @ W_out + b_out
 
 
+def visible_keys(query_positions: torch.Tensor, n_keys: int, sliding_window: int | None) -> torch.Tensor:
+    """Which keys each query sees: bool [n, n_keys], k <= q, and q - sliding_window < k with a window (the
+    convention of transformers' `sliding_window_overlay`)."""
+    k = torch.arange(n_keys, device=query_positions.device)[None, :]
+    q = query_positions[:, None]
+    visible = k <= q
+    return visible & (k > q - sliding_window) if sliding_window is not None else visible
+
+
 def causal_attention_rows(queries: torch.Tensor, keys: torch.Tensor, query_positions: torch.Tensor,
-                          d_head: int) -> torch.Tensor:
+                          d_head: int, *, scale: float | None = None,
+                          sliding_window: int | None = None) -> torch.Tensor:
     """Attention weights of one query row per prompt: queries [..., n, dh] at query_positions [n], keys
-    [..., n, P, dh] -> [..., n, P], softmax over the keys up to each query's position (zero beyond it)."""
+    [..., n, P, dh] -> [..., n, P], softmax over the visible keys (zero elsewhere). `scale` defaults to
+    1/sqrt(d_head)."""
     p = keys.shape[-2]
-    scores = torch.einsum("...ne,...npe->...np", queries, keys) / math.sqrt(d_head)
-    causal = torch.arange(p, device=keys.device)[None, :] <= query_positions.to(keys.device)[:, None]
+    scale = 1.0 / math.sqrt(d_head) if scale is None else scale
+    scores = torch.einsum("...ne,...npe->...np", queries, keys) * scale
+    causal = visible_keys(query_positions.to(keys.device), p, sliding_window)
     return torch.softmax(scores.masked_fill(~causal, -math.inf), dim=-1)

@@ -439,11 +439,13 @@ def query_patched_attention(weights: ModelWeights, resid: torch.Tensor, layer: i
     queries = torch.einsum("and,hde->ahne", norm(x_q), weights.W_Q[layer, heads].double()) \
         + weights.b_Q[layer, heads].double()[None, :, None]  # [A, h, n, dh]
     if cfg.positional == "rotary":
-        cos, sin = forward.rotary_tables(cfg.rotary_dim or cfg.d_head, cfg.rotary_base, p, dev, torch.float64)
+        cos, sin = forward.rotary_tables(cfg.rotary_dim or cfg.d_head, cfg.rotary_base, p, dev, torch.float64,
+                                         cfg.rope_scaling)
         keys = forward.apply_rotary(keys, cos, sin)
         queries = forward.apply_rotary(queries, cos[qpos], sin[qpos])
     k_of = torch.stack([keys[kv.index(h // group)] for h in heads])  # [h, n, P, dh]
-    rows = forward.causal_attention_rows(queries, k_of[None], qpos, cfg.d_head)  # [A, h, n, P]
+    rows = forward.causal_attention_rows(queries, k_of[None], qpos, cfg.d_head, scale=cfg.attention_scale(layer),
+                                         sliding_window=cfg.sliding_window)  # [A, h, n, P]
     return rows.transpose(1, 2)  # [A, n, h, P]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -59,6 +60,19 @@ def parse_enum(cls: type[E], value: E | str, what: str, error: type[Exception] =
         raise error(f"unknown {what} {value!r}; choose one of {[m.value for m in cls]}") from None
 
 
+@dataclass(frozen=True)
+class RopeScaling:
+    """A rotary embedding's frequency rescaling, as transformers' `rope_parameters` define it: "linear"
+    divides every frequency by `factor` (positions / factor); "llama3" divides the low frequencies by
+    `factor`, keeps the high ones and interpolates between (`_compute_llama3_parameters`)."""
+
+    kind: Literal["linear", "llama3"]
+    factor: float
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_positions: int = 8192
+
+
 Normalization = Literal["LN", "RMS"]
 Positional = Literal["standard", "rotary"]
 
@@ -84,6 +98,9 @@ class ModelConfig:
     gated_mlp: bool = False
     eps: float = 1e-5
     name: str = "unnamed"
+    rope_scaling: RopeScaling | None = None
+    sliding_window: int | None = None  # a query at q sees keys k with q - sliding_window < k <= q
+    scale_attn_by_inverse_layer: bool = False  # GPT-2's scale_attn_by_inverse_layer_idx
 
     def __post_init__(self) -> None:
         if self.n_layers < 1 or self.n_heads < 1:
@@ -99,6 +116,12 @@ class ModelConfig:
     def group_size(self) -> int:
         """Query heads per key-value head (1 without grouped-query attention)."""
         return self.n_heads // self.kv_heads
+
+    def attention_scale(self, layer: int) -> float:
+        """The factor attention scores are multiplied by in `layer`: 1/sqrt(d_head), and 1/(layer + 1) more
+        with GPT-2's inverse-layer scaling."""
+        scale = 1.0 / math.sqrt(self.d_head)
+        return scale / (layer + 1) if self.scale_attn_by_inverse_layer else scale
 
     @classmethod
     def gpt2_small(cls) -> "ModelConfig":

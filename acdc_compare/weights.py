@@ -6,7 +6,8 @@ the tensors came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -47,6 +48,7 @@ class ModelWeights:
     lnf_b: torch.Tensor | None
     W_U: torch.Tensor
     b_U: torch.Tensor
+    b_gate: torch.Tensor | None = None  # [L, d_mlp]: the gate projection's bias (Llama with mlp_bias)
 
     @property
     def device(self) -> torch.device:
@@ -55,3 +57,18 @@ class ModelWeights:
     @property
     def dtype(self) -> torch.dtype:
         return self.W_E.dtype
+
+    def digest(self, samples: int = 256) -> str:
+        """sha256 (16 hex digits) over every tensor's name, shape, dtype and `samples` evenly strided values:
+        cheap on any model, yet another set of weights (same name, same shape) gets another digest."""
+        h = hashlib.sha256()
+        for f in fields(self):
+            t = getattr(self, f.name)
+            if not isinstance(t, torch.Tensor):
+                continue
+            h.update(f"{f.name}{tuple(t.shape)}{t.dtype}".encode())
+            if t.numel():
+                flat = torch.linspace(0, t.numel() - 1, min(samples, t.numel()), dtype=torch.float64).long()
+                picked = t[torch.unravel_index(flat.to(t.device), t.shape)]
+                h.update(picked.detach().to(torch.float64).cpu().numpy().tobytes())
+        return h.hexdigest()[:16]

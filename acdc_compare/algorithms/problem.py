@@ -95,6 +95,8 @@ class Problem:
             "task_sha256": digest.hexdigest()[:16],
             "metric": self.metric_kind.value,
             "ablation": self.ablation.value,
+            "weights_sha256": self.patcher.weights_sha256,
+            "dtype": str(self.patcher.dtype).replace("torch.", ""),
         }
 
 

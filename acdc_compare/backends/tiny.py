@@ -9,39 +9,52 @@ import torch
 
 from acdc_compare.backends.transformer_lens import prepare_bridge
 
-TinyArch = Literal["gpt2", "llama", "neox"]
+TinyArch = Literal["gpt2", "llama", "mistral", "neox"]
 
 
 def tiny_model(arch: TinyArch = "gpt2", *, n_layers: int = 2, n_heads: int = 4, n_kv_heads: int | None = None,
                d_model: int = 32, d_mlp: int | None = None, vocab_size: int = 64, n_ctx: int = 64,
-               seed: int = 0, init_range: float = 0.3, dtype: torch.dtype = torch.float32) -> Any:
+               seed: int = 0, init_range: float = 0.3, dtype: torch.dtype = torch.float32,
+               config_overrides: dict[str, Any] | None = None) -> Any:
     """A tiny random model for tests, built offline and seeded: GPT-2, Llama (grouped-query attention with
-    `n_kv_heads`) or GPT-NeoX (parallel attention/MLP, partial rotary). `init_range` ~0.3 gives tasks with
-    real effects; the transformers default (0.02) makes every model nearly uniform."""
+    `n_kv_heads`), Mistral (Llama with a sliding window) or GPT-NeoX (parallel attention/MLP, partial
+    rotary). `config_overrides` are extra transformers config fields (e.g. `{"mlp_bias": True}`), to build
+    the settings the engine must get exact or refuse. `init_range` ~0.3 gives tasks with real effects; the
+    transformers default (0.02) makes every model nearly uniform."""
     import transformers
     from transformer_lens.model_bridge.sources import build_bridge_from_module
 
     torch.manual_seed(seed)
     d_mlp = d_mlp or 4 * d_model
+    extra = dict(config_overrides or {})
     if arch == "gpt2":
         cfg = transformers.GPT2Config(n_layer=n_layers, n_head=n_heads, n_embd=d_model, n_inner=d_mlp,
-                                      vocab_size=vocab_size, n_positions=n_ctx, initializer_range=init_range)
+                                      vocab_size=vocab_size, n_positions=n_ctx, initializer_range=init_range, **extra)
         hf, arch_name = transformers.GPT2LMHeadModel(cfg), "GPT2LMHeadModel"
     elif arch == "llama":
         cfg = transformers.LlamaConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
                                        num_key_value_heads=n_kv_heads or n_heads, hidden_size=d_model,
                                        intermediate_size=d_mlp, vocab_size=vocab_size,
                                        max_position_embeddings=n_ctx, initializer_range=init_range,
-                                       rope_theta=10000.0, tie_word_embeddings=False)
+                                       rope_theta=10000.0, tie_word_embeddings=False, **extra)
         hf, arch_name = transformers.LlamaForCausalLM(cfg), "LlamaForCausalLM"
+    elif arch == "mistral":
+        cfg = transformers.MistralConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                                         num_key_value_heads=n_kv_heads or n_heads, hidden_size=d_model,
+                                         intermediate_size=d_mlp, vocab_size=vocab_size,
+                                         max_position_embeddings=n_ctx, initializer_range=init_range,
+                                         rope_theta=10000.0, tie_word_embeddings=False,
+                                         **{"sliding_window": n_ctx, **extra})
+        hf, arch_name = transformers.MistralForCausalLM(cfg), "MistralForCausalLM"
     elif arch == "neox":
         cfg = transformers.GPTNeoXConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
                                          hidden_size=d_model, intermediate_size=d_mlp, vocab_size=vocab_size,
                                          max_position_embeddings=n_ctx, initializer_range=init_range,
-                                         rotary_pct=0.5, use_parallel_residual=True, tie_word_embeddings=False)
+                                         **{"rotary_pct": 0.5, "use_parallel_residual": True, "tie_word_embeddings": False,
+                                            **extra})
         hf, arch_name = transformers.GPTNeoXForCausalLM(cfg), "GPTNeoXForCausalLM"
     else:
-        raise ValueError(f"unknown tiny architecture {arch!r}; choose 'gpt2', 'llama' or 'neox'")
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose 'gpt2', 'llama', 'mistral' or 'neox'")
     _randomize_norms(hf, seed)
     hf = hf.to(dtype).eval()
     bridge = build_bridge_from_module(hf, arch_name, hf_config=cfg, dtype=dtype)

@@ -15,7 +15,7 @@ import torch
 
 from acdc_compare.backends.gguf import convert_gguf
 from acdc_compare.patching import Patcher
-from acdc_compare.types import ModelConfig
+from acdc_compare.types import ModelConfig, RopeScaling
 from acdc_compare.weights import ModelWeights
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -34,7 +34,11 @@ class ModelLoadError(RuntimeError):
 
 
 class UnsupportedModelError(ValueError):
-    """The model's architecture is not one the patching engine implements."""
+    """The model's architecture, or a setting in its config, is not one the patching engine implements."""
+
+
+class EngineMismatchError(UnsupportedModelError):
+    """The engine's all-kept forward differs from the bridge's own forward on the preparation probe."""
 
 
 # ----- loading ------------------------------------------------------------------------------------------
@@ -139,16 +143,103 @@ def model_config(model: Any) -> ModelConfig:
         rotary_dim = int(cfg.rotary_dim or round(cfg.d_head * _neox_rotary_pct(model)))
     else:
         rotary_dim = int(cfg.rotary_dim or cfg.d_head) if rotary else None
+    check_supported(model)
+    hf_cfg = model.original_model.config
+    neox_parallel = family == "neox" and bool(getattr(hf_cfg, "use_parallel_residual", True))
     return ModelConfig(
         n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model, d_head=cfg.d_head,
         d_mlp=cfg.d_mlp, d_vocab=cfg.d_vocab_out if cfg.d_vocab_out and cfg.d_vocab_out > 0 else cfg.d_vocab,
         n_kv_heads=cfg.n_key_value_heads or cfg.n_heads, attn_only=bool(cfg.attn_only),
-        parallel_attn_mlp=bool(cfg.parallel_attn_mlp) or family == "neox",
+        parallel_attn_mlp=bool(cfg.parallel_attn_mlp) or neox_parallel,
         normalization="RMS" if cfg.normalization_type in ("RMS", "RMSPre") else "LN",
         positional="rotary" if rotary or family == "neox" else "standard",
         rotary_dim=rotary_dim, rotary_base=float(_rotary_base(model)), act_fn=str(cfg.act_fn),
         gated_mlp=bool(cfg.gated_mlp), eps=float(cfg.eps), name=model_name(model),
+        rope_scaling=_rope_scaling(model) if rotary or family == "neox" else None,
+        sliding_window=_sliding_window(model),
+        scale_attn_by_inverse_layer=bool(getattr(hf_cfg, "scale_attn_by_inverse_layer_idx", False)),
     )
+
+
+_REFUSED_IF_SET = {
+    "attn_logit_softcapping": "attention-score soft-capping",
+    "final_logit_softcapping": "final-logit soft-capping",
+    "query_pre_attn_scalar": "a custom attention-score scale",
+    "attention_multiplier": "an attention-score multiplier",
+    "embedding_multiplier": "an embedding multiplier",
+    "residual_multiplier": "a residual multiplier",
+    "logits_scaling": "logit scaling",
+}
+_REFUSED_IF_TRUE = {
+    "qk_layernorm": "layer norms on queries and keys",
+    "use_qk_norm": "layer norms on queries and keys",
+    "sandwich_norm": "sandwich norms",
+}
+_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def check_supported(model: Any) -> None:
+    """Refuse, before any forward, transformers config settings the engine does not implement (it would
+    otherwise compute something else than the model): `UnsupportedModelError` naming the field."""
+    hf_cfg = model.original_model.config
+    for field, what in _REFUSED_IF_SET.items():
+        value = getattr(hf_cfg, field, None)
+        if value is not None:
+            _refuse(model, field, value, what)
+    for field, what in _REFUSED_IF_TRUE.items():
+        if getattr(hf_cfg, field, False):
+            _refuse(model, field, getattr(hf_cfg, field), what)
+    if getattr(hf_cfg, "scale_attn_weights", True) is False:
+        _refuse(model, "scale_attn_weights", False, "attention scores without the 1/sqrt(d_head) scale")
+    rope = _rope_parameters(hf_cfg)
+    rope_type = rope.get("rope_type", rope.get("type", "default")) or "default"
+    if rope_type not in _ROPE_TYPES:
+        _refuse(model, "rope_parameters['rope_type']", rope_type,
+                f"rotary scaling of this type (implemented: {', '.join(_ROPE_TYPES)})")
+    if float(rope.get("attention_factor") or 1.0) != 1.0:
+        _refuse(model, "rope_parameters['attention_factor']", rope["attention_factor"], "a rotary attention factor")
+    kinds = set(getattr(hf_cfg, "layer_types", None) or ())
+    if len(kinds) > 1 or kinds - {"full_attention", "sliding_attention"}:
+        _refuse(model, "layer_types", sorted(kinds), "per-layer attention kinds (implemented: all full, or all "
+                "sliding)")
+
+
+def _refuse(model: Any, field: str, value: Any, what: str) -> None:
+    raise UnsupportedModelError(
+        f"model {model_name(model)!r} sets {field}={value!r} ({what}), which the patching engine does not "
+        "implement: its circuits would be wrong. Use a model without this setting, or measure circuits with "
+        "the bridge's own hooks (acdc_compare.backends.hook_oracle), which is exact but slow."
+    )
+
+
+def _rope_parameters(hf_cfg: Any) -> dict[str, Any]:
+    params = getattr(hf_cfg, "rope_parameters", None) or getattr(hf_cfg, "rope_scaling", None) or {}
+    return dict(params) if isinstance(params, dict) else {}
+
+
+def _rope_scaling(model: Any) -> RopeScaling | None:
+    hf_cfg = model.original_model.config
+    rope = _rope_parameters(hf_cfg)
+    kind = rope.get("rope_type", rope.get("type", "default")) or "default"
+    if kind == "default":
+        return None
+    if kind == "linear":
+        return RopeScaling("linear", float(rope["factor"]))
+    return RopeScaling("llama3", float(rope["factor"]), float(rope["low_freq_factor"]),
+                       float(rope["high_freq_factor"]), int(rope["original_max_position_embeddings"]))
+
+
+def _sliding_window(model: Any) -> int | None:
+    """The attention window transformers applies: every layer sliding (`layer_types`), or, without
+    `layer_types`, `sliding_window` unless `use_sliding_window` is off (Qwen2)."""
+    hf_cfg = model.original_model.config
+    window = getattr(hf_cfg, "sliding_window", None)
+    if window is None:
+        return None
+    kinds = set(getattr(hf_cfg, "layer_types", None) or ())
+    if kinds:
+        return int(window) if kinds == {"sliding_attention"} else None
+    return int(window) if getattr(hf_cfg, "use_sliding_window", True) else None
 
 
 def _neox_rotary_pct(model: Any) -> float:
@@ -208,12 +299,61 @@ def extract_weights(model: Any) -> ModelWeights:
         b_out=opt("b_out", (L, d)) if has_mlp else None,
         lnf_w=_norm_param(model.ln_final, "weight"), lnf_b=_norm_param(model.ln_final, "bias"),
         W_U=model.W_U.detach(), b_U=opt("b_U", (model.W_U.shape[1],)),
+        b_gate=_gate_bias(model) if has_mlp and cfg.gated_mlp else None,
     )
 
 
-def make_patcher(model: Any, include_direct: bool = True) -> Patcher:
-    """The patching engine on a loaded bridge's weights and graph."""
-    return Patcher.from_weights(extract_weights(model), include_direct=include_direct)
+def _gate_bias(model: Any) -> torch.Tensor | None:
+    """The gate projection's bias [L, d_mlp] (Llama with mlp_bias), which the bridge has no attribute for."""
+    biases = []
+    for block in model.blocks:
+        gate = getattr(block.mlp, "gate", None)
+        module = getattr(gate, "original_component", None) or gate
+        bias = getattr(module, "bias", None)
+        if bias is None:
+            return None
+        biases.append(bias.detach())
+    return torch.stack(biases)
+
+
+_PROBE_RTOL = {torch.float64: 1e-5, torch.float32: 1e-3, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+
+
+def make_patcher(model: Any, include_direct: bool = True, *, check: bool = True) -> Patcher:
+    """The patching engine on a loaded bridge's weights and graph.
+
+    Unsupported config settings are refused before any forward; then (unless `check=False`) the engine's
+    all-kept logits are compared with the bridge's own forward on a 2 x 8 random-token probe, and a
+    difference above the dtype's tolerance raises `EngineMismatchError`: circuits are exact or refused."""
+    patcher = Patcher.from_weights(extract_weights(model), include_direct=include_direct)
+    if check:
+        check_against_bridge(model, patcher)
+    return patcher
+
+
+@torch.no_grad()
+def check_against_bridge(model: Any, patcher: Patcher, n: int = 2, p: int = 8) -> float:
+    """Max |logit difference| of the engine (every edge kept) against the bridge on n x p random tokens;
+    raises `EngineMismatchError` above a tolerance relative to the logit scale (looser in half precision)."""
+    if patcher.w.W_pos is not None:
+        p = min(p, patcher.w.W_pos.shape[0])
+    vocab = min(patcher.w.W_E.shape[0], patcher.cfg.d_vocab or patcher.w.W_E.shape[0])
+    tokens = torch.randint(0, vocab, (n, p), generator=torch.Generator().manual_seed(0))
+    ctx = patcher.prepare(tokens, "zero", positions=torch.arange(p).expand(n, p))
+    ours = patcher.logits(ctx, torch.ones(1, patcher.graph.n_edges, dtype=torch.bool))[0].double()
+    theirs = run_logits(model, tokens).to(ours.device).double()
+    diff = float((ours - theirs).abs().max())
+    rtol = _PROBE_RTOL.get(patcher.dtype, 5e-2)
+    tol = rtol * max(1.0, float(theirs.abs().max()))
+    if not diff <= tol:
+        raise EngineMismatchError(
+            f"model {model_name(model)!r}: the patching engine's forward differs from the bridge's by {diff:.3g} "
+            f"(max |logit difference| on a {n} x {p} random-token probe; tolerance {tol:.3g} in "
+            f"{str(patcher.dtype).replace('torch.', '')}). The model uses a setting the engine does not "
+            "implement, so its circuits would be wrong; please report it. make_patcher(..., check=False) skips "
+            "this check."
+        )
+    return diff
 
 
 def _norm_param(norm_bridge: Any, part: str) -> torch.Tensor | None:

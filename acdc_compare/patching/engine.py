@@ -13,8 +13,8 @@ upstream sender outputs of a cached run. Stages: 2l = attention of layer l, 2l+1
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,11 @@ class Patcher:
     @property
     def dtype(self) -> torch.dtype:
         return self.w.dtype
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """A digest of the weights (`ModelWeights.digest`), computed once: part of a journal's identity."""
+        return self.w.digest()
 
     # ----- stages -------------------------------------------------------------------------------------
     def receiver_stage(self, r: int) -> int:
@@ -298,8 +303,10 @@ class Patcher:
         if rope is not None:
             q, k = forward.apply_rotary(q, *rope), forward.apply_rotary(k, *rope)
         # [K, h, N, P, dh] -> [K, N, h, P, dh] for attention
+        window = self._window_mask(p)
         z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           is_causal=True, scale=1.0 / math.sqrt(dh), enable_gqa=G != H)
+                                           attn_mask=window, is_causal=window is None,
+                                           scale=cfg.attention_scale(layer), enable_gqa=G != H)
         result = torch.einsum("knhpe,hed->khnpd", z, w.W_O[layer])
         heads = slice(n_up, n_up + H)
         deltas.write_diff(heads, result.reshape(K, H, -1), ctx.corr_out[heads])
@@ -313,7 +320,8 @@ class Patcher:
         inp = inp.view(K, ctx.n_prompts * ctx.seq_len, self.cfg.d_model)
         ln = self._norm(inp, w.ln2_w[layer], _opt(w.ln2_b, (layer,)))
         out = forward.mlp(ln, w.W_in[layer], w.b_in[layer], None if w.W_gate is None else w.W_gate[layer],
-                          w.W_out[layer], w.b_out[layer], self._act)
+                          w.W_out[layer], w.b_out[layer], self._act,
+                          None if w.b_gate is None else w.b_gate[layer])
         s = g.mlp_sender(layer)
         deltas.write_diff(slice(s, s + 1), out.reshape(K, 1, -1), ctx.corr_out[s:s + 1])
 
@@ -346,7 +354,15 @@ class Patcher:
 
     def _rotary(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
         return forward.rotary_tables(self.cfg.rotary_dim or self.cfg.d_head, self.cfg.rotary_base, p,
-                                     self.device, self.dtype)
+                                     self.device, self.dtype, self.cfg.rope_scaling)
+
+    def _window_mask(self, p: int) -> torch.Tensor | None:
+        """The sliding-window attention mask [P, P] (True: visible), or None when plain causal attention is
+        the same (no window, or one as long as the prompt)."""
+        window = self.cfg.sliding_window
+        if window is None or window >= p:
+            return None
+        return forward.visible_keys(torch.arange(p, device=self.device), p, window)
 
     def _positions(self, positions: torch.Tensor | None, n: int, p: int) -> torch.Tensor:
         if positions is None:

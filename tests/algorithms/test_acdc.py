@@ -108,6 +108,25 @@ def test_journal_of_another_run_is_refused(tmp_path):
         acdc(other_model, 0.01, journal=journal)
 
 
+def test_journal_of_other_weights_or_dtype_is_refused(tmp_path):
+    """Same name, same graph, other weights (another seed) or another dtype: not the same run."""
+    model = make_tiny("gpt2", seed=1)
+    problem = make_problem(make_patcher(model), tiny_task())
+    journal = tmp_path / "run.jsonl"
+    acdc(problem, 0.01, journal=journal)
+    retrained = make_tiny("gpt2", seed=2)
+    retrained.cfg.model_name = model.cfg.model_name
+    other = make_problem(make_patcher(retrained), tiny_task())
+    assert other.fingerprint()["model"] == problem.fingerprint()["model"]
+    assert other.graph.config.key == problem.graph.config.key
+    with pytest.raises(JournalMismatchError, match="weights_sha256"):
+        acdc(other, 0.01, journal=journal)
+    single = make_problem(make_patcher(make_tiny("gpt2", dtype=torch.float32, seed=1)), tiny_task())
+    with pytest.raises(JournalMismatchError, match="dtype: journal has 'float64', this run has 'float32'"):
+        acdc(single, 0.01, journal=journal)
+    assert make_problem(make_patcher(make_tiny("gpt2", seed=1)), tiny_task()).fingerprint() == problem.fingerprint()
+
+
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "abc"])
 def test_bad_thresholds_are_refused_before_work(bad):
     patcher = make_patcher(make_tiny("gpt2"))
