@@ -19,5 +19,5 @@ from acdc_compare.backends.transformer_lens import (
 )
 from acdc_compare.backends.tiny import tiny_model
 
-__all__ = ["DEFAULT_MODEL", "EngineMismatchError", "ModelLoadError", "UnsupportedModelError", "extract_weights", "load_model",
-           "make_patcher", "model_config", "model_name", "run_logits", "tiny_model", "tokenizer"]
+__all__ = ["DEFAULT_MODEL", "EngineMismatchError", "ModelLoadError", "UnsupportedModelError", "extract_weights",
+           "load_model", "make_patcher", "model_config", "model_name", "run_logits", "tiny_model", "tokenizer"]

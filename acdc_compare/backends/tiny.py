@@ -29,7 +29,8 @@ def tiny_model(arch: TinyArch = "gpt2", *, n_layers: int = 2, n_heads: int = 4, 
     extra = dict(config_overrides or {})
     if arch == "gpt2":
         cfg = transformers.GPT2Config(n_layer=n_layers, n_head=n_heads, n_embd=d_model, n_inner=d_mlp,
-                                      vocab_size=vocab_size, n_positions=n_ctx, initializer_range=init_range, **extra)
+                                      vocab_size=vocab_size, n_positions=n_ctx, initializer_range=init_range,
+                                      **extra)
         hf, arch_name = transformers.GPT2LMHeadModel(cfg), "GPT2LMHeadModel"
     elif arch == "llama":
         cfg = transformers.LlamaConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
@@ -50,8 +51,8 @@ def tiny_model(arch: TinyArch = "gpt2", *, n_layers: int = 2, n_heads: int = 4, 
         cfg = transformers.GPTNeoXConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
                                          hidden_size=d_model, intermediate_size=d_mlp, vocab_size=vocab_size,
                                          max_position_embeddings=n_ctx, initializer_range=init_range,
-                                         **{"rotary_pct": 0.5, "use_parallel_residual": True, "tie_word_embeddings": False,
-                                            **extra})
+                                         **{"rotary_pct": 0.5, "use_parallel_residual": True,
+                                            "tie_word_embeddings": False, **extra})
         hf, arch_name = transformers.GPTNeoXForCausalLM(cfg), "GPTNeoXForCausalLM"
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose 'gpt2', 'llama', 'mistral' or 'neox'")

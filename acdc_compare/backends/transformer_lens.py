@@ -316,7 +316,9 @@ def _gate_bias(model: Any) -> torch.Tensor | None:
     return torch.stack(biases)
 
 
-_PROBE_RTOL = {torch.float64: 1e-5, torch.float32: 1e-3, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+# relative to the largest logit; the half-precision ones hold rounding noise, measured on SmolLM2-135M (CPU):
+# max |diff| / max |logit| up to 0.65% in fp16 and 7.9% in bf16 (where the probe catches only gross mismatches)
+_PROBE_RTOL = {torch.float64: 1e-5, torch.float32: 1e-3, torch.float16: 3e-2, torch.bfloat16: 1.5e-1}
 
 
 def make_patcher(model: Any, include_direct: bool = True, *, check: bool = True) -> Patcher:
@@ -343,7 +345,7 @@ def check_against_bridge(model: Any, patcher: Patcher, n: int = 2, p: int = 8) -
     ours = patcher.logits(ctx, torch.ones(1, patcher.graph.n_edges, dtype=torch.bool))[0].double()
     theirs = run_logits(model, tokens).to(ours.device).double()
     diff = float((ours - theirs).abs().max())
-    rtol = _PROBE_RTOL.get(patcher.dtype, 5e-2)
+    rtol = _PROBE_RTOL.get(patcher.dtype, 1.5e-1)
     tol = rtol * max(1.0, float(theirs.abs().max()))
     if not diff <= tol:
         raise EngineMismatchError(
