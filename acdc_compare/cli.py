@@ -85,11 +85,12 @@ def _option_args(p: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
 
 def _method_options(args: argparse.Namespace, exclude: frozenset[str] = frozenset(), **extra: Any) -> Any:
     """The chosen method's options from the flags given; a flag another method takes is refused."""
-    given = {name: getattr(args, f"opt_{name}") for name in _cli_fields(exclude) if hasattr(args, f"opt_{name}")}
+    cli_fields = _cli_fields(exclude)
+    given = {name: getattr(args, f"opt_{name}") for name in cli_fields if hasattr(args, f"opt_{name}")}
     fields = {f.name for f in ALGORITHMS[args.method].option_fields()}
     wrong = [name for name in given if name not in fields]
     if wrong:
-        flags = ", ".join("--" + n.replace("_", "-") for n in wrong)
+        flags = ", ".join(_flag(cli_fields[n][0][1]) for n in wrong)
         raise ValueError(f"{flags} does not apply to --method {args.method}")
     return make_options(args.method, **{**given, **extra})
 

@@ -32,21 +32,17 @@ def tiny_model(arch: TinyArch = "gpt2", *, n_layers: int = 2, n_heads: int = 4, 
                                       vocab_size=vocab_size, n_positions=n_ctx, initializer_range=init_range,
                                       **extra)
         hf, arch_name = transformers.GPT2LMHeadModel(cfg), "GPT2LMHeadModel"
-    elif arch == "llama":
-        cfg = transformers.LlamaConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
-                                       num_key_value_heads=n_kv_heads or n_heads, hidden_size=d_model,
-                                       intermediate_size=d_mlp, vocab_size=vocab_size,
-                                       max_position_embeddings=n_ctx, initializer_range=init_range,
-                                       rope_theta=10000.0, tie_word_embeddings=False, **extra)
-        hf, arch_name = transformers.LlamaForCausalLM(cfg), "LlamaForCausalLM"
-    elif arch == "mistral":
-        cfg = transformers.MistralConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
-                                         num_key_value_heads=n_kv_heads or n_heads, hidden_size=d_model,
-                                         intermediate_size=d_mlp, vocab_size=vocab_size,
-                                         max_position_embeddings=n_ctx, initializer_range=init_range,
-                                         rope_theta=10000.0, tie_word_embeddings=False,
-                                         **{"sliding_window": n_ctx, **extra})
-        hf, arch_name = transformers.MistralForCausalLM(cfg), "MistralForCausalLM"
+    elif arch in ("llama", "mistral"):
+        llama_like = dict(num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                          num_key_value_heads=n_kv_heads or n_heads, hidden_size=d_model, intermediate_size=d_mlp,
+                          vocab_size=vocab_size, max_position_embeddings=n_ctx, initializer_range=init_range,
+                          rope_theta=10000.0, tie_word_embeddings=False)
+        if arch == "llama":
+            cfg = transformers.LlamaConfig(**llama_like, **extra)
+            hf, arch_name = transformers.LlamaForCausalLM(cfg), "LlamaForCausalLM"
+        else:
+            cfg = transformers.MistralConfig(**llama_like, **{"sliding_window": n_ctx, **extra})
+            hf, arch_name = transformers.MistralForCausalLM(cfg), "MistralForCausalLM"
     elif arch == "neox":
         cfg = transformers.GPTNeoXConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
                                          hidden_size=d_model, intermediate_size=d_mlp, vocab_size=vocab_size,

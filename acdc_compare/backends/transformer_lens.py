@@ -192,7 +192,7 @@ def check_supported(model: Any) -> None:
     if getattr(hf_cfg, "scale_attn_weights", True) is False:
         _refuse(model, "scale_attn_weights", False, "attention scores without the 1/sqrt(d_head) scale")
     rope = _rope_parameters(hf_cfg)
-    rope_type = rope.get("rope_type", rope.get("type", "default")) or "default"
+    rope_type = _rope_type(rope)
     if rope_type not in _ROPE_TYPES:
         _refuse(model, "rope_parameters['rope_type']", rope_type,
                 f"rotary scaling of this type (implemented: {', '.join(_ROPE_TYPES)})")
@@ -217,10 +217,15 @@ def _rope_parameters(hf_cfg: Any) -> dict[str, Any]:
     return dict(params) if isinstance(params, dict) else {}
 
 
+def _rope_type(rope: dict[str, Any]) -> str:
+    """The rotary scaling kind of a config's rope parameters ('default' when none is set)."""
+    return rope.get("rope_type", rope.get("type", "default")) or "default"
+
+
 def _rope_scaling(model: Any) -> RopeScaling | None:
     hf_cfg = model.original_model.config
     rope = _rope_parameters(hf_cfg)
-    kind = rope.get("rope_type", rope.get("type", "default")) or "default"
+    kind = _rope_type(rope)
     if kind == "default":
         return None
     if kind == "linear":
