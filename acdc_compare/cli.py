@@ -396,8 +396,14 @@ def _demo(args: argparse.Namespace) -> int:
           f"{config.n_prompts} prompts each):")
     for run in result.runs.values():
         c = run.circuit
-        print(f"  {run.name:12s} {c.n_kept:5d} edges, {len(c.heads()):3d} heads, normalised faithfulness "
-              f"{run.faithfulness:.2f}")
+        print(f"  {run.name:16s} {c.n_kept:5d} edges ({100 * c.n_kept / c.n_edges:.2f}%), "
+              f"{len(c.functional_heads()):3d} heads on paths, normalised faithfulness {run.faithfulness:.2f}, "
+              f"held-out {run.held_out_faithfulness:.2f}")
+    print("movers from the circuits (heads on a kept path that attend to the answer and raise its logit):")
+    for row in result.mover_table:
+        shared, chance = row["shared with IOI's name movers"], row["chance overlap"] or "-"
+        print(f"  {row['task']:16s} {row['answer kind']:9s} movers {row['movers']}; shared with IOI's: {shared} "
+              f"(chance {chance})")
     curves = [run for run in result.runs.values() if run.curve is not None]
     if curves:
         print("faithfulness of the top EAP-IG edges (how many edges each task's mechanism needs):")

@@ -31,8 +31,18 @@ from acdc_compare.faithfulness import FaithfulnessCurve, circuit_faithfulness
 from acdc_compare.graph import parse_head
 from acdc_compare.plots import faithfulness_plot
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
-from acdc_compare.roles import assign_roles, compare_movers, role_table, score_heads
-from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, format_tasks_table, make_task, tasks_table, verdict
+from acdc_compare.faithfulness import normalized_faithfulness
+from acdc_compare.movers import MoverOverlap, MoverRule, circuit_movers
+from acdc_compare.roles import HeadScores, assign_roles, compare_movers, role_table, score_heads
+from acdc_compare.tasks.base import Corruption
+from acdc_compare.tasks.registry import (
+    ORDER_MEANING_PAIRS,
+    format_tasks_table,
+    make_task,
+    task_spec,
+    tasks_table,
+    verdict,
+)
 from acdc_compare.viewer import viewer_section
 
 Log = Callable[[str], None]
@@ -49,8 +59,10 @@ class ExperimentConfig:
     task: str = "ioi"
     comparison: str = "pet-last"
     control: str = "pet-first"
+    extra: tuple[str, ...] = ("adjective-first",)  # more tasks whose circuits join the mover table
+    corruption: Corruption = Corruption.ANSWERS  # the comparison tasks' corruption (IOI's is always ABC)
     method: str = "hybrid"  # a registered method (acdc_compare.algorithms.registry.ALGORITHMS)
-    threshold: float = 0.005  # relative: a fraction of each task's metric gap M(empty) - M(full)
+    threshold: float = 0.002  # relative: a fraction of each task's metric gap M(empty) - M(full)
     k: int = 200  # hybrid: ACDC decides among the top-k EAP-IG edges
     coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness
     steps: int = 5
@@ -59,7 +71,14 @@ class ExperimentConfig:
     curve: bool = True  # EAP-IG faithfulness curve per task: how many edges its mechanism needs
     viewer_heads: int = 24  # at most this many circuit heads get attention patterns in the viewer
     seed: int = 0
+    held_out_seed: int = 1  # the circuits are also evaluated on prompts of this seed, not discovered on
+    target_faithfulness: float = 0.8
+    max_edge_fraction: float = 0.02  # the demo's circuits should keep at most this share of the graph
     progress: bool = True
+
+    @property
+    def circuit_tasks(self) -> list[str]:
+        return list(dict.fromkeys([self.task, self.comparison, self.control, *self.extra]))
 
 
 @dataclass
@@ -69,7 +88,9 @@ class TaskRun:
     json_path: Path
     diagram_paths: list[Path]
     faithfulness: float
+    held_out_faithfulness: float = math.nan  # on `held_out_seed`'s prompts
     curve: FaithfulnessCurve | None = None  # faithfulness of the top EAP-IG edges at CURVE_FRACTIONS
+    movers: tuple[str, ...] = ()  # `movers.circuit_movers` of the circuit
 
 
 @dataclass
@@ -79,6 +100,7 @@ class ExperimentResult:
     report: Path | None = None
     tasks_table: str = ""
     mover_verdicts: dict[str, str] = field(default_factory=dict)
+    mover_table: list[dict[str, Any]] = field(default_factory=list)  # one row per task: `mover_rows`
     seconds: float = 0.0
 
     def paths(self) -> list[Path]:
@@ -100,26 +122,28 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     name = model_name(model)
     tok = model.tokenizer
 
-    table_tasks = list(dict.fromkeys([config.task, config.comparison, config.control,
+    circuit_tasks = config.circuit_tasks
+    table_tasks = list(dict.fromkeys([*circuit_tasks,
                                       *(t for p in ORDER_MEANING_PAIRS for t in (p.agree_task, p.disagree_task))]))
     log(f"evaluating {', '.join(table_tasks)} (accuracy, logit difference; `acdc-compare tasks` has all) ...")
     evals = tasks_table(model, names=table_tasks, n=config.n_eval, seed=config.seed)
     result.tasks_table = format_tasks_table(evals)
     (out / "tasks.txt").write_text(result.tasks_table + "\n")
 
-    log(f"scoring head roles on {config.task} ...")
-    role_tasks = [config.task, config.comparison, config.control]
-    tasks = {t: make_task(t, tok, n=config.n_prompts, seed=config.seed) for t in role_tasks}
-    scores = {t: score_heads(model, tasks[t], s_inhibition=(t == config.task)) for t in role_tasks}
+    log(f"scoring head roles on {', '.join(circuit_tasks)} ...")
+    tasks = {t: make_task(t, tok, n=config.n_prompts, seed=config.seed, corruption=_corruption(t, config))
+             for t in circuit_tasks}
+    scores = {t: score_heads(model, tasks[t], s_inhibition=(t == config.task)) for t in circuit_tasks}
     roles = assign_roles(scores[config.task])
-    movers = {t: compare_movers(scores[config.task], scores[t]) for t in role_tasks[1:]}
+    movers = {t: compare_movers(scores[config.task], scores[t]) for t in circuit_tasks[1:]}
     result.mover_verdicts = {t: m.verdict for t, m in movers.items()}
 
     circuits_dir = out / "circuits"
     circuits_dir.mkdir(exist_ok=True)
-    for t in role_tasks:
-        log(f"discovering the circuit of {t} ({config.method}, threshold {config.threshold}) ...")
-        problem = prepare(t, model=model, n_prompts=config.n_prompts, seed=config.seed)
+    for t in circuit_tasks:
+        log(f"discovering the circuit of {t} ({config.method}, {_corruption(t, config).value} corruption, "
+            f"threshold {config.threshold}) ...")
+        problem = prepare(tasks[t], model=model)
         prior = eap_ig_scores(problem, config.steps) if config.method == "hybrid" else None
         circuit = _discover(problem, config, prior)
         ranking = circuit.scores if config.method == "eap-ig" else prior
@@ -130,13 +154,18 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         curve = None
         if config.curve and ranking is not None:
             curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS)
-        result.runs[t] = TaskRun(t, circuit, json_path, diagrams, circuit_faithfulness(circuit), curve)
+        held_out = held_out_faithfulness(circuit, t, model, config)
+        run = TaskRun(t, circuit, json_path, diagrams, circuit_faithfulness(circuit), held_out, curve,
+                      circuit_movers(circuit, scores[t]))
+        result.runs[t] = run
         log(f"  {circuit.n_kept} edges kept ({circuit.n_functional_edges} on input->logits paths, "
-            f"{len(circuit.functional_heads())} heads), faithfulness {result.runs[t].faithfulness:.2f}, "
-            f"{circuit.settings.get('seconds', 0):.0f} s")
+            f"{len(circuit.functional_heads())} heads), faithfulness {run.faithfulness:.2f} "
+            f"(held-out prompts {run.held_out_faithfulness:.2f}), {circuit.settings.get('seconds', 0):.0f} s")
         if curve is not None:
             log("  top EAP-IG edges: " + ", ".join(f"{n} -> {f:.2f}" for n, f in zip(curve.sizes, curve.faithfulness))
                 + f" (CPR {curve.cpr:.2f}, CMD {curve.cmd:.2f})")
+    by_eval = {(e.name, e.corruption): e for e in evals}
+    result.mover_table = mover_rows(result.runs, config, by_eval, scores[config.task].mover.numel())
 
     comparisons = []
     for left, right in ((config.task, config.comparison), (config.comparison, config.control)):
@@ -153,7 +182,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     analogies = head_analogies(model, tasks[config.comparison], tasks[config.control], heads, seed=config.seed)
     attention = viewer_attention(model, [tasks[config.comparison], tasks[config.control], tasks[config.task]], heads,
                                  analogies=analogies)
-    by_eval = {e.name: e for e in evals}
+    by_eval_name = {e.name: e for e in evals}
     sections: list[Any] = [
         KeyValues("Settings", {"model": name, "method": config.method, "threshold": config.threshold,
                                "hybrid candidates (top-k EAP-IG edges)": _candidates(config),
@@ -164,11 +193,20 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         Text("Method", _method_note(config), preformatted=False),
         Table("Example prompt per task (prompt 0 of each; the corrupted prompt differs only where shown)",
               ["task", "prompt", "correct", "wrong", "corrupted prompt"],
-              [_example_row(tasks[t]) for t in role_tasks]),
+              [_example_row(tasks[t]) for t in circuit_tasks]),
         Text("Task accuracies and order-vs-meaning pairs", result.tasks_table, preformatted=True),
-        Table("Circuits", ["task", "edges kept", "functional edges", "functional heads", "metric full",
-                           "metric circuit", "metric empty", "normalised faithfulness", "edges tested", "seconds"],
-              [_circuit_row(r) for r in result.runs.values()]),
+        Table("Circuits", ["task", "corruption", "edges kept", "share of the graph", "functional edges",
+                           "functional heads", "metric full", "metric circuit", "metric empty",
+                           "normalised faithfulness", f"held-out (seed {config.held_out_seed})", "edges tested",
+                           "seconds"],
+              [_circuit_row(r, config) for r in result.runs.values()]),
+        Text("Target", _target_note(result.runs, config)),
+        Table("The mover question, from circuits: which heads of each circuit move its answer, and are they IOI's?",
+              list(MOVER_COLUMNS), [[row[c] for c in MOVER_COLUMNS] for row in result.mover_table]),
+        Text("", f"Movers: heads of the circuit {MoverRule().describe()} (mover score: attention from the scored "
+                 "position to the answer's token x the head's direct logit contribution to correct - wrong, "
+                 f"on the task's clean prompts). IOI's name movers are IOI's circuit movers found the same way; "
+                 "chance: the overlap expected for random head sets of those sizes."),
         viewer_section({r.name: r.circuit for r in result.runs.values()}, roles=roles, attention=attention,
                        title="Interactive circuit viewer (drag to pan, wheel to zoom, click a node to pin it; "
                              "a pinned head shows its attention patterns)"),
@@ -226,9 +264,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
                              "(200 times), what a head scores whatever the roles."))
     (out / "analogy.json").write_text(json.dumps(analogy_rows(analogies), indent=1, allow_nan=False) + "\n")
     for p in ORDER_MEANING_PAIRS:
-        if p.agree_task not in by_eval or p.disagree_task not in by_eval:
+        if p.agree_task not in by_eval_name or p.disagree_task not in by_eval_name:
             continue
-        agree, disagree = by_eval[p.agree_task], by_eval[p.disagree_task]
+        agree, disagree = by_eval_name[p.agree_task], by_eval_name[p.disagree_task]
         sections.append(Table(f"Order-vs-meaning control: {p.name} - {verdict(agree, disagree)}",
                               ["", "task", "prompts", "accuracy", "logit diff", "KL(clean || corrupted)"],
                               [["order and meaning agree", agree.name, agree.n, _pct(agree.accuracy),
@@ -248,6 +286,63 @@ def task_threshold(problem: Problem, relative: float) -> float:
     would keep everything of one task and nothing of another; a fraction of the gap makes them comparable."""
     full, empty = problem.metric_ends
     return max(empty - full, 0.0) * relative
+
+
+def held_out_faithfulness(circuit: Circuit, task: str, model: Any, config: ExperimentConfig) -> float:
+    """Normalised faithfulness of `circuit` on the task's prompts of `held_out_seed`, which it was not
+    discovered on: does the circuit explain the task, or only its sample?"""
+    problem = prepare(task, model=model, n_prompts=config.n_prompts, seed=config.held_out_seed,
+                      corruption=_corruption(task, config), check=False)
+    full, empty = problem.metric_ends
+    return normalized_faithfulness(float(problem.evaluate(circuit)[0]), full, empty)
+
+
+MOVER_COLUMNS: tuple[str, ...] = ("task", "answer kind", "accuracy", "corruption", "edges", "faithfulness",
+                                  "held-out faithfulness", "movers", "shared with IOI's name movers",
+                                  "chance overlap", "verdict")
+
+
+def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[tuple[str, Any], Any],
+               n_heads: int) -> list[dict[str, Any]]:
+    """The mover table: one row per circuit, its movers set against IOI's circuit movers (`movers`)."""
+    ioi_movers = runs[config.task].movers
+    rows = []
+    for t, run in runs.items():
+        corruption = _corruption(t, config).value
+        evaluation = evals.get((t, corruption))
+        overlap = MoverOverlap(t, run.movers, ioi_movers, n_heads)
+        is_ioi = t == config.task
+        rows.append({
+            "task": t, "answer kind": task_spec(t).answer_kind,
+            "accuracy": _pct(evaluation.accuracy) if evaluation else "",
+            "corruption": corruption, "edges": run.circuit.n_kept, "faithfulness": _fmt(run.faithfulness),
+            "held-out faithfulness": _fmt(run.held_out_faithfulness), "movers": ", ".join(run.movers) or "none",
+            "shared with IOI's name movers": "(these are IOI's)" if is_ioi else ", ".join(overlap.shared) or "none",
+            "chance overlap": "" if is_ioi else f"{overlap.chance:.2f}",
+            "verdict": f"IOI's name movers: {len(run.movers)} heads" if is_ioi else overlap.verdict(),
+        })
+    return rows
+
+
+def _corruption(task: str, config: ExperimentConfig) -> Corruption:
+    """The experiment's corruption where the task offers it, else the task's own (IOI: ABC = answers)."""
+    offered = task_spec(task).corruptions
+    return config.corruption if config.corruption in offered else offered[0]
+
+
+def _target_note(runs: dict[str, TaskRun], config: ExperimentConfig) -> str:
+    """Which circuits reach the target faithfulness within the edge budget, on both prompt samples."""
+    lines = []
+    for t, run in runs.items():
+        budget = config.max_edge_fraction * run.circuit.n_edges
+        ok = [run.faithfulness >= config.target_faithfulness, run.held_out_faithfulness >= config.target_faithfulness,
+              run.circuit.n_kept <= budget]
+        state = "reaches" if all(ok) else "does NOT reach"
+        lines.append(f"{t} {state} the target (normalised faithfulness >= {config.target_faithfulness:g} in-sample "
+                     f"and held-out with <= {100 * config.max_edge_fraction:g}% of the edges): {run.faithfulness:.2f} "
+                     f"/ {run.held_out_faithfulness:.2f} with {run.circuit.n_kept} edges "
+                     f"({100 * run.circuit.n_kept / run.circuit.n_edges:.2f}%).")
+    return "\n".join(lines)
 
 
 def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None) -> Circuit:
@@ -270,15 +365,20 @@ def _method_note(config: ExperimentConfig) -> str:
                 f"{_candidates(config)} become ACDC's candidates and every other edge is removed untested; exact "
                 "greedy ACDC (reference order and semantics, KL metric, corrupted ablation, relative threshold "
                 f"{config.threshold}) decides among the candidates; each task's tau is that fraction of its own "
-                "KL(full || empty circuit). Exact ACDC over all edges of this model takes about a day on 2 CPU "
-                "cores; on a GPU use --method acdc.")
+                f"KL(full || empty circuit). Corrupted prompts: the {config.corruption.value} corruption where the "
+                "task offers it (the answer-like words replaced by fresh ones, as IOI's ABC distribution does), so "
+                "the ablation removes what the answer is copied from. Each circuit is also evaluated on "
+                f"{config.n_prompts} prompts of seed {config.held_out_seed}, which it was not discovered on. "
+                "Exact ACDC over all edges of this model takes about a day on 2 CPU cores; on a GPU use "
+                "--method acdc.")
     return f"Method {config.method}, threshold {config.threshold}."
 
 
-def _circuit_row(run: TaskRun) -> list[str]:
+def _circuit_row(run: TaskRun, config: ExperimentConfig) -> list[str]:
     c, m = run.circuit, run.circuit.metrics
-    return [run.name, str(c.n_kept), str(c.n_functional_edges), str(len(c.functional_heads())),
-            _fmt(m.get("full")), _fmt(m.get("circuit")), _fmt(m.get("empty")), _fmt(run.faithfulness),
+    return [run.name, _corruption(run.name, config).value, str(c.n_kept), f"{100 * c.n_kept / c.n_edges:.2f}%",
+            str(c.n_functional_edges), str(len(c.functional_heads())), _fmt(m.get("full")), _fmt(m.get("circuit")),
+            _fmt(m.get("empty")), _fmt(run.faithfulness), _fmt(run.held_out_faithfulness),
             str(c.settings.get("n_tested", "")), _fmt(c.settings.get("seconds"))]
 
 

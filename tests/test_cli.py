@@ -2,6 +2,8 @@
 model's tokenizer, so the registered tasks build)."""
 
 import json
+import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -150,3 +152,29 @@ def test_every_subcommand_has_help(command, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert "usage: acdc-compare " + command in capsys.readouterr().out
+
+
+def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, tmp_path):
+    from acdc_compare.experiment import MOVER_COLUMNS, ExperimentConfig, held_out_faithfulness, run_experiment
+    from acdc_compare.api import get_model
+
+    config = ExperimentConfig(model=str(tiny_dir), k=40, n_prompts=4, n_eval=4, curve=False, progress=False)
+    result = run_experiment(config, tmp_path / "exp")
+    assert list(result.runs) == ["ioi", "pet-last", "pet-first", "adjective-first"]
+    for name, run in result.runs.items():
+        assert run.circuit.settings["corruption"] == "answers"
+        assert math.isfinite(run.held_out_faithfulness)
+        same_prompts = replace(config, held_out_seed=config.seed)
+        assert held_out_faithfulness(run.circuit, name, get_model(str(tiny_dir)), same_prompts) == \
+            pytest.approx(run.faithfulness, abs=1e-6)
+    rows = {row["task"]: row for row in result.mover_table}
+    assert list(rows) == list(result.runs) and all(set(MOVER_COLUMNS) <= set(r) for r in rows.values())
+    assert rows["adjective-first"]["answer kind"] == "adjective" and rows["pet-last"]["answer kind"] == "name"
+    ioi_movers = set(result.runs["ioi"].movers)
+    for name, run in result.runs.items():
+        assert set(run.movers) <= run.circuit.functional_heads()
+        shared = rows[name]["shared with IOI's name movers"]
+        if name != "ioi":
+            assert shared == (", ".join(h for h in run.movers if h in ioi_movers) or "none")
+    html = (tmp_path / "exp" / "report.html").read_text()
+    assert "The mover question, from circuits" in html and "held-out (seed 1)" in html

@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backends",),
     ("tasks",),
     ("algorithms",),
-    ("compare", "reference_circuits", "roles", "export", "attention"),
+    ("compare", "reference_circuits", "roles", "movers", "export", "attention"),
     ("draw", "report", "plots", "viewer"),
     ("api", "experiment"),
     ("cli",),

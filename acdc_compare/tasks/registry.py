@@ -26,17 +26,21 @@ from acdc_compare.tasks.induction import make_induction
 from acdc_compare.tasks.ioi import make_ioi, make_ioi_acdc
 
 
+AnswerKind = Literal["name", "animal", "adjective", "verb", "number", "token"]
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A registered task: its generator `make(tokenizer, n=..., seed=..., corruption=...)`, a one-line
-    description, the number of prompts it gets by default and the corruptions it offers (the first is its
-    default)."""
+    description, the number of prompts it gets by default, the corruptions it offers (the first is its
+    default) and what kind of word its answer is (the mover question is asked per kind)."""
 
     name: str
     make: Callable[..., Task]
     description: str
     default_n: int = 100
     corruptions: tuple[Corruption, ...] = CORRUPTIONS
+    answer_kind: AnswerKind = "name"
 
     @property
     def default_corruption(self) -> Corruption:
@@ -73,21 +77,26 @@ _SPECS = (
     TaskSpec("richer", partial(make_comparative, ask="same"),
              "'Emma is richer than Sarah. The richer person is' -> Emma (first-named)"),
     TaskSpec("attribute", make_attribute, "'John is tall. Mary is short. The tall one is' -> John"),
-    TaskSpec("size", make_size, "'The elephant is bigger than the mouse. The smaller animal is the' -> mouse"),
-    TaskSpec("opposites", make_opposites, "'The opposite of hot is' -> cold"),
-    TaskSpec("analogy", make_analogy, "'hot is to cold as tall is to' -> short"),
+    TaskSpec("size", make_size, "'The elephant is bigger than the mouse. The smaller animal is the' -> mouse",
+             answer_kind="animal"),
+    TaskSpec("opposites", make_opposites, "'The opposite of hot is' -> cold", answer_kind="adjective"),
+    TaskSpec("analogy", make_analogy, "'hot is to cold as tall is to' -> short", answer_kind="adjective"),
     TaskSpec("adjective-last", partial(make_recall, kind="adjective", ask="last"),
-             "'Mary is tall. John is short. John is' -> short (most recent adjective: order agrees)"),
+             "'Mary is tall. John is short. John is' -> short (most recent adjective: order agrees)",
+             answer_kind="adjective"),
     TaskSpec("adjective-first", partial(make_recall, kind="adjective", ask="first"),
-             "'Mary is tall. John is short. Mary is' -> tall (earlier adjective: order disagrees)"),
+             "'Mary is tall. John is short. Mary is' -> tall (earlier adjective: order disagrees)",
+             answer_kind="adjective"),
     TaskSpec("verb-last", partial(make_recall, kind="verb", ask="last"),
-             "'Mary runs. John sings. John' -> sings (most recent verb: order agrees)"),
+             "'Mary runs. John sings. John' -> sings (most recent verb: order agrees)",
+             answer_kind="verb"),
     TaskSpec("verb-first", partial(make_recall, kind="verb", ask="first"),
-             "'Mary runs. John sings. Mary' -> runs (earlier verb: order disagrees)"),
+             "'Mary runs. John sings. Mary' -> runs (earlier verb: order disagrees)",
+             answer_kind="verb"),
     TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year",
-             corruptions=_MEANING_ONLY),
+             corruptions=_MEANING_ONLY, answer_kind="number"),
     TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position", 50,
-             corruptions=_MEANING_ONLY),
+             corruptions=_MEANING_ONLY, answer_kind="token"),
 )
 TASKS: MappingProxyType[str, TaskSpec] = MappingProxyType({s.name: s for s in _SPECS})
 
