@@ -230,11 +230,8 @@ def _compare(args: argparse.Namespace) -> int:
         print("  IOI classes: " + format_head_class_recovery(head_class_recovery(left.heads(), IOI_HEAD_CLASSES)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix in (".svg", ".png"):
-        path = out / f"{labels[0]}_vs_{labels[1]}{suffix}".replace(" ", "_")
-        draw_comparison(left, right, path, labels[0], labels[1])
-        paths.append(path)
+    paths = [out / f"{labels[0]}_vs_{labels[1]}{suffix}".replace(" ", "_") for suffix in (".svg", ".png")]
+    draw_comparison(left, right, paths, labels[0], labels[1])
     _print_paths(paths)
     return EXIT_OK
 
@@ -342,7 +339,10 @@ def _report(args: argparse.Namespace) -> int:
     for f, c in circuits:
         sections.append(KeyValues(f"Settings: {f.name}", {k: str(v) for k, v in c.settings.items()}))
         png = report_path.parent / f"{f.stem}.png"
-        _draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
+        if png.is_file() and png.stat().st_mtime >= f.stat().st_mtime:
+            print(f"{png.name}: up to date, not redrawn")
+        else:
+            _draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
         sections.append(Image(f"Circuit: {f.stem}", png.name, embed=True))
     sweep = folder / "sweep.json"
     if sweep.is_file():
@@ -424,13 +424,14 @@ def _reference(name: str, graph: Any) -> Any:
 
 
 def _draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".svg", ".png")) -> list[Path]:
-    from acdc_compare.draw import draw_circuit
+    """Draw the circuit once per format (one layout); print what a large circuit's drawing leaves out."""
+    from acdc_compare.draw import draw_circuit, plan_drawing
 
-    paths = []
-    for suffix in suffixes:
-        path = stem.parent / (stem.name + suffix)
-        draw_circuit(circuit, path, title=title)
-        paths.append(path)
+    paths = [stem.parent / (stem.name + suffix) for suffix in suffixes]
+    note = plan_drawing(circuit).note
+    if note:
+        print(f"{stem.name}: {note}")
+    draw_circuit(circuit, paths, title=title)
     return paths
 
 

@@ -23,7 +23,7 @@ from acdc_compare.api import get_model, prepare, run_method
 from acdc_compare.backends import DEFAULT_MODEL, model_name
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import compare_circuits, overlap
-from acdc_compare.draw import draw_circuit, draw_comparison
+from acdc_compare.draw import draw_circuit, draw_comparison, plan_drawing
 from acdc_compare.export import save_circuit
 from acdc_compare.attention import analogy_rows, head_analogies, viewer_attention
 from acdc_compare.export import edge_kind, prune_to_paths
@@ -125,8 +125,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         ranking = circuit.scores if config.method == "eap-ig" else prior
         json_path = save_circuit(circuit, circuits_dir / f"{t}.json")
         diagrams = [out / f"{t}.svg", out / f"{t}.png"]
-        for path in diagrams:
-            draw_circuit(circuit, path, roles=roles, title=f"{t} on {name}: {circuit.n_kept} edges")
+        note = plan_drawing(circuit).note
+        if note:
+            log(f"  figure of {t}: {note}")
+        draw_circuit(circuit, diagrams, roles=roles, title=f"{t} on {name}: {circuit.n_kept} edges")
         curve = None
         if config.curve and ranking is not None:
             curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS)
@@ -143,8 +145,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         a, b = result.runs[left].circuit, result.runs[right].circuit
         stem = f"compare_{left}_vs_{right}"
         paths = [out / f"{stem}.svg", out / f"{stem}.png"]
-        for path in paths:
-            draw_comparison(a, b, path, left, right, roles=roles, title=f"{left} vs {right} on {name}")
+        draw_comparison(a, b, paths, left, right, roles=roles, title=f"{left} vs {right} on {name}")
         result.runs[left].diagram_paths.extend(paths)
         comparisons.append((left, right, compare_circuits(a, b), paths[0]))
 
