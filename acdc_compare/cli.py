@@ -285,12 +285,12 @@ def _curve(args: argparse.Namespace) -> int:
         if source == "eap":
             scores = eap_scores(problem)
         elif source == "eap-ig":
-            scores = eap_ig_scores(problem, args.steps)
+            scores = eap_ig_scores(problem, args.steps, progress=not args.quiet)
         else:
             circuit = circuits[source]
             circuit.check_graph(problem.graph)
             scores = circuit.scores
-        curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x)
+        curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x, progress=not args.quiet)
         curves[source] = asdict(curve)
         print(f"{source}: CPR {curve.cpr:.3f} (higher is better), CMD {curve.cmd:.3f} (lower is better)")
         for frac, size, f in zip(curve.fractions, curve.sizes, curve.faithfulness):
@@ -311,7 +311,7 @@ def _tasks(args: argparse.Namespace) -> int:
     from acdc_compare.tasks.registry import format_tasks_table, tasks_table
 
     model = get_model(args.model, device=args.device)
-    print(format_tasks_table(tasks_table(model, names=args.names, n=args.n, seed=args.seed)))
+    print(format_tasks_table(tasks_table(model, names=args.names, n=args.n, seed=args.seed, progress=not args.quiet)))
     return EXIT_OK
 
 
@@ -363,8 +363,9 @@ def _attention(args: argparse.Namespace) -> int:
 
     model = get_model(args.model, device=args.device)
     tasks = [make_task(t, tokenizer(model), n=args.n_prompts, seed=args.seed) for t in (args.task, args.twin)]
-    heads = check_heads(model, args.heads) if args.heads else top_answer_heads(model, tasks[0], args.top)
-    results = head_analogies(model, *tasks, heads, n_shuffles=args.shuffles, seed=args.seed)
+    bars = not args.quiet
+    heads = check_heads(model, args.heads) if args.heads else top_answer_heads(model, tasks[0], args.top, progress=bars)
+    results = head_analogies(model, *tasks, heads, n_shuffles=args.shuffles, seed=args.seed, progress=bars)
     print(format_analogy_table(results, args.task, args.twin))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -445,7 +446,7 @@ def _problem(args: argparse.Namespace) -> Any:
 
 
 def _progress(args: argparse.Namespace) -> dict[str, bool]:
-    """progress=... for the methods that show a progress bar."""
+    """progress=... for the methods that show a progress bar (on a terminal only: acdc_compare.progress)."""
     fields = {f.name for f in ALGORITHMS[args.method].option_fields()}
     return {"progress": not args.quiet} if "progress" in fields else {}
 

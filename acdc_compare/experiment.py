@@ -30,6 +30,7 @@ from acdc_compare.export import edge_kind, prune_to_paths
 from acdc_compare.faithfulness import FaithfulnessCurve, circuit_faithfulness
 from acdc_compare.graph import parse_head
 from acdc_compare.plots import faithfulness_plot
+from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
 from acdc_compare.roles import assign_roles, compare_movers, role_table, score_heads
 from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, format_tasks_table, make_task, tasks_table, verdict
@@ -59,7 +60,7 @@ class ExperimentConfig:
     curve: bool = True  # EAP-IG faithfulness curve per task: how many edges its mechanism needs
     viewer_heads: int = 24  # at most this many circuit heads get attention patterns in the viewer
     seed: int = 0
-    progress: bool = True
+    progress: ProgressLike = True  # bars on a terminal (True), none (False), or a Progress (acdc_compare.progress)
 
 
 @dataclass
@@ -95,6 +96,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = ExperimentResult(out)
+    bars = as_progress(config.progress)
     log(f"loading {config.model} ...")
     model = get_model(config.model)
     name = model_name(model)
@@ -103,14 +105,14 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     table_tasks = list(dict.fromkeys([config.task, config.comparison, config.control,
                                       *(t for p in ORDER_MEANING_PAIRS for t in (p.agree_task, p.disagree_task))]))
     log(f"evaluating {', '.join(table_tasks)} (accuracy, logit difference; `acdc-compare tasks` has all) ...")
-    evals = tasks_table(model, names=table_tasks, n=config.n_eval, seed=config.seed)
+    evals = tasks_table(model, names=table_tasks, n=config.n_eval, seed=config.seed, progress=bars)
     result.tasks_table = format_tasks_table(evals)
     (out / "tasks.txt").write_text(result.tasks_table + "\n")
 
     log(f"scoring head roles on {config.task} ...")
     role_tasks = [config.task, config.comparison, config.control]
     tasks = {t: make_task(t, tok, n=config.n_prompts, seed=config.seed) for t in role_tasks}
-    scores = {t: score_heads(model, tasks[t], s_inhibition=(t == config.task)) for t in role_tasks}
+    scores = {t: score_heads(model, tasks[t], s_inhibition=(t == config.task), progress=bars) for t in role_tasks}
     roles = assign_roles(scores[config.task])
     movers = {t: compare_movers(scores[config.task], scores[t]) for t in role_tasks[1:]}
     result.mover_verdicts = {t: m.verdict for t, m in movers.items()}
@@ -120,8 +122,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     for t in role_tasks:
         log(f"discovering the circuit of {t} ({config.method}, threshold {config.threshold}) ...")
         problem = prepare(t, model=model, n_prompts=config.n_prompts, seed=config.seed)
-        prior = eap_ig_scores(problem, config.steps) if config.method == "hybrid" else None
-        circuit = _discover(problem, config, prior)
+        prior = eap_ig_scores(problem, config.steps, progress=bars) if config.method == "hybrid" else None
+        circuit = _discover(problem, config, prior, bars)
         ranking = circuit.scores if config.method == "eap-ig" else prior
         json_path = save_circuit(circuit, circuits_dir / f"{t}.json")
         diagrams = [out / f"{t}.svg", out / f"{t}.png"]
@@ -131,7 +133,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         draw_circuit(circuit, diagrams, roles=roles, title=f"{t} on {name}: {circuit.n_kept} edges")
         curve = None
         if config.curve and ranking is not None:
-            curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS)
+            curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS, progress=bars)
         result.runs[t] = TaskRun(t, circuit, json_path, diagrams, circuit_faithfulness(circuit), curve)
         log(f"  {circuit.n_kept} edges kept ({circuit.n_functional_edges} on input->logits paths, "
             f"{len(circuit.functional_heads())} heads), faithfulness {result.runs[t].faithfulness:.2f}, "
@@ -151,7 +153,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
 
     heads = _viewer_heads(result.runs.values(), config.viewer_heads)
     log(f"attention of {len(heads)} circuit heads on {config.comparison} vs {config.control} (analogy measure) ...")
-    analogies = head_analogies(model, tasks[config.comparison], tasks[config.control], heads, seed=config.seed)
+    analogies = head_analogies(model, tasks[config.comparison], tasks[config.control], heads, seed=config.seed,
+                               progress=bars)
     attention = viewer_attention(model, [tasks[config.comparison], tasks[config.control], tasks[config.task]], heads,
                                  analogies=analogies)
     by_eval = {e.name: e for e in evals}
@@ -251,12 +254,17 @@ def task_threshold(problem: Problem, relative: float) -> float:
     return max(empty - full, 0.0) * relative
 
 
-def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None) -> Circuit:
-    if config.method in ("eap", "eap-ig"):
-        return run_method(problem, config.method, top_n=config.k, steps=config.steps)
+def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None, bars: ProgressLike) -> Circuit:
+    if config.method == "eap":
+        return run_method(problem, config.method, top_n=config.k)
+    if config.method == "eap-ig":
+        return run_method(problem, config.method, top_n=config.k, steps=config.steps, progress=bars)
+    threshold = task_threshold(problem, config.threshold)
+    if config.method == "acdc":
+        return run_method(problem, config.method, threshold, progress=bars)
     k = None if config.coverage is not None else config.k
-    return run_method(problem, config.method, task_threshold(problem, config.threshold), k=k,
-                      coverage=config.coverage, steps=config.steps, progress=config.progress, prior=prior)
+    return run_method(problem, config.method, threshold, k=k, coverage=config.coverage, steps=config.steps,
+                      progress=bars, prior=prior)
 
 
 def _candidates(config: ExperimentConfig) -> str:

@@ -103,24 +103,36 @@ def _child(args: argparse.Namespace) -> None:
     c = circuit_of_size(graph, args.size)
     out = Path(args.workdir)
     paths = [out / f"{args.mode}_{args.size}.svg", out / f"{args.mode}_{args.size}.png"]
+    if args.mode == "comparison":  # the circuit against a second one sharing half its edges
+        other = circuit_of_size(graph, args.size, seed=1)
+        mixed = c.kept & (torch.rand(graph.n_edges, generator=torch.Generator().manual_seed(0)) < 0.5)
+        right = other.with_kept(other.kept | mixed).functional()
     started = time.perf_counter()
     if args.mode == "before":  # the old path: every edge, dot's default iterations, one layout per format
         draw.FAST_LAYOUT_ARROWS = math.inf
         for path in paths:
-            draw.draw_circuit(c, path, title="before", max_edges=None)
-        plan = draw.plan_drawing(c, max_edges=None)
+            source = draw.draw_circuit(c, path, title="before", max_edges=None)
     elif args.mode == "after":
-        draw.draw_circuit(c, paths, title="after")
-        plan = draw.plan_drawing(c)
-    else:  # comparison: the circuit against a second one sharing half its edges
-        other = circuit_of_size(graph, args.size, seed=1)
-        mixed = c.kept & (torch.rand(graph.n_edges, generator=torch.Generator().manual_seed(0)) < 0.5)
-        right = other.with_kept(other.kept | mixed).functional()
-        draw.draw_comparison(c, right, paths, "left", "right", title="comparison")
-        plan = draw.plan_drawing(c)
+        source = draw.draw_circuit(c, paths, title="after")
+    else:
+        source = draw.draw_comparison(c, right, paths, "left", "right", title="comparison")
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "residual_edges": n_residual(c), "kept_edges": c.n_kept,
-                      "arrows_drawn": len(plan.edges), "edges_drawn": plan.n_drawn, "note": plan.note}))
+    arrows = _circuit_arrows(source)
+    row = {"seconds": seconds, "residual_edges": n_residual(c), "kept_edges": c.n_kept,
+           "arrows_drawn": len(arrows), "edges_drawn": len({key for _, _, key in arrows})}
+    if args.mode == "comparison":
+        row["union_residual_edges"] = len({n for x in (c, right) for n in x.kept_edge_names() if "->" in n})
+    else:
+        row["note"] = draw.plan_drawing(c, max_edges=None if args.mode == "before" else draw.MAX_DRAWN_EDGES).note
+    print(json.dumps(row))
+
+
+def _circuit_arrows(source: str) -> list[tuple[str, str, str]]:
+    """The circuit arrows (tail, head, edge name) of a drawing's DOT source."""
+    import pygraphviz
+
+    ag = pygraphviz.AGraph(string=source)
+    return [(u, v, k) for u, v, k in ag.edges(keys=True) if ag.get_edge(u, v, k).attr.get("class") == "circuit"]
 
 
 def _run_child(mode: str, size: int, timeout_s: float, workdir: str) -> dict[str, Any]:
