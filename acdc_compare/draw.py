@@ -10,8 +10,8 @@ attention a k/v edge is drawn into the heads of its group that feed something (a
 
 Bounded drawing time: dot's layout time grows steeply with the number of arrows (measured in
 benchmarks/bench_draw.py), so a circuit with more than `max_edges` arrows (default `MAX_DRAWN_EDGES`) is
-drawn as its highest-|score| edges, up to that many arrows, pruned to input-to-logits paths again; the legend
-says how many of how many are drawn (`plan_drawing(...).note`). Drawings over `FAST_LAYOUT_ARROWS` arrows
+drawn as its top edges by |score|: the longest top run that, pruned to input-to-logits paths again, makes at
+most `max_edges` arrows. The legend says how many of how many are drawn (`plan_drawing(...).note`). Drawings over `FAST_LAYOUT_ARROWS` arrows
 use dot with fewer network-simplex and crossing-minimisation iterations. Every output format of one drawing
 shares one layout (`path` may be a list of paths).
 
@@ -348,19 +348,18 @@ def _legend_table(title: str | None, lines: list[LegendLine]) -> str:
     return f'<table border="0" cellborder="0" cellspacing="2" cellpadding="1">{"".join(rows)}</table>'
 
 
-def _circuit_legend(c: Circuit, plan: DrawingPlan, roles: Mapping[str, str], used: list[str],
-                    palette: Mapping[str, str], scale: float, prune: bool) -> list[LegendLine]:
-    summary = f"{c.n_kept} of {c.n_edges} edges kept"
+def _circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: list[str],
+                    palette: Mapping[str, str], scale: float, prune: bool, note: str = "") -> list[LegendLine]:
+    summary = f"{shown.n_kept} of {c.n_edges} edges kept"
     if prune:
-        on_paths = prune_to_paths(c).n_kept
-        summary += f" ({c.n_kept - on_paths} off every input-to-logits path pruned)"
+        summary += f" ({c.n_kept - shown.n_kept} off every input-to-logits path pruned)"
     lines = [
         ("edges:", _runs([(f"{kind} ({style})", colour) for kind, (colour, style) in EDGE_STYLES.items()])),
         ("width:", _runs([(f"~ |score|, max {scale:.3g}" if scale else "no scores", None)])),
         ("", _runs([(summary, "#555555")])),
     ]
-    if plan.truncated:
-        lines.append(("", _runs([(plan.note, "#b00000")])))
+    if note:
+        lines.append(("", _runs([(note, "#b00000")])))
     if roles:
         lines.insert(0, ("roles:", _swatches([(role, palette[role], None) for role in used])))
     return lines
@@ -391,7 +390,8 @@ def draw_circuit(c: Circuit, path: PathLike | Sequence[PathLike], roles: Mapping
     palette = role_palette(roles)
     used = sorted({roles.get(n, "unknown") for n in nodes if n not in (INPUT, LOGITS)}, key=list(palette).index)
     scale = _score_scale(edges)
-    ag = _new_agraph(_legend_table(title, _circuit_legend(c, plan, roles, used, palette, scale, prune)))
+    shown = prune_to_paths(c) if prune else c
+    ag = _new_agraph(_legend_table(title, _circuit_legend(c, shown, roles, used, palette, scale, prune, plan.note)))
     for node in nodes:
         role = roles.get(node, "unknown")
         fill = "#ffffff" if node in (INPUT, LOGITS) else palette[role]

@@ -260,3 +260,25 @@ def test_one_layout_serves_every_format(tmp_path: Path) -> None:
     assert paths[2].read_text() == dot
     with pytest.raises(ValueError, match="max_edges"):
         draw_circuit(c, tmp_path / "x.svg", max_edges=0)
+
+
+def test_report_states_a_bounded_figure_and_does_not_redraw_an_up_to_date_one(tmp_path: Path, capsys) -> None:
+    import os
+
+    from acdc_compare.cli import EXIT_OK, main
+    from acdc_compare.export import save_circuit
+
+    big = save_circuit(dense_circuit(GPT2, 20, seed=0), tmp_path / "big.json")  # 547 residual edges
+    save_circuit(random_circuit(GPT2, 10, seed=3), tmp_path / "small.json")
+    assert main(["report", str(tmp_path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "big: drawn: " in out and "residual edges on input-to-logits paths" in out and "small: drawn" not in out
+    png = tmp_path / "big.png"
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    drawn_at = png.stat().st_mtime_ns
+    assert main(["report", str(tmp_path)]) == EXIT_OK
+    assert "big.png: up to date, not redrawn" in capsys.readouterr().out and png.stat().st_mtime_ns == drawn_at
+    later = drawn_at / 1e9 + 5
+    os.utime(big, (later, later))  # the circuit file changed after its figure: drawn again
+    assert main(["report", str(tmp_path)]) == EXIT_OK
+    assert "big.png: up to date" not in capsys.readouterr().out and png.stat().st_mtime_ns != drawn_at
