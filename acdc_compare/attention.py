@@ -36,6 +36,7 @@ import torch
 
 from acdc_compare.backends.hooks import attention_patterns
 from acdc_compare.graph import head_name, parse_head
+from acdc_compare.progress import Bar, ProgressLike, as_progress, silent
 from acdc_compare.roles import answer_mask, token_decoder
 from acdc_compare.tasks.base import Task
 
@@ -146,10 +147,13 @@ def analogy(head: str, rows_a: torch.Tensor, roles_a: torch.Tensor, rows_b: torc
 
 # ----- on a model ------------------------------------------------------------------------------------
 @torch.no_grad()
-def scored_rows(model: Any, task: Task, heads: Sequence[str], chunk: int = 16) -> dict[str, torch.Tensor]:
-    """Each head's attention from every scored position: head -> [N * Q, P] (prompt-major), float64."""
+def scored_rows(model: Any, task: Task, heads: Sequence[str], chunk: int = 16,
+                bar: Bar | None = None) -> dict[str, torch.Tensor]:
+    """Each head's attention from every scored position: head -> [N * Q, P] (prompt-major), float64. One
+    forward per `chunk` prompts, one `bar` unit each (`n_chunks`)."""
     pos = task.positions
     parts: dict[str, list[torch.Tensor]] = {h: [] for h in heads}
+    bar = bar or silent("", 0)
     for i in range(0, task.n_prompts, chunk):
         pat = attention_patterns(model, task.clean[i:i + chunk]).double().cpu()  # [L, n, H, P, P]
         idx = pos[i:i + chunk].cpu()
@@ -157,7 +161,13 @@ def scored_rows(model: Any, task: Task, heads: Sequence[str], chunk: int = 16) -
             layer, head = parse_head(h)
             m = pat[layer, :, head]  # [n, P, P]
             parts[h].append(m.gather(1, idx[:, :, None].expand(-1, -1, m.shape[-1])).reshape(-1, m.shape[-1]))
+        bar.update(1)
     return {h: torch.cat(v) for h, v in parts.items()}
+
+
+def n_chunks(task: Task, chunk: int = 16) -> int:
+    """Forwards `scored_rows` makes on `task`."""
+    return -(-task.n_prompts // chunk)
 
 
 def task_roles(model: Any, task: Task) -> torch.Tensor:
@@ -180,20 +190,34 @@ def check_heads(model: Any, heads: Sequence[str]) -> list[str]:
 
 
 def head_analogies(model: Any, task_a: Task, task_b: Task, heads: Sequence[str], n_shuffles: int = 200,
-                   seed: int = 0) -> list[Analogy]:
+                   seed: int = 0, progress: ProgressLike = None) -> list[Analogy]:
     """The analogy measure of each head between two tasks (the same prompts rewritten, e.g. pet-last and
-    pet-first built with the same seed)."""
+    pet-first built with the same seed). `progress`: one bar, a unit per forward and per head."""
     heads = check_heads(model, heads)
-    rows_a, rows_b = scored_rows(model, task_a, heads), scored_rows(model, task_b, heads)
-    roles_a, roles_b = task_roles(model, task_a), task_roles(model, task_b)
-    return [analogy(h, rows_a[h], roles_a, rows_b[h], roles_b, n_shuffles, seed) for h in heads]
+    bar = as_progress(progress)("attention analogy", n_chunks(task_a) + n_chunks(task_b) + len(heads), unit="step")
+    try:
+        rows_a, rows_b = scored_rows(model, task_a, heads, bar=bar), scored_rows(model, task_b, heads, bar=bar)
+        roles_a, roles_b = task_roles(model, task_a), task_roles(model, task_b)
+        out = []
+        for h in heads:
+            out.append(analogy(h, rows_a[h], roles_a, rows_b[h], roles_b, n_shuffles, seed))
+            bar.update(1)
+        return out
+    finally:
+        bar.close()
 
 
-def top_answer_heads(model: Any, task: Task, k: int = 10) -> list[str]:
-    """The k heads with the most attention from the scored position to the correct answer's token."""
+def top_answer_heads(model: Any, task: Task, k: int = 10, progress: ProgressLike = None) -> list[str]:
+    """The k heads with the most attention from the scored position to the correct answer's token
+    (`progress`: one bar over the forwards)."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     all_heads = [head_name(layer, h) for layer in range(n_layers) for h in range(n_heads)]
-    rows, roles = scored_rows(model, task, all_heads), task_roles(model, task)
+    bar = as_progress(progress)("top heads", n_chunks(task), unit="forward")
+    try:
+        rows = scored_rows(model, task, all_heads, bar=bar)
+    finally:
+        bar.close()
+    roles = task_roles(model, task)
     att = {h: float(role_mass(rows[h], roles)[:, _CORRECT].mean()) for h in all_heads}
     return sorted(all_heads, key=lambda h: -att[h])[:k]
 

@@ -230,11 +230,8 @@ def _compare(args: argparse.Namespace) -> int:
         print("  IOI classes: " + format_head_class_recovery(head_class_recovery(left.heads(), IOI_HEAD_CLASSES)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix in (".svg", ".png"):
-        path = out / f"{labels[0]}_vs_{labels[1]}{suffix}".replace(" ", "_")
-        draw_comparison(left, right, path, labels[0], labels[1])
-        paths.append(path)
+    paths = [out / f"{labels[0]}_vs_{labels[1]}{suffix}".replace(" ", "_") for suffix in (".svg", ".png")]
+    draw_comparison(left, right, paths, labels[0], labels[1])
     _print_paths(paths)
     return EXIT_OK
 
@@ -288,12 +285,12 @@ def _curve(args: argparse.Namespace) -> int:
         if source == "eap":
             scores = eap_scores(problem)
         elif source == "eap-ig":
-            scores = eap_ig_scores(problem, args.steps)
+            scores = eap_ig_scores(problem, args.steps, progress=not args.quiet)
         else:
             circuit = circuits[source]
             circuit.check_graph(problem.graph)
             scores = circuit.scores
-        curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x)
+        curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x, progress=not args.quiet)
         curves[source] = asdict(curve)
         print(f"{source}: CPR {curve.cpr:.3f} (higher is better), CMD {curve.cmd:.3f} (lower is better)")
         for frac, size, f in zip(curve.fractions, curve.sizes, curve.faithfulness):
@@ -314,7 +311,7 @@ def _tasks(args: argparse.Namespace) -> int:
     from acdc_compare.tasks.registry import format_tasks_table, tasks_table
 
     model = get_model(args.model, device=args.device)
-    print(format_tasks_table(tasks_table(model, names=args.names, n=args.n, seed=args.seed)))
+    print(format_tasks_table(tasks_table(model, names=args.names, n=args.n, seed=args.seed, progress=not args.quiet)))
     return EXIT_OK
 
 
@@ -342,7 +339,10 @@ def _report(args: argparse.Namespace) -> int:
     for f, c in circuits:
         sections.append(KeyValues(f"Settings: {f.name}", {k: str(v) for k, v in c.settings.items()}))
         png = report_path.parent / f"{f.stem}.png"
-        _draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
+        if png.is_file() and png.stat().st_mtime >= f.stat().st_mtime:
+            print(f"{png.name}: up to date, not redrawn")
+        else:
+            _draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
         sections.append(Image(f"Circuit: {f.stem}", png.name, embed=True))
     sweep = folder / "sweep.json"
     if sweep.is_file():
@@ -363,8 +363,9 @@ def _attention(args: argparse.Namespace) -> int:
 
     model = get_model(args.model, device=args.device)
     tasks = [make_task(t, tokenizer(model), n=args.n_prompts, seed=args.seed) for t in (args.task, args.twin)]
-    heads = check_heads(model, args.heads) if args.heads else top_answer_heads(model, tasks[0], args.top)
-    results = head_analogies(model, *tasks, heads, n_shuffles=args.shuffles, seed=args.seed)
+    bars = not args.quiet
+    heads = check_heads(model, args.heads) if args.heads else top_answer_heads(model, tasks[0], args.top, progress=bars)
+    results = head_analogies(model, *tasks, heads, n_shuffles=args.shuffles, seed=args.seed, progress=bars)
     print(format_analogy_table(results, args.task, args.twin))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -430,13 +431,14 @@ def _reference(name: str, graph: Any) -> Any:
 
 
 def _draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".svg", ".png")) -> list[Path]:
-    from acdc_compare.draw import draw_circuit
+    """Draw the circuit once per format (one layout); print what a large circuit's drawing leaves out."""
+    from acdc_compare.draw import draw_circuit, plan_drawing
 
-    paths = []
-    for suffix in suffixes:
-        path = stem.parent / (stem.name + suffix)
-        draw_circuit(circuit, path, title=title)
-        paths.append(path)
+    paths = [stem.parent / (stem.name + suffix) for suffix in suffixes]
+    note = plan_drawing(circuit).note
+    if note:
+        print(f"{stem.name}: {note}")
+    draw_circuit(circuit, paths, title=title)
     return paths
 
 
@@ -450,7 +452,7 @@ def _problem(args: argparse.Namespace) -> Any:
 
 
 def _progress(args: argparse.Namespace) -> dict[str, bool]:
-    """progress=... for the methods that show a progress bar."""
+    """progress=... for the methods that show a progress bar (on a terminal only: acdc_compare.progress)."""
     fields = {f.name for f in ALGORITHMS[args.method].option_fields()}
     return {"progress": not args.quiet} if "progress" in fields else {}
 

@@ -8,6 +8,13 @@ Heads of a layer sit side by side (dot orders them to limit crossings). Residual
 are not drawn: a head's node carries them in its `direct` attribute and tooltip. Under grouped-query
 attention a k/v edge is drawn into the heads of its group that feed something (all of them if none does).
 
+Bounded drawing time: dot's layout time grows steeply with the number of arrows (measured in
+benchmarks/bench_draw.py), so a circuit with more than `max_edges` arrows (default `MAX_DRAWN_EDGES`) is
+drawn as its top edges by |score|: the longest top run that, pruned to input-to-logits paths again, makes at
+most `max_edges` arrows. The legend says how many of how many are drawn (`plan_drawing(...).note`). Drawings over `FAST_LAYOUT_ARROWS` arrows
+use dot with fewer network-simplex and crossing-minimisation iterations. Every output format of one drawing
+shares one layout (`path` may be a list of paths).
+
 Every circuit edge in the DOT source has `key` = its edge name and `class="circuit"`; the layer labels
 and their invisible chain have `class="layout"`. pygraphviz is imported inside the functions only.
 """
@@ -16,12 +23,13 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import networkx as nx
+import torch
 
 from acdc_compare.circuit import Circuit
 from acdc_compare.export import check_roles, node_attributes, prune_to_paths, to_networkx
@@ -58,6 +66,9 @@ COMPARISON_COLORS: dict[str, tuple[str, str]] = {  # membership -> (edge colour,
 }
 _SUFFIXES = (".svg", ".png", ".dot")
 _MIN_WIDTH, _MAX_WIDTH = 0.6, 4.0
+MAX_DRAWN_EDGES = 300  # arrows; above it the top-|score| edges are drawn, with a note
+FAST_LAYOUT_ARROWS = 150  # above it dot runs with fewer layout iterations
+_FAST_LAYOUT = {"nslimit": "2", "nslimit1": "2", "mclimit": "0.2"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,82 @@ def nodes_of(edges: Iterable[_Edge], g: nx.MultiDiGraph, graph: Graph) -> set[st
         if not (shared_only and (d["layer"], d["head"] // size) in live_groups):
             nodes.add(n)
     return nodes
+
+
+@dataclass(frozen=True)
+class DrawingPlan:
+    """What a circuit's drawing shows: `shown` (the circuit drawn), its arrows, and how many of the
+    circuit's residual edges on input-to-logits paths (`n_on_paths`) are drawn (`n_drawn`)."""
+
+    shown: Circuit
+    edges: tuple[_Edge, ...]
+    g: nx.MultiDiGraph
+    n_on_paths: int
+    n_drawn: int
+    n_ranked: int  # the drawn edges are those on paths among the n_ranked highest-|score| ones
+    max_edges: int | None
+
+    @property
+    def truncated(self) -> bool:
+        return self.n_drawn < self.n_on_paths
+
+    @property
+    def note(self) -> str:
+        """'' when every edge is drawn, else what was left out and why."""
+        if not self.truncated:
+            return ""
+        return _truncation_note(self.n_drawn, self.n_on_paths, self.n_ranked, self.max_edges)
+
+
+def _truncation_note(n_drawn: int, n_all: int, n_ranked: int, max_edges: int | None) -> str:
+    return (f"drawn: {n_drawn} of {n_all} residual edges on input-to-logits paths, those still on such a path "
+            f"among the {n_ranked} with the highest |score| (at most {max_edges} arrows, so that the layout "
+            "stays fast); every kept edge is in the circuit's JSON")
+
+
+def _ranked_edges(c: Circuit, edges: Iterable[_Edge]) -> list[int]:
+    """The drawn edges' indices by |score|, highest first; NaN scores last; ties by index."""
+    index = {e.name: c.graph.edge_index(e.name) for e in edges}
+    scores = c.scores.abs().nan_to_num(nan=-math.inf)
+    return sorted(index.values(), key=lambda i: (-float(scores[i]), i))
+
+
+def _restricted(c: Circuit, residual: Sequence[int]) -> Circuit:
+    """`c` with only the residual edges `residual` (indices; its direct edges all kept), pruned to paths."""
+    kept = c.kept & (c.graph.edge_sender_tensor < 0)
+    kept[list(residual)] = True
+    return prune_to_paths(c.with_kept(kept & c.kept))
+
+
+def _longest_fitting_prefix(ranked: Sequence[int], n_arrows: Callable[[Sequence[int]], int], max_arrows: int) -> int:
+    """The longest prefix of `ranked` (edge indices, best first) whose drawing, pruned to paths, has at most
+    `max_arrows` arrows (`n_arrows(prefix)`). Pruning is monotone in the kept set, so the arrow count grows
+    with the prefix and bisection finds it."""
+    lo, hi = 0, len(ranked)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if n_arrows(ranked[:mid]) <= max_arrows:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def plan_drawing(c: Circuit, prune: bool = True, max_edges: int | None = MAX_DRAWN_EDGES) -> DrawingPlan:
+    """What `draw_circuit(c, ..., prune, max_edges)` draws; `max_edges=None` draws every edge."""
+    if max_edges is not None and max_edges < 1:
+        raise ValueError(f"max_edges must be a whole number >= 1 (or None for no limit), got {max_edges!r}")
+    shown = prune_to_paths(c) if prune else c
+    edges, g = drawn_edges(shown)
+    n_all = len({e.name for e in edges})
+    n_ranked = n_all
+    if max_edges is not None and len(edges) > max_edges:
+        ranked = _ranked_edges(shown, edges)
+        n_ranked = _longest_fitting_prefix(ranked, lambda top: len(drawn_edges(_restricted(shown, top))[0]),
+                                           max_edges)
+        shown = _restricted(shown, ranked[:n_ranked])
+        edges, g = drawn_edges(shown)
+    return DrawingPlan(shown, tuple(edges), g, n_all, len({e.name for e in edges}), n_ranked, max_edges)
 
 
 def role_palette(roles: Mapping[str, str]) -> dict[str, str]:
@@ -195,23 +282,34 @@ def _add_node(ag: "pygraphviz.AGraph", graph: Graph, node: str, fill: str, label
     ag.add_node(node, label=label, fillcolor=fill, tooltip=tooltip, direct=direct, **_node_style(graph, node))
 
 
-def _write(ag: "pygraphviz.AGraph", path: Path) -> str:
-    """Write the DOT source (.dot) or a dot-layout rendering (.svg, .png); return the DOT source."""
+def _write(ag: "pygraphviz.AGraph", paths: Sequence[Path], n_arrows: int) -> str:
+    """Write the DOT source (.dot) and dot-layout renderings (.svg, .png), all from one layout; return the
+    DOT source (without layout attributes)."""
     source = ag.string()
-    suffix = path.suffix.lower()
-    if suffix == ".dot":
-        atomic_write(path, source.encode("utf-8"))
-    else:
-        ag.layout(prog="dot")
+    laid_out = False
+    for path in paths:
+        suffix = path.suffix.lower()
+        if suffix == ".dot":
+            atomic_write(path, source.encode("utf-8"))
+            continue
+        if not laid_out:
+            if n_arrows > FAST_LAYOUT_ARROWS:
+                ag.graph_attr.update(_FAST_LAYOUT)
+            ag.layout(prog="dot")
+            laid_out = True
         atomic_write(path, ag.draw(format=suffix[1:]))
     return source
 
 
-def _check_path(path: PathLike) -> Path:
-    path = Path(path)
-    if path.suffix.lower() not in _SUFFIXES:
-        raise ValueError(f"cannot tell the format of {path}: use one of {', '.join(_SUFFIXES)}")
-    return path
+def _check_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
+    """One path or several; each must end in a known format."""
+    paths = [Path(p) for p in path] if isinstance(path, Sequence) and not isinstance(path, str) else [Path(path)]
+    if not paths:
+        raise ValueError("no output path given")
+    for p in paths:
+        if p.suffix.lower() not in _SUFFIXES:
+            raise ValueError(f"cannot tell the format of {p}: use one of {', '.join(_SUFFIXES)}")
+    return paths
 
 
 # ----- legends ---------------------------------------------------------------------------------------
@@ -251,7 +349,7 @@ def _legend_table(title: str | None, lines: list[LegendLine]) -> str:
 
 
 def _circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: list[str],
-                    palette: Mapping[str, str], scale: float, prune: bool) -> list[LegendLine]:
+                    palette: Mapping[str, str], scale: float, prune: bool, note: str = "") -> list[LegendLine]:
     summary = f"{shown.n_kept} of {c.n_edges} edges kept"
     if prune:
         summary += f" ({c.n_kept - shown.n_kept} off every input-to-logits path pruned)"
@@ -260,6 +358,8 @@ def _circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: 
         ("width:", _runs([(f"~ |score|, max {scale:.3g}" if scale else "no scores", None)])),
         ("", _runs([(summary, "#555555")])),
     ]
+    if note:
+        lines.append(("", _runs([(note, "#b00000")])))
     if roles:
         lines.insert(0, ("roles:", _swatches([(role, palette[role], None) for role in used])))
     return lines
@@ -272,22 +372,26 @@ def _comparison_legend(labels: Mapping[str, str], counts: Mapping[str, int]) -> 
 
 
 # ----- public ----------------------------------------------------------------------------------------
-def draw_circuit(c: Circuit, path: PathLike, roles: Mapping[str, str] | None = None, title: str | None = None,
-                 prune: bool = True) -> str:
-    """Draw a circuit to `path` (.svg, .png, or .dot for the source) and return the DOT source.
+def draw_circuit(c: Circuit, path: PathLike | Sequence[PathLike], roles: Mapping[str, str] | None = None,
+                 title: str | None = None, prune: bool = True, max_edges: int | None = MAX_DRAWN_EDGES) -> str:
+    """Draw a circuit to `path` (.svg, .png, or .dot for the source; a list of paths shares one layout) and
+    return the DOT source.
 
     With `prune` (default) edges off every input-to-logits path are dropped first (`prune_to_paths`).
+    Over `max_edges` arrows only the highest-|score| edges are drawn, with a note in the legend
+    (`plan_drawing`; None draws everything, however long the layout takes).
     Nodes are filled by role (`roles`: node name -> role, e.g. {'a9.h9': 'name mover'}), with a legend.
     """
-    path = _check_path(path)
+    paths = _check_paths(path)
     roles = check_roles(c.graph, roles)
-    shown = prune_to_paths(c) if prune else c
-    edges, g = drawn_edges(shown)
+    plan = plan_drawing(c, prune, max_edges)
+    edges, g = plan.edges, plan.g
     nodes = _sorted_nodes(c.graph, nodes_of(edges, g, c.graph) | {INPUT, LOGITS})
     palette = role_palette(roles)
     used = sorted({roles.get(n, "unknown") for n in nodes if n not in (INPUT, LOGITS)}, key=list(palette).index)
     scale = _score_scale(edges)
-    ag = _new_agraph(_legend_table(title, _circuit_legend(c, shown, roles, used, palette, scale, prune)))
+    shown = prune_to_paths(c) if prune else c
+    ag = _new_agraph(_legend_table(title, _circuit_legend(c, shown, roles, used, palette, scale, prune, plan.note)))
     for node in nodes:
         role = roles.get(node, "unknown")
         fill = "#ffffff" if node in (INPUT, LOGITS) else palette[role]
@@ -300,7 +404,7 @@ def draw_circuit(c: Circuit, path: PathLike, roles: Mapping[str, str] | None = N
         ag.add_edge(e.up, e.down, key=e.name, color=colour + "cc", style=style,
                     penwidth=f"{_width(e.score, scale):.2f}", tooltip=f"{e.name}: {e.score:.4g}",
                     **{"class": "circuit"})
-    return _write(ag, path)
+    return _write(ag, paths, len(edges))
 
 
 def _membership(name: str, left: set[str], right: set[str]) -> str:
@@ -309,25 +413,57 @@ def _membership(name: str, left: set[str], right: set[str]) -> str:
     return "left" if name in left else "right"
 
 
-def draw_comparison(left: Circuit, right: Circuit, path: PathLike, left_label: str, right_label: str,
-                    roles: Mapping[str, str] | None = None, title: str | None = None, prune: bool = True) -> str:
+def _comparison_plans(left: Circuit, right: Circuit, prune: bool,
+                      max_edges: int | None) -> tuple[list[DrawingPlan], int, int, int]:
+    """Each circuit's drawing plan, restricted together so the union has at most `max_edges` arrows (the
+    edges with the highest |score| in either circuit); and the union's residual edge count before and after."""
+    plans = [plan_drawing(x, prune, None) for x in (left, right)]
+    union = {(e.name, e.up, e.down): e for p in plans for e in p.edges}
+    n_all = len({name for name, _, _ in union})
+    n_ranked = n_all
+    if max_edges is not None and len(union) > max_edges:
+        best = left.with_kept(left.kept | right.kept)
+        best = replace(best, scores=torch.fmax(left.scores.abs(), right.scores.abs()))
+        ranked = _ranked_edges(best, union.values())
+
+        def n_arrows(top: Sequence[int]) -> int:
+            return len({(e.name, e.up, e.down) for p in plans for e in drawn_edges(_restricted(p.shown, top))[0]})
+
+        n_ranked = _longest_fitting_prefix(ranked, n_arrows, max_edges)
+        plans = [plan_drawing(_restricted(p.shown, ranked[:n_ranked]), False, None) for p in plans]
+    n_drawn = len({e.name for p in plans for e in p.edges})
+    return plans, n_all, n_drawn, n_ranked
+
+
+def draw_comparison(left: Circuit, right: Circuit, path: PathLike | Sequence[PathLike], left_label: str,
+                    right_label: str, roles: Mapping[str, str] | None = None, title: str | None = None,
+                    prune: bool = True, max_edges: int | None = MAX_DRAWN_EDGES) -> str:
     """Draw the union of two circuits on the same graph, edges and nodes coloured shared / only left /
-    only right, to `path` (.svg, .png, .dot); return the DOT source. Edge style still tells q/k/v/mlp/logits
-    apart; roles, when given, are written under the node name. Each circuit is pruned to paths first."""
-    path = _check_path(path)
+    only right, to `path` (.svg, .png, .dot, or a list sharing one layout); return the DOT source. Edge
+    style still tells q/k/v/mlp/logits apart; roles, when given, are written under the node name. Each
+    circuit is pruned to paths first; over `max_edges` arrows in the union only the highest-|score| edges
+    are drawn, with a note in the legend."""
+    paths = _check_paths(path)
     if left.graph != right.graph:
         raise ValueError(
             f"cannot compare circuits on different graphs: {left_label!r} is on {left.graph.config.key}, "
             f"{right_label!r} on {right.graph.config.key}"
         )
+    if max_edges is not None and max_edges < 1:
+        raise ValueError(f"max_edges must be a whole number >= 1 (or None for no limit), got {max_edges!r}")
     roles = check_roles(left.graph, roles)
-    drawn = [drawn_edges(prune_to_paths(x) if prune else x) for x in (left, right)]
+    plans, n_all, n_drawn, n_ranked = _comparison_plans(left, right, prune, max_edges)
+    drawn = [(p.edges, p.g) for p in plans]
     names = [{e.name for e in edges} for edges, _ in drawn]
     node_sets = [nodes_of(edges, g, left.graph) for edges, g in drawn]
     edges = {(e.name, e.up, e.down): e for edges, _ in drawn for e in edges}
     labels = {"shared": "in both", "left": f"only {left_label}", "right": f"only {right_label}"}
     counts = {m: sum(1 for n in names[0] | names[1] if _membership(n, *names) == m) for m in labels}
-    ag = _new_agraph(_legend_table(title, _comparison_legend(labels, counts)))
+    legend = _comparison_legend(labels, counts)
+    if n_drawn < n_all:
+        note = _truncation_note(n_drawn, n_all, n_ranked, max_edges).replace("|score|", "|score| in either circuit")
+        legend.append(("", _runs([(note, "#b00000")])))
+    ag = _new_agraph(_legend_table(title, legend))
     nodes = _sorted_nodes(left.graph, node_sets[0] | node_sets[1] | {INPUT, LOGITS})
     for node in nodes:
         member = "shared" if node in (INPUT, LOGITS) else _membership(node, *node_sets)
@@ -341,4 +477,4 @@ def draw_comparison(left: Circuit, right: Circuit, path: PathLike, left_label: s
         ag.add_edge(up, down, key=name, color=COMPARISON_COLORS[member][0] + "cc", style=EDGE_STYLES[e.kind][1],
                     penwidth="1.6" if member == "shared" else "1.3", tooltip=f"{name}: {labels[member]}",
                     membership=member, **{"class": "circuit"})
-    return _write(ag, path)
+    return _write(ag, paths, len(edges))

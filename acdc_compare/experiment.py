@@ -23,13 +23,14 @@ from acdc_compare.api import get_model, prepare, run_method
 from acdc_compare.backends import DEFAULT_MODEL, model_name
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import compare_circuits, overlap
-from acdc_compare.draw import draw_circuit, draw_comparison
+from acdc_compare.draw import draw_circuit, draw_comparison, plan_drawing
 from acdc_compare.export import save_circuit
 from acdc_compare.attention import analogy_rows, head_analogies, viewer_attention
 from acdc_compare.export import edge_kind, prune_to_paths
 from acdc_compare.faithfulness import FaithfulnessCurve, circuit_faithfulness
 from acdc_compare.graph import parse_head
 from acdc_compare.plots import faithfulness_plot
+from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
 from acdc_compare.faithfulness import normalized_faithfulness
 from acdc_compare.movers import MoverOverlap, MoverRule, circuit_movers
@@ -74,7 +75,7 @@ class ExperimentConfig:
     held_out_seed: int = 1  # the circuits are also evaluated on prompts of this seed, not discovered on
     target_faithfulness: float = 0.8
     max_edge_fraction: float = 0.02  # the demo's circuits should keep at most this share of the graph
-    progress: bool = True
+    progress: ProgressLike = True  # bars on a terminal (True), none (False), or a Progress (acdc_compare.progress)
 
     @property
     def circuit_tasks(self) -> list[str]:
@@ -117,6 +118,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = ExperimentResult(out)
+    bars = as_progress(config.progress)
     log(f"loading {config.model} ...")
     model = get_model(config.model)
     name = model_name(model)
@@ -126,14 +128,14 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     table_tasks = list(dict.fromkeys([*circuit_tasks,
                                       *(t for p in ORDER_MEANING_PAIRS for t in (p.agree_task, p.disagree_task))]))
     log(f"evaluating {', '.join(table_tasks)} (accuracy, logit difference; `acdc-compare tasks` has all) ...")
-    evals = tasks_table(model, names=table_tasks, n=config.n_eval, seed=config.seed)
+    evals = tasks_table(model, names=table_tasks, n=config.n_eval, seed=config.seed, progress=bars)
     result.tasks_table = format_tasks_table(evals)
     (out / "tasks.txt").write_text(result.tasks_table + "\n")
 
     log(f"scoring head roles on {', '.join(circuit_tasks)} ...")
     tasks = {t: make_task(t, tok, n=config.n_prompts, seed=config.seed, corruption=_corruption(t, config))
              for t in circuit_tasks}
-    scores = {t: score_heads(model, tasks[t], s_inhibition=(t == config.task)) for t in circuit_tasks}
+    scores = {t: score_heads(model, tasks[t], s_inhibition=(t == config.task), progress=bars) for t in circuit_tasks}
     roles = assign_roles(scores[config.task])
     movers = {t: compare_movers(scores[config.task], scores[t]) for t in circuit_tasks[1:]}
     result.mover_verdicts = {t: m.verdict for t, m in movers.items()}
@@ -144,16 +146,18 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         log(f"discovering the circuit of {t} ({config.method}, {_corruption(t, config).value} corruption, "
             f"threshold {config.threshold}) ...")
         problem = prepare(tasks[t], model=model)
-        prior = eap_ig_scores(problem, config.steps) if config.method == "hybrid" else None
-        circuit = _discover(problem, config, prior)
+        prior = eap_ig_scores(problem, config.steps, progress=bars) if config.method == "hybrid" else None
+        circuit = _discover(problem, config, prior, bars)
         ranking = circuit.scores if config.method == "eap-ig" else prior
         json_path = save_circuit(circuit, circuits_dir / f"{t}.json")
         diagrams = [out / f"{t}.svg", out / f"{t}.png"]
-        for path in diagrams:
-            draw_circuit(circuit, path, roles=roles, title=f"{t} on {name}: {circuit.n_kept} edges")
+        note = plan_drawing(circuit).note
+        if note:
+            log(f"  figure of {t}: {note}")
+        draw_circuit(circuit, diagrams, roles=roles, title=f"{t} on {name}: {circuit.n_kept} edges")
         curve = None
         if config.curve and ranking is not None:
-            curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS)
+            curve = faithfulness_of_scores(problem, ranking, CURVE_FRACTIONS, progress=bars)
         held_out = held_out_faithfulness(circuit, t, model, config)
         run = TaskRun(t, circuit, json_path, diagrams, circuit_faithfulness(circuit), held_out, curve,
                       circuit_movers(circuit, scores[t]))
@@ -172,14 +176,14 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         a, b = result.runs[left].circuit, result.runs[right].circuit
         stem = f"compare_{left}_vs_{right}"
         paths = [out / f"{stem}.svg", out / f"{stem}.png"]
-        for path in paths:
-            draw_comparison(a, b, path, left, right, roles=roles, title=f"{left} vs {right} on {name}")
+        draw_comparison(a, b, paths, left, right, roles=roles, title=f"{left} vs {right} on {name}")
         result.runs[left].diagram_paths.extend(paths)
         comparisons.append((left, right, compare_circuits(a, b), paths[0]))
 
     heads = _viewer_heads(result.runs.values(), config.viewer_heads)
     log(f"attention of {len(heads)} circuit heads on {config.comparison} vs {config.control} (analogy measure) ...")
-    analogies = head_analogies(model, tasks[config.comparison], tasks[config.control], heads, seed=config.seed)
+    analogies = head_analogies(model, tasks[config.comparison], tasks[config.control], heads, seed=config.seed,
+                               progress=bars)
     attention = viewer_attention(model, [tasks[config.comparison], tasks[config.control], tasks[config.task]], heads,
                                  analogies=analogies)
     by_eval_name = {e.name: e for e in evals}
@@ -345,12 +349,17 @@ def _target_note(runs: dict[str, TaskRun], config: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
-def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None) -> Circuit:
-    if config.method in ("eap", "eap-ig"):
-        return run_method(problem, config.method, top_n=config.k, steps=config.steps)
+def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None, bars: ProgressLike) -> Circuit:
+    if config.method == "eap":
+        return run_method(problem, config.method, top_n=config.k)
+    if config.method == "eap-ig":
+        return run_method(problem, config.method, top_n=config.k, steps=config.steps, progress=bars)
+    threshold = task_threshold(problem, config.threshold)
+    if config.method == "acdc":
+        return run_method(problem, config.method, threshold, progress=bars)
     k = None if config.coverage is not None else config.k
-    return run_method(problem, config.method, task_threshold(problem, config.threshold), k=k,
-                      coverage=config.coverage, steps=config.steps, progress=config.progress, prior=prior)
+    return run_method(problem, config.method, threshold, k=k, coverage=config.coverage, steps=config.steps,
+                      progress=bars, prior=prior)
 
 
 def _candidates(config: ExperimentConfig) -> str:

@@ -64,6 +64,7 @@ from acdc_compare.backends.hooks import (
 )
 from acdc_compare.backends.transformer_lens import extract_weights
 from acdc_compare.graph import head_name, parse_head
+from acdc_compare.progress import Bar, ProgressLike, as_progress
 from acdc_compare.tasks.base import Task
 from acdc_compare.types import Role
 from acdc_compare.weights import ModelWeights
@@ -179,7 +180,7 @@ def score_heads(model: Any, task: Task, *, s_inhibition: bool = True, s_inhibiti
                 s_inhibition_path: Literal["query", "total"] = "query",
                 thresholds: RoleThresholds | None = None, repeats: Literal["auto", "task", "random"] = "auto",
                 n_random: int = 16, random_len: int = 16,
-                seed: int = 0, chunk: int = 16, batch_size: int = 256) -> HeadScores:
+                seed: int = 0, chunk: int = 16, batch_size: int = 256, progress: ProgressLike = None) -> HeadScores:
     """Score every head of `model` on `task` (see the module docstring for the definitions).
 
     `ablation` for S-inhibition: "corrupted" (default when the task's corrupted prompts differ from the
@@ -190,22 +191,36 @@ def score_heads(model: Any, task: Task, *, s_inhibition: bool = True, s_inhibiti
     score too). `thresholds` picks the movers whose attention S-inhibition is measured on. `repeats`: where
     duplicate-token and induction scores are measured: "auto" (the task's prompts if they hold at least one
     repeated token per prompt, else `n_random` repeated random sequences of 2 x `random_len` tokens), "task"
-    or "random". `chunk` prompts per forward for patterns and head outputs."""
+    or "random". `chunk` prompts per forward for patterns and head outputs. `progress`: one bar, a unit per
+    chunk of prompts, one for the repeat scores and one for S-inhibition."""
     thresholds = thresholds or RoleThresholds()
+    if repeats not in ("auto", "task", "random"):
+        raise ValueError(f"unknown repeats {repeats!r}; choose 'auto', 'task' or 'random'")
+    bar = as_progress(progress)(f"head roles ({task.name})", -(-task.n_prompts // chunk) + 2, unit="step")
+    try:
+        return _score_heads(model, task, s_inhibition, s_inhibition_prompts, n_movers, ablation, s_inhibition_path,
+                            thresholds, repeats, n_random, random_len, seed, chunk, batch_size, bar)
+    finally:
+        bar.close()
+
+
+def _score_heads(model: Any, task: Task, s_inhibition: bool, s_inhibition_prompts: int, n_movers: int,
+                 ablation: AblationKind | None, s_inhibition_path: Literal["query", "total"],
+                 thresholds: RoleThresholds, repeats: Literal["auto", "task", "random"], n_random: int,
+                 random_len: int, seed: int, chunk: int, batch_size: int, bar: Bar) -> HeadScores:
     weights = extract_weights(model)
     clean = task.clean
     n = clean.shape[0]
-    patterns, dla = _patterns_and_dla(model, weights, task, chunk)  # [L, N, H, P, P], [N, Q, L, H]
+    patterns, dla = _patterns_and_dla(model, weights, task, chunk, bar)  # [L, N, H, P, P], [N, Q, L, H]
     valid = _valid_positions(clean, task.positions)
     prev = _previous_token_score(patterns, valid)
     dup, ind, n_repeats = _repeat_scores(patterns, clean, valid)
-    if repeats not in ("auto", "task", "random"):
-        raise ValueError(f"unknown repeats {repeats!r}; choose 'auto', 'task' or 'random'")
     repeat_source = "task"
     if repeats == "random" or (repeats == "auto" and n_repeats < n):
         rand = _repeated_random_tokens(clean, valid, n_random, random_len, seed, _context_length(model))
         dup, ind, _ = _repeat_scores(_patterns(model, rand, chunk), rand, _valid_positions(rand, None))
         repeat_source = "random repeated tokens"
+    bar.update(1)
     decode = token_decoder(model)
     mover, att, mean_dla, n_mover = _mover_scores(task, patterns, dla, decode)
 
@@ -220,6 +235,7 @@ def score_heads(model: Any, task: Task, *, s_inhibition: bool = True, s_inhibiti
             s_inh = _s_inhibition(model, weights, task, [parse_head(h) for h in movers], patterns, used_ablation,
                                   s_inhibition_path, s_inhibition_prompts, batch_size, decode)
             mover_heads = tuple(movers)
+    bar.update(1)
     return HeadScores(
         task_name=task.name, previous_token=prev, duplicate_token=dup, induction=ind, mover=mover,
         s_inhibition=s_inh, answer_attention=att, direct_logit=mean_dla, repeat_source=repeat_source,
@@ -327,15 +343,17 @@ def _direct_contributions(weights: ModelWeights, task: Task, heads: torch.Tensor
     return head_dla, total - head_dla.sum(dim=(-1, -2))
 
 
-def _patterns_and_dla(model: Any, weights: ModelWeights, task: Task,
-                      chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention patterns [L, N, H, P, P] and heads' direct contributions [N, Q, L, H] (one forward per chunk)."""
+def _patterns_and_dla(model: Any, weights: ModelWeights, task: Task, chunk: int,
+                      bar: Bar) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention patterns [L, N, H, P, P] and heads' direct contributions [N, Q, L, H] (one forward per chunk,
+    one `bar` unit each)."""
     patterns, dla = [], []
     for start in range(0, task.n_prompts, chunk):
         rows = slice(start, start + chunk)
         pat, heads, resid = patterns_and_head_results(model, task.clean[rows], task.positions[rows])
         patterns.append(pat.double().cpu())
         dla.append(_direct_contributions(weights, task, heads, resid, rows)[0])
+        bar.update(1)
     return torch.cat(patterns, dim=1), torch.cat(dla)
 
 

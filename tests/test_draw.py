@@ -199,3 +199,86 @@ def test_empty_circuit_draws_without_graphviz_errors(tmp_path, capfd):
     draw_comparison(Circuit.empty(g), Circuit.empty(g), tmp_path / "cmp.png", "a", "b")
     assert "syntax error" not in capfd.readouterr().err
     assert (tmp_path / "empty.png").stat().st_size > 0
+
+
+SMOLLM2 = Graph(GraphConfig(n_layers=30, n_heads=9, n_kv_heads=3))
+
+
+def dense_circuit(graph: Graph, n_nodes: int, seed: int) -> Circuit:
+    """Every edge among `n_nodes` random senders, the input and the logits (all on input-to-logits paths),
+    with random scores."""
+    rng = random.Random(seed)
+    chosen = {0, *rng.sample(range(1, graph.n_senders), n_nodes)}
+    nodes = {graph.sender_names[s] for s in chosen} | {"logits"}
+    read = torch.tensor([bool(set(graph.receiver_nodes(r)) & nodes) for r in range(graph.n_receivers)])
+    sender = graph.edge_sender_tensor
+    from_chosen = torch.isin(sender, torch.tensor(sorted(chosen))) | (sender < 0)
+    kept = read[graph.edge_receiver_tensor] & from_chosen
+    scores = torch.rand(graph.n_edges, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return prune_to_paths(Circuit(graph, kept, scores))
+
+
+def test_a_2000_edge_circuit_is_drawn_bounded_and_says_so(tmp_path: Path) -> None:
+    from acdc_compare.draw import MAX_DRAWN_EDGES, plan_drawing
+
+    c = dense_circuit(SMOLLM2, 60, seed=0)
+    residual = _residual_names(c)
+    assert len(residual) >= 2000
+    plan = plan_drawing(c)
+    assert plan.truncated and plan.n_on_paths == len(residual)
+    assert 0 < len(plan.edges) <= MAX_DRAWN_EDGES and plan.n_drawn < len(residual)
+    dot = draw_circuit(c, [tmp_path / "c.dot", tmp_path / "c.svg"])
+    drawn = {k for _, _, k in _circuit_edges(dot)}
+    assert len(drawn) == plan.n_drawn and drawn <= residual
+    # the drawn edges are on paths among the top n_ranked by |score|
+    ranked = sorted(residual, key=lambda n: -abs(c.edge_score(n)))
+    assert drawn <= set(ranked[:plan.n_ranked])
+    assert f"drawn: {plan.n_drawn} of {len(residual)} residual edges" in plan.note
+    assert f"{plan.n_drawn} of {len(residual)} residual edges" in (tmp_path / "c.svg").read_text()
+    assert plan_drawing(c, max_edges=None).n_drawn == len(residual)  # unbounded on request
+    small = random_circuit(GPT2, 20, seed=0)
+    assert plan_drawing(small).note == "" and not plan_drawing(small).truncated
+
+
+def test_a_large_comparison_is_bounded_and_says_so(tmp_path: Path) -> None:
+    from acdc_compare.draw import MAX_DRAWN_EDGES
+
+    left, right = dense_circuit(SMOLLM2, 40, seed=1), dense_circuit(SMOLLM2, 40, seed=2)
+    union = _residual_names(left) | _residual_names(right)
+    assert len(union) > MAX_DRAWN_EDGES
+    dot = draw_comparison(left, right, tmp_path / "cmp.dot", "L", "R")
+    drawn = {k for _, _, k in _circuit_edges(dot)}
+    assert 0 < len(drawn) <= MAX_DRAWN_EDGES and drawn <= union
+    assert f"of {len(union)} residual edges" in dot and "in either circuit" in dot
+
+
+def test_one_layout_serves_every_format(tmp_path: Path) -> None:
+    c = random_circuit(GPT2, 10, seed=2)
+    paths = [tmp_path / "c.svg", tmp_path / "c.png", tmp_path / "c.dot"]
+    dot = draw_circuit(c, paths)
+    assert paths[0].read_text().startswith("<?xml") and paths[1].read_bytes().startswith(PNG_MAGIC)
+    assert paths[2].read_text() == dot
+    with pytest.raises(ValueError, match="max_edges"):
+        draw_circuit(c, tmp_path / "x.svg", max_edges=0)
+
+
+def test_report_states_a_bounded_figure_and_does_not_redraw_an_up_to_date_one(tmp_path: Path, capsys) -> None:
+    import os
+
+    from acdc_compare.cli import EXIT_OK, main
+    from acdc_compare.export import save_circuit
+
+    big = save_circuit(dense_circuit(GPT2, 20, seed=0), tmp_path / "big.json")  # 547 residual edges
+    save_circuit(random_circuit(GPT2, 10, seed=3), tmp_path / "small.json")
+    assert main(["report", str(tmp_path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "big: drawn: " in out and "residual edges on input-to-logits paths" in out and "small: drawn" not in out
+    png = tmp_path / "big.png"
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    drawn_at = png.stat().st_mtime_ns
+    assert main(["report", str(tmp_path)]) == EXIT_OK
+    assert "big.png: up to date, not redrawn" in capsys.readouterr().out and png.stat().st_mtime_ns == drawn_at
+    later = drawn_at / 1e9 + 5
+    os.utime(big, (later, later))  # the circuit file changed after its figure: drawn again
+    assert main(["report", str(tmp_path)]) == EXIT_OK
+    assert "big.png: up to date" not in capsys.readouterr().out and png.stat().st_mtime_ns != drawn_at

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from acdc_compare.algorithms.base import AlgorithmSpec, Evaluator, check_threshold, option
 from acdc_compare.circuit import Circuit, Liveness
 from acdc_compare.graph import Graph
 from acdc_compare.journal import Decision, JournalWriter, read_journal
+from acdc_compare.progress import ProgressLike, as_progress
 
 EdgeOrder = Literal["reference"]
 
@@ -44,7 +44,8 @@ class AcdcOptions:
     abs_value: bool = option(False, "compare |metric change| with the threshold")
     max_batch: int | None = option(None, "speculative candidates per forward (default: 64 on a GPU, 1 on a CPU)")
     journal: str | os.PathLike | None = option(None, "decision journal; rerun with the same path to resume")
-    progress: bool = option(False, "show a progress bar", cli=False)
+    progress: ProgressLike = option(False, "a progress bar over the candidates: True (on a terminal), False, or "
+                                           "a Progress (acdc_compare.progress)", cli=False)
     max_tests: int | None = option(None, "stop after this many tested edges (a partial, resumable result)")
 
     def __post_init__(self) -> None:
@@ -161,7 +162,9 @@ def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor 
                          default=problem.n_stages)
     live = Liveness(graph, kept)
     n_tested = sum(1 for d in replayed if not math.isnan(d.score))
-    bar = tqdm(total=graph.n_edges, initial=len(done), disable=not options.progress, desc="ACDC", unit="edge")
+    n_candidates = graph.n_edges if candidates is None else int(candidates.sum())
+    decided = sum(1 for d in replayed if candidates is None or bool(candidates[d.edge]))
+    bar = as_progress(options.progress)("ACDC", n_candidates, unit="edge", initial=decided)
     batch = 1
 
     def decide(e: int, keep: bool, score: float) -> None:
@@ -216,7 +219,8 @@ def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor 
                 n_tested += n_tested_batch
                 i += n_tested_batch
                 batch = min(max_batch, batch * 2) if n_tested_batch == len(cand) else max(1, batch // 2)
-                bar.set_postfix(kept=int(kept.sum()), metric=f"{current:.4g}", refresh=False)
+                bar.set_postfix(kept=int(kept.sum()), metric=f"{current:.4g}")
+        bar.set_postfix(kept=int(kept.sum()), metric=f"{current:.4g}")
     finally:
         bar.close()
         if writer is not None:
@@ -229,7 +233,7 @@ def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor 
         metrics={"full": full_metric, "circuit": circuit_metric, "empty": empty_metric, "final_greedy": current},
         settings={**identity, "method": "acdc", "seconds": time.perf_counter() - started,
                   "n_tested": n_tested, "max_batch": max_batch,
-                  "n_candidates": graph.n_edges if candidates is None else int(candidates.sum()),
+                  "n_candidates": n_candidates,
                   **problem.run_settings(),
                   "resumed_decisions": len(replayed), "complete": len(done) == graph.n_edges},
     )

@@ -45,6 +45,7 @@ from acdc_compare.algorithms.base import AlgorithmSpec, option
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.circuit import Circuit, check_selection
 from acdc_compare.faithfulness import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
+from acdc_compare.progress import Bar, ProgressLike, as_progress
 from acdc_compare.types import Metric
 
 IGPath = Literal["input", "mask"]
@@ -72,6 +73,8 @@ class EapIgOptions(EapOptions):
                           flag="--ig-path")
     rule: IGRule = option("left", "Riemann rule of the integration", flag="--ig-rule")
     batch: int | None = option(None, "interpolation steps per forward (default: as many as fit)", cli=False)
+    progress: ProgressLike = option(False, "a progress bar over the integration steps: True (on a terminal), "
+                                           "False, or a Progress (acdc_compare.progress)", cli=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,36 +102,51 @@ def eap_scores(problem: Problem, *, absolute: bool = True) -> torch.Tensor:
 
 
 def eap_ig_scores(problem: Problem, steps: int = 5, *, absolute: bool = True, path: IGPath = "input",
-                  rule: IGRule = "left", batch: int | None = None) -> torch.Tensor:
+                  rule: IGRule = "left", batch: int | None = None, progress: ProgressLike = None) -> torch.Tensor:
     """EAP-IG scores (float64 [n_edges], on the CPU): see the module docstring for `path` and `rule`.
 
-    `batch` is how many interpolation steps share one forward (default: as many as fit in memory)."""
+    `batch` is how many interpolation steps share one forward (default: as many as fit in memory);
+    `progress` gets one bar of `steps` units, advanced after each forward + backward."""
     check_steps(steps)
-    patcher, ctx = problem.patcher, problem.ctx
-    n_edges = problem.graph.n_edges
+    if path not in ("input", "mask"):
+        raise ValueError(f"path must be 'input' or 'mask', got {path!r}")
     alphas = ig_alphas(steps, rule)
     batch = batch or circuits_per_pass(problem, grad=True)
-    if path == "input":
-        reference = patcher.grad_reference(ctx)
-        leaf = torch.ones(1, n_edges, dtype=patcher.dtype, device=patcher.device, requires_grad=True)
-        for chunk in alphas.split(batch):
-            logits = patcher.run_grad(ctx, leaf.expand(len(chunk), -1), reference=reference,
-                                      input_scale=chunk.to(patcher.device))
-            (problem.metric(logits).sum() / steps).backward()
-            del logits  # frees this pass's graph (and its delta buffers) before the next one
-        grad = leaf.grad[0]
-    elif path == "mask":
-        grad = torch.zeros(n_edges, dtype=torch.float64, device=patcher.device)
-        for chunk in alphas.split(batch):
-            kept = (chunk.to(patcher.device)[:, None] * torch.ones(n_edges, dtype=torch.float64,
-                                                                     device=patcher.device))
-            kept = kept.to(patcher.dtype).requires_grad_(True)
-            (problem.metric(patcher.run_grad(ctx, kept)).sum() / steps).backward()
-            grad += kept.grad.sum(0).double()
-            del kept
-    else:
-        raise ValueError(f"path must be 'input' or 'mask', got {path!r}")
+    bar = as_progress(progress)("EAP-IG", steps, unit="step")
+    try:
+        grad = (_input_path_grad if path == "input" else _mask_path_grad)(problem, alphas.split(batch), steps, bar)
+    finally:
+        bar.close()
     return _finish(-grad, absolute)
+
+
+def _input_path_grad(problem: Problem, chunks: Sequence[torch.Tensor], steps: int, bar: Bar) -> torch.Tensor:
+    """mean_k dM/dmask at the full circuit with the inputs interpolated by alpha_k: [n_edges]."""
+    patcher, ctx = problem.patcher, problem.ctx
+    reference = patcher.grad_reference(ctx)
+    leaf = torch.ones(1, problem.graph.n_edges, dtype=patcher.dtype, device=patcher.device, requires_grad=True)
+    for chunk in chunks:
+        logits = patcher.run_grad(ctx, leaf.expand(len(chunk), -1), reference=reference,
+                                  input_scale=chunk.to(patcher.device))
+        (problem.metric(logits).sum() / steps).backward()
+        del logits  # frees this pass's graph (and its delta buffers) before the next one
+        bar.update(len(chunk))
+    return leaf.grad[0]
+
+
+def _mask_path_grad(problem: Problem, chunks: Sequence[torch.Tensor], steps: int, bar: Bar) -> torch.Tensor:
+    """mean_k dM/dmask at the circuits alpha_k * (all edges): [n_edges]."""
+    patcher, ctx = problem.patcher, problem.ctx
+    n_edges = problem.graph.n_edges
+    grad = torch.zeros(n_edges, dtype=torch.float64, device=patcher.device)
+    for chunk in chunks:
+        kept = chunk.to(patcher.device)[:, None] * torch.ones(n_edges, dtype=torch.float64, device=patcher.device)
+        kept = kept.to(patcher.dtype).requires_grad_(True)
+        (problem.metric(patcher.run_grad(ctx, kept)).sum() / steps).backward()
+        grad += kept.grad.sum(0).double()
+        del kept
+        bar.update(len(chunk))
+    return grad
 
 
 def ig_alphas(steps: int, rule: IGRule = "left") -> torch.Tensor:
@@ -171,7 +189,7 @@ def run_eap_ig(problem: Problem, options: EapIgOptions) -> Circuit:
     check_selection(options.top_n, options.threshold, problem.graph.n_edges)
     started = time.perf_counter()
     scores = eap_ig_scores(problem, options.steps, absolute=options.absolute, path=options.path,
-                           rule=options.rule, batch=options.batch)
+                           rule=options.rule, batch=options.batch, progress=options.progress)
     return _circuit(problem, scores, options, started,
                     {"method": "eap-ig", "steps": options.steps, "path": options.path, "rule": options.rule,
                      "absolute": options.absolute})
@@ -199,20 +217,28 @@ def _circuit(problem: Problem, scores: torch.Tensor, options: EapOptions, starte
 
 # ----- evaluating many circuits, faithfulness --------------------------------------------------------------
 
-def evaluate_many(problem: Problem, kept: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+def evaluate_many(problem: Problem, kept: torch.Tensor, batch: int | None = None, *,
+                  progress: ProgressLike = None, desc: str = "circuits") -> torch.Tensor:
     """Metric of each circuit in `kept` [B, n_edges] (bool or float), `batch` circuits per forward:
-    float64 [B] on the CPU."""
+    float64 [B] on the CPU. `progress` gets one bar of B units named `desc`."""
     batch = batch or circuits_per_pass(problem, grad=False)
-    out = [problem.metric(problem.patcher.logits(problem.ctx, part)).detach().to("cpu", torch.float64)
-           for part in kept.split(batch)]
+    bar = as_progress(progress)(desc, int(kept.shape[0]), unit="circuit")
+    out = []
+    try:
+        for part in kept.split(batch):
+            out.append(problem.metric(problem.patcher.logits(problem.ctx, part)).detach().to("cpu", torch.float64))
+            bar.update(int(part.shape[0]))
+    finally:
+        bar.close()
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
 def faithfulness_of_scores(problem: Problem, scores: torch.Tensor,
                            fractions: Sequence[float] = DEFAULT_FRACTIONS, *, log_x: bool = False,
-                           batch: int | None = None) -> FaithfulnessCurve:
+                           batch: int | None = None, progress: ProgressLike = None) -> FaithfulnessCurve:
     """MIB-style faithfulness curve (CPR, CMD) of the top-by-score circuits for any scoring (higher = more
-    important; NaN last): `compare.faithfulness_curve` with the circuits evaluated `batch` per forward."""
+    important; NaN last): `compare.faithfulness_curve` with the circuits evaluated `batch` per forward
+    (`progress`: one bar over them)."""
     graph = problem.graph
     n = graph.n_edges
     m_full, m_empty = problem.metric_ends
@@ -222,8 +248,8 @@ def faithfulness_of_scores(problem: Problem, scores: torch.Tensor,
     masks = [m for m in (Circuit.from_scores(graph, scores, top_n=k).kept for k in sizes)
              if m.numpy().tobytes() not in cache]
     if masks:
-        cache.update(zip((m.numpy().tobytes() for m in masks),
-                         evaluate_many(problem, torch.stack(masks), batch).tolist()))
+        values = evaluate_many(problem, torch.stack(masks), batch, progress=progress, desc="curve")
+        cache.update(zip((m.numpy().tobytes() for m in masks), values.tolist()))
 
     def evaluate(circuit: Circuit) -> float:
         key = circuit.kept.numpy().tobytes()

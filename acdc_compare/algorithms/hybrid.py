@@ -36,6 +36,7 @@ from acdc_compare.algorithms.eap import IGRule, check_steps, eap_ig_scores, eval
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.circuit import Circuit
 from acdc_compare.faithfulness import normalized_faithfulness
+from acdc_compare.progress import ProgressLike
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,14 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
     extra: dict[str, Any] = {}
     if filtered:
         if prior is None:
-            prior = eap_ig_scores(problem, options.steps, absolute=options.absolute, rule=options.rule)
+            prior = eap_ig_scores(problem, options.steps, absolute=options.absolute, rule=options.rule,
+                                  progress=options.progress)
         else:
             prior = torch.as_tensor(prior, dtype=torch.float64).detach().cpu()
             if prior.shape != (n,):
                 raise ValueError(f"prior has shape {tuple(prior.shape)}; the graph has {n} edges")
         if coverage is not None:
-            k, reached = smallest_covering_k(problem, prior, float(coverage))
+            k, reached = smallest_covering_k(problem, prior, float(coverage), progress=options.progress)
             extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
         prior_seconds = time.perf_counter() - started
         candidates = Circuit.from_scores(graph, prior, top_n=int(k)).kept  # type: ignore[arg-type]
@@ -112,15 +114,17 @@ def coverage_grid(n_edges: int, start: int = 25) -> list[int]:
     return [*sizes, n_edges]
 
 
-def smallest_covering_k(problem: Problem, scores: torch.Tensor, coverage: float) -> tuple[int, float]:
+def smallest_covering_k(problem: Problem, scores: torch.Tensor, coverage: float, *,
+                        progress: ProgressLike = None) -> tuple[int, float]:
     """The smallest grid size k whose circuit of the k highest `scores` has normalised faithfulness
-    >= coverage, and that faithfulness. All grid circuits are evaluated together (batched forwards)."""
+    >= coverage, and that faithfulness. All grid circuits are evaluated together (batched forwards;
+    `progress`: one bar over them)."""
     graph = problem.graph
     n = graph.n_edges
     m_full, m_empty = problem.metric_ends
     sizes = coverage_grid(n)
     masks = torch.stack([Circuit.from_scores(graph, scores, top_n=size).kept for size in sizes])
-    values = evaluate_many(problem, masks).tolist()
+    values = evaluate_many(problem, masks, progress=progress, desc="coverage").tolist()
     if m_full == m_empty:
         return n, 1.0  # the task's effect is nil: nothing to cover, keep every edge
     for size, value in zip(sizes, values):

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
+from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.tasks.base import Corruption, Task, TaskError
 from acdc_compare.tasks.comparison import (
     CORRUPTIONS,
@@ -145,16 +146,27 @@ CorruptionRows = Literal["default", "all"]
 
 
 def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
-                seed: int = 0, corruptions: CorruptionRows = "all") -> list[TaskEvaluation]:
+                seed: int = 0, corruptions: CorruptionRows = "all",
+                progress: ProgressLike = None) -> list[TaskEvaluation]:
     """Every (or the named) registered task evaluated on the model, with the model's own tokenizer: one
     evaluation per task and corruption ("all", default task order then corruption order) or per task with
-    its default corruption ("default")."""
+    its default corruption ("default"). `progress`: one bar over the evaluations."""
     if corruptions not in ("default", "all"):
         raise ValueError(f"corruptions must be 'default' or 'all', got {corruptions!r}")
     tok = model_tokenizer(model)
     chosen = [task_spec(name) for name in (list(TASKS) if names is None else names)]
-    return [evaluate_task(model, make_task(spec.name, tok, n=n, seed=seed, corruption=c))
-            for spec in chosen for c in (spec.corruptions if corruptions == "all" else spec.corruptions[:1])]
+    rows = [(spec.name, c) for spec in chosen
+            for c in (spec.corruptions if corruptions == "all" else spec.corruptions[:1])]
+    bar = as_progress(progress)("tasks", len(rows), unit="task")
+    out = []
+    try:
+        for name, corruption in rows:
+            bar.set_postfix(task=name)
+            out.append(evaluate_task(model, make_task(name, tok, n=n, seed=seed, corruption=corruption)))
+            bar.update(1)
+    finally:
+        bar.close()
+    return out
 
 
 def verdict(agree: TaskEvaluation, disagree: TaskEvaluation) -> str:
