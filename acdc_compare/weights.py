@@ -20,8 +20,11 @@ class ModelWeights:
 
     Shapes: W_E [vocab, d]; W_pos [n_ctx, d] or None; W_Q [L, H, d, dh]; W_K, W_V [L, G, d, dh];
     W_O [L, H, dh, d]; b_Q [L, H, dh]; b_K, b_V [L, G, dh]; b_O [L, d]; ln1_w/ln2_w [L, d] (ln*_b or None
-    for RMSNorm); W_in, W_gate [L, d, d_mlp] (W_gate None without a gated MLP); b_in [L, d_mlp];
-    W_out [L, d_mlp, d]; b_out [L, d]; lnf_w, lnf_b [d]; W_U [d, vocab]; b_U [vocab].
+    for RMSNorm; ln1_w None without pre-norms); W_in, W_gate [L, d, d_mlp] (W_gate None without a gated
+    MLP); b_in [L, d_mlp]; W_out [L, d_mlp, d]; b_out [L, d]; lnf_w, lnf_b [d]; W_U [d, vocab]; b_U [vocab].
+    Optional: ln1_post_w / ln2_post_w [L, d], the RMSNorms on the attention / MLP outputs; q_norm_w [L, dh]
+    or [L, H * dh] and k_norm_w [L, dh] or [L, G * dh], the q/k RMSNorms (`ModelConfig.qk_norm`). Norm
+    weights are the multipliers actually applied (Gemma's 1 + w already added).
     """
 
     config: ModelConfig
@@ -35,7 +38,7 @@ class ModelWeights:
     b_K: torch.Tensor
     b_V: torch.Tensor
     b_O: torch.Tensor
-    ln1_w: torch.Tensor
+    ln1_w: torch.Tensor | None
     ln1_b: torch.Tensor | None
     ln2_w: torch.Tensor | None
     ln2_b: torch.Tensor | None
@@ -49,6 +52,10 @@ class ModelWeights:
     W_U: torch.Tensor
     b_U: torch.Tensor
     b_gate: torch.Tensor | None = None  # [L, d_mlp]: the gate projection's bias (Llama with mlp_bias)
+    ln1_post_w: torch.Tensor | None = None
+    ln2_post_w: torch.Tensor | None = None
+    q_norm_w: torch.Tensor | None = None
+    k_norm_w: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
