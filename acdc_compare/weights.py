@@ -7,6 +7,7 @@ the tensors came from.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import torch
@@ -66,16 +67,19 @@ class ModelWeights:
         return self.W_E.dtype
 
     def digest(self, samples: int = 256) -> str:
-        """sha256 (16 hex digits) over every tensor's name, shape, dtype and `samples` evenly strided values:
-        cheap on any model, yet another set of weights (same name, same shape) gets another digest."""
-        h = hashlib.sha256()
-        for f in fields(self):
-            t = getattr(self, f.name)
-            if not isinstance(t, torch.Tensor):
-                continue
-            h.update(f"{f.name}{tuple(t.shape)}{t.dtype}".encode())
-            if t.numel():
-                flat = torch.linspace(0, t.numel() - 1, min(samples, t.numel()), dtype=torch.float64).long()
-                picked = t[torch.unravel_index(flat.to(t.device), t.shape)]
-                h.update(picked.detach().to(torch.float64).cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
+        """`tensors_digest` of every tensor field: another set of weights gets another digest."""
+        named = [(f.name, getattr(self, f.name)) for f in fields(self)]
+        return tensors_digest([(n, t) for n, t in named if isinstance(t, torch.Tensor)], samples)
+
+
+def tensors_digest(named: Iterable[tuple[str, torch.Tensor]], samples: int = 256) -> str:
+    """sha256 (16 hex digits) over each tensor's name, shape, dtype and `samples` evenly strided values:
+    cheap on any model, yet another set of weights (same name, same shape) gets another digest."""
+    h = hashlib.sha256()
+    for name, t in named:
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        if t.numel():
+            flat = torch.linspace(0, t.numel() - 1, min(samples, t.numel()), dtype=torch.float64).long()
+            picked = t[torch.unravel_index(flat.to(t.device), t.shape)]
+            h.update(picked.detach().to(torch.float64).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -20,33 +20,34 @@ import torch
 from acdc_compare.graph import Graph
 
 
-def _post_norms(model) -> bool:
+def has_post_norms(model) -> bool:
+    """Whether the blocks have post-norms (Gemma 2/3, OLMo-2): their senders are the normed outputs."""
     return hasattr(model.blocks[0], "ln1_post")
 
 
-def _mlp_sender_hook(model, layer: int) -> str:
-    return f"blocks.{layer}.ln2_post.hook_out" if _post_norms(model) else f"blocks.{layer}.mlp.hook_out"
+def mlp_sender_hook(model, layer: int) -> str:
+    return f"blocks.{layer}.ln2_post.hook_out" if has_post_norms(model) else f"blocks.{layer}.mlp.hook_out"
 
 
-def _post_norm_hooks(model, L: int) -> list[str]:
-    if not _post_norms(model):
+def post_norm_hooks(model, L: int) -> list[str]:
+    if not has_post_norms(model):
         return []
     return [f"blocks.{layer}.ln1_post.hook_{x}" for layer in range(L) for x in ("in", "out")]
 
 
-def _sender_hooks(model, L: int) -> list[str]:
+def sender_hooks(model, L: int) -> list[str]:
     """Hooks whose values are (or, for heads behind a post-norm, make) the senders' outputs; zeroed in a
     zero-ablated run."""
     names = ["blocks.0.hook_in"]
     for layer in range(L):
-        names += [f"blocks.{layer}.attn.hook_result", _mlp_sender_hook(model, layer)]
-        if _post_norms(model):
+        names += [f"blocks.{layer}.attn.hook_result", mlp_sender_hook(model, layer)]
+        if has_post_norms(model):
             names.append(f"blocks.{layer}.ln1_post.hook_out")
     return names
 
 
-def _head_outputs(result: torch.Tensor, norm_in: torch.Tensor | None,
-                  norm_out: torch.Tensor | None) -> torch.Tensor:
+def head_outputs(result: torch.Tensor, norm_in: torch.Tensor | None,
+                 norm_out: torch.Tensor | None) -> torch.Tensor:
     """Heads' outputs [N, P, H, d] as written to the residual: `hook_result`, or behind a post-norm each
     head's share of it (the module docstring)."""
     if norm_in is None:
@@ -57,7 +58,7 @@ def _head_outputs(result: torch.Tensor, norm_in: torch.Tensor | None,
     return (result + (bias / n_heads)[:, :, None]) * gain[:, :, None]
 
 
-def _receiver_hooks(L: int) -> list[str]:
+def receiver_hooks(L: int) -> list[str]:
     names = []
     for layer in range(L):
         names += [f"blocks.{layer}.attn.hook_q_input", f"blocks.{layer}.attn.hook_k_input",
@@ -65,7 +66,7 @@ def _receiver_hooks(L: int) -> list[str]:
     return names + ["ln_final.hook_in"]
 
 
-def _qkv_hooks(L: int) -> list[str]:
+def qkv_hooks(L: int) -> list[str]:
     return [f"blocks.{layer}.attn.{x}.hook_out" for layer in range(L) for x in "qkv"]
 
 
@@ -73,22 +74,23 @@ def sender_list(model, cache: dict[str, torch.Tensor], graph: Graph) -> list[tor
     """Outputs [N, P, d] of every sender, in the graph's sender order, from a hook cache."""
     out = [cache["blocks.0.hook_in"]]
     for layer in range(graph.n_layers):
-        res = _head_outputs(cache[f"blocks.{layer}.attn.hook_result"],
+        res = head_outputs(cache[f"blocks.{layer}.attn.hook_result"],
                             cache.get(f"blocks.{layer}.ln1_post.hook_in"),
                             cache.get(f"blocks.{layer}.ln1_post.hook_out"))
         out += [res[:, :, h] for h in range(graph.n_heads)]
-        out.append(cache[_mlp_sender_hook(model, layer)])
+        out.append(cache[mlp_sender_hook(model, layer)])
     return out
 
 
 @torch.no_grad()
-def ablated_cache(model, graph: Graph, corrupted: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Sender outputs, receiver inputs and q/k/v of the ablated run (corrupted prompts, or all senders zero)."""
+def ablated_cache(model, graph: Graph, corrupted: torch.Tensor | None, length: int = 1) -> dict[str, torch.Tensor]:
+    """Sender outputs, receiver inputs and q/k/v of the ablated run (corrupted prompts, or all senders zero,
+    on `length` positions)."""
     L = graph.n_layers
     cache: dict[str, torch.Tensor] = {}
     zero = corrupted is None
 
-    senders = set(_sender_hooks(model, L))
+    senders = set(sender_hooks(model, L))
 
     def store(t, hook):
         if zero and hook.name in senders:
@@ -96,8 +98,8 @@ def ablated_cache(model, graph: Graph, corrupted: torch.Tensor | None) -> dict[s
         cache[hook.name] = t.clone()
         return t
 
-    tokens = corrupted if corrupted is not None else torch.zeros(1, 1, dtype=torch.long)
-    names = set(_sender_hooks(model, L) + _post_norm_hooks(model, L) + _receiver_hooks(L) + _qkv_hooks(L))
+    tokens = corrupted if corrupted is not None else torch.zeros(1, length, dtype=torch.long, device=model.W_E.device)
+    names = set(sender_hooks(model, L) + post_norm_hooks(model, L) + receiver_hooks(L) + qkv_hooks(L))
     model.run_with_hooks(tokens, fwd_hooks=[(lambda n: n in names, store)])
     return cache
 
@@ -111,7 +113,7 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
     corr_senders = sender_list(model, corr, graph)
     current: dict[int, torch.Tensor] = {}
     spl = graph.senders_per_layer
-    post = _post_norms(model)
+    post = has_post_norms(model)
     raw: dict[str, torch.Tensor] = {}
 
     def set_heads(layer: int, outputs: torch.Tensor) -> None:
@@ -130,7 +132,7 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
         elif name.endswith("ln1_post.hook_in"):
             raw["in"] = t.clone()
         elif name.endswith("ln1_post.hook_out"):
-            set_heads(layer, _head_outputs(raw["result"], raw["in"], t))
+            set_heads(layer, head_outputs(raw["result"], raw["in"], t))
         else:
             current[1 + layer * spl + H] = t.clone()
         return t
@@ -178,9 +180,9 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
                 out[:, :, h] = corr[hook.name][:, :, h].expand_as(t[:, :, h])
         return out
 
-    sender_names = list(dict.fromkeys(_sender_hooks(model, L) + _post_norm_hooks(model, L)))
-    hooks = [(n, on_sender) for n in sender_names] + [(n, on_receiver) for n in _receiver_hooks(L)]
-    hooks += [(n, on_qkv) for n in _qkv_hooks(L)]
+    sender_names = list(dict.fromkeys(sender_hooks(model, L) + post_norm_hooks(model, L)))
+    hooks = [(n, on_sender) for n in sender_names] + [(n, on_receiver) for n in receiver_hooks(L)]
+    hooks += [(n, on_qkv) for n in qkv_hooks(L)]
     return model.run_with_hooks(clean, fwd_hooks=hooks)
 
 

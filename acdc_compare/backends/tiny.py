@@ -9,13 +9,14 @@ import torch
 
 from acdc_compare.backends.transformer_lens import prepare_bridge
 
-TinyArch = Literal["gpt2", "llama", "mistral", "neox", "qwen3", "gemma2", "gemma3", "phi3", "olmo2"]
+TinyArch = Literal["gpt2", "llama", "mistral", "neox", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "olmo2"]
 
 # (config class, model class) of the Llama-like architectures, and the extra config fields each gets
 _LLAMA_LIKE = {
     "llama": ("LlamaConfig", "LlamaForCausalLM"),
     "mistral": ("MistralConfig", "MistralForCausalLM"),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM"),
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
     "phi3": ("Phi3Config", "Phi3ForCausalLM"),
@@ -29,7 +30,7 @@ def tiny_model(arch: TinyArch = "gpt2", *, n_layers: int = 2, n_heads: int = 4, 
                config_overrides: dict[str, Any] | None = None) -> Any:
     """A tiny random model for tests, built offline and seeded: GPT-2, Llama (grouped-query attention with
     `n_kv_heads`), Mistral (Llama with a sliding window), GPT-NeoX (parallel attention/MLP, partial
-    rotary), Qwen3 (q/k norms), Gemma 2 (pre/post norms, soft-capping, alternating sliding windows with a
+    rotary), Qwen3 (q/k norms), Gemma ((1 + w) norms, embedding scale), Gemma 2 (pre/post norms, soft-capping, alternating sliding windows with a
     window of 3 so it bites on short prompts), Gemma 3 (q/k norms, local rotary), Phi-3 (fused projections)
     or OLMo-2 (post-norms only, q/k norms over all heads). `config_overrides` are extra transformers config fields (e.g. `{"mlp_bias": True}`), to build
     the settings the engine must get exact or refuse. `init_range` ~0.3 gives tasks with real effects; the
@@ -80,7 +81,7 @@ def _family_defaults(arch: str, n_ctx: int, head_dim: int) -> dict[str, Any]:
     if arch == "gemma3":
         return {"head_dim": head_dim, "sliding_window": 3, "query_pre_attn_scalar": 2 * head_dim,
                 "sliding_window_pattern": 2, "rope_theta": 1000.0, "rope_local_base_freq": 10.0}
-    if arch == "qwen3":
+    if arch in ("qwen3", "gemma"):
         return {"head_dim": head_dim}
     return {}
 

@@ -109,11 +109,12 @@ class Patcher:
         return self.w.digest()
 
     # ----- stages -------------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return int(self.w.W_E.shape[0])
+
     def receiver_stage(self, r: int) -> int:
-        rec = self.graph.receivers[r]
-        if rec.kind is ReceiverKind.LOGITS:
-            return 2 * self.cfg.n_layers
-        return 2 * rec.layer + int(rec.kind is ReceiverKind.MLP)
+        return receiver_stage(self.graph, r)
 
     def stage_first_sender(self, stage: int) -> int:
         """Senders before this index are computed before the stage runs."""
@@ -135,7 +136,7 @@ class Patcher:
         ablation = parse_ablation(ablation)
         clean = self._check_tokens(clean, "clean")
         n, p = clean.shape
-        positions = self._positions(positions, n, p)
+        positions = scored_positions(positions, n, p, self.device)
         zero = torch.zeros(self.graph.n_senders, n * p * self.cfg.d_model, device=self.device, dtype=self.dtype)
         if ablation is Ablation.CORRUPTED:
             if corrupted is None:
@@ -199,7 +200,7 @@ class Patcher:
     # ----- running circuits ---------------------------------------------------------------------------
     def logits(self, ctx: PatchContext, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
         """Patched logits [K, N, Q, vocab] at the scored positions, one row per circuit."""
-        logits, _ = self.run(ctx, self._kept_matrix(circuits))
+        logits, _ = self.run(ctx, kept_matrix(self.graph, circuits))
         return logits
 
     @torch.no_grad()
@@ -383,16 +384,6 @@ class Patcher:
             return None
         return forward.visible_keys(torch.arange(p, device=self.device), p, window)
 
-    def _positions(self, positions: torch.Tensor | None, n: int, p: int) -> torch.Tensor:
-        if positions is None:
-            return torch.full((n, 1), p - 1, dtype=torch.long, device=self.device)
-        positions = torch.as_tensor(positions, dtype=torch.long, device=self.device)
-        if positions.dim() == 1:
-            positions = positions[:, None]
-        if positions.shape[0] != n or positions.min() < 0 or positions.max() >= p:
-            raise PatchingError(f"positions must be [N] or [N, Q] with N={n} and values in 0..{p - 1}")
-        return positions
-
     def _check_tokens(self, tokens: torch.Tensor, what: str) -> torch.Tensor:
         tokens = torch.as_tensor(tokens)
         if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
@@ -405,13 +396,35 @@ class Patcher:
             raise PatchingError(f"{what} prompts have {tokens.shape[1]} tokens; the model's context is {self.w.W_pos.shape[0]}")
         return tokens.long().to(self.device)
 
-    def _kept_matrix(self, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
-        if isinstance(circuits, torch.Tensor):
-            return circuits
-        circuits = [circuits] if isinstance(circuits, Circuit) else list(circuits)
-        for c in circuits:
-            c.check_graph(self.graph)
-        return torch.stack([c.kept for c in circuits])
+
+def receiver_stage(graph: Graph, r: int) -> int:
+    """The stage that reads receiver r: 2l for layer l's heads, 2l + 1 for its MLP, 2L for the logits."""
+    rec = graph.receivers[r]
+    if rec.kind is ReceiverKind.LOGITS:
+        return 2 * graph.n_layers
+    return 2 * rec.layer + int(rec.kind is ReceiverKind.MLP)
+
+
+def scored_positions(positions: torch.Tensor | None, n: int, p: int, device: torch.device) -> torch.Tensor:
+    """Scored positions as [N, Q] (default: the last one), checked against the batch shape [n, p]."""
+    if positions is None:
+        return torch.full((n, 1), p - 1, dtype=torch.long, device=device)
+    positions = torch.as_tensor(positions, dtype=torch.long, device=device)
+    if positions.dim() == 1:
+        positions = positions[:, None]
+    if positions.shape[0] != n or positions.min() < 0 or positions.max() >= p:
+        raise PatchingError(f"positions must be [N] or [N, Q] with N={n} and values in 0..{p - 1}")
+    return positions
+
+
+def kept_matrix(graph: Graph, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
+    """Circuits as a kept matrix [K, n_edges] (a tensor passes through; circuits are checked against graph)."""
+    if isinstance(circuits, torch.Tensor):
+        return circuits
+    circuits = [circuits] if isinstance(circuits, Circuit) else list(circuits)
+    for c in circuits:
+        c.check_graph(graph)
+    return torch.stack([c.kept for c in circuits])
 
 
 def _opt(t: torch.Tensor | None, index: tuple) -> torch.Tensor | None:

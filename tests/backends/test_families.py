@@ -1,4 +1,4 @@
-"""Families users bring (Qwen3, Gemma 2/3, Phi-3, OLMo-2): the engine is exact against the bridge and the
+"""Families users bring (Qwen3, Gemma 1/2/3, Phi-3, OLMo-2): the engine is exact against the bridge and the
 plain-hook oracle on tiny random models, every family feature is exercised, and what is not implemented
 within a family is refused by name."""
 
@@ -14,12 +14,13 @@ from acdc_compare.patching import Patcher
 from conftest import make_tiny, random_tokens
 
 N, P = 3, 8
-FAMILIES = ["qwen3", "gemma2", "gemma3", "phi3", "olmo2"]
+FAMILIES = ["qwen3", "gemma", "gemma2", "gemma3", "phi3", "olmo2"]
 TOL = 1e-4  # fp32
 
 # what sets each family apart, as (ModelConfig fields, ModelWeights fields) that switch it off
 FEATURES = {
     "qwen3": {"q/k norms per head": ({"qk_norm": None}, {"q_norm_w": None, "k_norm_w": None})},
+    "gemma": {"embedding scale": ({"embedding_scale": 1.0}, {})},
     "gemma2": {
         "attention soft-cap": ({"attn_softcap": None}, {}),
         "final soft-cap": ({"final_softcap": None}, {}),
@@ -57,7 +58,7 @@ def _random_kept(n_edges: int, seed: int, fraction: float) -> torch.Tensor:
 def test_all_kept_is_clean_none_kept_is_corrupted_and_random_circuits_match_the_oracle(family, batch):
     name, model = family
     clean, corrupted = batch
-    patcher = make_patcher(model)
+    patcher = make_patcher(model, fallback=False)
     g = patcher.graph
     ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
     ends = patcher.logits(ctx, [Circuit.full(g), Circuit.empty(g)])
@@ -75,7 +76,7 @@ def test_all_kept_is_clean_none_kept_is_corrupted_and_random_circuits_match_the_
 def test_zero_ablation_matches_the_oracle(family, batch):
     name, model = family
     clean, _ = batch
-    patcher = make_patcher(model)
+    patcher = make_patcher(model, fallback=False)
     g = patcher.graph
     ctx = patcher.prepare(clean, "zero", positions=torch.arange(P).expand(N, P))
     cache = ablated_cache(model, g, None)
@@ -88,7 +89,7 @@ def test_zero_ablation_matches_the_oracle(family, batch):
 def test_restart_at_any_stage_equals_the_full_forward(family, batch):
     _, model = family
     clean, corrupted = batch
-    patcher = make_patcher(model)
+    patcher = make_patcher(model, fallback=False)
     g = patcher.graph
     ctx = patcher.prepare(clean, "corrupted", corrupted)
     base_kept = _random_kept(g.n_edges, 7, 0.6)
@@ -106,7 +107,7 @@ def test_restart_at_any_stage_equals_the_full_forward(family, batch):
 def test_the_differentiable_run_computes_the_same_logits_and_finite_gradients(family, batch):
     _, model = family
     clean, corrupted = batch
-    patcher = make_patcher(model)
+    patcher = make_patcher(model, fallback=False)
     ctx = patcher.prepare(clean, "corrupted", corrupted)
     kept = _random_kept(patcher.graph.n_edges, 9, 0.5).float()[None].requires_grad_(True)
     logits = patcher.run_grad(ctx, kept)
@@ -121,7 +122,7 @@ def test_each_family_feature_matters(name, feature):
     """Switching the feature off in the engine moves it away from the bridge: the exactness above covers it."""
     model = make_tiny(name, dtype=torch.float32, seed=3)
     clean = random_tokens(N, 12, seed=11)
-    patcher = make_patcher(model)
+    patcher = make_patcher(model, fallback=False)
     config_fields, weight_fields = FEATURES[name][feature]
     weights = replace(patcher.w, config=replace(patcher.cfg, **config_fields), **weight_fields)
     crippled = Patcher(weights, patcher.graph)
@@ -142,10 +143,10 @@ def test_each_family_feature_matters(name, feature):
 def test_what_a_family_does_beyond_the_engine_is_refused_by_name(overrides, field):
     model = tiny_model("gemma3", n_layers=2, n_heads=2, d_model=16, config_overrides=overrides)
     with pytest.raises(UnsupportedModelError, match=field):
-        make_patcher(model, check=False)
+        make_patcher(model, check=False, fallback=False)
 
 
 def test_gemma_fields_stay_refused_on_families_whose_modules_ignore_them():
     model = tiny_model("llama", n_layers=1, n_heads=2, d_model=16, config_overrides={"query_pre_attn_scalar": 3})
     with pytest.raises(UnsupportedModelError, match="query_pre_attn_scalar"):
-        make_patcher(model, check=False)
+        make_patcher(model, check=False, fallback=False)
