@@ -436,7 +436,7 @@ def make_patcher(model: Any, include_direct: bool = True, *, check: bool = True,
     except UnsupportedModelError as refusal:
         if not fallback:
             raise
-        why = str(refusal)
+        why = str(refusal).rstrip(".") + "."
         try:
             hooked = HookPatcher(model, include_direct=include_direct, reason=why.split(": ")[0])
         except FallbackError as err:

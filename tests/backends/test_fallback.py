@@ -75,7 +75,7 @@ def test_without_fallback_the_refusal_is_raised_and_nothing_is_warned():
             make_patcher(_refused_model(torch.float32), fallback=False)
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "llama", "neox", "gemma2", "olmo2"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "neox", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "olmo2"])
 @pytest.mark.parametrize("ablation", ["corrupted", "zero", "mean"])
 def test_the_fallback_equals_the_fast_engine(kind, ablation):
     model = make_tiny(kind, dtype=torch.float32, seed=2)
