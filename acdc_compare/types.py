@@ -108,7 +108,7 @@ class ModelConfig:
     post_norms: bool = False  # an RMSNorm on the attention and MLP outputs before the residual (Gemma 2/3, OLMo-2)
     qk_norm: QKNorm | None = None  # an RMSNorm on queries and keys after the projection (Qwen3, Gemma 3, OLMo-2)
     embedding_scale: float = 1.0  # the embedding is multiplied by this (Gemma: sqrt(d_model))
-    query_scale: float | None = None  # the attention-score scale when not 1/sqrt(d_head) (Gemma's query_pre_attn_scalar)
+    query_scale: float | None = None  # the score scale when not 1/sqrt(d_head) (Gemma's query_pre_attn_scalar)
     attn_softcap: float | None = None  # scores -> cap * tanh(scores / cap) before the mask (Gemma 2)
     final_softcap: float | None = None  # logits -> cap * tanh(logits / cap) (Gemma 2)
 

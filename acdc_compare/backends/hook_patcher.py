@@ -10,18 +10,22 @@ fast engine and are refused with a clear error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import torch
 
-from acdc_compare.backends import hook_oracle as names
+from acdc_compare.backends import hook_oracle as oracle
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
 from acdc_compare.patching import PatchingError, RunState, kept_matrix, parse_ablation, receiver_stage, scored_positions
 from acdc_compare.types import Ablation, ModelConfig
 from acdc_compare.weights import tensors_digest
+
+
+DELTA_BUDGET_BYTES = 2 << 30  # the sender deltas one bridge forward of K circuits holds
 
 
 class FallbackError(ValueError):
@@ -70,7 +74,7 @@ class HookPatcher:
         self.graph = Graph.from_model_config(self.cfg, include_direct=include_direct)
         self.n_stages = 2 * self.cfg.n_layers + 1
         self.reason = reason
-        self._post = names.has_post_norms(model)
+        self._post = oracle.has_post_norms(model)
         missing = [n for n in self._hook_names() if n not in model.hook_dict]
         if missing:
             raise FallbackError(f"model {self.cfg.name!r} lacks the hooks edge patching needs ({', '.join(missing[:4])}"
@@ -78,8 +82,8 @@ class HookPatcher:
 
     def _hook_names(self) -> list[str]:
         L = self.cfg.n_layers
-        return list(dict.fromkeys(names.sender_hooks(self.model, L) + names.post_norm_hooks(self.model, L)
-                                  + names.receiver_hooks(L) + names.qkv_hooks(L)))
+        return list(dict.fromkeys(oracle.sender_hooks(self.model, L) + oracle.post_norm_hooks(self.model, L)
+                                  + oracle.receiver_hooks(L) + oracle.qkv_hooks(L)))
 
     @property
     def device(self) -> torch.device:
@@ -118,11 +122,11 @@ class HookPatcher:
             if corrupted.shape != clean.shape:
                 raise PatchingError(f"clean {tuple(clean.shape)} and corrupted {tuple(corrupted.shape)} batches "
                                     "differ in shape: each corrupted prompt must have its clean prompt's length")
-            cache = names.ablated_cache(self.model, self.graph, corrupted)
-            senders = torch.stack(names.sender_list(self.model, cache, self.graph))
+            cache = oracle.ablated_cache(self.model, self.graph, corrupted)
+            senders = torch.stack(oracle.sender_list(self.model, cache, self.graph))
         elif ablation is Ablation.ZERO:
-            cache = names.ablated_cache(self.model, self.graph, None, length=p)
-            senders = torch.stack(names.sender_list(self.model, cache, self.graph))
+            cache = oracle.ablated_cache(self.model, self.graph, None, length=p)
+            senders = torch.stack(oracle.sender_list(self.model, cache, self.graph))
         else:
             ref = clean if reference is None else self._tokens(reference, "reference")
             if ref.shape[1] != p:
@@ -135,13 +139,13 @@ class HookPatcher:
         """Receiver inputs and senders [S, 1, P, d] averaged over the reference prompts (the residual is a
         sum of senders, so the mean input is the inputs' mean); q/k/v are those of the mean inputs, as the
         engine's."""
-        cache = names.ablated_cache(self.model, self.graph, reference)
-        senders = torch.stack(names.sender_list(self.model, cache, self.graph)).mean(1, keepdim=True)
+        cache = oracle.ablated_cache(self.model, self.graph, reference)
+        senders = torch.stack(oracle.sender_list(self.model, cache, self.graph)).mean(1, keepdim=True)
         means = {k: v.mean(0, keepdim=True) for k, v in cache.items()}
         ctx = HookContext(tokens=reference[:1], positions=torch.zeros(1, 1, dtype=torch.long, device=self.device),
                           ablation=Ablation.MEAN, corr_senders=senders, corr_hooks=means)
         nothing = torch.zeros(1, self.graph.n_edges, device=self.device)
-        qkv = set(names.qkv_hooks(self.cfg.n_layers))
+        qkv = set(oracle.qkv_hooks(self.cfg.n_layers))
         captured: dict[str, torch.Tensor] = {}
 
         def grab(t: torch.Tensor, hook: Any) -> None:
@@ -157,18 +161,24 @@ class HookPatcher:
 
     @torch.no_grad()
     def run(self, ctx: HookContext, kept: torch.Tensor, start_stage: int = 0, base: RunState | None = None,
-            keep_state: bool = False, batch: int = 16) -> tuple[torch.Tensor, RunState | None]:
-        """Run K circuits (`kept` [K, n_edges]) as full forwards, `batch` circuits per bridge forward;
-        `start_stage` and `base` are accepted for `Patcher`'s interface and change nothing (no restarts)."""
+            keep_state: bool = False, batch: int | None = None) -> tuple[torch.Tensor, RunState | None]:
+        """Run K circuits (`kept` [K, n_edges]) as full forwards, `batch` circuits per bridge forward (default:
+        as many as keep the sender deltas within `DELTA_BUDGET_BYTES`); `start_stage` and `base` are accepted
+        for `Patcher`'s interface and change nothing (no restarts)."""
         kept = kept.to(self.device)
         if kept.dim() == 1:
             kept = kept[None]
         if kept.shape[-1] != self.graph.n_edges:
             raise PatchingError(f"circuit mask has {kept.shape[-1]} edges, the graph has {self.graph.n_edges}")
+        batch = batch or self._circuits_per_forward(ctx)
         outs = [self._forward(ctx, kept[i:i + batch]) for i in range(0, kept.shape[0], batch)]
         logits = torch.cat(outs)
         rows = torch.arange(ctx.n_prompts, device=self.device)[:, None]
         return logits[:, rows, ctx.positions], RunState(torch.empty(0)) if keep_state else None
+
+    def _circuits_per_forward(self, ctx: HookContext) -> int:
+        per_circuit = self.graph.n_senders * ctx.n_prompts * ctx.seq_len * self.cfg.d_model * self.dtype.itemsize
+        return max(1, min(16, DELTA_BUDGET_BYTES // per_circuit))
 
     def run_grad(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         raise self._no_gradients()
@@ -182,9 +192,10 @@ class HookPatcher:
             "which has no gradients: EAP, EAP-IG and the hybrid need the fast engine. Use method 'acdc' (exact)."
         )
 
-    def _forward(self, ctx: HookContext, kept: torch.Tensor, extra: list | None = None,
+    def _forward(self, ctx: HookContext, kept: torch.Tensor, extra: list[tuple[str, Callable]] | None = None,
                  patch_direct: bool = True) -> torch.Tensor:
-        """One bridge forward of the K circuits in `kept` [K, n_edges]: logits [K, N, P, V]."""
+        """One bridge forward of the K circuits in `kept` [K, n_edges]: logits [K, N, P, V]. `extra` hooks run
+        after the patching ones; without `patch_direct` no q/k/v is put back (cut direct edges ignored)."""
         g, cfg = self.graph, self.cfg
         H, spl = cfg.n_heads, g.senders_per_layer
         K, n, p = kept.shape[0], ctx.n_prompts, ctx.seq_len
@@ -213,7 +224,7 @@ class HookPatcher:
             elif name.endswith("ln1_post.hook_in"):
                 pending["in"] = t
             elif name.endswith("ln1_post.hook_out"):
-                set_heads(layer, names.head_outputs(pending["result"], pending["in"], t))
+                set_heads(layer, oracle.head_outputs(pending["result"], pending["in"], t))
             else:
                 s = g.mlp_sender(layer)
                 deltas[:, s] = per_circuit(t) - corr[s]
@@ -244,10 +255,10 @@ class HookPatcher:
             return torch.lerp(base[None], per_circuit(t), m).reshape(t.shape)
 
         L = cfg.n_layers
-        senders = list(dict.fromkeys(names.sender_hooks(self.model, L) + names.post_norm_hooks(self.model, L)))
-        hooks = [(n, on_sender) for n in senders] + [(n, on_receiver) for n in names.receiver_hooks(L)]
+        senders = list(dict.fromkeys(oracle.sender_hooks(self.model, L) + oracle.post_norm_hooks(self.model, L)))
+        hooks = [(n, on_sender) for n in senders] + [(n, on_receiver) for n in oracle.receiver_hooks(L)]
         if patch_direct and g.config.include_direct:
-            hooks += [(n, on_qkv) for n in names.qkv_hooks(L)]
+            hooks += [(n, on_qkv) for n in oracle.qkv_hooks(L)]
         tokens = ctx.tokens.repeat(K, 1)
         logits = self.model.run_with_hooks(tokens, fwd_hooks=hooks + (extra or []))
         return logits.view(K, n, p, -1)

@@ -30,10 +30,11 @@ def tiny_model(arch: TinyArch = "gpt2", *, n_layers: int = 2, n_heads: int = 4, 
                config_overrides: dict[str, Any] | None = None) -> Any:
     """A tiny random model for tests, built offline and seeded: GPT-2, Llama (grouped-query attention with
     `n_kv_heads`), Mistral (Llama with a sliding window), GPT-NeoX (parallel attention/MLP, partial
-    rotary), Qwen3 (q/k norms), Gemma ((1 + w) norms, embedding scale), Gemma 2 (pre/post norms, soft-capping, alternating sliding windows with a
-    window of 3 so it bites on short prompts), Gemma 3 (q/k norms, local rotary), Phi-3 (fused projections)
-    or OLMo-2 (post-norms only, q/k norms over all heads). `config_overrides` are extra transformers config fields (e.g. `{"mlp_bias": True}`), to build
-    the settings the engine must get exact or refuse. `init_range` ~0.3 gives tasks with real effects; the
+    rotary), Qwen3 (q/k norms), Gemma ((1 + w) norms, embedding scale), Gemma 2 (pre/post norms,
+    soft-capping, alternating sliding windows with a window of 3 so it bites on short prompts), Gemma 3 (q/k
+    norms, local rotary), Phi-3 (fused projections) or OLMo-2 (post-norms only, q/k norms over all heads).
+    `config_overrides` are extra transformers config fields (e.g. `{"mlp_bias": True}`), to build the
+    settings the engine must get exact or refuse. `init_range` ~0.3 gives tasks with real effects; the
     transformers default (0.02) makes every model nearly uniform."""
     import transformers
     from transformer_lens.model_bridge.sources import build_bridge_from_module
@@ -50,7 +51,8 @@ def tiny_model(arch: TinyArch = "gpt2", *, n_layers: int = 2, n_heads: int = 4, 
         llama_like = dict(num_hidden_layers=n_layers, num_attention_heads=n_heads,
                           num_key_value_heads=n_kv_heads or n_heads, hidden_size=d_model, intermediate_size=d_mlp,
                           vocab_size=vocab_size, max_position_embeddings=n_ctx, initializer_range=init_range,
-                          rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=0)
+                          rope_theta=10000.0, tie_word_embeddings=False,
+                          pad_token_id=None)  # no all-zero padding row in the embedding
         config_name, arch_name = _LLAMA_LIKE[arch]
         fields = {**llama_like, **_family_defaults(arch, n_ctx, d_model // n_heads), **extra}
         cfg = getattr(transformers, config_name)(**fields)

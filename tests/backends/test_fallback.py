@@ -88,8 +88,9 @@ def test_the_fallback_equals_the_fast_engine(kind, ablation):
     kwargs = dict(corrupted=corrupted if ablation == "corrupted" else None, positions=torch.arange(P).expand(N, P),
                   reference=reference if ablation == "mean" else None)
     gen = torch.Generator().manual_seed(5)
-    kept = torch.stack([torch.ones(fast.graph.n_edges, dtype=torch.bool), torch.zeros(fast.graph.n_edges, dtype=torch.bool)]
-                       + [torch.rand(fast.graph.n_edges, generator=gen) < f for f in (0.3, 0.7)])
+    n_edges = fast.graph.n_edges
+    kept = torch.stack([torch.ones(n_edges, dtype=torch.bool), torch.zeros(n_edges, dtype=torch.bool)]
+                       + [torch.rand(n_edges, generator=gen) < f for f in (0.3, 0.7)])
     ours = hooked.logits(hooked.prepare(clean, ablation, **kwargs), kept)
     theirs = fast.logits(fast.prepare(clean, ablation, **kwargs), kept)
     assert (ours - theirs).abs().max() <= 1e-4
