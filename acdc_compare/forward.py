@@ -112,12 +112,58 @@ def visible_keys(query_positions: torch.Tensor, n_keys: int, sliding_window: int
 
 def causal_attention_rows(queries: torch.Tensor, keys: torch.Tensor, query_positions: torch.Tensor,
                           d_head: int, *, scale: float | None = None,
-                          sliding_window: int | None = None) -> torch.Tensor:
+                          sliding_window: int | None = None, cap: float | None = None) -> torch.Tensor:
     """Attention weights of one query row per prompt: queries [..., n, dh] at query_positions [n], keys
     [..., n, P, dh] -> [..., n, P], softmax over the visible keys (zero elsewhere). `scale` defaults to
-    1/sqrt(d_head)."""
+    1/sqrt(d_head); scores soft-capped with `cap`."""
     p = keys.shape[-2]
     scale = 1.0 / math.sqrt(d_head) if scale is None else scale
-    scores = torch.einsum("...ne,...npe->...np", queries, keys) * scale
+    scores = softcap(torch.einsum("...ne,...npe->...np", queries, keys) * scale, cap)
     causal = visible_keys(query_positions.to(keys.device), p, sliding_window)
     return torch.softmax(scores.masked_fill(~causal, -math.inf), dim=-1)
+
+
+def softcap(x: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """cap * tanh(x / cap), Gemma 2's soft-capping of attention scores and logits (x unchanged without a cap)."""
+    return x if cap is None else torch.tanh(x / cap) * cap
+
+
+def qk_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, head_dim: int) -> torch.Tensor:
+    """The RMSNorm on queries or keys x [..., h, N, P, dh] (heads on axis `head_dim`): over each head's
+    d_head with weight [dh], or over all heads jointly (OLMo-2) with weight [h * dh]."""
+    if weight.shape[-1] == x.shape[-1]:
+        return norm(x, weight, None, "RMS", eps)
+    moved = x.movedim(head_dim, -2)
+    flat = norm(moved.flatten(-2), weight, None, "RMS", eps)
+    return flat.view(moved.shape).movedim(-2, head_dim)
+
+
+def post_norm_shares(parts: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor, eps: float,
+                     part_dim: int) -> torch.Tensor:
+    """Each part's share of RMSNorm(sum of parts + bias): parts [..., n, ..., d] summed over `part_dim`.
+
+    The norm's scale 1/rms is taken from the sum, so the shares (each part plus 1/n of the bias, times
+    weight / rms) add up to the normed sum exactly. This is what one head contributes to the residual
+    stream through Gemma's post-attention norm. RMS in fp32 for half precision, as transformers does."""
+    total = parts.sum(part_dim) + bias
+    tf = total.float() if total.dtype in (torch.float16, torch.bfloat16) else total
+    inv_rms = torch.rsqrt(tf.pow(2).mean(-1, keepdim=True) + eps).unsqueeze(part_dim)
+    pf = parts.to(tf.dtype) + bias.to(tf.dtype) / parts.shape[part_dim]
+    return (pf * inv_rms).to(parts.dtype) * weight
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                     visible: torch.Tensor | None, cap: float | None) -> torch.Tensor:
+    """z [..., H, P, dh] of queries [..., H, P, dh] over keys/values [..., G, P, dh] (G divides H), attending
+    to keys k <= q, or to `visible` [P, P] (True: seen) when given; scores soft-capped with `cap`."""
+    if cap is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=visible is None, scale=scale,
+                                              enable_gqa=k.shape[-3] != q.shape[-3])
+    group = q.shape[-3] // k.shape[-3]
+    if group > 1:
+        k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
+    p = q.shape[-2]
+    if visible is None:
+        visible = visible_keys(torch.arange(p, device=q.device), p, None)
+    scores = softcap(q @ k.transpose(-1, -2) * scale, cap)
+    return torch.softmax(scores.masked_fill(~visible, -math.inf), dim=-1) @ v

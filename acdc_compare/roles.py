@@ -435,35 +435,43 @@ def query_patched_attention(weights: ModelWeights, resid: torch.Tensor, layer: i
     """Attention rows of heads `heads` of block `layer` from query_positions[n] when deltas[a] [n, d] is
     added to those heads' query input only (keys, values and every other head unchanged).
 
-    resid [n, P, d]: the clean residual entering the block. Computed from the weights (norm, W_Q/W_K,
-    rotary): no forward. Returns [A, n, len(heads), P] (zero beyond the query position)."""
+    resid [n, P, d]: the clean residual entering the block. Computed from the weights (norm, W_Q/W_K, q/k
+    norms, rotary, window, soft-cap): no forward. Returns [A, n, len(heads), P] (zero beyond the query position)."""
     cfg = weights.config
     dev = weights.device
     resid = resid.to(dev, torch.float64)
     n, p, d = resid.shape
     qpos = query_positions.to(dev).long().reshape(n)
     at = torch.arange(n, device=dev)
-    ln_w = weights.ln1_w[layer].double()
-    ln_b = None if weights.ln1_b is None else weights.ln1_b[layer].double()
 
     def norm(x: torch.Tensor) -> torch.Tensor:
-        return forward.norm(x, ln_w, ln_b, cfg.normalization, cfg.eps)
+        if weights.ln1_w is None:
+            return x
+        ln_b = None if weights.ln1_b is None else weights.ln1_b[layer].double()
+        return forward.norm(x, weights.ln1_w[layer].double(), ln_b, cfg.normalization, cfg.eps)
+
+    def qk_norm(x: torch.Tensor, weight: torch.Tensor | None, head_dim: int) -> torch.Tensor:
+        return x if weight is None else forward.qk_norm(x, weight[layer].double(), cfg.eps, head_dim)
 
     group = cfg.n_heads // cfg.kv_heads
-    kv = sorted({h // group for h in heads})
-    keys = torch.einsum("npd,gde->gnpe", norm(resid), weights.W_K[layer, kv].double()) \
-        + weights.b_K[layer, kv].double()[:, None, None]  # [G', n, P, dh]
+    # every head is projected: a q/k norm over all heads (OLMo-2) needs them all
+    keys = torch.einsum("npd,gde->gnpe", norm(resid), weights.W_K[layer].double()) \
+        + weights.b_K[layer].double()[:, None, None]  # [G, n, P, dh]
+    keys = qk_norm(keys, weights.k_norm_w, 0)
     x_q = resid[at, qpos][None] + deltas.to(dev, torch.float64)  # [A, n, d]
-    queries = torch.einsum("and,hde->ahne", norm(x_q), weights.W_Q[layer, heads].double()) \
-        + weights.b_Q[layer, heads].double()[None, :, None]  # [A, h, n, dh]
+    queries = torch.einsum("and,hde->ahne", norm(resid[at, qpos][None]), weights.W_Q[layer].double())
+    queries = queries.expand(len(deltas), -1, -1, -1).clone()  # [A, H, n, dh]: the other heads unpatched
+    queries[:, heads] = torch.einsum("and,hde->ahne", norm(x_q), weights.W_Q[layer, heads].double())
+    queries = queries + weights.b_Q[layer].double()[None, :, None]
+    queries = qk_norm(queries, weights.q_norm_w, 1)[:, heads]
     if cfg.positional == "rotary":
-        cos, sin = forward.rotary_tables(cfg.rotary_dim or cfg.d_head, cfg.rotary_base, p, dev, torch.float64,
-                                         cfg.rope_scaling)
+        base, scaling = cfg.rotary_of(layer)
+        cos, sin = forward.rotary_tables(cfg.rotary_dim or cfg.d_head, base, p, dev, torch.float64, scaling)
         keys = forward.apply_rotary(keys, cos, sin)
         queries = forward.apply_rotary(queries, cos[qpos], sin[qpos])
-    k_of = torch.stack([keys[kv.index(h // group)] for h in heads])  # [h, n, P, dh]
+    k_of = torch.stack([keys[h // group] for h in heads])  # [h, n, P, dh]
     rows = forward.causal_attention_rows(queries, k_of[None], qpos, cfg.d_head, scale=cfg.attention_scale(layer),
-                                         sliding_window=cfg.sliding_window)  # [A, h, n, P]
+                                         sliding_window=cfg.window(layer), cap=cfg.attn_softcap)  # [A, h, n, P]
     return rows.transpose(1, 2)  # [A, n, h, P]
 
 

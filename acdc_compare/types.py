@@ -75,6 +75,7 @@ class RopeScaling:
 
 Normalization = Literal["LN", "RMS"]
 Positional = Literal["standard", "rotary"]
+QKNorm = Literal["head", "full"]  # RMSNorm of each head's q/k over d_head, or of all heads' over H * d_head
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,15 @@ class ModelConfig:
     rope_scaling: RopeScaling | None = None
     sliding_window: int | None = None  # a query at q sees keys k with q - sliding_window < k <= q
     scale_attn_by_inverse_layer: bool = False  # GPT-2's scale_attn_by_inverse_layer_idx
+    sliding_layers: tuple[bool, ...] | None = None  # which layers use sliding_window (None: all of them)
+    local_rotary_base: float | None = None  # the rotary base of the sliding layers (Gemma 3), no scaling there
+    pre_norms: bool = True  # a norm before attention and before the MLP (OLMo-2 has none)
+    post_norms: bool = False  # an RMSNorm on the attention and MLP outputs before the residual (Gemma 2/3, OLMo-2)
+    qk_norm: QKNorm | None = None  # an RMSNorm on queries and keys after the projection (Qwen3, Gemma 3, OLMo-2)
+    embedding_scale: float = 1.0  # the embedding is multiplied by this (Gemma: sqrt(d_model))
+    query_scale: float | None = None  # the score scale when not 1/sqrt(d_head) (Gemma's query_pre_attn_scalar)
+    attn_softcap: float | None = None  # scores -> cap * tanh(scores / cap) before the mask (Gemma 2)
+    final_softcap: float | None = None  # logits -> cap * tanh(logits / cap) (Gemma 2)
 
     def __post_init__(self) -> None:
         if self.n_layers < 1 or self.n_heads < 1:
@@ -118,10 +128,27 @@ class ModelConfig:
         return self.n_heads // self.kv_heads
 
     def attention_scale(self, layer: int) -> float:
-        """The factor attention scores are multiplied by in `layer`: 1/sqrt(d_head), and 1/(layer + 1) more
-        with GPT-2's inverse-layer scaling."""
-        scale = 1.0 / math.sqrt(self.d_head)
+        """The factor attention scores are multiplied by in `layer`: 1/sqrt(d_head) (or `query_scale`), and
+        1/(layer + 1) more with GPT-2's inverse-layer scaling."""
+        scale = 1.0 / math.sqrt(self.d_head) if self.query_scale is None else self.query_scale
         return scale / (layer + 1) if self.scale_attn_by_inverse_layer else scale
+
+    def is_sliding(self, layer: int) -> bool:
+        """Whether `layer` attends through the sliding window (and, with `local_rotary_base`, its rotary)."""
+        if self.sliding_window is None:
+            return False
+        return self.sliding_layers is None or self.sliding_layers[layer]
+
+    def window(self, layer: int) -> int | None:
+        """The attention window of `layer` (None: plain causal attention)."""
+        return self.sliding_window if self.is_sliding(layer) else None
+
+    def rotary_of(self, layer: int) -> tuple[float, RopeScaling | None]:
+        """(rotary base, scaling) of `layer`: the local base without scaling on sliding layers when the model
+        has one (Gemma 3), else the model's."""
+        if self.local_rotary_base is not None and self.is_sliding(layer):
+            return self.local_rotary_base, None
+        return self.rotary_base, self.rope_scaling
 
     @classmethod
     def gpt2_small(cls) -> "ModelConfig":

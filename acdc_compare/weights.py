@@ -7,6 +7,7 @@ the tensors came from.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import torch
@@ -20,8 +21,11 @@ class ModelWeights:
 
     Shapes: W_E [vocab, d]; W_pos [n_ctx, d] or None; W_Q [L, H, d, dh]; W_K, W_V [L, G, d, dh];
     W_O [L, H, dh, d]; b_Q [L, H, dh]; b_K, b_V [L, G, dh]; b_O [L, d]; ln1_w/ln2_w [L, d] (ln*_b or None
-    for RMSNorm); W_in, W_gate [L, d, d_mlp] (W_gate None without a gated MLP); b_in [L, d_mlp];
-    W_out [L, d_mlp, d]; b_out [L, d]; lnf_w, lnf_b [d]; W_U [d, vocab]; b_U [vocab].
+    for RMSNorm; ln1_w None without pre-norms); W_in, W_gate [L, d, d_mlp] (W_gate None without a gated
+    MLP); b_in [L, d_mlp]; W_out [L, d_mlp, d]; b_out [L, d]; lnf_w, lnf_b [d]; W_U [d, vocab]; b_U [vocab].
+    Optional: ln1_post_w / ln2_post_w [L, d], the RMSNorms on the attention / MLP outputs; q_norm_w [L, dh]
+    or [L, H * dh] and k_norm_w [L, dh] or [L, G * dh], the q/k RMSNorms (`ModelConfig.qk_norm`). Norm
+    weights are the multipliers actually applied (Gemma's 1 + w already added).
     """
 
     config: ModelConfig
@@ -35,7 +39,7 @@ class ModelWeights:
     b_K: torch.Tensor
     b_V: torch.Tensor
     b_O: torch.Tensor
-    ln1_w: torch.Tensor
+    ln1_w: torch.Tensor | None
     ln1_b: torch.Tensor | None
     ln2_w: torch.Tensor | None
     ln2_b: torch.Tensor | None
@@ -49,6 +53,10 @@ class ModelWeights:
     W_U: torch.Tensor
     b_U: torch.Tensor
     b_gate: torch.Tensor | None = None  # [L, d_mlp]: the gate projection's bias (Llama with mlp_bias)
+    ln1_post_w: torch.Tensor | None = None
+    ln2_post_w: torch.Tensor | None = None
+    q_norm_w: torch.Tensor | None = None
+    k_norm_w: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -59,16 +67,19 @@ class ModelWeights:
         return self.W_E.dtype
 
     def digest(self, samples: int = 256) -> str:
-        """sha256 (16 hex digits) over every tensor's name, shape, dtype and `samples` evenly strided values:
-        cheap on any model, yet another set of weights (same name, same shape) gets another digest."""
-        h = hashlib.sha256()
-        for f in fields(self):
-            t = getattr(self, f.name)
-            if not isinstance(t, torch.Tensor):
-                continue
-            h.update(f"{f.name}{tuple(t.shape)}{t.dtype}".encode())
-            if t.numel():
-                flat = torch.linspace(0, t.numel() - 1, min(samples, t.numel()), dtype=torch.float64).long()
-                picked = t[torch.unravel_index(flat.to(t.device), t.shape)]
-                h.update(picked.detach().to(torch.float64).cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
+        """`tensors_digest` of every tensor field: another set of weights gets another digest."""
+        named = [(f.name, getattr(self, f.name)) for f in fields(self)]
+        return tensors_digest([(n, t) for n, t in named if isinstance(t, torch.Tensor)], samples)
+
+
+def tensors_digest(named: Iterable[tuple[str, torch.Tensor]], samples: int = 256) -> str:
+    """sha256 (16 hex digits) over each tensor's name, shape, dtype and `samples` evenly strided values:
+    cheap on any model, yet another set of weights (same name, same shape) gets another digest."""
+    h = hashlib.sha256()
+    for name, t in named:
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        if t.numel():
+            flat = torch.linspace(0, t.numel() - 1, min(samples, t.numel()), dtype=torch.float64).long()
+            picked = t[torch.unravel_index(flat.to(t.device), t.shape)]
+            h.update(picked.detach().to(torch.float64).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

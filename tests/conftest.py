@@ -13,6 +13,8 @@ TINY = {
     "gpt2": dict(arch="gpt2", n_layers=3, n_heads=4, d_model=32),
     "llama": dict(arch="llama", n_layers=3, n_heads=6, n_kv_heads=2, d_model=48),
     "neox": dict(arch="neox", n_layers=2, n_heads=4, d_model=32),
+    **{arch: dict(arch=arch, n_layers=2, n_heads=4, n_kv_heads=2, d_model=32)
+       for arch in ("qwen3", "gemma", "gemma2", "gemma3", "phi3", "olmo2")},
 }
 
 

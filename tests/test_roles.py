@@ -167,7 +167,7 @@ def test_mover_sign_name_mover_and_negative_name_mover():
     assert assign_roles(total)["a0.h0"] == "previous token"  # pattern roles come before S-inhibition
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "llama", "neox"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "neox", "qwen3", "gemma2", "gemma3", "olmo2"])
 def test_query_patched_attention_matches_a_full_forward(kind):
     """query_patched_attention (computed from the weights and the cached residual) equals the model's own
     attention pattern, with and without a delta added to two heads' query input by a TransformerLens hook."""

@@ -114,7 +114,7 @@ def make_problem(patcher: Patcher, task: Task, *, metric: Metric | str = Metric.
                  reference: torch.Tensor | None = None) -> Problem:
     """Prepare the ablated run and the full model's logits for a task (validates the inputs first)."""
     metric_kind, ablation_kind = parse_metric(metric), parse_ablation(ablation)
-    task.check_vocab(patcher.w.W_E.shape[0])
+    task.check_vocab(patcher.vocab_size)
     ctx = patcher.prepare(task.clean, ablation_kind, corrupted=task.corrupted, positions=task.positions,
                           reference=reference)
     clean_logits = patcher.logits(ctx, Circuit.full(patcher.graph))[0]

@@ -3,6 +3,11 @@ patching engine: the oracle the tests and benchmarks check the engine against.
 
 `hook_patched_logits` patches a TransformerLens bridge with plain hooks (one full forward per circuit);
 `oracle_acdc` is greedy ACDC with one such forward per tested edge, its order written out by names.
+
+A sender's output is what it writes to the residual stream. Behind a post-norm (Gemma 2/3, OLMo-2) that is
+the MLP's normed output, and for a head its share of the normed attention output: (its `hook_result` plus
+1/H of the output bias) times the norm's own gain at that position (`ln1_post.hook_out / ln1_post.hook_in`,
+taken from the same run), so the shares add up to what the layer writes.
 """
 
 from __future__ import annotations
@@ -15,14 +20,45 @@ import torch
 from acdc_compare.graph import Graph
 
 
-def _sender_hooks(L: int) -> list[str]:
+def has_post_norms(model) -> bool:
+    """Whether the blocks have post-norms (Gemma 2/3, OLMo-2): their senders are the normed outputs."""
+    return hasattr(model.blocks[0], "ln1_post")
+
+
+def mlp_sender_hook(model, layer: int) -> str:
+    return f"blocks.{layer}.ln2_post.hook_out" if has_post_norms(model) else f"blocks.{layer}.mlp.hook_out"
+
+
+def post_norm_hooks(model, L: int) -> list[str]:
+    if not has_post_norms(model):
+        return []
+    return [f"blocks.{layer}.ln1_post.hook_{x}" for layer in range(L) for x in ("in", "out")]
+
+
+def sender_hooks(model, L: int) -> list[str]:
+    """Hooks whose values are (or, for heads behind a post-norm, make) the senders' outputs; zeroed in a
+    zero-ablated run."""
     names = ["blocks.0.hook_in"]
     for layer in range(L):
-        names += [f"blocks.{layer}.attn.hook_result", f"blocks.{layer}.mlp.hook_out"]
+        names += [f"blocks.{layer}.attn.hook_result", mlp_sender_hook(model, layer)]
+        if has_post_norms(model):
+            names.append(f"blocks.{layer}.ln1_post.hook_out")
     return names
 
 
-def _receiver_hooks(L: int) -> list[str]:
+def head_outputs(result: torch.Tensor, norm_in: torch.Tensor | None,
+                 norm_out: torch.Tensor | None) -> torch.Tensor:
+    """Heads' outputs [N, P, H, d] as written to the residual: `hook_result`, or behind a post-norm each
+    head's share of it (the module docstring)."""
+    if norm_in is None:
+        return result
+    n_heads = result.shape[2]
+    bias = norm_in - result.sum(2)
+    gain = torch.where(norm_in == 0, torch.zeros_like(norm_in), norm_out / norm_in)
+    return (result + (bias / n_heads)[:, :, None]) * gain[:, :, None]
+
+
+def receiver_hooks(L: int) -> list[str]:
     names = []
     for layer in range(L):
         names += [f"blocks.{layer}.attn.hook_q_input", f"blocks.{layer}.attn.hook_k_input",
@@ -30,35 +66,40 @@ def _receiver_hooks(L: int) -> list[str]:
     return names + ["ln_final.hook_in"]
 
 
-def _qkv_hooks(L: int) -> list[str]:
+def qkv_hooks(L: int) -> list[str]:
     return [f"blocks.{layer}.attn.{x}.hook_out" for layer in range(L) for x in "qkv"]
 
 
-def sender_list(cache: dict[str, torch.Tensor], graph: Graph) -> list[torch.Tensor]:
+def sender_list(model, cache: dict[str, torch.Tensor], graph: Graph) -> list[torch.Tensor]:
     """Outputs [N, P, d] of every sender, in the graph's sender order, from a hook cache."""
     out = [cache["blocks.0.hook_in"]]
     for layer in range(graph.n_layers):
-        res = cache[f"blocks.{layer}.attn.hook_result"]
+        res = head_outputs(cache[f"blocks.{layer}.attn.hook_result"],
+                            cache.get(f"blocks.{layer}.ln1_post.hook_in"),
+                            cache.get(f"blocks.{layer}.ln1_post.hook_out"))
         out += [res[:, :, h] for h in range(graph.n_heads)]
-        out.append(cache[f"blocks.{layer}.mlp.hook_out"])
+        out.append(cache[mlp_sender_hook(model, layer)])
     return out
 
 
 @torch.no_grad()
-def ablated_cache(model, graph: Graph, corrupted: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Sender outputs, receiver inputs and q/k/v of the ablated run (corrupted prompts, or all senders zero)."""
+def ablated_cache(model, graph: Graph, corrupted: torch.Tensor | None, length: int = 1) -> dict[str, torch.Tensor]:
+    """Sender outputs, receiver inputs and q/k/v of the ablated run (corrupted prompts, or all senders zero,
+    on `length` positions)."""
     L = graph.n_layers
     cache: dict[str, torch.Tensor] = {}
     zero = corrupted is None
 
+    senders = set(sender_hooks(model, L))
+
     def store(t, hook):
-        if zero and hook.name in set(_sender_hooks(L)):
+        if zero and hook.name in senders:
             t = torch.zeros_like(t)
         cache[hook.name] = t.clone()
         return t
 
-    tokens = corrupted if corrupted is not None else torch.zeros(1, 1, dtype=torch.long)
-    names = set(_sender_hooks(L) + _receiver_hooks(L) + _qkv_hooks(L))
+    tokens = corrupted if corrupted is not None else torch.zeros(1, length, dtype=torch.long, device=model.W_E.device)
+    names = set(sender_hooks(model, L) + post_norm_hooks(model, L) + receiver_hooks(L) + qkv_hooks(L))
     model.run_with_hooks(tokens, fwd_hooks=[(lambda n: n in names, store)])
     return cache
 
@@ -69,20 +110,30 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
     """Logits [N, P, V] with removed edges carrying the ablated sender value (reference semantics)."""
     L, H, G = graph.n_layers, graph.n_heads, graph.n_kv_heads
     corr = zero_cache if zero_cache is not None else ablated_cache(model, graph, corrupted)
-    corr_senders = sender_list(corr, graph)
+    corr_senders = sender_list(model, corr, graph)
     current: dict[int, torch.Tensor] = {}
     spl = graph.senders_per_layer
+    post = has_post_norms(model)
+    raw: dict[str, torch.Tensor] = {}
+
+    def set_heads(layer: int, outputs: torch.Tensor) -> None:
+        for h in range(H):
+            current[1 + layer * spl + h] = outputs[:, :, h].clone()
 
     def on_sender(t, hook):
         name = hook.name
+        layer = int(name.split(".")[1])
         if name == "blocks.0.hook_in":
             current[0] = t.clone()
         elif name.endswith("attn.hook_result"):
-            layer = int(name.split(".")[1])
-            for h in range(H):
-                current[1 + layer * spl + h] = t[:, :, h].clone()
+            raw["result"] = t.clone()
+            if not post:
+                set_heads(layer, t)
+        elif name.endswith("ln1_post.hook_in"):
+            raw["in"] = t.clone()
+        elif name.endswith("ln1_post.hook_out"):
+            set_heads(layer, head_outputs(raw["result"], raw["in"], t))
         else:
-            layer = int(name.split(".")[1])
             current[1 + layer * spl + H] = t.clone()
         return t
 
@@ -129,8 +180,9 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
                 out[:, :, h] = corr[hook.name][:, :, h].expand_as(t[:, :, h])
         return out
 
-    hooks = [(n, on_sender) for n in _sender_hooks(L)] + [(n, on_receiver) for n in _receiver_hooks(L)]
-    hooks += [(n, on_qkv) for n in _qkv_hooks(L)]
+    sender_names = list(dict.fromkeys(sender_hooks(model, L) + post_norm_hooks(model, L)))
+    hooks = [(n, on_sender) for n in sender_names] + [(n, on_receiver) for n in receiver_hooks(L)]
+    hooks += [(n, on_qkv) for n in qkv_hooks(L)]
     return model.run_with_hooks(clean, fwd_hooks=hooks)
 
 

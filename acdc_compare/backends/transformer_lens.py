@@ -8,14 +8,17 @@ patching engine uses.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from acdc_compare.backends.gguf import convert_gguf
+from acdc_compare.backends.hook_patcher import FallbackError, HookPatcher
 from acdc_compare.patching import Patcher
-from acdc_compare.types import ModelConfig, RopeScaling
+from acdc_compare.types import ModelConfig, QKNorm, RopeScaling
 from acdc_compare.weights import ModelWeights
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -25,6 +28,12 @@ _ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "llama",
     "Qwen2ForCausalLM": "llama",
+    "Qwen3ForCausalLM": "llama",
+    "Phi3ForCausalLM": "llama",
+    "Olmo2ForCausalLM": "llama",
+    "GemmaForCausalLM": "llama",
+    "Gemma2ForCausalLM": "llama",
+    "Gemma3ForCausalLM": "llama",
     "GPTNeoXForCausalLM": "neox",
 }
 
@@ -138,28 +147,65 @@ def model_config(model: Any) -> ModelConfig:
     """The model's shape as a ModelConfig (a Graph is built from this alone)."""
     cfg = model.cfg
     family = architecture(model)
-    rotary = cfg.positional_embedding_type == "rotary"
-    if family == "neox":
-        rotary_dim = int(cfg.rotary_dim or round(cfg.d_head * _neox_rotary_pct(model)))
-    else:
-        rotary_dim = int(cfg.rotary_dim or cfg.d_head) if rotary else None
+    rotary = cfg.positional_embedding_type == "rotary" or family == "neox"
+    rotary_dim = int(cfg.rotary_dim or round(cfg.d_head * _rotary_pct(model))) if rotary else None
     check_supported(model)
     hf_cfg = model.original_model.config
     neox_parallel = family == "neox" and bool(getattr(hf_cfg, "use_parallel_residual", True))
+    block, attn = model.blocks[0], model.blocks[0].attn
+    family_field = _family_field(model)
+    query_pre_attn_scalar = family_field("query_pre_attn_scalar")
     return ModelConfig(
         n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model, d_head=cfg.d_head,
         d_mlp=cfg.d_mlp, d_vocab=cfg.d_vocab_out if cfg.d_vocab_out and cfg.d_vocab_out > 0 else cfg.d_vocab,
         n_kv_heads=cfg.n_key_value_heads or cfg.n_heads, attn_only=bool(cfg.attn_only),
         parallel_attn_mlp=bool(cfg.parallel_attn_mlp) or neox_parallel,
         normalization="RMS" if cfg.normalization_type in ("RMS", "RMSPre") else "LN",
-        positional="rotary" if rotary or family == "neox" else "standard",
+        positional="rotary" if rotary else "standard",
         rotary_dim=rotary_dim, rotary_base=float(_rotary_base(model)), act_fn=str(cfg.act_fn),
         gated_mlp=bool(cfg.gated_mlp), eps=float(cfg.eps), name=model_name(model),
-        rope_scaling=_rope_scaling(model) if rotary or family == "neox" else None,
+        rope_scaling=_rope_scaling(model) if rotary else None,
         sliding_window=_sliding_window(model),
         scale_attn_by_inverse_layer=bool(getattr(hf_cfg, "scale_attn_by_inverse_layer_idx", False)),
+        sliding_layers=_sliding_layers(model), local_rotary_base=_local_rotary_base(model),
+        pre_norms=hasattr(block, "ln1"), post_norms=hasattr(block, "ln1_post"),
+        qk_norm=_qk_norm_kind(attn, cfg.d_head), embedding_scale=_embedding_scale(model),
+        query_scale=None if query_pre_attn_scalar is None else float(query_pre_attn_scalar) ** -0.5,
+        attn_softcap=family_field("attn_logit_softcapping"), final_softcap=family_field("final_logit_softcapping"),
     )
 
+
+def _family_field(model: Any) -> Callable[[str], float | None]:
+    """Reads a float config field that the model's family applies (`_FAMILY_FIELDS`), None when unset."""
+    implemented = _FAMILY_FIELDS.get(model.cfg.architecture, frozenset())
+    hf_cfg = model.original_model.config
+
+    def read(field: str) -> float | None:
+        value = getattr(hf_cfg, field, None) if field in implemented else None
+        return None if value is None else float(value)
+    return read
+
+
+def _qk_norm_kind(attn: Any, d_head: int) -> QKNorm | None:
+    """'head' (RMS over each head's d_head: Qwen3, Gemma 3) or 'full' (over all heads: OLMo-2) for an
+    attention with q/k norms, None without."""
+    if not hasattr(attn, "q_norm"):
+        return None
+    return "head" if _norm_param(attn.q_norm, "weight").shape[-1] == d_head else "full"
+
+
+def _embedding_scale(model: Any) -> float:
+    """The factor the embedding module multiplies its output by (Gemma's sqrt(d_model)), 1 for others."""
+    embed = getattr(model.embed, "original_component", None) or model.embed
+    scale = getattr(embed, "scalar_embed_scale", None)
+    if scale is None and isinstance(getattr(embed, "embed_scale", None), (torch.Tensor, float)):
+        scale = embed.embed_scale
+    return 1.0 if scale is None else float(scale)
+
+
+# config fields a family's own modules apply (and the engine implements); on any other family they are refused
+_GEMMA_FIELDS = frozenset({"attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar"})
+_FAMILY_FIELDS = {"Gemma2ForCausalLM": _GEMMA_FIELDS, "Gemma3ForCausalLM": _GEMMA_FIELDS}
 
 _REFUSED_IF_SET = {
     "attn_logit_softcapping": "attention-score soft-capping",
@@ -182,26 +228,31 @@ def check_supported(model: Any) -> None:
     """Refuse, before any forward, transformers config settings the engine does not implement (it would
     otherwise compute something else than the model): `UnsupportedModelError` naming the field."""
     hf_cfg = model.original_model.config
+    implemented = _FAMILY_FIELDS.get(model.cfg.architecture, frozenset())
     for field, what in _REFUSED_IF_SET.items():
         value = getattr(hf_cfg, field, None)
-        if value is not None:
+        if value is not None and field not in implemented:
             _refuse(model, field, value, what)
     for field, what in _REFUSED_IF_TRUE.items():
         if getattr(hf_cfg, field, False):
             _refuse(model, field, getattr(hf_cfg, field), what)
     if getattr(hf_cfg, "scale_attn_weights", True) is False:
         _refuse(model, "scale_attn_weights", False, "attention scores without the 1/sqrt(d_head) scale")
-    rope = _rope_parameters(hf_cfg)
-    rope_type = _rope_type(rope)
-    if rope_type not in _ROPE_TYPES:
-        _refuse(model, "rope_parameters['rope_type']", rope_type,
-                f"rotary scaling of this type (implemented: {', '.join(_ROPE_TYPES)})")
-    if float(rope.get("attention_factor") or 1.0) != 1.0:
-        _refuse(model, "rope_parameters['attention_factor']", rope["attention_factor"], "a rotary attention factor")
+    for layer_type in ("full_attention", "sliding_attention"):
+        rope = _rope_parameters(hf_cfg, layer_type)
+        rope_type = _rope_type(rope)
+        allowed = _ROPE_TYPES if layer_type == "full_attention" or not _nested_rope(hf_cfg) else ("default",)
+        if rope_type not in allowed:
+            _refuse(model, "rope_parameters['rope_type']", rope_type,
+                    f"rotary scaling of this type on {layer_type} layers (implemented: {', '.join(allowed)})")
+        if float(rope.get("attention_factor") or 1.0) != 1.0:
+            _refuse(model, "rope_parameters['attention_factor']", rope["attention_factor"],
+                    "a rotary attention factor")
     kinds = set(getattr(hf_cfg, "layer_types", None) or ())
-    if len(kinds) > 1 or kinds - {"full_attention", "sliding_attention"}:
-        _refuse(model, "layer_types", sorted(kinds), "per-layer attention kinds (implemented: all full, or all "
-                "sliding)")
+    if kinds - {"full_attention", "sliding_attention"}:
+        _refuse(model, "layer_types", sorted(kinds), "attention kinds other than full and sliding")
+    if hasattr(model.blocks[0], "ln1_post") and model.cfg.normalization_type not in ("RMS", "RMSPre"):
+        _refuse(model, "normalization_type", model.cfg.normalization_type, "post-norms that are not RMSNorms")
 
 
 def _refuse(model: Any, field: str, value: Any, what: str) -> None:
@@ -212,9 +263,19 @@ def _refuse(model: Any, field: str, value: Any, what: str) -> None:
     )
 
 
-def _rope_parameters(hf_cfg: Any) -> dict[str, Any]:
+def _rope_parameters(hf_cfg: Any, layer_type: str = "full_attention") -> dict[str, Any]:
+    """The rope parameters of one layer type: Gemma 3 nests them per type, others have one set."""
     params = getattr(hf_cfg, "rope_parameters", None) or getattr(hf_cfg, "rope_scaling", None) or {}
-    return dict(params) if isinstance(params, dict) else {}
+    if not isinstance(params, dict):
+        return {}
+    if _nested_rope(hf_cfg):
+        return dict(params.get(layer_type) or {})
+    return dict(params)
+
+
+def _nested_rope(hf_cfg: Any) -> bool:
+    params = getattr(hf_cfg, "rope_parameters", None)
+    return isinstance(params, dict) and isinstance(params.get("full_attention"), dict)
 
 
 def _rope_type(rope: dict[str, Any]) -> str:
@@ -243,19 +304,37 @@ def _sliding_window(model: Any) -> int | None:
         return None
     kinds = set(getattr(hf_cfg, "layer_types", None) or ())
     if kinds:
-        return int(window) if kinds == {"sliding_attention"} else None
+        return int(window) if "sliding_attention" in kinds else None
     return int(window) if getattr(hf_cfg, "use_sliding_window", True) else None
 
 
-def _neox_rotary_pct(model: Any) -> float:
+def _sliding_layers(model: Any) -> tuple[bool, ...] | None:
+    """Which layers slide, from mixed `layer_types` (Gemma 2/3); None when all layers are alike."""
+    kinds = list(getattr(model.original_model.config, "layer_types", None) or ())
+    if len(set(kinds)) < 2:
+        return None
+    return tuple(kind == "sliding_attention" for kind in kinds)
+
+
+def _local_rotary_base(model: Any) -> float | None:
+    """Gemma 3's rotary base on sliding layers, when it has its own."""
     hf_cfg = model.original_model.config
-    params = getattr(hf_cfg, "rope_parameters", None) or {}
-    return float(params.get("partial_rotary_factor", getattr(hf_cfg, "rotary_pct", 1.0)))
+    if not _nested_rope(hf_cfg):
+        return None
+    local = _rope_parameters(hf_cfg, "sliding_attention")
+    return float(local["rope_theta"]) if "rope_theta" in local else None
+
+
+def _rotary_pct(model: Any) -> float:
+    hf_cfg = model.original_model.config
+    params = _rope_parameters(hf_cfg)
+    default = getattr(hf_cfg, "partial_rotary_factor", None) or getattr(hf_cfg, "rotary_pct", None) or 1.0
+    return float(params.get("partial_rotary_factor", default))
 
 
 def _rotary_base(model: Any) -> float:
     hf_cfg = model.original_model.config
-    params = getattr(hf_cfg, "rope_parameters", None) or {}
+    params = _rope_parameters(hf_cfg)
     if "rope_theta" in params:
         return float(params["rope_theta"])
     return float(getattr(hf_cfg, "rope_theta", None) or model.cfg.rotary_base or 10000.0)
@@ -275,13 +354,16 @@ def extract_weights(model: Any) -> ModelWeights:
             value = None
         return torch.zeros(shape, device=dev, dtype=dt) if value is None else value.detach().reshape(shape)
 
-    def stack_norm(which: str, part: str) -> torch.Tensor | None:
+    def stack_norm(which: str, part: str, module: str = "") -> torch.Tensor | None:
         tensors = []
         for block in model.blocks:
-            t = _norm_param(getattr(block, which), part)
+            owner = getattr(block, module) if module else block
+            if not hasattr(owner, which):
+                return None
+            t = _norm_param(getattr(owner, which), part)
             if t is None:
                 return None
-            tensors.append(t)
+            tensors.append(_norm_offset(model, t) if part == "weight" else t)
         return torch.stack(tensors)
 
     W_pos = None
@@ -302,10 +384,17 @@ def extract_weights(model: Any) -> ModelWeights:
         b_in=opt("b_in", (L, cfg.d_mlp)) if has_mlp else None,
         W_out=model.W_out.detach() if has_mlp else None,
         b_out=opt("b_out", (L, d)) if has_mlp else None,
-        lnf_w=_norm_param(model.ln_final, "weight"), lnf_b=_norm_param(model.ln_final, "bias"),
+        lnf_w=_norm_offset(model, _norm_param(model.ln_final, "weight")), lnf_b=_norm_param(model.ln_final, "bias"),
         W_U=model.W_U.detach(), b_U=opt("b_U", (model.W_U.shape[1],)),
         b_gate=_gate_bias(model) if has_mlp and cfg.gated_mlp else None,
+        ln1_post_w=stack_norm("ln1_post", "weight"), ln2_post_w=stack_norm("ln2_post", "weight") if has_mlp else None,
+        q_norm_w=stack_norm("q_norm", "weight", "attn"), k_norm_w=stack_norm("k_norm", "weight", "attn"),
     )
+
+
+def _norm_offset(model: Any, weight: torch.Tensor) -> torch.Tensor:
+    """The multiplier a norm applies: Gemma's RMSNorm multiplies by 1 + weight (`rmsnorm_uses_offset`)."""
+    return weight + 1 if getattr(model.cfg, "rmsnorm_uses_offset", False) else weight
 
 
 def _gate_bias(model: Any) -> torch.Tensor | None:
@@ -326,25 +415,49 @@ def _gate_bias(model: Any) -> torch.Tensor | None:
 _PROBE_RTOL = {torch.float64: 1e-5, torch.float32: 1e-3, torch.float16: 3e-2, torch.bfloat16: 1.5e-1}
 
 
-def make_patcher(model: Any, include_direct: bool = True, *, check: bool = True) -> Patcher:
-    """The patching engine on a loaded bridge's weights and graph.
+class FallbackWarning(UserWarning):
+    """A model runs on the slower hook-based fallback because the fast engine refused it."""
+
+
+def make_patcher(model: Any, include_direct: bool = True, *, check: bool = True,
+                 fallback: bool = True) -> Patcher | HookPatcher:
+    """The patching engine on a loaded bridge's weights and graph, or the hook-based fallback.
 
     Unsupported config settings are refused before any forward; then (unless `check=False`) the engine's
     all-kept logits are compared with the bridge's own forward on a 2 x 8 random-token probe, and a
-    difference above the dtype's tolerance raises `EngineMismatchError`: circuits are exact or refused."""
-    patcher = Patcher.from_weights(extract_weights(model), include_direct=include_direct)
+    difference above the dtype's tolerance raises `EngineMismatchError`. Where the engine refuses, with
+    `fallback` (the default) the exact but slower `HookPatcher` (ACDC only, no gradients) is returned instead,
+    with a `FallbackWarning` saying why; with `fallback=False` the refusal is raised."""
+    try:
+        patcher = Patcher.from_weights(extract_weights(model), include_direct=include_direct)
+        if check:
+            check_against_bridge(model, patcher)
+        return patcher
+    except UnsupportedModelError as refusal:
+        if not fallback:
+            raise
+        why = str(refusal).rstrip(".") + "."
+        try:
+            hooked = HookPatcher(model, include_direct=include_direct, reason=why.split(": ")[0])
+        except FallbackError as err:
+            raise UnsupportedModelError(f"{why} The hook-based fallback cannot run it either: {err}") from refusal
     if check:
-        check_against_bridge(model, patcher)
-    return patcher
+        try:
+            check_against_bridge(model, hooked)
+        except EngineMismatchError as err:
+            raise EngineMismatchError(f"{why} The hook-based fallback does not reproduce it either: {err}") from err
+    warnings.warn(FallbackWarning(
+        f"{why} Using the hook-based fallback instead: exact (patches through the bridge's own hooks) but "
+        "slower, and for ACDC only (EAP, EAP-IG and the hybrid need the fast engine's gradients)."), stacklevel=2)
+    return hooked
 
 
 @torch.no_grad()
-def check_against_bridge(model: Any, patcher: Patcher, n: int = 2, p: int = 8) -> float:
+def check_against_bridge(model: Any, patcher: Patcher | HookPatcher, n: int = 2, p: int = 8) -> float:
     """Max |logit difference| of the engine (every edge kept) against the bridge on n x p random tokens;
     raises `EngineMismatchError` above a tolerance relative to the logit scale (looser in half precision)."""
-    if patcher.w.W_pos is not None:
-        p = min(p, patcher.w.W_pos.shape[0])
-    vocab = min(patcher.w.W_E.shape[0], patcher.cfg.d_vocab or patcher.w.W_E.shape[0])
+    p = min(p, int(getattr(model.cfg, "n_ctx", None) or p))
+    vocab = min(patcher.vocab_size, patcher.cfg.d_vocab or patcher.vocab_size)
     tokens = torch.randint(0, vocab, (n, p), generator=torch.Generator().manual_seed(0))
     ctx = patcher.prepare(tokens, "zero", positions=torch.arange(p).expand(n, p))
     ours = patcher.logits(ctx, torch.ones(1, patcher.graph.n_edges, dtype=torch.bool))[0].double()
@@ -353,8 +466,9 @@ def check_against_bridge(model: Any, patcher: Patcher, n: int = 2, p: int = 8) -
     rtol = _PROBE_RTOL.get(patcher.dtype, 1.5e-1)
     tol = rtol * max(1.0, float(theirs.abs().max()))
     if not diff <= tol:
+        path = "hook-based fallback" if isinstance(patcher, HookPatcher) else "patching engine"
         raise EngineMismatchError(
-            f"model {model_name(model)!r}: the patching engine's forward differs from the bridge's by {diff:.3g} "
+            f"model {model_name(model)!r}: the {path}'s forward differs from the bridge's by {diff:.3g} "
             f"(max |logit difference| on a {n} x {p} random-token probe; tolerance {tol:.3g} in "
             f"{str(patcher.dtype).replace('torch.', '')}). The model uses a setting the engine does not "
             "implement, so its circuits would be wrong; please report it. make_patcher(..., check=False) skips "

@@ -3,6 +3,16 @@ forward (`engine`); `deltas` holds the sender state a run carries; `autograd` th
 custom gradients."""
 
 from acdc_compare.patching.deltas import GradReference
-from acdc_compare.patching.engine import PatchContext, Patcher, PatchingError, RunState, parse_ablation
+from acdc_compare.patching.engine import (
+    PatchContext,
+    Patcher,
+    PatchingError,
+    RunState,
+    kept_matrix,
+    parse_ablation,
+    receiver_stage,
+    scored_positions,
+)
 
-__all__ = ["GradReference", "PatchContext", "Patcher", "PatchingError", "RunState", "parse_ablation"]
+__all__ = ["GradReference", "PatchContext", "Patcher", "PatchingError", "RunState", "kept_matrix", "parse_ablation",
+           "receiver_stage", "scored_positions"]

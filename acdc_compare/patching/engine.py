@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-import torch.nn.functional as F
 
 from acdc_compare import forward
 from acdc_compare.allocator import tune_cpu_allocator
@@ -88,6 +87,7 @@ class Patcher:
         self._w_qkv = torch.cat([weights.W_Q, weights.W_K, weights.W_V], dim=1)  # [L, H + 2G, d, dh]
         self._b_qkv = torch.cat([weights.b_Q, weights.b_K, weights.b_V], dim=1)  # [L, H + 2G, dh]
         self._act = forward.activation(cfg.act_fn)
+        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         if weights.device.type == "cpu":
             tune_cpu_allocator()
 
@@ -109,11 +109,12 @@ class Patcher:
         return self.w.digest()
 
     # ----- stages -------------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return int(self.w.W_E.shape[0])
+
     def receiver_stage(self, r: int) -> int:
-        rec = self.graph.receivers[r]
-        if rec.kind is ReceiverKind.LOGITS:
-            return 2 * self.cfg.n_layers
-        return 2 * rec.layer + int(rec.kind is ReceiverKind.MLP)
+        return receiver_stage(self.graph, r)
 
     def stage_first_sender(self, stage: int) -> int:
         """Senders before this index are computed before the stage runs."""
@@ -135,7 +136,7 @@ class Patcher:
         ablation = parse_ablation(ablation)
         clean = self._check_tokens(clean, "clean")
         n, p = clean.shape
-        positions = self._positions(positions, n, p)
+        positions = scored_positions(positions, n, p, self.device)
         zero = torch.zeros(self.graph.n_senders, n * p * self.cfg.d_model, device=self.device, dtype=self.dtype)
         if ablation is Ablation.CORRUPTED:
             if corrupted is None:
@@ -160,7 +161,7 @@ class Patcher:
         cfg, g = self.cfg, self.graph
         n, p = clean.shape
         L, d = cfg.n_layers, cfg.d_model
-        b_O = self.w.b_O.reshape(L, 1, d).expand(L, n * p, d).reshape(L, -1)
+        b_O = self._resid_attn_bias().reshape(L, 1, d).expand(L, n * p, d).reshape(L, -1)
         per_layer = corr_out[1:].view(L, g.senders_per_layer, -1)
         attn_sum = per_layer[:, : cfg.n_heads].sum(1)
         mlp_out = per_layer[:, cfg.n_heads]
@@ -174,7 +175,8 @@ class Patcher:
             resid = mid + mlp_out[layer]
         final = resid.view(n, p, d)[torch.arange(n, device=self.device)[:, None], positions]
         x = corr_in_attn.view(L, 1, n, p, d)
-        ln = self._norm(x, self.w.ln1_w[:, None, None, None], _opt(self.w.ln1_b, (L, 1, 1, 1, d)))
+        ln = x if self.w.ln1_w is None else self._norm(x, self.w.ln1_w[:, None, None, None],
+                                                       _opt(self.w.ln1_b, (L, 1, 1, 1, d)))
         corr_q = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_Q) + self.w.b_Q[:, :, None, None]
         corr_k = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_K) + self.w.b_K[:, :, None, None]
         corr_v = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_V) + self.w.b_V[:, :, None, None]
@@ -198,7 +200,7 @@ class Patcher:
     # ----- running circuits ---------------------------------------------------------------------------
     def logits(self, ctx: PatchContext, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
         """Patched logits [K, N, Q, vocab] at the scored positions, one row per circuit."""
-        logits, _ = self.run(ctx, self._kept_matrix(circuits))
+        logits, _ = self.run(ctx, kept_matrix(self.graph, circuits))
         return logits
 
     @torch.no_grad()
@@ -268,12 +270,12 @@ class Patcher:
                 if scale.shape[0] not in (1, K):
                     raise PatchingError(f"input_scale has {scale.shape[0]} entries for {K} circuits")
                 deltas.write(slice(0, 1), (scale * ctx.input_delta.view(1, 1, -1)).expand(K, 1, -1))
-        rope = self._rotary(p) if cfg.positional == "rotary" else None
         for stage in range(start_stage, self.n_stages - 1):
             layer, is_mlp = divmod(stage, 2)
             if is_mlp:
                 self._mlp_stage(ctx, layer, resid_mask, deltas, K)
             else:
+                rope = self._rotary(layer, p) if cfg.positional == "rotary" else None
                 self._attn_stage(ctx, layer, resid_mask, direct_mask, deltas, K, rope)
         logits = self._final_stage(ctx, resid_mask, deltas, K)
         state = RunState(deltas.materialize()) if keep_state else None
@@ -289,7 +291,7 @@ class Patcher:
         n_up = 1 + layer * g.senders_per_layer
         inp = deltas.gather(resid_mask[:, :n_up, r0:r0 + r_attn], ctx.corr_in_attn[layer])
         inp = inp.view(K, r_attn, n, p, d)
-        ln = self._norm(inp, w.ln1_w[layer], _opt(w.ln1_b, (layer,)))
+        ln = inp if w.ln1_w is None else self._norm(inp, w.ln1_w[layer], _opt(w.ln1_b, (layer,)))
         # one projection for all q/k/v receivers: slicing its small output (not the normed inputs) keeps the
         # differentiable run from materialising three zero-padded input gradients per layer
         qkv = torch.einsum("krnpd,rde->krnpe", ln, self._w_qkv[layer]) + self._b_qkv[layer][:, None, None]
@@ -300,14 +302,18 @@ class Patcher:
             q = _direct(ctx.corr_q[layer], q, dm[:, :H], None if ref is None else ref.dq[layer])
             k = _direct(ctx.corr_k[layer], k, dm[:, H:H + G], None if ref is None else ref.dk[layer])
             v = _direct(ctx.corr_v[layer], v, dm[:, H + G:], None if ref is None else ref.dv[layer])
+        if w.q_norm_w is not None:
+            q = forward.qk_norm(q, w.q_norm_w[layer], cfg.eps, head_dim=1)
+        if w.k_norm_w is not None:
+            k = forward.qk_norm(k, w.k_norm_w[layer], cfg.eps, head_dim=1)
         if rope is not None:
             q, k = forward.apply_rotary(q, *rope), forward.apply_rotary(k, *rope)
         # [K, h, N, P, dh] -> [K, N, h, P, dh] for attention
-        window = self._window_mask(p)
-        z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           attn_mask=window, is_causal=window is None,
-                                           scale=cfg.attention_scale(layer), enable_gqa=G != H)
+        z = forward.causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                     cfg.attention_scale(layer), self._window_mask(layer, p), cfg.attn_softcap)
         result = torch.einsum("knhpe,hed->khnpd", z, w.W_O[layer])
+        if w.ln1_post_w is not None:
+            result = forward.post_norm_shares(result, w.b_O[layer], w.ln1_post_w[layer], cfg.eps, part_dim=1)
         heads = slice(n_up, n_up + H)
         deltas.write_diff(heads, result.reshape(K, H, -1), ctx.corr_out[heads])
 
@@ -318,10 +324,12 @@ class Patcher:
         n_up = g.receivers[r].n_upstream
         inp = deltas.gather(resid_mask[:, :n_up, r:r + 1], ctx.corr_in_mlp[layer])[:, 0]
         inp = inp.view(K, ctx.n_prompts * ctx.seq_len, self.cfg.d_model)
-        ln = self._norm(inp, w.ln2_w[layer], _opt(w.ln2_b, (layer,)))
+        ln = inp if w.ln2_w is None else self._norm(inp, w.ln2_w[layer], _opt(w.ln2_b, (layer,)))
         out = forward.mlp(ln, w.W_in[layer], w.b_in[layer], None if w.W_gate is None else w.W_gate[layer],
                           w.W_out[layer], w.b_out[layer], self._act,
                           None if w.b_gate is None else w.b_gate[layer])
+        if w.ln2_post_w is not None:
+            out = forward.norm(out, w.ln2_post_w[layer], None, "RMS", self.cfg.eps)
         s = g.mlp_sender(layer)
         deltas.write_diff(slice(s, s + 1), out.reshape(K, 1, -1), ctx.corr_out[s:s + 1])
 
@@ -334,7 +342,7 @@ class Patcher:
         x = deltas.gather_positions(mask, flat_pos, p, d)  # [K, N*Q, d]
         x = x + ctx.corr_in_final.reshape(n * q, d)
         ln = self._norm(x, w.lnf_w, w.lnf_b)
-        logits = ln @ w.W_U + w.b_U
+        logits = forward.softcap(ln @ w.W_U + w.b_U, self.cfg.final_softcap)
         return logits.view(K, n, q, -1)
 
     # ----- pieces -------------------------------------------------------------------------------------
@@ -346,33 +354,35 @@ class Patcher:
             return SharedLayerNorm.apply(x, weight, bias, self.cfg.eps)
         return forward.norm(x, weight, bias, self.cfg.normalization, self.cfg.eps)
 
+    def _resid_attn_bias(self) -> torch.Tensor:
+        """b_O [L, d] as added to the residual outside the head senders; with a post-attention norm it is
+        inside the heads' shares (`forward.post_norm_shares`), so zero here."""
+        return torch.zeros_like(self.w.b_O) if self.w.ln1_post_w is not None else self.w.b_O
+
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.w.W_E[tokens]
+        if self.cfg.embedding_scale != 1.0:
+            x = x * torch.tensor(self.cfg.embedding_scale, dtype=x.dtype, device=x.device)
         if self.w.W_pos is not None:
             x = x + self.w.W_pos[: tokens.shape[1]]
         return x
 
-    def _rotary(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return forward.rotary_tables(self.cfg.rotary_dim or self.cfg.d_head, self.cfg.rotary_base, p,
-                                     self.device, self.dtype, self.cfg.rope_scaling)
+    def _rotary(self, layer: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin of `layer` for p positions (layers may differ in base: Gemma 3's local rotary)."""
+        base, scaling = self.cfg.rotary_of(layer)
+        key = (base, scaling, p)
+        if key not in self._rope_cache:
+            self._rope_cache[key] = forward.rotary_tables(self.cfg.rotary_dim or self.cfg.d_head, base, p,
+                                                          self.device, self.dtype, scaling)
+        return self._rope_cache[key]
 
-    def _window_mask(self, p: int) -> torch.Tensor | None:
-        """The sliding-window attention mask [P, P] (True: visible), or None when plain causal attention is
-        the same (no window, or one as long as the prompt)."""
-        window = self.cfg.sliding_window
+    def _window_mask(self, layer: int, p: int) -> torch.Tensor | None:
+        """The sliding-window attention mask [P, P] of `layer` (True: visible), or None when plain causal
+        attention is the same (no window, or one as long as the prompt)."""
+        window = self.cfg.window(layer)
         if window is None or window >= p:
             return None
         return forward.visible_keys(torch.arange(p, device=self.device), p, window)
-
-    def _positions(self, positions: torch.Tensor | None, n: int, p: int) -> torch.Tensor:
-        if positions is None:
-            return torch.full((n, 1), p - 1, dtype=torch.long, device=self.device)
-        positions = torch.as_tensor(positions, dtype=torch.long, device=self.device)
-        if positions.dim() == 1:
-            positions = positions[:, None]
-        if positions.shape[0] != n or positions.min() < 0 or positions.max() >= p:
-            raise PatchingError(f"positions must be [N] or [N, Q] with N={n} and values in 0..{p - 1}")
-        return positions
 
     def _check_tokens(self, tokens: torch.Tensor, what: str) -> torch.Tensor:
         tokens = torch.as_tensor(tokens)
@@ -386,13 +396,35 @@ class Patcher:
             raise PatchingError(f"{what} prompts have {tokens.shape[1]} tokens; the model's context is {self.w.W_pos.shape[0]}")
         return tokens.long().to(self.device)
 
-    def _kept_matrix(self, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
-        if isinstance(circuits, torch.Tensor):
-            return circuits
-        circuits = [circuits] if isinstance(circuits, Circuit) else list(circuits)
-        for c in circuits:
-            c.check_graph(self.graph)
-        return torch.stack([c.kept for c in circuits])
+
+def receiver_stage(graph: Graph, r: int) -> int:
+    """The stage that reads receiver r: 2l for layer l's heads, 2l + 1 for its MLP, 2L for the logits."""
+    rec = graph.receivers[r]
+    if rec.kind is ReceiverKind.LOGITS:
+        return 2 * graph.n_layers
+    return 2 * rec.layer + int(rec.kind is ReceiverKind.MLP)
+
+
+def scored_positions(positions: torch.Tensor | None, n: int, p: int, device: torch.device) -> torch.Tensor:
+    """Scored positions as [N, Q] (default: the last one), checked against the batch shape [n, p]."""
+    if positions is None:
+        return torch.full((n, 1), p - 1, dtype=torch.long, device=device)
+    positions = torch.as_tensor(positions, dtype=torch.long, device=device)
+    if positions.dim() == 1:
+        positions = positions[:, None]
+    if positions.shape[0] != n or positions.min() < 0 or positions.max() >= p:
+        raise PatchingError(f"positions must be [N] or [N, Q] with N={n} and values in 0..{p - 1}")
+    return positions
+
+
+def kept_matrix(graph: Graph, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
+    """Circuits as a kept matrix [K, n_edges] (a tensor passes through; circuits are checked against graph)."""
+    if isinstance(circuits, torch.Tensor):
+        return circuits
+    circuits = [circuits] if isinstance(circuits, Circuit) else list(circuits)
+    for c in circuits:
+        c.check_graph(graph)
+    return torch.stack([c.kept for c in circuits])
 
 
 def _opt(t: torch.Tensor | None, index: tuple) -> torch.Tensor | None:

@@ -33,7 +33,7 @@ def _model(setting: str, dtype: torch.dtype = torch.float64):
 def test_setting_is_exact_against_the_bridge_and_the_hook_oracle(setting):
     model = _model(setting)
     clean, corrupted = random_tokens(N, P, seed=11), random_tokens(N, P, seed=12)
-    patcher = make_patcher(model)
+    patcher = make_patcher(model, fallback=False)
     g = patcher.graph
     ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
     full = patcher.logits(ctx, Circuit.full(g))[0]
@@ -64,7 +64,7 @@ def test_settings_change_the_model():
 def test_unimplemented_settings_are_refused_by_name(overrides, field):
     model = tiny_model("llama", n_layers=1, n_heads=2, d_model=16, config_overrides=overrides)
     with pytest.raises(UnsupportedModelError, match=field) as err:
-        make_patcher(model, check=False)
+        make_patcher(model, check=False, fallback=False)
     message = str(err.value)
     assert model.cfg.model_name in message and "does not implement" in message
 
@@ -73,10 +73,10 @@ def test_a_forward_the_engine_gets_wrong_is_refused_unless_check_is_off():
     model = tiny_model("gpt2", n_layers=2, n_heads=2, d_model=16, dtype=torch.float64)
     model.original_model.config.scale_attn_by_inverse_layer_idx = True  # the built modules ignore it
     with pytest.raises(EngineMismatchError, match=r"tiny-gpt2.*differs from the bridge's by \d"):
-        make_patcher(model)
+        make_patcher(model, fallback=False)
     assert make_patcher(model, check=False).cfg.scale_attn_by_inverse_layer
 
 
 def test_float32_probe_passes_on_every_setting():
     for setting in SETTINGS:
-        make_patcher(_model(setting, dtype=torch.float32))
+        make_patcher(_model(setting, dtype=torch.float32), fallback=False)
