@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("algorithms",),
     ("compare", "reference_circuits", "roles", "export", "attention"),
     ("draw", "report", "plots", "viewer"),
-    ("api", "experiment"),
+    ("api", "experiment", "sweeps"),
     ("cli",),
 )
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
