@@ -104,6 +104,21 @@ def test_only_the_backend_wing_imports_transformer_lens_or_transformers():
     assert not offenders, offenders
 
 
+def test_only_the_sweep_executors_import_ray_and_only_inside_a_function():
+    """The core imports without ray installed: ray is an extra for users who sweep on it."""
+    offenders = []
+    for m, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        top_level = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "ray" for n in names):
+                if m != "acdc_compare.sweeps.executors" or id(node) in top_level:
+                    offenders.append((m, node.lineno))
+    assert not offenders, offenders
+
+
 def test_the_layer_check_catches_an_upward_import(tmp_path):
     bad = tmp_path / "graph.py"
     bad.write_text("from acdc_compare.cli import main\n")

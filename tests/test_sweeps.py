@@ -225,3 +225,28 @@ def test_cli_sweep_spec_and_flags(tiny_dir, tmp_path, capsys):
     assert main(["sweep", str(bad), "--out", str(tmp_path / "c")]) == EXIT_USAGE
     assert "unknown task" in capsys.readouterr().err
     assert main(["sweep", "--task", "ioi", "--out", str(tmp_path / "d")]) == EXIT_USAGE
+
+
+def test_the_python_api_takes_a_spec_and_the_old_form_still_works(swept, tiny_dir, tmp_path):
+    from acdc_compare import sweep
+
+    spec = grid(tiny_dir, tasks=["ioi"], methods=["eap-ig"], seeds=[0], thresholds=[0.02])
+    result = sweep(spec, executor="local", out=tmp_path / "api", threads=1)
+    (job,) = spec_from_mapping(spec).jobs()
+    assert result.outcomes[0].status == "done"
+    assert torch.equal(load_circuit(JobPaths.of(result.folder, job.job_id).circuit).kept,
+                       load_circuit(JobPaths.of(swept.folder, job.job_id).circuit).kept)
+    with pytest.raises(ValueError, match="holds its own thresholds"):
+        sweep(spec, [0.1])
+    with pytest.raises(ValueError, match="executor= runs a sweep spec"):
+        sweep("ioi", [0.1], executor="ray")
+
+
+def test_without_ray_the_core_imports_and_the_ray_executor_says_what_to_install(tiny_dir, tmp_path):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import acdc_compare, acdc_compare.cli, acdc_compare.sweeps\n"
+            "from acdc_compare.sweeps.executors import run_ray\n"
+            "try:\n    run_ray([], '.')\nexcept ValueError as err:\n    print(err)\n")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert "pip install 'acdc_compare[ray]'" in out

@@ -49,11 +49,6 @@ class Group:
         return self.jobs[0]
 
     @property
-    def name(self) -> str:
-        j = self.first
-        return f"{j.task} ({j.corruption}) {j.method} @ {j.threshold:g}"
-
-    @property
     def group_id(self) -> str:
         return self.first.group_id
 

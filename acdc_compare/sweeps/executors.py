@@ -3,8 +3,8 @@
 when the Ray executor is chosen.
 
 Ray: the driver starts a local cluster unless `address` names one to join (`"auto"`, `"ray://host:10001"`,
-...). One worker actor per GPU (each asks for `num_gpus=1`), or on a CPU-only cluster one per CPU, unless
-`workers` says how many; every actor keeps its model loaded and is handed the jobs of the model it holds
+...). One worker actor per GPU (each asks for `num_gpus=1`; more workers than GPUs share them), or on a
+CPU-only cluster one per CPU, unless `workers` says how many; every actor keeps its model loaded and is handed the jobs of the model it holds
 before others. An actor whose process dies is restarted and its job retried (up to `max_retries` times):
 the job resumes from its journal, so it ends with the circuit an uninterrupted run finds. The cluster needs
 acdc_compare installed on every node (the same version as the driver).
@@ -110,11 +110,12 @@ def run_ray(jobs: Sequence[Job], folder: str | os.PathLike, *, address: str | No
         n_gpus, n_cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
         n_workers = max(1, min(len(jobs), workers or n_gpus or n_cpus))
         cpus_each = max(1, n_cpus // n_workers)
-        actor_class = ray.remote(num_cpus=cpus_each, num_gpus=1 if n_gpus else 0, max_restarts=max_retries,
+        gpus_each = min(1.0, n_gpus / n_workers)  # more workers than GPUs share them rather than wait forever
+        actor_class = ray.remote(num_cpus=cpus_each, num_gpus=gpus_each, max_restarts=max_retries,
                                  max_task_retries=max_retries)(_RayWorker)
         threads = threads or cpus_each
         actors = [actor_class.remote(device, threads) for _ in range(n_workers)]
-        log(f"ray: {n_workers} worker(s), {cpus_each} CPU(s){' and 1 GPU' if n_gpus else ''} each, "
+        log(f"ray: {n_workers} worker(s), {cpus_each} CPU(s){f' and {gpus_each:g} GPU' if n_gpus else ''} each, "
             f"{len(jobs)} job(s)")
         return _schedule(ray, jobs, folder, actors, lambda: actor_class.remote(device, threads), log)
     finally:

@@ -35,7 +35,7 @@ from acdc_compare.algorithms.registry import algorithm, make_options
 from acdc_compare.backends import DEFAULT_MODEL
 from acdc_compare.metrics import parse_metric
 from acdc_compare.patching import parse_ablation
-from acdc_compare.tasks.base import Corruption, parse_corruption
+from acdc_compare.tasks.base import Corruption
 from acdc_compare.tasks.registry import task_spec
 from acdc_compare.types import Ablation, Metric
 
@@ -264,10 +264,12 @@ def _corruption(value: str, offered: Sequence[Corruption], task: str) -> Corrupt
     """The corruption `value` names for `task` (None when the task does not offer it)."""
     if value == DEFAULT_CORRUPTION:
         return offered[0]
-    if value not in {c.value for c in Corruption}:
+    try:
+        chosen = Corruption(value)
+    except ValueError:
         raise SpecError(f"unknown corruption {value!r}; use {DEFAULT_CORRUPTION!r} or one of "
-                        f"{[c.value for c in Corruption]}")
-    return parse_corruption(value, offered, task) if value in {c.value for c in offered} else None
+                        f"{[c.value for c in Corruption]}") from None
+    return chosen if chosen in offered else None
 
 
 def _check_options(methods: Sequence[str], options: Any, threshold: float) -> dict[str, dict[str, Any]]:
