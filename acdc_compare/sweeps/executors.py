@@ -59,7 +59,8 @@ def _run_here(worker: Worker, jobs: Sequence[Job], folder: str | os.PathLike, lo
         started = time.perf_counter()
         try:
             outcome = worker.run_job(job, folder)
-        except ModelLoadError:
+        except ModelLoadError as err:
+            record_failure(job, folder, err, time.perf_counter() - started)
             raise
         except Exception as err:  # a failed job must not lose the others; its error is kept on disk
             outcome = record_failure(job, folder, err, time.perf_counter() - started)
@@ -73,9 +74,6 @@ class _RayWorker:
 
     def __init__(self, device: str | None, threads: int) -> None:
         self.worker = Worker(device, threads)
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def run(self, settings: dict[str, Any], folder: str) -> dict[str, Any]:
         job = Job.from_settings(settings)

@@ -178,14 +178,15 @@ class SweepSpec:
             try:
                 offered = task_spec(name).corruptions
             except (KeyError, ValueError) as err:
-                raise SpecError(str(err).strip('"')) from None
+                raise SpecError(str(err)) from None
             for c in self.corruptions:
-                chosen = _corruption(c, offered, name)
+                chosen = _corruption(c, offered)
                 if chosen is None:
                     skipped.append((name, c))
-                elif (name, chosen.value) not in pairs:
+                    continue
+                used.add(c)
+                if (name, chosen.value) not in pairs:
                     pairs.append((name, chosen.value))
-                used.update([c] if chosen is not None else [])
         unused = [c for c in self.corruptions if c not in used]
         if unused:
             raise SpecError(f"no task of {list(self.tasks)} offers corruption(s) {unused}; each task's corruptions "
@@ -260,8 +261,8 @@ def _whole(value: Any, name: str, lowest: int) -> int:
     return int(value)
 
 
-def _corruption(value: str, offered: Sequence[Corruption], task: str) -> Corruption | None:
-    """The corruption `value` names for `task` (None when the task does not offer it)."""
+def _corruption(value: str, offered: Sequence[Corruption]) -> Corruption | None:
+    """The corruption `value` names among a task's `offered` ones (None when the task does not offer it)."""
     if value == DEFAULT_CORRUPTION:
         return offered[0]
     try:
