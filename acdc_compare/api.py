@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -122,11 +123,38 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
     return run(problem, chosen)
 
 
-def sweep(task: Task | str, thresholds: Sequence[float], *, method: str = "acdc", **kwargs: Any) -> list[Circuit]:
-    """One circuit per threshold; the model, task and ablated run are prepared once and shared. `kwargs`
-    are `prepare`'s and the method's options."""
+def sweep(task: Task | str | Any, thresholds: Sequence[float] | None = None, *, method: str = "acdc",
+          executor: str | None = None, out: str | os.PathLike = "results/sweep", **kwargs: Any) -> Any:
+    """Two forms.
+
+    `sweep(task, thresholds, method=..., **kwargs)`: one circuit per threshold, in this process; the model,
+    task and ablated run are prepared once and shared. `kwargs` are `prepare`'s and the method's options.
+    Returns the circuits.
+
+    `sweep(spec, executor="local" | "ray", out=DIR, **kwargs)`: a grid sweep (`acdc_compare.sweeps`): `spec`
+    is a `SweepSpec`, a mapping of its fields or a TOML file; jobs resume from `out`; `kwargs` are
+    `run_sweep`'s (address, workers, threads, device, log). Returns a `SweepResult`.
+    """
+    if _is_spec(task):
+        if thresholds is not None:
+            raise ValueError("a sweep spec holds its own thresholds; do not pass thresholds with it")
+        from acdc_compare.sweeps import run_sweep
+
+        return run_sweep(task, out, executor=executor or "local", **kwargs)
+    if executor is not None:
+        raise ValueError("executor= runs a sweep spec: pass a SweepSpec, a mapping or a .toml file")
+    if thresholds is None:
+        raise ValueError("give the thresholds to sweep over")
     problem_kwargs = {k: v for k, v in kwargs.items() if k in _PREPARE_KEYS}
     method_kwargs = {k: v for k, v in kwargs.items() if k not in _PREPARE_KEYS}
     all_options = [make_options(method, tau, **method_kwargs) for tau in thresholds]
     problem = prepare(task, **problem_kwargs)
     return [run(problem, options) for options in all_options]
+
+
+def _is_spec(value: Any) -> bool:
+    """A sweep spec value, a mapping of one, or a path to a TOML spec (not a task or a task name)."""
+    from acdc_compare.sweeps.spec import SweepSpec
+
+    return isinstance(value, (SweepSpec, Mapping, os.PathLike)) or (isinstance(value, str)
+                                                                    and value.endswith(".toml"))

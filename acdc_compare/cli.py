@@ -113,10 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs=2, default=None, metavar=("LEFT", "RIGHT"))
     p.add_argument("--out", default="results/compare")
 
-    p = sub.add_parser("sweep", help="discover over a threshold grid; faithfulness and (with --reference) AUC")
+    p = sub.add_parser("sweep", help="a sweep: a spec file (models x tasks x corruptions x methods x thresholds "
+                                     "x seeds) on a local or Ray executor, resumable, with seed stability; or, "
+                                     "without SPEC and --executor, a threshold grid in this process")
+    p.add_argument("spec", nargs="?", default=None, help="sweep spec (TOML; see README 'Sweeps')")
     _common(p)
     _method_args(p, _SWEEP_EXCLUDE)
-    p.add_argument("--thresholds", type=float, nargs="+", required=True)
+    p.add_argument("--thresholds", type=float, nargs="+", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="prompt seeds (with --executor and no SPEC; default: --seed)")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="run the spec's jobs here (local, the default with SPEC) or on Ray")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: start a local one)")
+    p.add_argument("--workers", type=int, default=None, help="Ray worker actors (default: one per GPU, else per CPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     p.add_argument("--reference", choices=["ioi", "greater-than"], default=None)
     p.add_argument("--out", default="results/sweep")
 
@@ -237,6 +247,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    if args.spec is not None or args.executor is not None:
+        return _grid_sweep(args)
+    if args.thresholds is None:
+        raise ValueError("give a sweep SPEC file, or --thresholds (with --executor to run them as a resumable sweep)")
     from acdc_compare.algorithms.registry import run
     from acdc_compare.compare import roc_auc
     from acdc_compare.export import save_circuit
@@ -262,6 +276,45 @@ def _sweep(args: argparse.Namespace) -> int:
     (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     _print_paths([out / "sweep.json"])
     return EXIT_OK
+
+
+def _grid_sweep(args: argparse.Namespace) -> int:
+    """A spec sweep: jobs resumable in --out, on the local or Ray executor, then the aggregate."""
+    from acdc_compare.sweeps import load_spec, run_sweep, spec_from_mapping
+
+    if args.spec is not None:
+        if args.thresholds is not None or args.seeds is not None:
+            raise ValueError("the spec file holds the grid: give --thresholds/--seeds in it, not as flags")
+        spec = load_spec(args.spec)
+    else:
+        if args.thresholds is None:
+            raise ValueError("--executor without a SPEC file needs --thresholds")
+        options = dataclasses.asdict(_method_options(args, _SWEEP_EXCLUDE, threshold=args.thresholds[0]))
+        defaults = dataclasses.asdict(make_options(args.method, threshold=args.thresholds[0]))
+        given = {k: v for k, v in options.items() if v != defaults[k]}
+        spec = spec_from_mapping({
+            "models": [args.model], "tasks": [args.task], "corruptions": [args.corruption or "default"],
+            "methods": [args.method], "thresholds": args.thresholds, "seeds": args.seeds or [args.seed],
+            "n_prompts": args.n_prompts, "metric": args.metric, "ablation": args.ablation,
+            "include_direct": not args.no_direct, "options": {args.method: given} if given else {}})
+    result = run_sweep(spec, args.out, executor=args.executor or "local", address=args.address,
+                       workers=args.workers, device=args.device, threads=args.threads,
+                       log=(lambda _: None) if args.quiet else (lambda msg: print(msg, flush=True)))
+    for g in result.summary["groups"]:
+        e, f = g["edges_stats"], g["faithfulness_stats"]
+        print(f"{g['task']} ({g['corruption']}) {g['method']} @ {g['threshold']:g}: {len(g['seeds'])} seed(s), "
+              f"{e['mean']:.1f} edges, faithfulness {_num(f['mean'])}, edge Jaccard {_num(g['edge_jaccard_mean'])}, "
+              f"{g['stable_edges']} stable edges")
+    _print_paths([result.summary_path, result.report_path])
+    if result.failed:
+        print(f"acdc-compare: {len(result.failed)} job(s) failed (errors in their folders' failed.json); rerun "
+              "the same command to retry them", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def _curve(args: argparse.Namespace) -> int:

@@ -37,6 +37,25 @@ def tiny_llama():
     return make_tiny("llama")
 
 
+def make_tiny_hf_dir(path, n_layers: int = 2, n_heads: int = 4, n_kv_heads: int = 2, d_model: int = 32,
+                     seed: int = 0):
+    """A tiny random Llama saved as a local Hugging Face directory with the default model's tokenizer, so the
+    registered tasks build and `load_model(str(path))` loads it (in any process: CLI runs, sweep workers)."""
+    import transformers
+
+    from acdc_compare.backends.gguf import convert_gguf
+
+    tok = transformers.AutoTokenizer.from_pretrained(convert_gguf())
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                                   num_key_value_heads=n_kv_heads, hidden_size=d_model, intermediate_size=2 * d_model,
+                                   vocab_size=len(tok), max_position_embeddings=128, initializer_range=0.3,
+                                   tie_word_embeddings=False)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def random_tokens(n: int, p: int, vocab: int = 64, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab, (n, p), generator=g)

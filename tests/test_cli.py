@@ -6,26 +6,14 @@ import math
 from dataclasses import replace
 
 import pytest
-import torch
+from conftest import make_tiny_hf_dir
 
 from acdc_compare.cli import EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    import transformers
-
-    from acdc_compare.backends.gguf import convert_gguf
-
-    tok = transformers.AutoTokenizer.from_pretrained(convert_gguf())
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   hidden_size=32, intermediate_size=64, vocab_size=len(tok),
-                                   max_position_embeddings=128, initializer_range=0.3, tie_word_embeddings=False)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return make_tiny_hf_dir(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_discover_writes_json_svg_png(tiny_dir, tmp_path, capsys):

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("algorithms",),
     ("compare", "reference_circuits", "roles", "movers", "export", "attention"),
     ("draw", "report", "plots", "viewer"),
-    ("api", "experiment"),
+    ("api", "experiment", "sweeps"),
     ("cli",),
 )
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
@@ -101,6 +101,21 @@ def test_only_the_backend_wing_imports_transformer_lens_or_transformers():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [(m, n) for n in names if n.split(".")[0] in ("transformer_lens", "transformers")]
+    assert not offenders, offenders
+
+
+def test_only_the_sweep_executors_import_ray_and_only_inside_a_function():
+    """The core imports without ray installed: ray is an extra for users who sweep on it."""
+    offenders = []
+    for m, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        top_level = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "ray" for n in names):
+                if m != "acdc_compare.sweeps.executors" or id(node) in top_level:
+                    offenders.append((m, node.lineno))
     assert not offenders, offenders
 
 

@@ -52,6 +52,13 @@ class Problem:
         ends = self.evaluate(torch.stack([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]))
         return float(ends[0]), float(ends[1])
 
+    def relative_threshold(self, fraction: float) -> float:
+        """A threshold in the metric's units: `fraction` x (M(empty) - M(full)). Tasks differ widely in how
+        much their corruption moves the output, so one absolute tau keeps everything of one task and nothing
+        of another; a fraction of each task's own gap makes them comparable."""
+        full, empty = self.metric_ends
+        return max(empty - full, 0.0) * fraction
+
     # ----- the evaluator seam (greedy ACDC) -----------------------------------------------------------
     @property
     def n_stages(self) -> int:
