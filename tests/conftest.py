@@ -26,6 +26,25 @@ def tiny(request):
 
 
 @pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A tiny random Llama saved as a local Hugging Face directory, with the default model's tokenizer (so
+    the registered tasks build): what the CLI tests pass as --model."""
+    import transformers
+
+    from acdc_compare.backends.gguf import convert_gguf
+
+    tok = transformers.AutoTokenizer.from_pretrained(convert_gguf())
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   hidden_size=32, intermediate_size=64, vocab_size=len(tok),
+                                   max_position_embeddings=128, initializer_range=0.3, tie_word_embeddings=False)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_gpt2():
     return make_tiny("gpt2")
 

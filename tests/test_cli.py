@@ -1,5 +1,5 @@
-"""The CLI end to end on a tiny random model saved as a local Hugging Face directory (with the default
-model's tokenizer, so the registered tasks build)."""
+"""The CLI end to end on a tiny random model saved as a local Hugging Face directory (`tiny_dir` in
+conftest.py: the default model's tokenizer, so the registered tasks build)."""
 
 import json
 
@@ -7,23 +7,6 @@ import pytest
 import torch
 
 from acdc_compare.cli import EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    import transformers
-
-    from acdc_compare.backends.gguf import convert_gguf
-
-    tok = transformers.AutoTokenizer.from_pretrained(convert_gguf())
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   hidden_size=32, intermediate_size=64, vocab_size=len(tok),
-                                   max_position_embeddings=128, initializer_range=0.3, tie_word_embeddings=False)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def test_discover_writes_json_svg_png(tiny_dir, tmp_path, capsys):

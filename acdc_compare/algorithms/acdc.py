@@ -38,11 +38,11 @@ EdgeOrder = Literal["reference"]
 class AcdcOptions:
     """Greedy ACDC's settings; validated when made."""
 
-    threshold: float = option(None, "ACDC's tau: an edge is removed when the metric rises by less (in the "
-                                    "metric's own units)")
+    threshold: float = option(None, "ACDC's tau, absolute, in the metric's own units (KL in nats, or the "
+                                    "logit difference): an edge is removed when the metric rises by less")
     order: EdgeOrder | Sequence[str] = option("reference", "'reference', or every edge name once", cli=False)
     abs_value: bool = option(False, "compare |metric change| with the threshold")
-    max_batch: int | None = option(None, "speculative candidates per forward (default: 64 on a GPU, 1 on a CPU)")
+    max_batch: int | None = option(None, "speculative candidates per forward (None: 64 on a GPU, 1 on a CPU)")
     journal: str | os.PathLike | None = option(None, "decision journal; rerun with the same path to resume")
     progress: bool = option(False, "show a progress bar", cli=False)
     max_tests: int | None = option(None, "stop after this many tested edges (a partial, resumable result)")
@@ -111,6 +111,15 @@ def order_from_edge_names(graph: Graph, names: Sequence[str]) -> list[Step]:
         else:
             steps.append(Step(r, direct, (e,)))
     return steps
+
+
+def estimated_seconds(problem: Evaluator, n_tests: int) -> float:
+    """Rough wall time of testing `n_tests` edges one per forward (batch 1, as on a CPU): half a full
+    forward each (a test restarts at its receiver's layer, on average half-way up), timed now."""
+    kept = torch.ones(1, problem.graph.n_edges, dtype=torch.bool)
+    started = time.perf_counter()
+    problem.evaluate(kept)
+    return 0.5 * (time.perf_counter() - started) * n_tests
 
 
 def acdc(problem: Evaluator, threshold: float, *, candidates: torch.Tensor | None = None,
