@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from acdc_compare.backends import ModelLoadError
     from acdc_compare.tasks.base import TaskError
 
-    args.interrupt_note = "nothing of this run was saved (it keeps no journal)"
+    args.interrupt_note = "nothing of this run was saved"
     try:
         return _COMMANDS[args.command](args)
     except ModelLoadError as err:
@@ -325,7 +325,8 @@ def _discover(args: argparse.Namespace) -> int:
     args.journal_in_use = journal
     circuit = run(problem, options)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [save_circuit(circuit, out / f"{stem}.json"), *_draw(circuit, out / stem, f"{args.task} ({args.method})")]
+    title = f"{_task_label(args.task)} ({args.method})"
+    paths = [save_circuit(circuit, out / f"{stem}.json"), *_draw(circuit, out / stem, title)]
     if default_journal and circuit.settings.get("complete", True):
         journal.unlink(missing_ok=True)  # the saved circuit holds every decision; a rerun starts afresh
     _print_circuit(circuit)
@@ -386,7 +387,7 @@ def _sweep(args: argparse.Namespace) -> int:
     for tau, options in zip(args.thresholds, all_options):
         c = run(problem, options)
         circuits.append(c)
-        path = save_circuit(c, out / f"{args.task}_{args.method}_tau{tau:g}.json")
+        path = save_circuit(c, out / f"{_task_label(args.task)}_{args.method}_tau{tau:g}.json")
         rows.append({"threshold": tau, "edges": c.n_kept, "faithfulness": faithfulness(c), "file": str(path)})
         print(f"threshold {tau:g}: {c.n_kept} edges, normalised faithfulness {faithfulness(c):.3f}")
     summary: dict[str, Any] = {"task": args.task, "method": args.method, "rows": rows}
@@ -435,7 +436,7 @@ def _curve(args: argparse.Namespace) -> int:
         for frac, size, f in zip(curve.fractions, curve.sizes, curve.faithfulness):
             print(f"  {frac:8.4f} of edges = {size:6d} edges: faithfulness {f:.3f}")
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{args.task}_curve.json"
+    path = out / f"{_task_label(args.task)}_curve.json"
     summary = {"task": args.task, "model": problem.model_name, "metric": args.metric, "ablation": args.ablation,
                "n_prompts": problem.task.n_prompts, "n_edges": problem.graph.n_edges, "steps": args.steps,
                "log_x": args.log_x, "curves": curves}
@@ -524,19 +525,18 @@ def _claims_to_be_a_circuit(path: Path) -> bool:
 def _attention(args: argparse.Namespace) -> int:
     from acdc_compare.attention import ROLES, analogy_rows, check_heads, format_analogy_table, head_analogies, \
         top_answer_heads
-    from acdc_compare.api import get_model
-    from acdc_compare.backends import model_name, tokenizer
-    from acdc_compare.tasks.registry import make_task
+    from acdc_compare.api import get_model, resolve_task
+    from acdc_compare.backends import model_name
 
     out = _writable_dir(args.out, "--out")
     _check_task_args(args, "task", "twin")
     model = get_model(args.model, device=args.device)
-    tasks = [make_task(t, tokenizer(model), n=args.n_prompts, seed=args.seed) for t in (args.task, args.twin)]
+    tasks = [resolve_task(t, model, n_prompts=args.n_prompts, seed=args.seed) for t in (args.task, args.twin)]
     heads = check_heads(model, args.heads) if args.heads else top_answer_heads(model, tasks[0], args.top)
     results = head_analogies(model, *tasks, heads, n_shuffles=args.shuffles, seed=args.seed)
     print(format_analogy_table(results, args.task, args.twin))
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{args.task}_vs_{args.twin}.json"
+    path = out / f"{_task_label(args.task)}_vs_{_task_label(args.twin)}.json"
     summary = {"model": model_name(model), "task": args.task, "twin": args.twin, "n_prompts": args.n_prompts,
                "seed": args.seed, "shuffles": args.shuffles, "roles": list(ROLES), "heads": analogy_rows(results)}
     path.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")

@@ -4,7 +4,6 @@ conftest.py: the default model's tokenizer, so the registered tasks build)."""
 import json
 
 import pytest
-import torch
 
 from acdc_compare.cli import EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 
