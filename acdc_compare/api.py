@@ -9,13 +9,14 @@ from typing import Any
 
 import torch
 
-from acdc_compare.algorithms.problem import Problem, make_problem
+from acdc_compare.algorithms.problem import Problem, check_fits, make_problem
 from acdc_compare.algorithms.registry import algorithm, make_options, run, spec_of
 from acdc_compare.backends import DEFAULT_MODEL, load_model, make_patcher, model_name, tokenizer
 from acdc_compare.circuit import Circuit
 from acdc_compare.metrics import parse_metric
 from acdc_compare.patching import parse_ablation
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
+from acdc_compare.tasks.build import is_prompts_file, task_from_file
 from acdc_compare.tasks.registry import make_task
 from acdc_compare.types import Ablation, Metric
 
@@ -37,8 +38,11 @@ def get_model(model: str | Any = DEFAULT_MODEL, device: str | torch.device | Non
 def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, seed: int = 0,
                  corruption: Corruption | str | None = None) -> Task:
     """A Task value, building a named task (e.g. "ioi", "pet-last") with the model's tokenizer and the given
-    corruption (None: the task's default). A Task given as a value keeps its own corrupted prompts, so a
-    `corruption` other than the one it was built with is refused."""
+    corruption (None: the task's default), or a prompts file ("my_prompts.jsonl" / ".csv": columns prompt,
+    corrupted, answer, wrong answer; its first `n_prompts` rows). A Task given as a value (or a file) keeps
+    its own corrupted prompts, so a `corruption` other than the one it was built with is refused."""
+    if isinstance(task, str) and is_prompts_file(task):
+        task = task_from_file(tokenizer(model), task)
     if isinstance(task, Task):
         wanted = None if corruption is None else parse_corruption(corruption, tuple(Corruption), task.name)
         if wanted is not None and task.corruption is not wanted:
@@ -62,10 +66,18 @@ def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metri
     parse_metric(metric)
     parse_ablation(ablation)
     bridge = get_model(model, device=device, dtype=dtype)
-    the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
-    patcher = make_patcher(bridge, include_direct=include_direct, check=check)
+    if isinstance(task, str) and n_prompts is not None and n_prompts > _PROBE_PROMPTS:
+        probe = resolve_task(task, bridge, n_prompts=_PROBE_PROMPTS, seed=seed, corruption=corruption)
+        patcher = make_patcher(bridge, include_direct=include_direct, check=check)
+        check_fits(patcher, n_prompts, probe.clean.shape[1], probe.positions.shape[1])  # before building them all
+        the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
+    else:
+        the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
+        patcher = make_patcher(bridge, include_direct=include_direct, check=check)
     return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge))
 
+
+_PROBE_PROMPTS = 16  # a task this big is built first to size a large one before all its prompts are made
 
 _PREPARE_KEYS = frozenset(inspect.signature(prepare).parameters) - {"task"}
 

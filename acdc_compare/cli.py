@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shlex
 import sys
 import typing
 from collections.abc import Sequence
@@ -21,28 +23,36 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 _SWEEP_EXCLUDE = frozenset({"threshold", "journal"})  # one threshold per run from --thresholds; no shared journal
 
 
+_MODEL_HELP = ("'smollm2-135m' (offline default; a Q4_1 GGUF dequantized to float32), a Hugging Face id such as "
+               "'gpt2', a local HF directory, or a Llama-family .gguf file")
+_TASK_HELP = ("a registered task (`acdc-compare tasks --list`) or a prompts file: .jsonl or .csv with the columns "
+              "prompt, corrupted, answer, wrong answer (answers with their leading space, e.g. ' Mary')")
+
+
 def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
-    p.add_argument("--model", default="smollm2-135m",
-                   help="'smollm2-135m' (offline default), a Hugging Face id such as 'gpt2', a local HF "
-                        "directory, or a Llama-family .gguf file")
+    p.add_argument("--model", default="smollm2-135m", help=_MODEL_HELP)
     if task:
-        p.add_argument("--task", default="ioi", help="task name (see `acdc-compare tasks`), default ioi")
-        p.add_argument("--n-prompts", type=int, default=16, help="prompts used for discovery (default 16)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--task", default="ioi", help=_TASK_HELP)
+        p.add_argument("--n-prompts", type=int, default=16, help="prompts used for discovery")
+        p.add_argument("--seed", type=int, default=0, help="seed of the task's prompt generator")
         p.add_argument("--corruption", default=None, choices=["meaning", "answers"],
                        help="which corrupted prompts: meaning (the information that picks the answer removed) "
-                            "or answers (candidate answers replaced by fresh words); default: the task's own")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+                            "or answers (candidate answers replaced by fresh words); None: the task's own")
+    p.add_argument("--device", default=None, help="cpu or cuda; None: cuda when available")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _method_args(p: argparse.ArgumentParser, exclude: frozenset[str] = frozenset()) -> None:
     p.add_argument("--method", default="acdc", choices=list(ALGORITHMS),
-                   help="; ".join(f"{s.name}: {s.summary}" for s in ALGORITHMS.values()) + " (default acdc)")
-    p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"])
-    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"])
+                   help="; ".join(f"{s.name}: {s.summary}" for s in ALGORITHMS.values()))
+    p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"], help=_METRIC_HELP)
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"], help=_ABLATION_HELP)
     p.add_argument("--no-direct", action="store_true", help="graph without direct q/k/v edges")
     _option_args(p, exclude)
+
+
+_METRIC_HELP = "kl: KL(full model || circuit) at the scored positions; logit_diff: the negated logit difference"
+_ABLATION_HELP = "what a removed edge carries: the sender's output on the corrupted prompt, zero, or its mean"
 
 
 def _cli_fields(exclude: frozenset[str]) -> dict[str, list[tuple[str, dataclasses.Field, Any]]]:
@@ -60,6 +70,12 @@ def _flag(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
+_CLI_DEFAULTS = {"journal": "TASK_METHOD.journal.jsonl in --out, removed once the circuit is saved",
+                 "threshold": "none; required, except eap/eap-ig with --top-n",
+                 "top_n": "none; or --threshold", "max_batch": "64 on a GPU, 1 on a CPU", "k": "all edges",
+                 "max_tests": "no limit"}
+
+
 def _option_args(p: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
     """One flag per method option (from the registry's options classes); absent flags keep the method's
     default."""
@@ -68,8 +84,10 @@ def _option_args(p: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
         helps = dict.fromkeys(u[1].metadata.get("help", "") for u in uses)
         methods = ", ".join(u[0] for u in uses)
         text = f"[{methods}] " + "; ".join(h for h in helps if h)
-        if f.default is not None and not isinstance(f.default, bool):
-            text += f" (default {f.default})"
+        if name in _CLI_DEFAULTS:
+            text = text.split(" (None: ")[0] + f" (default: {_CLI_DEFAULTS[name]})"
+        else:
+            text += f" (default: {'none' if f.default is None else f.default})"
         kwargs: dict[str, Any] = {"dest": f"opt_{name}", "default": argparse.SUPPRESS, "help": text}
         base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
         kind = base[0]
@@ -80,6 +98,7 @@ def _option_args(p: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
             kwargs["choices"] = list(typing.get_args(kind))
         else:
             kwargs["type"] = kind if kind in (int, float) else str
+            kwargs["metavar"] = name.upper()
         p.add_argument(_flag(f), **kwargs)
 
 
@@ -96,30 +115,43 @@ def _method_options(args: argparse.Namespace, exclude: frozenset[str] = frozense
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="acdc-compare", description="Automated circuit discovery (ACDC, EAP, "
-                                     "EAP-IG) on TransformerLens models, compared with known circuits.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from acdc_compare import __version__
+    from acdc_compare.experiment import ExperimentConfig
 
-    p = sub.add_parser("discover", help="discover one task's circuit; writes JSON, SVG and PNG")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="acdc-compare", formatter_class=fmt, description="Automated circuit "
+                                     "discovery (ACDC, EAP, EAP-IG) on TransformerLens models, compared with known "
+                                     "circuits. Exit codes: 0 success, 2 bad arguments or input, 3 the model could "
+                                     "not be loaded, 1 anything else.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("discover", formatter_class=fmt,
+                       help="discover one task's circuit; writes JSON, SVG and PNG to --out")
     _common(p)
     _method_args(p)
-    p.add_argument("--out", default="results/discover", help="output folder")
+    p.add_argument("--out", default="results/discover",
+                   help="output folder: TASK_METHOD.json/.svg/.png; exact ACDC and the hybrid journal their "
+                        "decisions to TASK_METHOD.journal.jsonl there until the circuit is saved (rerun to resume)")
 
-    p = sub.add_parser("compare", help="compare two saved circuits, or one with a reference circuit")
-    p.add_argument("left", help="circuit JSON")
-    p.add_argument("right", nargs="?", default=None, help="circuit JSON (or use --reference)")
+    p = sub.add_parser("compare", formatter_class=fmt,
+                       help="compare two saved circuits, or one with a reference circuit")
+    p.add_argument("left", help="circuit JSON file")
+    p.add_argument("right", nargs="?", default=None, help="circuit JSON file (or use --reference)")
     p.add_argument("--reference", choices=["ioi", "greater-than"], default=None,
                    help="compare with GPT-2 small's published circuit (needs a GPT-2-small graph)")
-    p.add_argument("--labels", nargs=2, default=None, metavar=("LEFT", "RIGHT"))
-    p.add_argument("--out", default="results/compare")
+    p.add_argument("--labels", nargs=2, default=None, metavar=("LEFT", "RIGHT"),
+                   help="names of the two circuits in the output; None: the file names")
+    p.add_argument("--out", default="results/compare", help="output folder of the side-by-side SVG and PNG")
 
-    p = sub.add_parser("sweep", help="a sweep: a spec file (models x tasks x corruptions x methods x thresholds "
+    p = sub.add_parser("sweep", formatter_class=fmt, help="a sweep: a spec file (models x tasks x corruptions x methods x thresholds "
                                      "x seeds) on a local or Ray executor, resumable, with seed stability; or, "
                                      "without SPEC and --executor, a threshold grid in this process")
     p.add_argument("spec", nargs="?", default=None, help="sweep spec (TOML; see README 'Sweeps')")
     _common(p)
     _method_args(p, _SWEEP_EXCLUDE)
-    p.add_argument("--thresholds", type=float, nargs="+", default=None)
+    p.add_argument("--thresholds", type=float, nargs="+", default=None,
+                   help="the thresholds, in --threshold's units (absolute, the metric's own); without SPEC")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="prompt seeds (with --executor and no SPEC; default: --seed)")
     p.add_argument("--executor", choices=["local", "ray"], default=None,
@@ -127,67 +159,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster to join (default: start a local one)")
     p.add_argument("--workers", type=int, default=None, help="Ray worker actors (default: one per GPU, else per CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
-    p.add_argument("--reference", choices=["ioi", "greater-than"], default=None)
-    p.add_argument("--out", default="results/sweep")
+    p.add_argument("--reference", choices=["ioi", "greater-than"], default=None,
+                   help="ROC AUC against GPT-2 small's published circuit (needs --model gpt2)")
+    p.add_argument("--out", default="results/sweep", help="output folder: job folders or one circuit JSON per "
+                                                            "threshold, sweep.json")
 
-    p = sub.add_parser("curve", help="faithfulness curve (MIB's CPR and CMD) of edge rankings: EAP, EAP-IG, "
-                                     "or a saved circuit's scores")
+    p = sub.add_parser("curve", formatter_class=fmt, help="faithfulness curve (MIB's CPR and CMD) of edge "
+                                                          "rankings: EAP, EAP-IG, or a saved circuit's scores")
     _common(p)
     p.add_argument("--scores", nargs="+", default=["eap-ig"],
                    help="what ranks the edges: 'eap', 'eap-ig' and/or saved circuit JSON files (their scores; "
-                        "untested edges rank last). Default eap-ig")
-    p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"])
-    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"])
+                        "untested edges rank last)")
+    p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"], help=_METRIC_HELP)
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"], help=_ABLATION_HELP)
     p.add_argument("--steps", type=int, default=5, help="EAP-IG integration steps")
     p.add_argument("--no-direct", action="store_true", help="graph without direct q/k/v edges")
     p.add_argument("--fractions", type=float, nargs="+", default=None,
-                   help="edge fractions in (0, 1] (default: MIB's log-spaced grid)")
+                   help="edge fractions in (0, 1]; None: MIB's log-spaced grid")
     p.add_argument("--log-x", action="store_true", help="areas over log10(fraction) instead of the fraction")
-    p.add_argument("--out", default="results/curve")
+    p.add_argument("--out", default="results/curve", help="output folder of TASK_curve.json")
 
-    p = sub.add_parser("tasks", help="every task's accuracy and logit difference on a model, with the "
-                                     "order-vs-meaning pairs side by side")
+    p = sub.add_parser("tasks", formatter_class=fmt, help="list the tasks (--list), or every task's accuracy and "
+                                                          "logit difference on a model with the order-vs-meaning "
+                                                          "pairs side by side")
     _common(p, task=False)
-    p.add_argument("--n", type=int, default=40, help="prompts per task (default 40)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--names", nargs="*", default=None, help="only these tasks")
+    p.add_argument("--list", action="store_true",
+                   help="only list the tasks: name, description and one example prompt (seconds, no model run)")
+    p.add_argument("--n", type=int, default=40, help="prompts per task")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompt generators")
+    p.add_argument("--names", nargs="*", default=None, help="only these tasks; None: all")
 
-    p = sub.add_parser("attention", help="the analogy measure: does each head attend to the same roles (answer, "
-                                         "other candidates, ...) on a task and its twin? Prints a table, writes JSON")
+    p = sub.add_parser("attention", formatter_class=fmt,
+                       help="the analogy measure: does each head attend to the same roles (answer, other "
+                            "candidates, ...) on a task and its twin? Prints a table, writes JSON")
     _common(p)
     p.add_argument("--twin", required=True, help="the analogous task, e.g. pet-first for --task pet-last")
     p.add_argument("--heads", nargs="+", default=None,
-                   help="heads such as a23.h0 (default: the --top heads attending most to the correct answer)")
-    p.add_argument("--top", type=int, default=10)
-    p.add_argument("--shuffles", type=int, default=200, help="role shuffles for the baseline (default 200)")
-    p.add_argument("--out", default="results/attention")
+                   help="heads such as a23.h0; None: the --top heads attending most to the correct answer")
+    p.add_argument("--top", type=int, default=10, help="how many heads when --heads is not given")
+    p.add_argument("--shuffles", type=int, default=200, help="role shuffles for the baseline")
+    p.add_argument("--out", default="results/attention", help="output folder of TASK_vs_TWIN.json")
 
-    p = sub.add_parser("report", help="HTML report of the circuits in a folder")
+    p = sub.add_parser("report", formatter_class=fmt, help="HTML report of the circuits in a folder")
     p.add_argument("folder", help="folder holding circuit JSON files (e.g. results/discover)")
-    p.add_argument("--out", default=None, help="report path (default FOLDER/report.html)")
+    p.add_argument("--out", default=None, help="report path; None: FOLDER/report.html (PNGs beside it)")
 
-    p = sub.add_parser("demo", help="the main experiment on the default model: IOI vs the pet-family task, "
-                                    "roles, order-vs-meaning control, report")
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--out", default="results/demo")
-    p.add_argument("--method", default="hybrid", choices=list(ALGORITHMS))
-    p.add_argument("--threshold", type=float, default=None)
-    p.add_argument("--k", type=int, default=None, help="hybrid candidates (default 200)")
+    demo = ExperimentConfig()
+    p = sub.add_parser("demo", formatter_class=fmt,
+                       help="the main experiment on the default model: IOI vs the pet-family task, roles, "
+                            "order-vs-meaning control, report; writes everything to --out")
+    p.add_argument("--model", default="smollm2-135m", help=_MODEL_HELP)
+    p.add_argument("--out", default="results/demo",
+                   help="output folder: report.html, one SVG/PNG per circuit, circuits/TASK.json, tasks.txt, "
+                        "analogy.json")
+    p.add_argument("--method", default=demo.method, choices=list(ALGORITHMS), help="discovery method")
+    p.add_argument("--threshold", type=float, default=demo.threshold,
+                   help="RELATIVE: a fraction of each task's metric gap KL(full || empty circuit), so tasks of "
+                        "different strength are comparable (discover's --threshold is absolute)")
+    p.add_argument("--k", type=int, default=demo.k, help="hybrid: the top-k EAP-IG edges become ACDC's candidates")
     p.add_argument("--coverage", type=float, default=None,
                    help="hybrid, instead of --k: fewest top EAP-IG edges reaching this faithfulness (slow on CPU "
                         "for diffuse tasks)")
-    p.add_argument("--n-prompts", type=int, default=None)
-    p.add_argument("--comparison", default="pet-last")
-    p.add_argument("--control", default="pet-first")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--n-prompts", type=int, default=demo.n_prompts, help="prompts per discovery")
+    p.add_argument("--comparison", default=demo.comparison, help="the task compared with IOI")
+    p.add_argument("--control", default=demo.control, help="the comparison task's order-vs-meaning twin")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from acdc_compare.backends import ModelLoadError
     from acdc_compare.tasks.base import TaskError
 
+    args.interrupt_note = "nothing of this run was saved"
     try:
         return _COMMANDS[args.command](args)
     except ModelLoadError as err:
@@ -196,9 +242,81 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TaskError, FileNotFoundError, KeyError) as err:
         print(f"acdc-compare: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("acdc-compare: interrupted (a --journal run resumes where it stopped)", file=sys.stderr)
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as err:
+        print(f"acdc-compare: cannot use {err.filename}: {err.strerror}; choose a path you can write to",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        print(f"acdc-compare: {err}", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt:
+        note = args.interrupt_note
+        if getattr(args, "journal_in_use", None) and Path(args.journal_in_use).is_file():
+            note = (f"the decisions made so far are saved in {args.journal_in_use}; run the same command again to "
+                    f"resume from there: acdc-compare {shlex.join(argv)}")
+        print(f"acdc-compare: interrupted; {note}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+# ----- checks made before any model loads ------------------------------------------------------------------
+def _writable_dir(path: str | Path, flag: str) -> Path:
+    """A folder the command can create or write into; ValueError saying which flag and why otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is an existing file, not a folder; give a folder (created if missing)")
+    _check_can_create(path, flag)
+    return path
+
+
+def _writable_file(path: str | Path, flag: str) -> Path:
+    """A file the command can create or overwrite; ValueError saying which flag and why otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file path")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{flag} {path} is not writable (permission denied); choose a file you can write")
+        return path
+    _check_can_create(path, flag)
+    return path
+
+
+def _check_can_create(path: Path, flag: str) -> None:
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path} cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path} cannot be written: no write permission in {existing}; choose a folder "
+                         "you can write to")
+
+
+def _readable_file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.json"))[:5]
+        hint = f" (it holds {', '.join(found)})" if found else ""
+        raise ValueError(f"{what} {path} is a folder{hint}; give a circuit JSON file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist; give a circuit JSON file")
+    return path
+
+
+def _check_task_args(args: argparse.Namespace, *names: str) -> None:
+    """Task names (or prompts files), prompt counts and the device, checked before the model loads."""
+    from acdc_compare.backends import check_device
+    from acdc_compare.tasks.build import is_prompts_file, read_prompts_file
+    from acdc_compare.tasks.registry import task_spec
+
+    check_device(args.device)
+    for name in names or ("task",):
+        value = getattr(args, name)
+        read_prompts_file(value) if is_prompts_file(value) else task_spec(value)
+    for flag in ("n_prompts", "n"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
 
 
 # ----- commands -------------------------------------------------------------------------------------------
@@ -206,12 +324,21 @@ def _discover(args: argparse.Namespace) -> int:
     from acdc_compare.algorithms.registry import run
     from acdc_compare.export import save_circuit
 
-    options = _method_options(args, **_progress(args))
-    circuit = run(_problem(args), options)
-    out = Path(args.out)
+    out = _writable_dir(args.out, "--out")
+    stem = f"{_task_label(args.task)}_{args.method}"
+    journal, default_journal = _journal(args, out / f"{stem}.journal.jsonl")
+    extra = {"journal": str(journal)} if journal is not None else {}
+    options = _method_options(args, **_progress(args), **extra)
+    _check_task_args(args)
+    problem = _problem(args)
+    _warn_if_long(problem, options, journal)
+    args.journal_in_use = journal
+    circuit = run(problem, options)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.task}_{args.method}"
-    paths = [save_circuit(circuit, out / f"{stem}.json"), *_draw(circuit, out / stem, f"{args.task} ({args.method})")]
+    title = f"{_task_label(args.task)} ({args.method})"
+    paths = [save_circuit(circuit, out / f"{stem}.json"), *_draw(circuit, out / stem, title)]
+    if default_journal and circuit.settings.get("complete", True):
+        journal.unlink(missing_ok=True)  # the saved circuit holds every decision; a rerun starts afresh
     _print_circuit(circuit)
     _print_paths(paths)
     return EXIT_OK
@@ -222,9 +349,13 @@ def _compare(args: argparse.Namespace) -> int:
     from acdc_compare.draw import draw_comparison
     from acdc_compare.export import load_circuit
 
-    left = load_circuit(args.left)
     if (args.right is None) == (args.reference is None):
         raise ValueError("give a second circuit file or --reference, not both")
+    _readable_file(args.left, "circuit file")
+    if args.right:
+        _readable_file(args.right, "circuit file")
+    _writable_dir(args.out, "--out")
+    left = load_circuit(args.left)
     right = load_circuit(args.right) if args.right else _reference(args.reference, left.graph)
     labels = args.labels or [Path(args.left).stem, Path(args.right).stem if args.right else f"{args.reference} (reference)"]
     cmp_ = compare_circuits(left, right)
@@ -257,19 +388,21 @@ def _sweep(args: argparse.Namespace) -> int:
     from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
 
     all_options = [_method_options(args, _SWEEP_EXCLUDE, threshold=tau, **_progress(args)) for tau in args.thresholds]
+    out = _writable_dir(args.out, "--out")
+    _check_task_args(args)
     problem = _problem(args)
-    out = Path(args.out)
+    reference = _reference(args.reference, problem.graph) if args.reference else None
     out.mkdir(parents=True, exist_ok=True)
+    args.interrupt_note = f"the circuits of the thresholds that finished are in {out}; the others were not saved"
     circuits, rows = [], []
     for tau, options in zip(args.thresholds, all_options):
         c = run(problem, options)
         circuits.append(c)
-        path = save_circuit(c, out / f"{args.task}_{args.method}_tau{tau:g}.json")
+        path = save_circuit(c, out / f"{_task_label(args.task)}_{args.method}_tau{tau:g}.json")
         rows.append({"threshold": tau, "edges": c.n_kept, "faithfulness": faithfulness(c), "file": str(path)})
         print(f"threshold {tau:g}: {c.n_kept} edges, normalised faithfulness {faithfulness(c):.3f}")
     summary: dict[str, Any] = {"task": args.task, "method": args.method, "rows": rows}
-    if args.reference:
-        reference = _reference(args.reference, problem.graph)
+    if reference is not None:
         summary["edge_auc"] = roc_auc(circuits, reference, over="edges")
         summary["node_auc"] = roc_auc(circuits, reference, over="nodes")
         print(f"edge AUC {summary['edge_auc']:.3f}, node AUC {summary['node_auc']:.3f} against {args.reference}")
@@ -320,7 +453,8 @@ def _num(x: float | None) -> str:
 def _curve(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from acdc_compare.algorithms.eap import check_eap_metric, eap_ig_scores, eap_scores, faithfulness_of_scores
+    from acdc_compare.algorithms.eap import check_eap_metric, check_steps, eap_ig_scores, eap_scores, \
+        faithfulness_of_scores
     from acdc_compare.export import load_circuit
     from acdc_compare.faithfulness import DEFAULT_FRACTIONS
 
@@ -329,6 +463,9 @@ def _curve(args: argparse.Namespace) -> int:
     if missing:
         raise FileNotFoundError(f"--scores takes 'eap', 'eap-ig' or circuit JSON files; not found: {missing}")
     circuits = {str(f): load_circuit(f) for f in files}
+    check_steps(args.steps)
+    out = _writable_dir(args.out, "--out")
+    _check_task_args(args)
     problem = _problem(args)
     if "eap" in args.scores:
         check_eap_metric(problem)
@@ -348,9 +485,8 @@ def _curve(args: argparse.Namespace) -> int:
         print(f"{source}: CPR {curve.cpr:.3f} (higher is better), CMD {curve.cmd:.3f} (lower is better)")
         for frac, size, f in zip(curve.fractions, curve.sizes, curve.faithfulness):
             print(f"  {frac:8.4f} of edges = {size:6d} edges: faithfulness {f:.3f}")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{args.task}_curve.json"
+    path = out / f"{_task_label(args.task)}_curve.json"
     summary = {"task": args.task, "model": problem.model_name, "metric": args.metric, "ablation": args.ablation,
                "n_prompts": problem.task.n_prompts, "n_edges": problem.graph.n_edges, "steps": args.steps,
                "log_x": args.log_x, "curves": curves}
@@ -361,8 +497,17 @@ def _curve(args: argparse.Namespace) -> int:
 
 def _tasks(args: argparse.Namespace) -> int:
     from acdc_compare.api import get_model
-    from acdc_compare.tasks.registry import format_tasks_table, tasks_table
+    from acdc_compare.backends import check_device, load_tokenizer
+    from acdc_compare.tasks.registry import format_task_list, format_tasks_table, task_spec, tasks_table
 
+    if args.list:
+        print(format_task_list(load_tokenizer(args.model)))
+        return EXIT_OK
+    check_device(args.device)
+    for name in args.names or ():
+        task_spec(name)
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
     model = get_model(args.model, device=args.device)
     print(format_tasks_table(tasks_table(model, names=args.names, n=args.n, seed=args.seed, progress=not args.quiet)))
     return EXIT_OK
@@ -371,24 +516,31 @@ def _tasks(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from acdc_compare.export import load_circuit
     from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
-    from acdc_compare.report import Image, KeyValues, Table, write_report
+    from acdc_compare.report import Image, KeyValues, Table, Text, write_report
 
     folder = Path(args.folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; give the folder holding the circuit JSON files")
+    report_path = _writable_file(Path(args.out) if args.out else folder / "report.html", "--out")
     files = sorted(folder.glob("*.json")) + sorted((folder / "circuits").glob("*.json"))
-    circuits = []
+    circuits, broken = [], []
     for f in files:
         try:
             circuits.append((f, load_circuit(f)))
-        except ValueError:
-            continue  # not a circuit file (e.g. sweep.json)
+        except ValueError as err:
+            if _claims_to_be_a_circuit(f):
+                broken.append(f)
+                print(f"acdc-compare: warning: skipped {err}", file=sys.stderr)
     if not circuits:
-        raise FileNotFoundError(f"no circuit JSON files in {folder}")
+        raise FileNotFoundError(f"no readable circuit JSON files in {folder}"
+                                + (f" ({len(broken)} unreadable, see above)" if broken else ""))
     sections: list[Any] = [Table("Circuits", ["file", "edges kept", "heads", "method", "threshold",
                                                "normalised faithfulness"],
                                  [[f.name, str(c.n_kept), str(len(c.heads())), str(c.settings.get("method", "")),
                                    str(c.settings.get("threshold", "")), f"{faithfulness(c):.3f}"]
                                   for f, c in circuits])]
-    report_path = Path(args.out) if args.out else folder / "report.html"
+    if broken:
+        sections.append(Text("Unreadable circuit files (left out)", "\n".join(str(f) for f in broken)))
     for f, c in circuits:
         sections.append(KeyValues(f"Settings: {f.name}", {k: str(v) for k, v in c.settings.items()}))
         png = report_path.parent / f"{f.stem}.png"
@@ -404,25 +556,41 @@ def _report(args: argparse.Namespace) -> int:
         sections.append(sweep_plot(json.loads(sweep.read_text())["rows"], f"Threshold sweep: {sweep.name}"))
     write_report(report_path, title=f"acdc_compare report: {folder}", sections=sections)
     _print_paths([report_path])
+    if broken:
+        print(f"acdc-compare: {len(broken)} circuit file(s) could not be read and are not in the report: "
+              f"{', '.join(str(f) for f in broken)}; fix or remove them", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
+
+
+def _claims_to_be_a_circuit(path: Path) -> bool:
+    """Whether a JSON file that failed to load as a circuit is a broken one (not valid JSON, or a circuit
+    schema), rather than another result file such as sweep.json."""
+    from acdc_compare.export import SCHEMA
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return True
+    return isinstance(data, dict) and str(data.get("schema", "")).startswith(SCHEMA.split("/")[0])
 
 
 def _attention(args: argparse.Namespace) -> int:
     from acdc_compare.attention import ROLES, analogy_rows, check_heads, format_analogy_table, head_analogies, \
         top_answer_heads
-    from acdc_compare.api import get_model
-    from acdc_compare.backends import model_name, tokenizer
-    from acdc_compare.tasks.registry import make_task
+    from acdc_compare.api import get_model, resolve_task
+    from acdc_compare.backends import model_name
 
+    out = _writable_dir(args.out, "--out")
+    _check_task_args(args, "task", "twin")
     model = get_model(args.model, device=args.device)
-    tasks = [make_task(t, tokenizer(model), n=args.n_prompts, seed=args.seed) for t in (args.task, args.twin)]
+    tasks = [resolve_task(t, model, n_prompts=args.n_prompts, seed=args.seed) for t in (args.task, args.twin)]
     bars = not args.quiet
     heads = check_heads(model, args.heads) if args.heads else top_answer_heads(model, tasks[0], args.top, progress=bars)
     results = head_analogies(model, *tasks, heads, n_shuffles=args.shuffles, seed=args.seed, progress=bars)
     print(format_analogy_table(results, args.task, args.twin))
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{args.task}_vs_{args.twin}.json"
+    path = out / f"{_task_label(args.task)}_vs_{_task_label(args.twin)}.json"
     summary = {"model": model_name(model), "task": args.task, "twin": args.twin, "n_prompts": args.n_prompts,
                "seed": args.seed, "shuffles": args.shuffles, "roles": list(ROLES), "heads": analogy_rows(results)}
     path.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
@@ -433,15 +601,16 @@ def _attention(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from acdc_compare.experiment import ExperimentConfig, run_experiment
 
-    config = ExperimentConfig(model=args.model, method=args.method, comparison=args.comparison,
-                              control=args.control, progress=not args.quiet)
-    overrides = {k: v for k, v in (("threshold", args.threshold), ("k", args.k), ("coverage", args.coverage),
-                                   ("n_prompts", args.n_prompts)) if v is not None}
-    if overrides:
-        from dataclasses import replace
+    from acdc_compare.tasks.registry import task_spec
 
-        config = replace(config, **overrides)
-    result = run_experiment(config, args.out, log=lambda msg: print(msg, flush=True))
+    config = ExperimentConfig(model=args.model, method=args.method, comparison=args.comparison,
+                              control=args.control, threshold=args.threshold, k=args.k, coverage=args.coverage,
+                              n_prompts=args.n_prompts, progress=not args.quiet)
+    for name in (config.task, config.comparison, config.control):
+        task_spec(name)
+    out = _writable_dir(args.out, "--out")
+    args.interrupt_note = f"the files finished so far are in {out}; a rerun starts the demo afresh"
+    result = run_experiment(config, out, log=lambda msg: print(msg, flush=True))
     print()
     print(result.tasks_table)
     print()
@@ -493,6 +662,52 @@ def _draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".s
         print(f"{stem.name}: {note}")
     draw_circuit(circuit, paths, title=title)
     return paths
+
+
+def _task_label(task: str) -> str:
+    """The task's name in output file names: a prompts file's stem, else the registered name."""
+    from acdc_compare.tasks.build import is_prompts_file
+
+    return Path(task).stem if is_prompts_file(task) else task
+
+
+def _journal(args: argparse.Namespace, default: Path) -> tuple[Path | None, bool]:
+    """(the journal this run writes, whether it is the default one in --out): --journal when given, else
+    `default` for the methods that keep one (exact ACDC, the hybrid), else None."""
+    given = getattr(args, "opt_journal", None)
+    if given is not None:
+        return _writable_file(given, "--journal"), False
+    if "journal" not in {f.name for f in ALGORITHMS[args.method].option_fields()}:
+        return None, False
+    return _writable_file(default, "--out"), True
+
+
+LONG_RUN_S = 600.0  # an exact run estimated longer than this on a CPU gets a warning
+
+
+def _warn_if_long(problem: Any, options: Any, journal: Path | None) -> None:
+    """Warn (stderr) before an exact ACDC run on the CPU estimated to take longer than LONG_RUN_S."""
+    from acdc_compare.algorithms.acdc import AcdcOptions, estimated_seconds
+
+    if not isinstance(options, AcdcOptions) or problem.patcher.device.type != "cpu":
+        return
+    if getattr(options, "k", None) is not None or getattr(options, "coverage", None) is not None:
+        return  # a filtered hybrid tests only its candidates
+    n_tests = min(problem.graph.n_edges, options.max_tests or problem.graph.n_edges)
+    seconds = estimated_seconds(problem, n_tests)
+    if seconds <= LONG_RUN_S:
+        return
+    resume = (f"Every decision is journalled to {journal}: Ctrl-C (or a kill) loses nothing, and the same "
+              "command resumes." if journal is not None else "")
+    print(f"acdc-compare: warning: exact ACDC tests up to {n_tests:,} edges one forward each: about "
+          f"{_duration(seconds)} on this CPU. For a result in minutes use --method hybrid --k 250 (EAP-IG picks "
+          f"the candidates, exact ACDC decides among them), or run on a GPU. {resume}", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:.0f} min"
 
 
 def _problem(args: argparse.Namespace) -> Any:

@@ -18,7 +18,8 @@ import torch
 
 from acdc_compare.algorithms.eap import eap_ig_scores, faithfulness_of_scores
 from acdc_compare.algorithms.problem import Problem
-from acdc_compare.algorithms.registry import algorithm
+from acdc_compare.algorithms.base import check_threshold
+from acdc_compare.algorithms.registry import algorithm, make_options
 from acdc_compare.api import get_model, prepare, run_method
 from acdc_compare.backends import DEFAULT_MODEL, model_name
 from acdc_compare.circuit import Circuit
@@ -80,6 +81,18 @@ class ExperimentConfig:
     @property
     def circuit_tasks(self) -> list[str]:
         return list(dict.fromkeys([self.task, self.comparison, self.control, *self.extra]))
+
+    def __post_init__(self) -> None:
+        """Every setting checked when made, before any model loads."""
+        algorithm(self.method)
+        check_threshold(self.threshold)
+        if self.method in ("acdc", "hybrid"):
+            make_options(self.method, self.threshold, k=None if self.coverage is not None else self.k,
+                         coverage=self.coverage, steps=self.steps)
+        for name in ("k", "n_prompts", "n_eval", "steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 @dataclass

@@ -28,6 +28,13 @@ def tiny(request):
 
 
 @pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A tiny random Llama saved as a local Hugging Face directory, with the default model's tokenizer (so
+    the registered tasks build): what the CLI tests pass as --model."""
+    return make_tiny_hf_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
 def tiny_gpt2():
     return make_tiny("gpt2")
 

@@ -1,19 +1,13 @@
-"""The CLI end to end on a tiny random model saved as a local Hugging Face directory (with the default
-model's tokenizer, so the registered tasks build)."""
+"""The CLI end to end on a tiny random model saved as a local Hugging Face directory (`tiny_dir` in
+conftest.py: the default model's tokenizer, so the registered tasks build)."""
 
 import json
 import math
 from dataclasses import replace
 
 import pytest
-from conftest import make_tiny_hf_dir
 
 from acdc_compare.cli import EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_hf_dir(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_discover_writes_json_svg_png(tiny_dir, tmp_path, capsys):

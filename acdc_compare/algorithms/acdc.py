@@ -38,11 +38,11 @@ EdgeOrder = Literal["reference"]
 class AcdcOptions:
     """Greedy ACDC's settings; validated when made."""
 
-    threshold: float = option(None, "ACDC's tau: an edge is removed when the metric rises by less (in the "
-                                    "metric's own units)")
+    threshold: float = option(None, "ACDC's tau, absolute, in the metric's own units (KL in nats, or the "
+                                    "logit difference): an edge is removed when the metric rises by less")
     order: EdgeOrder | Sequence[str] = option("reference", "'reference', or every edge name once", cli=False)
     abs_value: bool = option(False, "compare |metric change| with the threshold")
-    max_batch: int | None = option(None, "speculative candidates per forward (default: 64 on a GPU, 1 on a CPU)")
+    max_batch: int | None = option(None, "speculative candidates per forward (None: 64 on a GPU, 1 on a CPU)")
     journal: str | os.PathLike | None = option(None, "decision journal; rerun with the same path to resume")
     progress: ProgressLike = option(False, "a progress bar over the candidates: True (on a terminal), False, or "
                                            "a Progress (acdc_compare.progress)", cli=False)
@@ -112,6 +112,19 @@ def order_from_edge_names(graph: Graph, names: Sequence[str]) -> list[Step]:
         else:
             steps.append(Step(r, direct, (e,)))
     return steps
+
+
+def estimated_seconds(problem: Evaluator, n_tests: int) -> float:
+    """Rough wall time of testing `n_tests` edges one per forward (batch 1, as on a CPU): a full forward,
+    timed now, times the mean fraction of the model a test re-runs (it restarts at its receiver's stage)."""
+    graph = problem.graph
+    kept = torch.ones(1, graph.n_edges, dtype=torch.bool)
+    started = time.perf_counter()
+    problem.evaluate(kept)
+    full = time.perf_counter() - started
+    stage_of = torch.tensor([problem.stage(r) for r in range(graph.n_receivers)], dtype=torch.float64)
+    rerun = (problem.n_stages - stage_of[graph.edge_receiver_tensor]) / problem.n_stages  # [n_edges]
+    return full * float(rerun.mean()) * n_tests
 
 
 def acdc(problem: Evaluator, threshold: float, *, candidates: torch.Tensor | None = None,

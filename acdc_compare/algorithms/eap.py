@@ -36,13 +36,12 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from acdc_compare.algorithms.base import AlgorithmSpec, option
-from acdc_compare.algorithms.problem import Problem
+from acdc_compare.algorithms.problem import Problem, available_memory, pass_bytes
 from acdc_compare.circuit import Circuit, check_selection
 from acdc_compare.faithfulness import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
 from acdc_compare.progress import Bar, ProgressLike, as_progress
@@ -56,7 +55,8 @@ IGRule = Literal["left", "midpoint"]
 class EapOptions:
     """EAP's settings: which edges to keep by score (exactly one of `top_n` or `threshold`)."""
 
-    threshold: float | None = option(None, "eap/eap-ig: keep the edges scoring at least this")
+    threshold: float | None = option(None, "eap/eap-ig: keep the edges scoring at least this (a score, not "
+                                            "a fraction)")
     top_n: int | None = option(None, "eap/eap-ig: keep the top-n edges by score")
     absolute: bool = option(True, "rank edges by |score| (MIB's convention)")
 
@@ -264,33 +264,15 @@ def circuits_per_pass(problem: Problem, *, grad: bool, budget_bytes: int | None 
     """How many circuits one (differentiable) patched forward can hold in the memory budget (default: 60%
     of the GPU's free memory, or 40% of the available RAM, at most 8 GiB, on the CPU)."""
     patcher, ctx = problem.patcher, problem.ctx
-    cfg, g = patcher.cfg, problem.graph
-    elem = torch.finfo(patcher.dtype).bits // 8
-    x = ctx.n_prompts * ctx.seq_len * cfg.d_model
-    r_attn = cfg.n_heads + 2 * cfg.kv_heads
-    if grad:  # sender buffer + its gradient + what each layer keeps for backward (uniform masks)
-        units = 2 * g.n_senders + cfg.n_layers * (r_attn + 8 + 4 * cfg.d_mlp / cfg.d_model)
-    else:
-        units = g.n_senders + 3 * r_attn + 4 * cfg.d_mlp / cfg.d_model
-    per_circuit = units * x * elem
+    per_circuit = pass_bytes(patcher, ctx.n_prompts, ctx.seq_len, grad=grad)
     if budget_bytes is None:
         budget_bytes = _memory_budget(patcher.device)
     return max(1, min(256, int(budget_bytes // per_circuit)))
 
 
 def _memory_budget(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(0.6 * free)
-    available = 8 << 30
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-                break
-    except OSError:
-        pass
-    return int(min(0.4 * available, 8 << 30))
+    available = available_memory(device)
+    return int(0.6 * available) if device.type == "cuda" else int(min(0.4 * available, 8 << 30))
 
 
 EAP_SPEC = AlgorithmSpec("eap", EapOptions, run_eap, "edge attribution patching: one forward + backward "

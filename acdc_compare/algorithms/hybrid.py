@@ -45,7 +45,7 @@ class HybridOptions(AcdcOptions):
     top edges whose circuit reaches that normalised faithfulness; `prior`: EAP-IG scores [n_edges] already
     computed for this problem, used instead of running EAP-IG again."""
 
-    k: int | None = option(None, "hybrid: number of EAP-IG candidates ACDC tests (default: all edges)")
+    k: int | None = option(None, "hybrid: number of EAP-IG candidates ACDC tests (None: all edges)")
     coverage: float | None = option(None, "hybrid, instead of --k: the fewest top EAP-IG edges whose circuit "
                                           "reaches this normalised faithfulness (e.g. 0.8) become the candidates")
     steps: int = option(5, "EAP-IG integration steps")

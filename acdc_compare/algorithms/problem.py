@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -119,12 +120,87 @@ def make_metric(metric: Metric | str, task: Task, clean_logits: torch.Tensor) ->
 def make_problem(patcher: Patcher, task: Task, *, metric: Metric | str = Metric.KL,
                  ablation: Ablation | str = Ablation.CORRUPTED, model_name: str | None = None,
                  reference: torch.Tensor | None = None) -> Problem:
-    """Prepare the ablated run and the full model's logits for a task (validates the inputs first)."""
+    """Prepare the ablated run and the full model's logits for a task (validates the inputs first, the
+    memory they need included)."""
     metric_kind, ablation_kind = parse_metric(metric), parse_ablation(ablation)
     task.check_vocab(patcher.vocab_size)
+    check_fits(patcher, task.n_prompts, task.clean.shape[1], task.positions.shape[1])
     ctx = patcher.prepare(task.clean, ablation_kind, corrupted=task.corrupted, positions=task.positions,
                           reference=reference)
     clean_logits = patcher.logits(ctx, Circuit.full(patcher.graph))[0]
     return Problem(patcher=patcher, ctx=ctx, task=task, metric_kind=metric_kind, ablation=ablation_kind,
                    metric=make_metric(metric_kind, task, clean_logits), clean_logits=clean_logits,
                    model_name=model_name or patcher.cfg.name)
+
+
+# ----- memory -------------------------------------------------------------------------------------------
+def pass_bytes(patcher: Patcher, n_prompts: int, seq_len: int, *, grad: bool) -> float:
+    """Bytes one circuit's patched forward holds (with `grad`: differentiable, uniform masks): the sender
+    buffer plus what each layer keeps, all [n_prompts * seq_len, d_model]-sized."""
+    cfg, g = patcher.cfg, patcher.graph
+    r_attn = cfg.n_heads + 2 * cfg.kv_heads
+    if grad:  # sender buffer + its gradient + what each layer keeps for backward
+        units = 2 * g.n_senders + cfg.n_layers * (r_attn + 8 + 4 * cfg.d_mlp / cfg.d_model)
+    else:
+        units = g.n_senders + 3 * r_attn + 4 * cfg.d_mlp / cfg.d_model
+    return units * _activation_bytes(patcher, n_prompts, seq_len)
+
+
+def context_bytes(patcher: Patcher, n_prompts: int, seq_len: int) -> float:
+    """Bytes of the prepared ablated run (`Patcher.prepare`): every sender's ablated output and each layer's
+    ablated attention and MLP inputs."""
+    units = patcher.graph.n_senders + 2 * patcher.cfg.n_layers
+    return units * _activation_bytes(patcher, n_prompts, seq_len)
+
+
+def _activation_bytes(patcher: Patcher, n_prompts: int, seq_len: int) -> float:
+    return n_prompts * seq_len * patcher.cfg.d_model * (torch.finfo(patcher.dtype).bits // 8)
+
+
+def available_memory(device: torch.device) -> int:
+    """Free GPU memory, or the RAM available to new allocations (MemAvailable; 8 GiB where unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def logits_bytes(patcher: Patcher, n_prompts: int, n_positions: int) -> float:
+    """Bytes of the logits a metric evaluation holds at once: the full model's (kept), one circuit's and the
+    metric's two log-softmax temporaries, each [n_prompts, n_positions, vocab]."""
+    return 4 * n_prompts * n_positions * patcher.vocab_size * (torch.finfo(patcher.dtype).bits // 8)
+
+
+def check_fits(patcher: Patcher, n_prompts: int, seq_len: int, n_positions: int = 1) -> None:
+    """Refuse, before anything is allocated, a task whose ablated run, logits and one circuit's forward cannot
+    fit in the device's available memory; the message names how many prompts would."""
+    per_prompt = (context_bytes(patcher, 1, seq_len) + pass_bytes(patcher, 1, seq_len, grad=False)
+                  + logits_bytes(patcher, 1, n_positions))
+    available = available_memory(patcher.device)
+    if n_prompts * per_prompt <= available:
+        return
+    fits = int(available // per_prompt)
+    dtype = str(patcher.dtype).replace("torch.", "")
+    raise MemoryBudgetError(
+        f"{n_prompts} prompts of {seq_len} tokens need about {_size(n_prompts * per_prompt)} for the patching "
+        f"buffers and logits on {patcher.device} ({patcher.graph.n_senders} senders x {patcher.cfg.d_model} "
+        f"values per token, {patcher.vocab_size} logits per scored position, {dtype}), but only "
+        f"{_size(available)} is available: use at most {fits} prompts (--n-prompts {max(fits, 1)}; EAP-IG and "
+        "the hybrid need fewer still, for gradients)" + ("" if fits else ", or a machine with more memory"))
+
+
+class MemoryBudgetError(ValueError):
+    """A run would need more memory than the device has; the message names the size that fits."""
+
+
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes / 1e3:.1f} kB"

@@ -9,8 +9,10 @@ from acdc_compare.backends.transformer_lens import (
     EngineMismatchError,
     ModelLoadError,
     UnsupportedModelError,
+    check_device,
     extract_weights,
     load_model,
+    load_tokenizer,
     make_patcher,
     model_config,
     model_name,
@@ -19,5 +21,6 @@ from acdc_compare.backends.transformer_lens import (
 )
 from acdc_compare.backends.tiny import tiny_model
 
-__all__ = ["DEFAULT_MODEL", "EngineMismatchError", "ModelLoadError", "UnsupportedModelError", "extract_weights",
-           "load_model", "make_patcher", "model_config", "model_name", "run_logits", "tiny_model", "tokenizer"]
+__all__ = ["DEFAULT_MODEL", "EngineMismatchError", "ModelLoadError", "UnsupportedModelError", "check_device",
+           "extract_weights", "load_model", "load_tokenizer", "make_patcher", "model_config", "model_name",
+           "run_logits", "tiny_model", "tokenizer"]

@@ -7,7 +7,11 @@ must be exactly one token.
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -81,6 +85,7 @@ def task_from_prompts(
     wrong_sets: Sequence[Sequence[int]] | None = None,
     info: dict[str, Any] | None = None,
     corruption: Corruption | str | None = None,
+    check_spaces: bool = True,
 ) -> Task:
     """A next-token Task scored at each prompt's last token.
 
@@ -89,12 +94,21 @@ def task_from_prompts(
     prompts (and their twins) are right-padded with it and scored at their own last real token; in a causal
     model padding after the scored position changes nothing. Each answer must be one token; a wrong answer
     of None means "none" (id -1, KL metric only).
+
+    An answer written without its leading space ("Mary" after "... gave a drink to") is the token glued to
+    the previous word, not the next word " Mary": it is refused with that hint when the spaced form is one
+    token too (`check_spaces=False` accepts it as written, for answers that really continue a word).
     """
+    columns = (("prompts", prompts), ("corrupted prompts", corrupted_prompts), ("correct answers", correct_answers),
+               ("wrong answers", wrong_answers))
+    for what, seq in columns:
+        if isinstance(seq, str):
+            raise TaskError(f"task {name!r}: {what} must be a list of strings, one per prompt, got the single "
+                            f"string {seq[:60]!r}; wrap it in a list: [{seq[:30]!r}]")
     n = len(prompts)
     if n == 0:
         raise TaskError(f"task {name!r}: no prompts")
-    for what, seq in (("corrupted prompts", corrupted_prompts), ("correct answers", correct_answers),
-                      ("wrong answers", wrong_answers)):
+    for what, seq in columns[1:]:
         if len(seq) != n:
             raise TaskError(f"task {name!r}: {len(seq)} {what} for {n} prompts")
     clean_ids = [encode(tokenizer, p) for p in prompts]
@@ -129,6 +143,10 @@ def task_from_prompts(
     wrong = torch.tensor([-1 if a is None else
                           single_token_id(tokenizer, a, f"task {name!r}, prompt {i} {prompts[i]!r}: wrong ")
                           for i, a in enumerate(wrong_answers)])
+    if check_spaces:
+        for i, prompt in enumerate(prompts):
+            for kind, answer in (("correct", correct_answers[i]), ("wrong", wrong_answers[i])):
+                _check_leading_space(tokenizer, name, i, prompt, kind, answer)
     positions = torch.tensor(lengths) - 1
     extra = dict(info or {})
     extra.setdefault("lengths", lengths)
@@ -142,6 +160,112 @@ def task_from_prompts(
         wrong_sets=None if wrong_sets is None else tuple(tuple(int(t) for t in s) for s in wrong_sets),
         info=extra, corruption=None if corruption is None else Corruption(corruption),
     )
+
+
+def _check_leading_space(tokenizer: Any, name: str, i: int, prompt: str, kind: str, answer: str | None) -> None:
+    """A word answer after a prompt that does not end in a space must start with one (see task_from_prompts)."""
+    if answer is None or not answer[:1].isalpha() or prompt[-1:].isspace():
+        return
+    if len(encode(tokenizer, " " + answer)) == 1:
+        raise TaskError(
+            f"task {name!r}, prompt {i} {prompt!r}: {kind} answer {answer!r} has no leading space, so it is the "
+            f"token {answer!r} glued to the previous word, not the next word {' ' + answer!r}. Write "
+            f"{' ' + answer!r} (in a CSV file: keep the space after the comma, or quote it), or pass "
+            "check_spaces=False if the glued token is meant"
+        )
+
+
+PROMPT_COLUMNS = ("prompt", "corrupted", "answer", "wrong answer")
+_COLUMN_ALIASES = {"prompt": "prompt", "clean": "prompt", "clean prompt": "prompt",
+                   "corrupted": "corrupted", "corrupted prompt": "corrupted",
+                   "answer": "answer", "correct": "answer", "correct answer": "answer",
+                   "wrong answer": "wrong answer", "wrong": "wrong answer"}
+PROMPT_FILE_SUFFIXES = (".jsonl", ".csv")
+
+
+@dataclass(frozen=True)
+class PromptsFile:
+    """The rows of a prompts file, checked for shape (not yet tokenized): what `task_from_file` builds on."""
+
+    path: Path
+    prompts: tuple[str, ...]
+    corrupted: tuple[str, ...]
+    answers: tuple[str, ...]
+    wrong_answers: tuple[str | None, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def is_prompts_file(task: str) -> bool:
+    """Whether a --task value names a prompts file (by its .jsonl/.csv suffix) rather than a registered task."""
+    return Path(task).suffix.lower() in PROMPT_FILE_SUFFIXES
+
+
+def read_prompts_file(path: str | Path) -> PromptsFile:
+    """Read a JSONL file (one object per line) or a CSV file (a header row) with the columns prompt,
+    corrupted, answer and wrong answer ("wrong_answer" and "correct" are accepted too; an empty wrong
+    answer means none, KL metric only). A TaskError names the file, the line and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"prompts file {str(path)!r} not found (a task is a registered name or a .jsonl/.csv "
+                        f"file with the columns {', '.join(PROMPT_COLUMNS)})")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise TaskError(f"cannot read prompts file {path}: {err}") from None
+    rows = _jsonl_rows(path, text) if path.suffix.lower() == ".jsonl" else _csv_rows(path, text)
+    if not rows:
+        raise TaskError(f"prompts file {path} holds no rows")
+    out: dict[str, list[Any]] = {c: [] for c in PROMPT_COLUMNS}
+    for line, row in rows:
+        named = {_COLUMN_ALIASES.get(str(k).strip().lower().replace("_", " ").replace("-", " ")): v
+                 for k, v in row.items()}
+        missing = [c for c in PROMPT_COLUMNS if c not in named and c != "wrong answer"]
+        if missing:
+            raise TaskError(f"{path}, line {line}: no column {', '.join(map(repr, missing))}; the columns are "
+                            f"{', '.join(PROMPT_COLUMNS)} (got {', '.join(map(str, row))})")
+        for c in PROMPT_COLUMNS:
+            value = named.get(c)
+            if c == "wrong answer" and value in (None, ""):
+                value = None
+            elif not isinstance(value, str) or not value:
+                raise TaskError(f"{path}, line {line}: column {c!r} must be a non-empty string, got {value!r}")
+            out[c].append(value)
+    return PromptsFile(path, *(tuple(out[c]) for c in PROMPT_COLUMNS))
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for line, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise TaskError(f"{path}, line {line}: not valid JSON ({err.msg}); each line holds one object like "
+                            '{"prompt": ..., "corrupted": ..., "answer": " Mary", "wrong answer": " John"}') from None
+        if not isinstance(row, dict):
+            raise TaskError(f"{path}, line {line}: a JSON object is expected, got {type(row).__name__}")
+        rows.append((line, row))
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(text.splitlines())
+    if reader.fieldnames is None:
+        raise TaskError(f"{path} is empty; the first row names the columns {', '.join(PROMPT_COLUMNS)}")
+    return [(i + 2, {k: v for k, v in row.items() if k is not None}) for i, row in enumerate(reader)]
+
+
+def task_from_file(tokenizer: Any, path: str | Path | PromptsFile) -> Task:
+    """A Task from a prompts file (see `read_prompts_file`), named after the file; prompts of different
+    token lengths are right-padded and each is scored at its own last token."""
+    rows = path if isinstance(path, PromptsFile) else read_prompts_file(path)
+    return task_from_prompts(tokenizer, rows.name, rows.prompts, rows.corrupted, rows.answers, rows.wrong_answers,
+                             f"prompts from {rows.path}", pad_token_id=pad_id(tokenizer),
+                             info={"source": str(rows.path)})
 
 
 def pad_id(tokenizer: Any) -> int:

@@ -169,6 +169,28 @@ def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = 
     return out
 
 
+def format_task_list(tokenizer: Any) -> str:
+    """Every registered task: name, description, corruptions and one example prompt with its answers, built
+    with `tokenizer` (no model is run)."""
+    lines = []
+    for spec in TASKS.values():
+        example = make_task(spec.name, tokenizer, n=1, seed=0)
+        correct = example.info.get("correct_answers", [tokenizer.decode([int(example.correct[0, 0])])])[0]
+        wrong = (example.info.get("wrong_answers") or [None])[0]
+        prompt = example.prompts[0] if example.prompts else tokenizer.decode(example.clean[0].tolist())
+        lines.append(f"{spec.name}: {spec.description}")
+        lines.append(f"    corruptions: {', '.join(c.value for c in spec.corruptions)} (default "
+                     f"{spec.default_corruption.value}); {spec.default_n} prompts by default")
+        lines.append(f"    e.g. {_clip(prompt)!r} -> {correct!r}" + ("" if wrong is None else f" (wrong: {wrong!r})"))
+    lines.append("or a prompts file: --task my_prompts.jsonl / .csv with the columns prompt, corrupted, answer, "
+                 "wrong answer")
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int = 110) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
 def verdict(agree: TaskEvaluation, disagree: TaskEvaluation) -> str:
     """A one-line reading of an order-vs-meaning pair from the two pairwise accuracies."""
     if agree.accuracy < AGREE_MIN:

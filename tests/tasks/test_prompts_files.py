@@ -1,0 +1,84 @@
+"""Tasks from the user's own prompts: `task_from_prompts` catches the usual mistakes with a hint, and prompts
+files (JSONL / CSV) become tasks."""
+
+import json
+
+import pytest
+
+from acdc_compare import TaskError, task_from_prompts
+from acdc_compare.tasks.build import encode, read_prompts_file, task_from_file
+
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+CORRUPTED = "When Anna and Paul went to the store, Paul gave a drink to"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    import transformers
+
+    from acdc_compare.backends.gguf import convert_gguf
+
+    return transformers.AutoTokenizer.from_pretrained(str(convert_gguf()))
+
+
+def test_an_answer_missing_its_leading_space_is_refused_with_a_hint(tok):
+    with pytest.raises(TaskError) as caught:
+        task_from_prompts(tok, "t", [PROMPT], [CORRUPTED], ["Mary"], [" John"])
+    message = str(caught.value)
+    assert "correct answer 'Mary' has no leading space" in message and "Write ' Mary'" in message
+    assert "check_spaces=False" in message
+    with pytest.raises(TaskError, match="wrong answer 'John' has no leading space"):
+        task_from_prompts(tok, "t", [PROMPT], [CORRUPTED], [" Mary"], ["John"])
+    glued = task_from_prompts(tok, "t", [PROMPT], [CORRUPTED], ["Mary"], [" John"], check_spaces=False)
+    assert glued.correct[0, 0].item() == encode(tok, "Mary")[0] != encode(tok, " Mary")[0]
+
+
+def test_answers_that_continue_the_prompt_are_accepted(tok):
+    years = task_from_prompts(tok, "t", ["The war lasted from the year 1745 to 17"],
+                              ["The war lasted from the year 1701 to 17"], ["5"], ["4"])
+    assert years.correct[0, 0].item() == encode(tok, "5")[0]
+    spaced = task_from_prompts(tok, "t", [PROMPT + " "], [CORRUPTED + " "], ["Mary"], ["John"])
+    assert spaced.n_prompts == 1
+
+
+def test_a_string_where_a_list_is_expected_is_a_clear_error(tok):
+    with pytest.raises(TaskError, match="prompts must be a list of strings, one per prompt, got the single string"):
+        task_from_prompts(tok, "t", PROMPT, [CORRUPTED], [" Mary"], [" John"])
+    with pytest.raises(TaskError, match="correct answers must be a list of strings"):
+        task_from_prompts(tok, "t", [PROMPT], [CORRUPTED], " Mary", [" John"])
+
+
+def test_prompts_files_in_jsonl_and_csv_give_the_same_task(tok, tmp_path):
+    rows = [(PROMPT, CORRUPTED, " Mary", " John"),
+            ("Then, Tom and Sarah had lunch, and Sarah handed a cup to",
+             "Then, Mark and Kate had lunch, and Kate handed a cup to", " Tom", "")]
+    jsonl = tmp_path / "mine.jsonl"
+    jsonl.write_text("".join(json.dumps({"prompt": p, "corrupted": c, "answer": a, "wrong_answer": w}) + "\n"
+                             for p, c, a, w in rows))
+    csv = tmp_path / "mine.csv"
+    csv.write_text("prompt,corrupted,answer,wrong answer\n" + "".join(f'"{p}","{c}",{a},{w}\n' for p, c, a, w in rows))
+    a, b = task_from_file(tok, jsonl), task_from_file(tok, csv)
+    assert a.name == b.name == "mine" and a.prompts == b.prompts
+    assert a.correct.tolist() == b.correct.tolist() == [[encode(tok, " Mary")[0]], [encode(tok, " Tom")[0]]]
+    assert a.wrong[1, 0].item() == -1  # an empty wrong answer: none (KL metric only)
+    lengths = [len(encode(tok, p)) for p, *_ in rows]
+    assert a.positions[:, 0].tolist() == [n - 1 for n in lengths]  # each prompt scored at its own last token
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("a.jsonl", '{"prompt": "x", "corrupted": "y", "answer": " z"}\n{"prompt": \n', "a.jsonl, line 2: not valid JSON"),
+    ("b.jsonl", '["x", "y", " z"]\n', "b.jsonl, line 1: a JSON object is expected, got list"),
+    ("c.csv", "prompt,answer\nx, z\n", "c.csv, line 2: no column 'corrupted'"),
+    ("d.csv", "prompt,corrupted,answer\nx,,z\n", "d.csv, line 2: column 'corrupted' must be a non-empty string"),
+    ("e.csv", "", "e.csv is empty"),
+])
+def test_bad_prompts_files_name_the_line_and_the_problem(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(TaskError, match=message.replace(".", r"\.")):
+        read_prompts_file(path)
+
+
+def test_a_missing_prompts_file_says_what_a_task_is(tmp_path):
+    with pytest.raises(TaskError, match="not found .*a registered name or a .jsonl/.csv file with the columns"):
+        read_prompts_file(tmp_path / "nope.jsonl")

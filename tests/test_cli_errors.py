@@ -1,0 +1,364 @@
+"""Every mistake a new user makes on the command line gets its documented exit code and a plain message,
+before any model loads where the mistake is knowable then; interrupted runs lose nothing (issue 15)."""
+
+import argparse
+import json
+import os
+import re
+import stat
+
+import pytest
+import torch
+
+import acdc_compare
+from acdc_compare.cli import EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, build_parser, main
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a model loads: the mistake must be refused before that."""
+    import acdc_compare.api as api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad input was refused")
+
+    monkeypatch.setattr(api, "load_model", refuse)
+    monkeypatch.setattr(api, "_loaded", {})
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("not a folder\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def circuit_file(tmp_path_factory):
+    """A real circuit JSON (tiny GPT-2, ACDC)."""
+    from conftest import make_tiny, tiny_task
+
+    from acdc_compare import discover
+    from acdc_compare.export import save_circuit
+
+    folder = tmp_path_factory.mktemp("circuits")
+    return save_circuit(discover(tiny_task(), 0.05, model=make_tiny("gpt2")), folder / "tiny_acdc.json")
+
+
+def _discover(*extra, out):
+    return ["discover", "--task", "ioi", "--threshold", "0.05", "--quiet", "--out", str(out), *extra]
+
+
+def _read_only_dir(tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    if os.access(folder, os.W_OK):  # root writes anyway
+        folder.chmod(0o700)
+        pytest.skip("running as root: a read-only folder is still writable")
+    return folder
+
+
+# ----- paths -----------------------------------------------------------------------------------------------
+def test_out_under_a_file_is_refused_before_the_model_loads(no_model, a_file, capsys):
+    assert main(_discover(out=a_file / "out")) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--out {a_file / 'out'} cannot be created: {a_file} is a file" in err
+
+
+def test_out_that_is_an_existing_file_is_refused(no_model, a_file, capsys):
+    assert main(_discover(out=a_file)) == EXIT_USAGE
+    assert f"--out {a_file} is an existing file, not a folder" in capsys.readouterr().err
+
+
+def test_read_only_out_folder_is_refused(no_model, tmp_path, capsys):
+    folder = _read_only_dir(tmp_path)
+    try:
+        assert main(_discover(out=folder / "out")) == EXIT_USAGE
+    finally:
+        folder.chmod(0o700)
+    assert f"no write permission in {folder}" in capsys.readouterr().err
+
+
+def test_unwritable_journal_is_refused(no_model, a_file, tmp_path, capsys):
+    assert main(_discover("--journal", str(a_file / "j.jsonl"), out=tmp_path / "out")) == EXIT_USAGE
+    assert f"--journal {a_file / 'j.jsonl'} cannot be created: {a_file} is a file" in capsys.readouterr().err
+
+
+def test_compare_given_a_folder_says_so(circuit_file, capsys):
+    assert main(["compare", str(circuit_file.parent), str(circuit_file)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{circuit_file.parent} is a folder (it holds tiny_acdc.json); give a circuit JSON file" in err
+
+
+def test_report_to_an_unwritable_path_names_it_not_a_temp_file(circuit_file, a_file, capsys):
+    target = a_file / "report.html"
+    assert main(["report", str(circuit_file.parent), "--out", str(target)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert str(target) in err and ".tmp" not in err
+
+
+def test_atomic_write_errors_name_the_target(a_file):
+    from acdc_compare.files import atomic_write
+
+    with pytest.raises(NotADirectoryError) as caught:
+        atomic_write(a_file / "x.json", b"{}")
+    assert caught.value.filename == str(a_file / "x.json")
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_are_written_with_the_users_umask(tmp_path, umask, mode):
+    from acdc_compare.files import atomic_write
+
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "c.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "c.json").stat().st_mode) == mode
+    (tmp_path / "c.json").chmod(0o640)
+    atomic_write(tmp_path / "c.json", b"{}")  # an existing file keeps its mode
+    assert stat.S_IMODE((tmp_path / "c.json").stat().st_mode) == 0o640
+
+
+def test_report_on_a_folder_with_a_corrupt_circuit_reports_it(circuit_file, tmp_path, capsys):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "good.json").write_text(circuit_file.read_text())
+    (folder / "broken.json").write_text(circuit_file.read_text()[:300])  # cut short
+    (folder / "sweep.json").write_text(json.dumps({"task": "ioi", "rows": []}))  # not a circuit: no complaint
+    assert main(["report", str(folder)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "broken.json" in err and "could not be read" in err and "sweep.json" not in err
+    html = (folder / "report.html").read_text()
+    assert "good.json" in html and "Unreadable circuit files" in html
+
+
+# ----- models and devices ----------------------------------------------------------------------------------
+def test_garbage_gguf_is_a_model_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ACDC_COMPARE_CACHE", str(tmp_path / "cache"))
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"\x00not a model at all" * 50)
+    assert main(_discover("--model", str(garbage), out=tmp_path / "out")) == EXIT_MODEL
+    assert "is not a GGUF file" in capsys.readouterr().err
+
+
+def test_truncated_gguf_is_a_model_error(tmp_path, monkeypatch, capsys):
+    from acdc_compare.backends.gguf import default_gguf_path
+
+    monkeypatch.setenv("ACDC_COMPARE_CACHE", str(tmp_path / "cache"))
+    truncated = tmp_path / "truncated.gguf"
+    with default_gguf_path().open("rb") as f:
+        truncated.write_bytes(f.read(100_000))
+    assert main(_discover("--model", str(truncated), out=tmp_path / "out")) == EXIT_MODEL
+    assert "could not be read as a GGUF file" in capsys.readouterr().err
+
+
+def test_unknown_hub_id_offline_fails_fast_without_booting(tmp_path, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+    from transformer_lens.model_bridge import TransformerBridge
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    def boot(*args, **kwargs):
+        raise AssertionError("booted (transformers would retry the hub for ~40 s)")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(HfApi, "model_info", unreachable)
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", boot)
+    assert main(_discover("--model", "no-such-org/no-such-model", out=tmp_path / "out")) == EXIT_MODEL
+    err = capsys.readouterr().err
+    assert "'no-such-org/no-such-model': it is not in the local Hugging Face cache" in err
+    assert "ConnectionError" in err and "smollm2-135m" in err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(_discover("--model", "no-such-org/no-such-model", out=tmp_path / "out")) == EXIT_MODEL
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
+
+
+def test_cuda_on_a_cpu_only_torch_says_so(no_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(_discover("--device", "cuda", out=tmp_path / "out")) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "device 'cuda' cannot be used" in err and "--device cpu" in err and "model" not in err
+
+
+# ----- numbers ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["discover", "--threshold"], ["demo", "--threshold"]])
+@pytest.mark.parametrize("value", ["nan", "-1"])
+def test_bad_threshold_is_refused_before_the_model_loads(no_model, tmp_path, command, value, capsys):
+    assert main([*command, value, "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert f"threshold must be a finite number >= 0, got {float(value)!r}" in capsys.readouterr().err
+
+
+def test_too_many_prompts_are_refused_naming_the_size_that_fits(tiny_dir, tmp_path, monkeypatch, capsys):
+    import acdc_compare.algorithms.problem as problem_module
+    from acdc_compare.api import get_model
+    from acdc_compare.backends import make_patcher
+
+    budget = 20 << 20
+    monkeypatch.setattr(problem_module, "available_memory", lambda device: budget)
+    assert main(["discover", "--model", str(tiny_dir), "--task", "ioi-acdc", "--n-prompts", "3000",
+                 "--method", "eap-ig", "--top-n", "5", "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "3000 prompts of" in err and "only 21.0 MB is available" in err
+    fits = int(re.search(r"--n-prompts (\d+)", err).group(1))
+    seq_len = int(re.search(r"prompts of (\d+) tokens", err).group(1))
+    patcher = make_patcher(get_model(str(tiny_dir)))
+    problem_module.check_fits(patcher, fits, seq_len)  # the size named fits ...
+    with pytest.raises(problem_module.MemoryBudgetError):
+        problem_module.check_fits(patcher, fits + 1, seq_len)  # ... and is the largest that does
+
+
+def test_sweep_reference_on_a_non_gpt2_graph_is_refused_before_any_threshold(tiny_dir, tmp_path, monkeypatch,
+                                                                             capsys):
+    import acdc_compare.algorithms.registry as registry
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a threshold ran before the reference was checked")
+
+    monkeypatch.setattr(registry, "run", no_run)
+    assert main(["sweep", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--method", "eap-ig",
+                 "--thresholds", "0.1", "0.2", "--reference", "ioi", "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "GPT-2" in capsys.readouterr().err
+
+
+# ----- long runs, journals, Ctrl-C -------------------------------------------------------------------------
+def test_ctrl_c_names_the_default_journal_and_the_rerun_resumes(tiny_dir, tmp_path, monkeypatch, capsys):
+    import acdc_compare.algorithms.acdc as acdc_module
+    from acdc_compare.export import load_circuit
+
+    out = tmp_path / "out"
+    argv = ["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--threshold", "0.05",
+            "--quiet", "--out", str(out)]
+    journal = out / "ioi_acdc.journal.jsonl"
+    real_write = acdc_module.JournalWriter.write
+
+    def write_then_interrupt(self, decision):
+        if self.n_written == 6:
+            raise KeyboardInterrupt
+        real_write(self, decision)
+
+    monkeypatch.setattr(acdc_module.JournalWriter, "write", write_then_interrupt)
+    assert main(argv) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert f"the decisions made so far are saved in {journal}" in err
+    assert "run the same command again to resume from there: acdc-compare discover --model" in err
+    assert len(journal.read_text().splitlines()) == 1 + 6
+    monkeypatch.setattr(acdc_module.JournalWriter, "write", real_write)
+
+    assert main(argv) == EXIT_OK
+    resumed = load_circuit(out / "ioi_acdc.json")
+    assert resumed.settings["resumed_decisions"] == 6 and resumed.settings["complete"]
+    assert not journal.exists()  # the saved circuit holds every decision
+    assert main([*argv[:-1], str(tmp_path / "fresh")]) == EXIT_OK
+    fresh = load_circuit(tmp_path / "fresh" / "ioi_acdc.json")
+    assert fresh.settings["resumed_decisions"] == 0
+    assert torch.equal(resumed.kept, fresh.kept)
+
+
+def test_ctrl_c_without_a_journal_says_nothing_was_saved(tiny_dir, tmp_path, monkeypatch, capsys):
+    import acdc_compare.algorithms.eap as eap_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(eap_module, "eap_ig_scores", interrupted)
+    assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--method", "eap-ig",
+                 "--top-n", "5", "--quiet", "--out", str(tmp_path)]) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "interrupted; nothing of this run was saved" in err and "resume" not in err
+
+
+def test_a_long_exact_run_on_cpu_warns_with_its_estimate(tiny_dir, tmp_path, monkeypatch, capsys):
+    import acdc_compare.cli as cli
+
+    monkeypatch.setattr(cli, "LONG_RUN_S", 0.0)
+    argv = ["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--threshold", "0.05",
+            "--device", "cpu", "--quiet", "--out", str(tmp_path)]
+    assert main([*argv, "--max-tests", "2"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "warning: exact ACDC tests up to 2 edges one forward each: about" in err
+    assert "--method hybrid --k 250" in err and f"journalled to {tmp_path / 'ioi_acdc.journal.jsonl'}" in err
+    assert (tmp_path / "ioi_acdc.journal.jsonl").exists()  # a partial result keeps its journal
+    assert main([*argv, "--method", "hybrid", "--k", "5"]) == EXIT_OK  # a filtered hybrid: no warning
+    assert "warning" not in capsys.readouterr().err
+
+
+# ----- tasks -----------------------------------------------------------------------------------------------
+IOI_ROWS = [
+    ("When Mary and John went to the store, John gave a drink to",
+     "When Anna and Paul went to the store, Paul gave a drink to", " Mary", " John"),
+    ("When Tom and Sarah went to the park, Sarah gave a ball to",
+     "When Mark and Kate went to the park, Kate gave a ball to", " Tom", " Sarah"),
+    ("Then, Lisa and David had lunch, and David handed a cup to",
+     "Then, Emma and James had lunch, and James handed a cup to", " Lisa", " David"),
+]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_task_from_a_prompts_file(tiny_dir, tmp_path, suffix, capsys):
+    from acdc_compare.export import load_circuit
+
+    path = tmp_path / f"my_ioi{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(dict(zip(["prompt", "corrupted", "answer", "wrong answer"], r))) + "\n"
+                                for r in IOI_ROWS))
+    else:
+        path.write_text("prompt,corrupted,answer,wrong_answer\n" + "".join(f'"{a}","{b}",{c},{d}\n'
+                                                                         for a, b, c, d in IOI_ROWS))
+    out = tmp_path / "out"
+    assert main(["discover", "--model", str(tiny_dir), "--task", str(path), "--method", "eap-ig", "--top-n", "5",
+                 "--quiet", "--out", str(out)]) == EXIT_OK
+    circuit = load_circuit(out / "my_ioi_eap-ig.json")
+    assert circuit.settings["task"] == "my_ioi" and circuit.settings["n_prompts"] == 3
+
+
+def test_a_bad_prompts_file_is_refused_before_the_model_loads(no_model, tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"prompt": "a", "corrupted": "b", "wrong answer": " c"}) + "\n")
+    assert main(_discover("--task", str(path), out=tmp_path / "out")) == EXIT_USAGE
+    assert f"{path}, line 1: no column 'answer'" in capsys.readouterr().err
+
+
+def test_tasks_list_runs_no_model(no_model, capsys):
+    from acdc_compare.tasks.registry import TASKS
+
+    assert main(["tasks", "--list"]) == EXIT_OK
+    printed = capsys.readouterr().out
+    for spec in TASKS.values():
+        assert f"{spec.name}: {spec.description}" in printed
+    assert printed.count("    e.g. ") == len(TASKS)
+    assert "prompt, corrupted, answer, wrong answer" in printed
+
+
+# ----- help ------------------------------------------------------------------------------------------------
+def _subparsers(parser):
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_option_has_help_and_shows_its_default():
+    for name, sub in _subparsers(build_parser()).items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings[0]} has no help"
+            shown = formatter._get_help_string(action)
+            assert "%(default)" in shown or "(default: " in shown, f"{name} {action.option_strings[0]}: {shown}"
+
+
+def test_threshold_help_states_its_units():
+    subs = _subparsers(build_parser())
+    help_of = {name: next(a.help for a in subs[name]._actions if "--threshold" in a.option_strings)
+               for name in ("discover", "demo")}
+    assert "absolute, in the metric's own units" in help_of["discover"]
+    assert "RELATIVE: a fraction of each task's metric gap" in help_of["demo"]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"acdc-compare {acdc_compare.__version__}"
