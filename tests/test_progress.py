@@ -17,7 +17,6 @@ from acdc_compare.algorithms.problem import make_problem
 from acdc_compare.backends import make_patcher
 from acdc_compare.progress import as_progress, silent, terminal_progress
 from conftest import make_tiny, tiny_task
-from test_cli import tiny_dir  # noqa: F401  (the CLI's tiny model folder fixture)
 
 
 @dataclass
