@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 from conftest import tiny_task
-from test_cli import tiny_dir  # noqa: F401  (fixture: a tiny Llama saved with the default model's tokenizer)
 
 from acdc_compare.attention import (
     ROLES,

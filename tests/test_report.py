@@ -16,7 +16,6 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.draw import draw_circuit
 from acdc_compare.graph import Graph, GraphConfig
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
-from test_cli import tiny_dir  # noqa: F401  (fixture: a tiny Llama saved with the default model's tokenizer)
 
 SMALL = Graph(GraphConfig(n_layers=3, n_heads=4, n_kv_heads=4))
 PNG_BYTES = b"\x89PNG\r\n\x1a\nfake"
