@@ -7,6 +7,7 @@ patching engine uses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable
@@ -143,16 +144,11 @@ _HUB_TIMEOUT_S = 10.0
 def _boot(source: str, device: str | torch.device, dtype: torch.dtype, display_name: str) -> Any:
     from transformer_lens.model_bridge import TransformerBridge
 
-    local = Path(source).is_dir()
-    cached = not local and _in_hub_cache(source)
     try:
-        if local or cached:
-            with _hub_offline():
-                bridge = TransformerBridge.boot_transformers(source, device=device, dtype=dtype)
-        else:
+        with _offline_when_possible(source):
             bridge = TransformerBridge.boot_transformers(source, device=device, dtype=dtype)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors... from deep inside
-        raise ModelLoadError(_load_failure_message(source, local, err)) from err
+        raise ModelLoadError(_load_failure_message(source, Path(source).is_dir(), err)) from err
     bridge.cfg.model_name = display_name
     return prepare_bridge(bridge)
 
@@ -163,10 +159,8 @@ def load_tokenizer(name: str = DEFAULT_MODEL) -> Any:
 
     source, _ = model_source(name)
     try:
-        if Path(source).is_dir() or _in_hub_cache(source):
-            with _hub_offline():
-                return AutoTokenizer.from_pretrained(source)
-        return AutoTokenizer.from_pretrained(source)
+        with _offline_when_possible(source):
+            return AutoTokenizer.from_pretrained(source)
     except Exception as err:
         raise ModelLoadError(_load_failure_message(source, Path(source).is_dir(), err)) from err
 
@@ -178,6 +172,11 @@ def _in_hub_cache(name: str) -> bool:
         return isinstance(try_to_load_from_cache(name, "config.json"), str)
     except Exception:
         return False
+
+
+def _offline_when_possible(source: str) -> contextlib.AbstractContextManager[None]:
+    """No network for a local directory or a hub id already in the cache; the hub otherwise."""
+    return _hub_offline() if Path(source).is_dir() or _in_hub_cache(source) else contextlib.nullcontext()
 
 
 class _hub_offline:
