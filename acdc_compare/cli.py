@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from acdc_compare.algorithms.registry import ALGORITHMS, make_options
+from acdc_compare.tasks.base import Corruption
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 _SWEEP_EXCLUDE = frozenset({"threshold", "journal"})  # one threshold per run from --thresholds; no shared journal
@@ -223,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-prompts", type=int, default=demo.n_prompts, help="prompts per discovery")
     p.add_argument("--comparison", default=demo.comparison, help="the task compared with IOI")
     p.add_argument("--control", default=demo.control, help="the comparison task's order-vs-meaning twin")
+    p.add_argument("--extra", nargs="*", default=list(demo.extra),
+                   help="more tasks whose circuits join the mover table (e.g. adjective-first verb-first)")
+    p.add_argument("--corruption", default=demo.corruption.value, choices=[c.value for c in Corruption],
+                   help="the comparison tasks' corruption, where a task offers it (IOI's is always ABC)")
+    p.add_argument("--held-out-seed", type=int, default=demo.held_out_seed,
+                   help="prompt seed the circuits are also evaluated on (not discovered on)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -601,13 +608,10 @@ def _attention(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from acdc_compare.experiment import ExperimentConfig, run_experiment
 
-    from acdc_compare.tasks.registry import task_spec
-
     config = ExperimentConfig(model=args.model, method=args.method, comparison=args.comparison,
-                              control=args.control, threshold=args.threshold, k=args.k, coverage=args.coverage,
-                              n_prompts=args.n_prompts, progress=not args.quiet)
-    for name in (config.task, config.comparison, config.control):
-        task_spec(name)
+                              control=args.control, extra=tuple(args.extra), corruption=Corruption(args.corruption),
+                              threshold=args.threshold, k=args.k, coverage=args.coverage, n_prompts=args.n_prompts,
+                              held_out_seed=args.held_out_seed, progress=not args.quiet)
     out = _writable_dir(args.out, "--out")
     args.interrupt_note = f"the files finished so far are in {out}; a rerun starts the demo afresh"
     result = run_experiment(config, out, log=lambda msg: print(msg, flush=True))

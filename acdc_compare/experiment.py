@@ -86,6 +86,9 @@ class ExperimentConfig:
         """Every setting checked when made, before any model loads."""
         algorithm(self.method)
         check_threshold(self.threshold)
+        for name in self.circuit_tasks:
+            task_spec(name)
+        object.__setattr__(self, "corruption", Corruption(self.corruption))
         if self.method in ("acdc", "hybrid"):
             make_options(self.method, self.threshold, k=None if self.coverage is not None else self.k,
                          coverage=self.coverage, steps=self.steps)
