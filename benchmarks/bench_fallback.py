@@ -2,7 +2,8 @@
 
 A Llama-shaped random model (grouped-query attention) that both paths run; for K circuits per call, the
 seconds per circuit of each path and the plain forward as the baseline, plus the largest logit difference
-between the two paths on the same random circuits (they must agree: both are exact).
+between the two paths on the same random circuits (they must agree: both are exact), and the engine's
+restart from the middle layer (what greedy ACDC mostly runs; the fallback always runs the full forward).
 
     python benchmarks/bench_fallback.py [--device cpu|cuda] [--n 20] [--layers 6] [--d-model 256]
 """
@@ -10,6 +11,7 @@ between the two paths on the same random circuits (they must agree: both are exa
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +65,14 @@ def main() -> None:
         result[f"fallback_k{k}_s_per_circuit"] = hook_s
         result[f"ratio_fallback_to_fast_k{k}"] = hook_s / fast_s
         result[f"max_logit_diff_k{k}"] = diff
+    # what greedy ACDC mostly runs: one circuit restarted at a middle layer's attention (the fallback has no
+    # restarts: it runs the full forward timed above)
+    kept = (torch.rand(1, graph.n_edges, generator=torch.Generator().manual_seed(0)) < 0.5).to(device)
+    _, base = fast.run(fast_ctx, kept, keep_state=True)
+    mid = 2 * (args.layers // 2)
+    result["fast_restart_mid_s_per_circuit"] = timed(lambda: fast.run(fast_ctx, kept, start_stage=mid, base=base),
+                                                     device)
+    result["load_average_1min_after"] = os.getloadavg()[0]
     path = save("fallback", device, result)
     for key, value in result.items():
         print(f"{key}: {value}")
