@@ -117,7 +117,7 @@ def _method_options(args: argparse.Namespace, exclude: frozenset[str] = frozense
 
 def build_parser() -> argparse.ArgumentParser:
     from acdc_compare import __version__
-    from acdc_compare.experiment import ExperimentConfig
+    from acdc_compare.experiment import ExperimentConfig, candidates_description
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="acdc-compare", formatter_class=fmt, description="Automated circuit "
@@ -217,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=demo.threshold,
                    help="RELATIVE: a fraction of each task's metric gap KL(full || empty circuit), so tasks of "
                         "different strength are comparable (discover's --threshold is absolute)")
-    p.add_argument("--k", type=int, default=demo.k, help="hybrid: the top-k EAP-IG edges become ACDC's candidates")
+    p.add_argument("--k", type=int, default=None,
+                   help=f"hybrid: the top-k EAP-IG edges become ACDC's candidates, for every task; None: "
+                        f"{candidates_description(demo)}")
     p.add_argument("--coverage", type=float, default=None,
                    help="hybrid, instead of --k: fewest top EAP-IG edges reaching this faithfulness (slow on CPU "
                         "for diffuse tasks)")
@@ -606,11 +608,12 @@ def _attention(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from acdc_compare.experiment import ExperimentConfig, run_experiment
+    from acdc_compare.experiment import ExperimentConfig, candidates_description, run_experiment
 
     config = ExperimentConfig(model=args.model, method=args.method, comparison=args.comparison,
                               control=args.control, extra=tuple(args.extra), corruption=Corruption(args.corruption),
-                              threshold=args.threshold, k=args.k, coverage=args.coverage, n_prompts=args.n_prompts,
+                              threshold=args.threshold, coverage=args.coverage, n_prompts=args.n_prompts,
+                              **({} if args.k is None else {"k": args.k, "task_k": ()}),
                               held_out_seed=args.held_out_seed, progress=not args.quiet)
     out = _writable_dir(args.out, "--out")
     args.interrupt_note = f"the files finished so far are in {out}; a rerun starts the demo afresh"
@@ -618,7 +621,8 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(result.tasks_table)
     print()
-    candidates = f"top-{config.k}" if config.coverage is None else f"coverage {config.coverage}"
+    candidates = (f"top-{candidates_description(config)}" if config.coverage is None
+                  else f"coverage {config.coverage}")
     print(f"circuits ({config.method}, threshold {config.threshold}, {candidates} EAP-IG candidates, "
           f"{config.n_prompts} prompts each):")
     for run in result.runs.values():

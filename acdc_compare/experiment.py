@@ -65,7 +65,10 @@ class ExperimentConfig:
     corruption: Corruption = Corruption.ANSWERS  # the comparison tasks' corruption (IOI's is always ABC)
     method: str = "hybrid"  # a registered method (acdc_compare.algorithms.registry.ALGORITHMS)
     threshold: float = 0.002  # relative: a fraction of each task's metric gap M(empty) - M(full)
-    k: int = 200  # hybrid: ACDC decides among the top-k EAP-IG edges
+    k: int = 300  # hybrid: ACDC decides among the top-k EAP-IG edges
+    # more candidates for tasks whose mechanism is spread over more edges and whose short prompts make each
+    # ACDC test cheap
+    task_k: tuple[tuple[str, int], ...] = (("ioi", 700), ("adjective-first", 700))
     coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness
     steps: int = 5
     n_prompts: int = 8
@@ -82,6 +85,10 @@ class ExperimentConfig:
     def circuit_tasks(self) -> list[str]:
         return list(dict.fromkeys([self.task, self.comparison, self.control, *self.extra]))
 
+    def k_of(self, task: str) -> int:
+        """The number of EAP-IG candidates (eap/eap-ig: edges kept) for this task."""
+        return dict(self.task_k).get(task, self.k)
+
     def __post_init__(self) -> None:
         """Every setting checked when made, before any model loads."""
         algorithm(self.method)
@@ -92,8 +99,8 @@ class ExperimentConfig:
         if self.method in ("acdc", "hybrid"):
             make_options(self.method, self.threshold, k=None if self.coverage is not None else self.k,
                          coverage=self.coverage, steps=self.steps)
-        for name in ("k", "n_prompts", "n_eval", "steps"):
-            value = getattr(self, name)
+        for name, value in (("k", self.k), ("n_prompts", self.n_prompts), ("n_eval", self.n_eval),
+                            ("steps", self.steps), *((f"task_k[{t}]", k) for t, k in self.task_k)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
@@ -205,7 +212,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     by_eval_name = {e.name: e for e in evals}
     sections: list[Any] = [
         KeyValues("Settings", {"model": name, "method": config.method, "threshold": config.threshold,
-                               "hybrid candidates (top-k EAP-IG edges)": _candidates(config),
+                               "hybrid candidates (top-k EAP-IG edges)": candidates_description(config),
                                "EAP-IG steps": config.steps,
                                "prompts per discovery": config.n_prompts, "prompts per task evaluation": config.n_eval,
                                "seed": config.seed, "graph": result.runs[config.task].circuit.graph.config.key,
@@ -364,28 +371,30 @@ def _target_note(runs: dict[str, TaskRun], config: ExperimentConfig) -> str:
 
 
 def _discover(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None, bars: ProgressLike) -> Circuit:
+    k = config.k_of(problem.task.name)
     if config.method == "eap":
-        return run_method(problem, config.method, top_n=config.k)
+        return run_method(problem, config.method, top_n=k)
     if config.method == "eap-ig":
-        return run_method(problem, config.method, top_n=config.k, steps=config.steps, progress=bars)
+        return run_method(problem, config.method, top_n=k, steps=config.steps, progress=bars)
     threshold = task_threshold(problem, config.threshold)
     if config.method == "acdc":
         return run_method(problem, config.method, threshold, progress=bars)
-    k = None if config.coverage is not None else config.k
-    return run_method(problem, config.method, threshold, k=k, coverage=config.coverage, steps=config.steps,
-                      progress=bars, prior=prior)
+    return run_method(problem, config.method, threshold, k=None if config.coverage is not None else k,
+                      coverage=config.coverage, steps=config.steps, progress=bars, prior=prior)
 
 
-def _candidates(config: ExperimentConfig) -> str:
+def candidates_description(config: ExperimentConfig) -> str:
     if config.coverage is not None:
         return f"the fewest reaching faithfulness {config.coverage} (grid 25 x 2^i)"
-    return str(config.k)
+    extra = ", ".join(f"{t}: {k}" for t, k in config.task_k if t in config.circuit_tasks)
+    return f"{config.k}" + (f" ({extra})" if extra else "")
 
 
 def _method_note(config: ExperimentConfig) -> str:
     if config.method == "hybrid":
         return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top "
-                f"{_candidates(config)} become ACDC's candidates and every other edge is removed untested; exact "
+                f"{candidates_description(config)} become ACDC's candidates and every other edge is removed "
+                "untested; exact "
                 "greedy ACDC (reference order and semantics, KL metric, corrupted ablation, relative threshold "
                 f"{config.threshold}) decides among the candidates; each task's tau is that fraction of its own "
                 f"KL(full || empty circuit). Corrupted prompts: the {config.corruption.value} corruption where the "
