@@ -35,7 +35,7 @@ from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
 from acdc_compare.faithfulness import normalized_faithfulness
 from acdc_compare.movers import MoverOverlap, MoverRule, circuit_movers
-from acdc_compare.roles import HeadScores, assign_roles, compare_movers, role_table, score_heads
+from acdc_compare.roles import assign_roles, compare_movers, role_table, score_heads
 from acdc_compare.tasks.base import Corruption
 from acdc_compare.tasks.registry import (
     ORDER_MEANING_PAIRS,
@@ -156,7 +156,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     (out / "tasks.txt").write_text(result.tasks_table + "\n")
 
     log(f"scoring head roles on {', '.join(circuit_tasks)} ...")
-    tasks = {t: make_task(t, tok, n=config.n_prompts, seed=config.seed, corruption=_corruption(t, config))
+    tasks = {t: make_task(t, tok, n=config.n_prompts, seed=config.seed, corruption=task_corruption(t, config))
              for t in circuit_tasks}
     scores = {t: score_heads(model, tasks[t], s_inhibition=(t == config.task), progress=bars) for t in circuit_tasks}
     roles = assign_roles(scores[config.task])
@@ -166,7 +166,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     circuits_dir = out / "circuits"
     circuits_dir.mkdir(exist_ok=True)
     for t in circuit_tasks:
-        log(f"discovering the circuit of {t} ({config.method}, {_corruption(t, config).value} corruption, "
+        log(f"discovering the circuit of {t} ({config.method}, {task_corruption(t, config).value} corruption, "
             f"threshold {config.threshold}) ...")
         problem = prepare(tasks[t], model=model)
         prior = eap_ig_scores(problem, config.steps, progress=bars) if config.method == "hybrid" else None
@@ -209,7 +209,6 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
                                progress=bars)
     attention = viewer_attention(model, [tasks[config.comparison], tasks[config.control], tasks[config.task]], heads,
                                  analogies=analogies)
-    by_eval_name = {e.name: e for e in evals}
     sections: list[Any] = [
         KeyValues("Settings", {"model": name, "method": config.method, "threshold": config.threshold,
                                "hybrid candidates (top-k EAP-IG edges)": candidates_description(config),
@@ -291,11 +290,13 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
                              "(200 times), what a head scores whatever the roles."))
     (out / "analogy.json").write_text(json.dumps(analogy_rows(analogies), indent=1, allow_nan=False) + "\n")
     for p in ORDER_MEANING_PAIRS:
-        if p.agree_task not in by_eval_name or p.disagree_task not in by_eval_name:
+        keys = [(t, task_corruption(t, config).value) for t in (p.agree_task, p.disagree_task)]
+        if not all(key in by_eval for key in keys):
             continue
-        agree, disagree = by_eval_name[p.agree_task], by_eval_name[p.disagree_task]
+        agree, disagree = (by_eval[key] for key in keys)
         sections.append(Table(f"Order-vs-meaning control: {p.name} - {verdict(agree, disagree)}",
-                              ["", "task", "prompts", "accuracy", "logit diff", "KL(clean || corrupted)"],
+                              ["", "task", "prompts", "accuracy", "logit diff",
+                               f"KL(clean || corrupted), {agree.corruption} corruption"],
                               [["order and meaning agree", agree.name, agree.n, _pct(agree.accuracy),
                                 _fmt(agree.logit_diff), _fmt(agree.kl)],
                                ["they disagree", disagree.name, disagree.n, _pct(disagree.accuracy),
@@ -317,7 +318,7 @@ def held_out_faithfulness(circuit: Circuit, task: str, model: Any, config: Exper
     """Normalised faithfulness of `circuit` on the task's prompts of `held_out_seed`, which it was not
     discovered on: does the circuit explain the task, or only its sample?"""
     problem = prepare(task, model=model, n_prompts=config.n_prompts, seed=config.held_out_seed,
-                      corruption=_corruption(task, config), check=False)
+                      corruption=task_corruption(task, config), check=False)
     full, empty = problem.metric_ends
     return normalized_faithfulness(float(problem.evaluate(circuit)[0]), full, empty)
 
@@ -333,7 +334,7 @@ def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[t
     ioi_movers = runs[config.task].movers
     rows = []
     for t, run in runs.items():
-        corruption = _corruption(t, config).value
+        corruption = task_corruption(t, config).value
         evaluation = evals.get((t, corruption))
         overlap = MoverOverlap(t, run.movers, ioi_movers, n_heads)
         is_ioi = t == config.task
@@ -349,7 +350,7 @@ def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[t
     return rows
 
 
-def _corruption(task: str, config: ExperimentConfig) -> Corruption:
+def task_corruption(task: str, config: ExperimentConfig) -> Corruption:
     """The experiment's corruption where the task offers it, else the task's own (IOI: ABC = answers)."""
     offered = task_spec(task).corruptions
     return config.corruption if config.corruption in offered else offered[0]
@@ -408,7 +409,7 @@ def _method_note(config: ExperimentConfig) -> str:
 
 def _circuit_row(run: TaskRun, config: ExperimentConfig) -> list[str]:
     c, m = run.circuit, run.circuit.metrics
-    return [run.name, _corruption(run.name, config).value, str(c.n_kept), f"{100 * c.n_kept / c.n_edges:.2f}%",
+    return [run.name, task_corruption(run.name, config).value, str(c.n_kept), f"{100 * c.n_kept / c.n_edges:.2f}%",
             str(c.n_functional_edges), str(len(c.functional_heads())), _fmt(m.get("full")), _fmt(m.get("circuit")),
             _fmt(m.get("empty")), _fmt(run.faithfulness), _fmt(run.held_out_faithfulness),
             str(c.settings.get("n_tested", "")), _fmt(c.settings.get("seconds"))]

@@ -19,15 +19,16 @@ from dataclasses import dataclass
 
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import head_name
-from acdc_compare.roles import HeadScores
+from acdc_compare.roles import HeadScores, RoleThresholds
 
 
 @dataclass(frozen=True)
 class MoverRule:
-    """The thresholds of rules 2 and 3 in the module docstring."""
+    """The thresholds of rules 2 and 3 in the module docstring; by default the ones `assign_roles` applies to
+    movers over all heads (`RoleThresholds`)."""
 
-    min_attention: float = 0.3
-    mover_fraction: float = 0.3
+    min_attention: float = RoleThresholds.min_attention
+    mover_fraction: float = RoleThresholds.mover_fraction
 
     def describe(self) -> str:
         return (f"on a kept input->logits path, attention to the answer >= {self.min_attention:g} and mover score "

@@ -2,8 +2,8 @@
 exact ACDC among them) over a grid of candidate counts k and relative thresholds r, on the default model,
 with the answer corruption. Each row: edges kept (and their share of the graph), normalised faithfulness on
 the discovery prompts and on held-out prompts (another seed), and the seconds it took (EAP-IG once per
-task, shared by the rows: `eap_seconds`; ACDC per row: `acdc_seconds`). The 1-minus-load note: the machine's
-load average at the start and end of each row, since other processes on the cores inflate the times.
+task, shared by the rows: `eap_seconds`; ACDC per row: `acdc_seconds`), and the machine's load average at the
+start and end of each row, since other processes on the cores inflate the times.
 
     python benchmarks/bench_frontier.py [--tasks ioi pet-last ...] [--k 200 400 800] [--relative 0.005 0.002]
                                         [--n-prompts 8] [--steps 5] [--out results/frontier_cpu.json]
@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +28,26 @@ from common import save  # noqa: E402
 
 from acdc_compare.algorithms.eap import eap_ig_scores  # noqa: E402
 from acdc_compare.api import get_model, prepare, run_method  # noqa: E402
-from acdc_compare.experiment import ExperimentConfig, task_threshold  # noqa: E402
-from acdc_compare.faithfulness import circuit_faithfulness, normalized_faithfulness  # noqa: E402
+from acdc_compare.experiment import (  # noqa: E402
+    ExperimentConfig,
+    held_out_faithfulness,
+    task_corruption,
+    task_threshold,
+)
+from acdc_compare.faithfulness import circuit_faithfulness  # noqa: E402
+from acdc_compare.tasks.base import Corruption  # noqa: E402
 
 
-def _row(problem: Any, held_out: Any, prior: torch.Tensor, k: int, relative: float) -> dict[str, Any]:
+def _row(problem: Any, model: Any, config: ExperimentConfig, prior: torch.Tensor, k: int,
+         relative: float) -> dict[str, Any]:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     circuit = run_method(problem, "hybrid", task_threshold(problem, relative), k=k, prior=prior)
     seconds = time.perf_counter() - started
-    full, empty = held_out.metric_ends
     return {"k": k, "relative_threshold": relative, "edges": circuit.n_kept,
             "edge_share": circuit.n_kept / circuit.n_edges, "functional_edges": circuit.n_functional_edges,
             "faithfulness": circuit_faithfulness(circuit),
-            "held_out_faithfulness": normalized_faithfulness(float(held_out.evaluate(circuit)[0]), full, empty),
+            "held_out_faithfulness": held_out_faithfulness(circuit, problem.task.name, model, config),
             "n_tested": circuit.settings.get("n_tested"), "acdc_seconds": seconds,
             "load_average": [load, os.getloadavg()[0]]}
 
@@ -55,23 +62,22 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=defaults.steps)
     ap.add_argument("--corruption", default=defaults.corruption.value)
     args = ap.parse_args()
+    config = replace(defaults, n_prompts=args.n_prompts, corruption=Corruption(args.corruption))
     model = get_model(defaults.model)
     device = next(model.parameters()).device
     record: dict[str, Any] = {"model": defaults.model, "n_prompts": args.n_prompts, "steps": args.steps,
                               "corruption": args.corruption, "held_out_seed": defaults.held_out_seed,
                               "tasks": {}}
     for task in args.tasks:
-        corruption = args.corruption if task != defaults.task else None
-        problem = prepare(task, model=model, n_prompts=args.n_prompts, seed=defaults.seed, corruption=corruption)
-        held_out = prepare(task, model=model, n_prompts=args.n_prompts, seed=defaults.held_out_seed,
-                           corruption=corruption, check=False)
+        problem = prepare(task, model=model, n_prompts=args.n_prompts, seed=defaults.seed,
+                          corruption=task_corruption(task, config))
         started = time.perf_counter()
         prior = eap_ig_scores(problem, args.steps)
         entry: dict[str, Any] = {"eap_seconds": time.perf_counter() - started, "rows": []}
         record["tasks"][task] = entry
         for k in args.k:
             for relative in args.relative:
-                row = _row(problem, held_out, prior, k, relative)
+                row = _row(problem, model, config, prior, k, relative)
                 entry["rows"].append(row)
                 print(task, {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}, flush=True)
                 save("frontier", device, record)
