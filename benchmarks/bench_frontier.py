@@ -31,7 +31,6 @@ from acdc_compare.api import get_model, prepare, run_method  # noqa: E402
 from acdc_compare.experiment import (  # noqa: E402
     ExperimentConfig,
     held_out_faithfulness,
-    task_corruption,
     task_threshold,
 )
 from acdc_compare.faithfulness import circuit_faithfulness  # noqa: E402
@@ -70,7 +69,7 @@ def main() -> None:
                               "tasks": {}}
     for task in args.tasks:
         problem = prepare(task, model=model, n_prompts=args.n_prompts, seed=defaults.seed,
-                          corruption=task_corruption(task, config))
+                          corruption=config.corruption_of(task))
         started = time.perf_counter()
         prior = eap_ig_scores(problem, args.steps)
         entry: dict[str, Any] = {"eap_seconds": time.perf_counter() - started, "rows": []}

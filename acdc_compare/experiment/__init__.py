@@ -1,0 +1,15 @@
+"""The research experiment as one call (`run_experiment`): discover IOI's circuit and the comparison tasks',
+compare them with each other and with IOI's head roles, run the order-vs-meaning control, and write every
+artefact to a folder. Used by `acdc-compare demo` (and `make demo`); prints nothing.
+
+config: the settings and results; stages: each step as a timed function; layout: the report's sections;
+run: the orchestration."""
+
+from acdc_compare.experiment.config import CURVE_FRACTIONS, ExperimentConfig, ExperimentResult, TaskRun
+from acdc_compare.experiment.layout import MOVER_COLUMNS, candidates_description, mover_rows, stage_table
+from acdc_compare.experiment.run import run_experiment
+from acdc_compare.experiment.stages import StageClock, held_out_faithfulness, task_threshold
+
+__all__ = ["CURVE_FRACTIONS", "MOVER_COLUMNS", "ExperimentConfig", "ExperimentResult", "StageClock", "TaskRun",
+           "candidates_description", "held_out_faithfulness", "mover_rows", "run_experiment", "stage_table",
+           "task_threshold"]

@@ -1,0 +1,107 @@
+"""The demo experiment's settings (`ExperimentConfig`) and what it returns (`TaskRun`, `ExperimentResult`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acdc_compare.algorithms.base import check_threshold
+from acdc_compare.algorithms.registry import algorithm, make_options
+from acdc_compare.backends import DEFAULT_MODEL
+from acdc_compare.circuit import Circuit
+from acdc_compare.faithfulness import FaithfulnessCurve
+from acdc_compare.progress import ProgressLike
+from acdc_compare.tasks.base import Corruption
+from acdc_compare.tasks.registry import task_spec
+
+CURVE_FRACTIONS: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Settings of the demo experiment. The defaults fit 2 CPU cores in a few minutes on the default model:
+    exact ACDC over SmolLM2's 71,101 edges is a day on CPU, so candidates are pre-filtered by EAP-IG."""
+
+    model: str = DEFAULT_MODEL
+    task: str = "ioi"
+    comparison: str = "pet-last"
+    control: str = "pet-first"
+    extra: tuple[str, ...] = ("adjective-first",)  # more tasks whose circuits join the mover table
+    corruption: Corruption = Corruption.ANSWERS  # the comparison tasks' corruption (IOI's is always ABC)
+    method: str = "hybrid"  # a registered method (acdc_compare.algorithms.registry.ALGORITHMS)
+    threshold: float = 0.002  # relative: a fraction of each task's metric gap M(empty) - M(full)
+    k: int = 300  # hybrid: ACDC decides among the top-k EAP-IG edges
+    # more candidates for tasks whose mechanism is spread over more edges and whose short prompts make each
+    # ACDC test cheap
+    task_k: tuple[tuple[str, int], ...] = (("ioi", 700), ("adjective-first", 700))
+    coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness
+    steps: int = 5
+    n_prompts: int = 8
+    n_eval: int = 20  # prompts per task for the accuracy table
+    curve: bool = True  # EAP-IG faithfulness curve per task: how many edges its mechanism needs
+    viewer_heads: int = 24  # at most this many circuit heads get attention patterns in the viewer
+    seed: int = 0
+    held_out_seed: int = 1  # the circuits are also evaluated on prompts of this seed, not discovered on
+    target_faithfulness: float = 0.8
+    max_edge_fraction: float = 0.02  # the demo's circuits should keep at most this share of the graph
+    progress: ProgressLike = True  # bars on a terminal (True), none (False), or a Progress (acdc_compare.progress)
+
+    @property
+    def circuit_tasks(self) -> list[str]:
+        return list(dict.fromkeys([self.task, self.comparison, self.control, *self.extra]))
+
+    def k_of(self, task: str) -> int:
+        """The number of EAP-IG candidates (eap/eap-ig: edges kept) for this task."""
+        return dict(self.task_k).get(task, self.k)
+
+    def corruption_of(self, task: str) -> Corruption:
+        """The experiment's corruption where the task offers it, else the task's own (IOI: ABC = answers)."""
+        offered = task_spec(task).corruptions
+        return self.corruption if self.corruption in offered else offered[0]
+
+    def __post_init__(self) -> None:
+        """Every setting checked when made, before any model loads."""
+        algorithm(self.method)
+        check_threshold(self.threshold)
+        for name in self.circuit_tasks:
+            task_spec(name)
+        object.__setattr__(self, "corruption", Corruption(self.corruption))
+        if self.method in ("acdc", "hybrid"):
+            make_options(self.method, self.threshold, k=None if self.coverage is not None else self.k,
+                         coverage=self.coverage, steps=self.steps)
+        for name, value in (("k", self.k), ("n_prompts", self.n_prompts), ("n_eval", self.n_eval),
+                            ("steps", self.steps), *((f"task_k[{t}]", k) for t, k in self.task_k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+@dataclass
+class TaskRun:
+    name: str
+    circuit: Circuit
+    json_path: Path
+    diagram_paths: list[Path]
+    faithfulness: float
+    held_out_faithfulness: float = math.nan  # on `held_out_seed`'s prompts
+    curve: FaithfulnessCurve | None = None  # faithfulness of the top EAP-IG edges at CURVE_FRACTIONS
+    movers: tuple[str, ...] = ()  # `movers.circuit_movers` of the circuit
+
+
+@dataclass
+class ExperimentResult:
+    out_dir: Path
+    runs: dict[str, TaskRun] = field(default_factory=dict)
+    report: Path | None = None
+    tasks_table: str = ""
+    mover_verdicts: dict[str, str] = field(default_factory=dict)
+    mover_table: list[dict[str, Any]] = field(default_factory=list)  # one row per task: `layout.mover_rows`
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage, in the order run
+    seconds: float = 0.0
+
+    def paths(self) -> list[Path]:
+        out = []
+        for run in self.runs.values():
+            out += [run.json_path, *run.diagram_paths]
+        return out + ([self.report] if self.report else [])

@@ -1,0 +1,323 @@
+"""The demo report's layout: which sections, in which order, with which rows, from the stages' outputs.
+
+Pure formatting: nothing here runs a model; `run.run_experiment` hands it what the stages returned."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from acdc_compare.circuit import Circuit
+from acdc_compare.compare import overlap
+from acdc_compare.experiment.config import ExperimentConfig, ExperimentResult, TaskRun
+from acdc_compare.experiment.stages import AttentionStage, Comparison, RoleScores
+from acdc_compare.export import edge_kind, prune_to_paths
+from acdc_compare.graph import parse_head
+from acdc_compare.movers import MoverOverlap, MoverRule
+from acdc_compare.plots import faithfulness_plot
+from acdc_compare.report import Image, KeyValues, Table, Text
+from acdc_compare.roles import role_table
+from acdc_compare.tasks.base import Task
+from acdc_compare.tasks.evaluate import TaskEvaluation
+from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, task_spec, verdict
+from acdc_compare.viewer import viewer_section
+
+MOVER_COLUMNS: tuple[str, ...] = ("task", "answer kind", "accuracy", "corruption", "edges", "faithfulness",
+                                  "held-out faithfulness", "movers", "shared with IOI's name movers",
+                                  "chance overlap", "verdict")
+
+EvalKey = tuple[str, str]
+
+
+def evaluations_by_key(evals: Sequence[TaskEvaluation]) -> dict[EvalKey, TaskEvaluation]:
+    """Task evaluations by (task, corruption value)."""
+    return {(e.name, e.corruption): e for e in evals}  # type: ignore[misc]
+
+
+def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[EvalKey, TaskEvaluation],
+               n_heads: int) -> list[dict[str, Any]]:
+    """The mover table: one row per circuit, its movers set against IOI's circuit movers (`movers`)."""
+    ioi_movers = runs[config.task].movers
+    rows = []
+    for t, run in runs.items():
+        corruption = config.corruption_of(t).value
+        evaluation = evals.get((t, corruption))
+        shared = MoverOverlap(t, run.movers, ioi_movers, n_heads)
+        is_ioi = t == config.task
+        rows.append({
+            "task": t, "answer kind": task_spec(t).answer_kind,
+            "accuracy": _pct(evaluation.accuracy) if evaluation else "",
+            "corruption": corruption, "edges": run.circuit.n_kept, "faithfulness": _fmt(run.faithfulness),
+            "held-out faithfulness": _fmt(run.held_out_faithfulness), "movers": ", ".join(run.movers) or "none",
+            "shared with IOI's name movers": "(these are IOI's)" if is_ioi else ", ".join(shared.shared) or "none",
+            "chance overlap": "" if is_ioi else f"{shared.chance:.2f}",
+            "verdict": f"IOI's name movers: {len(run.movers)} heads" if is_ioi else shared.verdict(),
+        })
+    return rows
+
+
+def candidates_description(config: ExperimentConfig) -> str:
+    if config.coverage is not None:
+        return f"the fewest reaching faithfulness {config.coverage} (grid 25 x 2^i)"
+    extra = ", ".join(f"{t}: {k}" for t, k in config.task_k if t in config.circuit_tasks)
+    return f"{config.k}" + (f" ({extra})" if extra else "")
+
+
+def stage_table(stage_seconds: dict[str, float], total: float) -> list[tuple[str, float]]:
+    """(stage, seconds) rows in the order the stages ran, then the total."""
+    return [*stage_seconds.items(), ("total", total)]
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report is laid out from: the result, the stages' outputs and the model's label."""
+
+    config: ExperimentConfig
+    result: ExperimentResult
+    model_label: str
+    tasks: dict[str, Task]
+    evals: dict[EvalKey, TaskEvaluation]
+    roles: RoleScores
+    comparisons: list[Comparison]
+    attention: AttentionStage
+
+
+def report_sections(r: ReportInputs) -> list[Any]:
+    """Every section of the demo's report, in reading order."""
+    return [*_summary_sections(r), *_curve_sections(r), *_circuit_sections(r), *_comparison_sections(r),
+            *_role_sections(r), *_order_meaning_sections(r)]
+
+
+def _summary_sections(r: ReportInputs) -> list[Any]:
+    config, runs = r.config, r.result.runs
+    anchor = runs[config.task].circuit
+    return [
+        KeyValues("Settings", {"model": r.model_label, "method": config.method, "threshold": config.threshold,
+                               "hybrid candidates (top-k EAP-IG edges)": candidates_description(config),
+                               "EAP-IG steps": config.steps,
+                               "prompts per discovery": config.n_prompts, "prompts per task evaluation": config.n_eval,
+                               "seed": config.seed, "graph": anchor.graph.config.key,
+                               "edges in the graph": anchor.n_edges}),
+        Text("Method", _method_note(config), preformatted=False),
+        Table("Example prompt per task (prompt 0 of each; the corrupted prompt differs only where shown)",
+              ["task", "prompt", "correct", "wrong", "corrupted prompt"],
+              [_example_row(r.tasks[t]) for t in config.circuit_tasks]),
+        Text("Task accuracies and order-vs-meaning pairs", r.result.tasks_table, preformatted=True),
+        Table("Circuits", ["task", "corruption", "edges kept", "share of the graph", "functional edges",
+                           "functional heads", "metric full", "metric circuit", "metric empty",
+                           "normalised faithfulness", f"held-out (seed {config.held_out_seed})", "edges tested",
+                           "seconds"],
+              [_circuit_row(run, config) for run in runs.values()]),
+        Text("Target", _target_note(runs, config)),
+        Table("Time per stage (wall seconds)", ["stage", "seconds"],
+              [[name, f"{s:.1f}"] for name, s in stage_table(r.result.stage_seconds, r.result.seconds)]),
+        Table("The mover question, from circuits: which heads of each circuit move its answer, and are they IOI's?",
+              list(MOVER_COLUMNS), [[row[c] for c in MOVER_COLUMNS] for row in r.result.mover_table]),
+        Text("", f"Movers: heads of the circuit {MoverRule().describe()} (mover score: attention from the scored "
+                 "position to the answer's token x the head's direct logit contribution to correct - wrong, "
+                 f"on the task's clean prompts). IOI's name movers are IOI's circuit movers found the same way; "
+                 "chance: the overlap expected for random head sets of those sizes."),
+        viewer_section({run.name: run.circuit for run in runs.values()}, roles=r.roles.roles,
+                       attention=r.attention.viewer,
+                       title="Interactive circuit viewer (drag to pan, wheel to zoom, click a node to pin it; "
+                             "a pinned head shows its attention patterns)"),
+    ]
+
+
+def _curve_sections(r: ReportInputs) -> list[Any]:
+    curves = [run for run in r.result.runs.values() if run.curve is not None]
+    if not curves:
+        return []
+    sizes = curves[0].curve.sizes  # type: ignore[union-attr]
+    return [
+        Table("How many edges does each task's mechanism need? Normalised faithfulness of the top EAP-IG edges "
+              "(MIB's CPR: higher is better; CMD: lower is better)",
+              ["task", *[f"{n} edges" for n in sizes], "CPR", "CMD"],
+              [[run.name, *[f"{f:.2f}" for f in run.curve.faithfulness], f"{run.curve.cpr:.2f}",  # type: ignore[union-attr]
+                f"{run.curve.cmd:.2f}"] for run in curves]),  # type: ignore[union-attr]
+        faithfulness_plot({run.name: (run.curve.sizes, run.curve.faithfulness) for run in curves},  # type: ignore[union-attr]
+                          "Faithfulness curves of the top EAP-IG edges"),
+    ]
+
+
+def _circuit_sections(r: ReportInputs) -> list[Any]:
+    config, scores = r.config, r.roles.scores
+    sections: list[Any] = []
+    for run in r.result.runs.values():
+        sections.append(Image(f"Circuit: {run.name}", run.diagram_paths[1].name, embed=True,
+                              caption=_drawn_caption(run.circuit)))
+        sections.append(Table(f"Heads of the {run.name} circuit (role: from the head scores on {config.task}; "
+                              f"mover score and attention to the answer: on {run.name})",
+                              ["head", "role", "mover score", "attention to answer", "direct logit attribution"],
+                              _head_rows(run.circuit, r.roles.roles, scores.get(run.name, scores[config.task]))))
+        sections.append(_edge_table(run))
+    return sections
+
+
+def _comparison_sections(r: ReportInputs) -> list[Any]:
+    sections: list[Any] = []
+    for cmp_ in r.comparisons:
+        left, right = cmp_.left, cmp_.right
+        a, b = r.result.runs[left].circuit, r.result.runs[right].circuit
+        sections.append(Table(f"{left} vs {right}", ["", "precision", "recall", "F1", "Jaccard",
+                                                     f"only {left}", f"only {right}", "both"],
+                              [[level, *_overlap_row(getattr(cmp_.comparison, level))]
+                               for level in ("edges", "nodes", "heads")]
+                              + [["drawn edges", *_overlap_row(_drawn_overlap(a, b))]]))
+        sections.append(Text("", "edges: every kept graph edge (residual and direct), as the circuit files hold "
+                                 "them; drawn edges: the residual edges on an input-to-logits path, the ones the "
+                                 "figure below and the viewer draw (direct edges are marked on their heads)."))
+        sections.append(Image(f"Side by side: {left} vs {right}", cmp_.svg.with_suffix(".png").name, embed=True))
+    return sections
+
+
+def _role_sections(r: ReportInputs) -> list[Any]:
+    config, roles = r.config, r.roles
+    sections: list[Any] = []
+    rows = role_table(roles.scores[config.task], roles.roles)
+    if rows:
+        headers = list(rows[0].keys())
+        sections.append(Table(f"Head roles on {config.task} (thresholds in the rule column)", headers,
+                              [[_fmt(row[h]) for h in headers] for row in rows]))
+    sections.append(Table("Are the comparison tasks' movers IOI's name movers?",
+                          ["task", "top movers", "overlap with IOI top movers", "chance overlap", "spearman",
+                           "verdict"],
+                          [[t, ", ".join(f"{h} ({s:.2f})" for h, s in m.other_top), ", ".join(m.overlap) or "none",
+                            f"{m.chance_overlap:.2f}", f"{m.spearman:.2f}", m.verdict]
+                           for t, m in roles.movers.items()]))
+    sections.append(Table(
+        f"Analogy: does each circuit head attend to the same roles on {config.comparison} and {config.control}?",
+        ["head", "role", f"attn to correct ({config.comparison})", f"attn to correct ({config.control})", "1 - TV",
+         "1 - TV shuffled", "Pearson", "Pearson shuffled"],
+        [[a.head, roles.roles.get(a.head, ""), _fmt(a.dist_a[0]), _fmt(a.dist_b[0]), _fmt(a.tv_similarity),
+          _fmt(a.baseline_tv), _fmt(a.pearson), _fmt(a.baseline_pearson)] for a in r.attention.analogies]))
+    sections.append(Text("", "Attention from the scored position, summed by the role of each key token (correct "
+                             "answer, wrong answer, other answer-like tokens, first token, the scored token, the "
+                             "rest). 1 - TV: one minus the total variation distance between the two tasks' mean role "
+                             "distributions; Pearson: over aligned (prompt, role) cells (the same prompts, "
+                             "rewritten); shuffled: the same after permuting role labels within each prompt "
+                             "(200 times), what a head scores whatever the roles."))
+    return sections
+
+
+def _order_meaning_sections(r: ReportInputs) -> list[Any]:
+    sections: list[Any] = []
+    for p in ORDER_MEANING_PAIRS:
+        keys = [(t, r.config.corruption_of(t).value) for t in (p.agree_task, p.disagree_task)]
+        if not all(key in r.evals for key in keys):
+            continue
+        agree, disagree = (r.evals[key] for key in keys)
+        sections.append(Table(f"Order-vs-meaning control: {p.name} - {verdict(agree, disagree)}",
+                              ["", "task", "prompts", "accuracy", "logit diff",
+                               f"KL(clean || corrupted), {agree.corruption} corruption"],
+                              [["order and meaning agree", agree.name, agree.n, _pct(agree.accuracy),
+                                _fmt(agree.logit_diff), _fmt(agree.kl)],
+                               ["they disagree", disagree.name, disagree.n, _pct(disagree.accuracy),
+                                _fmt(disagree.logit_diff), _fmt(disagree.kl)]]))
+        sections.append(Text("", f"{p.shows} Verdict: {verdict(agree, disagree)}."))
+    return sections
+
+
+def _target_note(runs: dict[str, TaskRun], config: ExperimentConfig) -> str:
+    """Which circuits reach the target faithfulness within the edge budget, on both prompt samples."""
+    lines = []
+    for t, run in runs.items():
+        budget = config.max_edge_fraction * run.circuit.n_edges
+        ok = [run.faithfulness >= config.target_faithfulness, run.held_out_faithfulness >= config.target_faithfulness,
+              run.circuit.n_kept <= budget]
+        state = "reaches" if all(ok) else "does NOT reach"
+        lines.append(f"{t} {state} the target (normalised faithfulness >= {config.target_faithfulness:g} in-sample "
+                     f"and held-out with <= {100 * config.max_edge_fraction:g}% of the edges): {run.faithfulness:.2f} "
+                     f"/ {run.held_out_faithfulness:.2f} with {run.circuit.n_kept} edges "
+                     f"({100 * run.circuit.n_kept / run.circuit.n_edges:.2f}%).")
+    return "\n".join(lines)
+
+
+def _method_note(config: ExperimentConfig) -> str:
+    if config.method == "hybrid":
+        return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top "
+                f"{candidates_description(config)} become ACDC's candidates and every other edge is removed "
+                "untested; exact "
+                "greedy ACDC (reference order and semantics, KL metric, corrupted ablation, relative threshold "
+                f"{config.threshold}) decides among the candidates; each task's tau is that fraction of its own "
+                f"KL(full || empty circuit). Corrupted prompts: the {config.corruption.value} corruption where the "
+                "task offers it (the answer-like words replaced by fresh ones, as IOI's ABC distribution does), so "
+                "the ablation removes what the answer is copied from. Each circuit is also evaluated on "
+                f"{config.n_prompts} prompts of seed {config.held_out_seed}, which it was not discovered on. "
+                "Exact ACDC over all edges of this model takes about a day on 2 CPU cores; on a GPU use "
+                "--method acdc.")
+    return f"Method {config.method}, threshold {config.threshold}."
+
+
+def _circuit_row(run: TaskRun, config: ExperimentConfig) -> list[str]:
+    c, m = run.circuit, run.circuit.metrics
+    return [run.name, config.corruption_of(run.name).value, str(c.n_kept), f"{100 * c.n_kept / c.n_edges:.2f}%",
+            str(c.n_functional_edges), str(len(c.functional_heads())), _fmt(m.get("full")), _fmt(m.get("circuit")),
+            _fmt(m.get("empty")), _fmt(run.faithfulness), _fmt(run.held_out_faithfulness),
+            str(c.settings.get("n_tested", "")), _fmt(c.settings.get("seconds"))]
+
+
+def _overlap_row(o: Any) -> list[str]:
+    return [f"{o.precision:.2f}", f"{o.recall:.2f}", f"{o.f1:.2f}", f"{o.jaccard:.2f}", str(len(o.only_a)),
+            str(len(o.only_b)), str(len(o.both))]
+
+
+def _example_row(task: Task) -> list[str]:
+    info = task.info
+    correct = info.get("correct_answers", [""])[0]
+    wrong = (info.get("wrong_answers") or [""])[0] or ""
+    corrupted = task.corrupted_prompts[0] if task.corrupted_prompts else ""
+    return [task.name, task.prompts[0] if task.prompts else "", repr(correct), repr(wrong), corrupted]
+
+
+def _drawn_names(c: Circuit) -> set[str]:
+    return {n for n in prune_to_paths(c).kept_edge_names() if "->" in n}
+
+
+def _drawn_caption(c: Circuit) -> str:
+    live = prune_to_paths(c)
+    drawn = len(_drawn_names(c))
+    return (f"Drawn: the {drawn} residual edges on an input-to-logits path; counted in the tables: all "
+            f"{c.n_kept} kept graph edges ({live.n_kept - drawn} direct edges on those paths are marked on their "
+            f"heads, {c.n_kept - live.n_kept} kept edges off every path are left out).")
+
+
+def _drawn_overlap(a: Circuit, b: Circuit) -> Any:
+    return overlap(_drawn_names(a), _drawn_names(b), a.graph.edge_names)
+
+
+def _head_rows(c: Circuit, roles: dict[str, str], scores: Any) -> list[list[str]]:
+    order = {n: i for i, n in enumerate(c.graph.node_names)}
+    rows = []
+    for h in sorted(c.heads(), key=order.__getitem__):
+        layer, head = parse_head(h)
+        rows.append([h, roles.get(h, ""), _fmt(float(scores.mover[layer, head])),
+                     _fmt(float(scores.answer_attention[layer, head])), _fmt(float(scores.direct_logit[layer, head]))])
+    return rows
+
+
+def _edge_table(run: TaskRun, limit: int = 40) -> Table:
+    c = run.circuit
+    live = set(prune_to_paths(c).kept_edge_names())
+    kept = sorted(torch.nonzero(c.kept).flatten().tolist(),
+                  key=lambda e: -abs(float(c.scores[e])) if math.isfinite(float(c.scores[e])) else math.inf)
+    names = c.graph.edge_names
+    rows = [[names[e], edge_kind(c.graph, e), _fmt(float(c.scores[e])), "yes" if names[e] in live else "no"]
+            for e in kept[:limit]]
+    shown = f"the {len(rows)} with the largest |score| of" if len(kept) > limit else "all"
+    return Table(f"Kept edges of {run.name}: {shown} {len(kept)} (score: ACDC's metric change on removal, or the "
+                 "attribution score)", ["edge", "kind", "score", "on an input-to-logits path"], rows)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.3g}"
+    return "" if x is None else str(x)
