@@ -35,7 +35,8 @@ from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.report import Image, KeyValues, Table, Text, write_report
 from acdc_compare.faithfulness import normalized_faithfulness
 from acdc_compare.movers import MoverOverlap, MoverRule, circuit_movers
-from acdc_compare.roles import assign_roles, compare_movers, role_table, score_heads
+from acdc_compare.role_tables import role_table
+from acdc_compare.roles import assign_roles, compare_movers, score_heads
 from acdc_compare.tasks.base import Corruption
 from acdc_compare.tasks.registry import (
     ORDER_MEANING_PAIRS,
