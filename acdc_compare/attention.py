@@ -37,7 +37,7 @@ import torch
 from acdc_compare.backends.hooks import attention_patterns
 from acdc_compare.graph import head_name, parse_head
 from acdc_compare.progress import Bar, ProgressLike, as_progress, silent
-from acdc_compare.roles import answer_mask, token_decoder
+from acdc_compare.roles.mover_score import answer_mask, token_decoder
 from acdc_compare.tasks.base import Task
 
 ROLES: tuple[str, ...] = ("correct answer", "wrong answer", "correct kind", "wrong kind", "first token",

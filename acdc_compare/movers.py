@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import head_name
-from acdc_compare.roles import HeadScores, RoleThresholds
+from acdc_compare.roles.assign import RoleThresholds
+from acdc_compare.roles.head_scores import HeadScores
 
 
 @dataclass(frozen=True)

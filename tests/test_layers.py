@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("algorithms",),
     ("compare", "reference_circuits", "roles", "movers", "export", "attention"),
-    ("draw", "report", "plots", "viewer"),
+    ("draw", "report", "plots", "viewer", "role_tables"),
     ("api", "experiment", "sweeps"),
     ("cli",),
 )

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from acdc_compare.backends import ModelLoadError, load_model, run_logits, tiny_model
+from acdc_compare.role_tables import role_table
 from acdc_compare.roles import (
     HeadScores,
     RoleThresholds,
     assign_roles,
     compare_movers,
     direct_head_contributions,
-    role_table,
     score_heads,
     spearman,
 )
@@ -329,7 +329,7 @@ def test_answer_positions_fall_back_to_text_match():
 
 
 def test_format_role_table_states_the_rules(attention_model):
-    from acdc_compare.roles import format_role_table
+    from acdc_compare.role_tables import format_role_table
 
     scores = score_heads(attention_model, repeated_task())
     text = format_role_table(scores, role_table(scores, assign_roles(scores)))

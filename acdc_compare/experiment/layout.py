@@ -20,7 +20,7 @@ from acdc_compare.graph import parse_head
 from acdc_compare.movers import MoverOverlap, MoverRule
 from acdc_compare.plots import faithfulness_plot
 from acdc_compare.report import Image, KeyValues, Table, Text
-from acdc_compare.roles import role_table
+from acdc_compare.role_tables import role_table
 from acdc_compare.tasks.base import Task
 from acdc_compare.tasks.evaluate import TaskEvaluation
 from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, task_spec, verdict
