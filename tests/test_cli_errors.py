@@ -271,7 +271,7 @@ def test_ctrl_c_without_a_journal_says_nothing_was_saved(tiny_dir, tmp_path, mon
 
 
 def test_a_long_exact_run_on_cpu_warns_with_its_estimate(tiny_dir, tmp_path, monkeypatch, capsys):
-    import acdc_compare.cli as cli
+    import acdc_compare.cli.discover as cli
 
     monkeypatch.setattr(cli, "LONG_RUN_S", 0.0)
     argv = ["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--threshold", "0.05",

@@ -1,0 +1,69 @@
+"""Checks made before any model loads: output paths can be written, input files read, tasks and prompt counts
+exist; each failure is a ValueError (or FileNotFoundError) naming the flag and why."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def writable_dir(path: str | Path, flag: str) -> Path:
+    """A folder the command can create or write into; ValueError saying which flag and why otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is an existing file, not a folder; give a folder (created if missing)")
+    _check_can_create(path, flag)
+    return path
+
+
+def writable_file(path: str | Path, flag: str) -> Path:
+    """A file the command can create or overwrite; ValueError saying which flag and why otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file path")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{flag} {path} is not writable (permission denied); choose a file you can write")
+        return path
+    _check_can_create(path, flag)
+    return path
+
+
+def _check_can_create(path: Path, flag: str) -> None:
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path} cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path} cannot be written: no write permission in {existing}; choose a folder "
+                         "you can write to")
+
+
+def readable_file(path: str | Path, what: str) -> Path:
+    """An existing circuit file; a folder or a missing path is refused, saying which."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.json"))[:5]
+        hint = f" (it holds {', '.join(found)})" if found else ""
+        raise ValueError(f"{what} {path} is a folder{hint}; give a circuit JSON file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist; give a circuit JSON file")
+    return path
+
+
+def check_task_args(args: argparse.Namespace, *names: str) -> None:
+    """Task names (or prompts files), prompt counts and the device, checked before the model loads."""
+    from acdc_compare.backends import check_device
+    from acdc_compare.tasks.build import is_prompts_file, read_prompts_file
+    from acdc_compare.tasks.registry import task_spec
+
+    check_device(args.device)
+    for name in names or ("task",):
+        value = getattr(args, name)
+        read_prompts_file(value) if is_prompts_file(value) else task_spec(value)
+    for flag in ("n_prompts", "n"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")

@@ -1,0 +1,74 @@
+"""The exit codes and the flags several subcommands share, each defined once, with what those flags describe
+(the prepared problem, a published reference circuit)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
+DEFAULT_MODEL = "smollm2-135m"
+
+MODEL_HELP = ("'smollm2-135m' (offline default; a Q4_1 GGUF dequantized to float32), a Hugging Face id such as "
+              "'gpt2', a local HF directory, or a Llama-family .gguf file")
+TASK_HELP = ("a registered task (`acdc-compare tasks --list`) or a prompts file: .jsonl or .csv with the columns "
+             "prompt, corrupted, answer, wrong answer (answers with their leading space, e.g. ' Mary')")
+METRIC_HELP = "kl: KL(full model || circuit) at the scored positions; logit_diff: the negated logit difference"
+ABLATION_HELP = "what a removed edge carries: the sender's output on the corrupted prompt, zero, or its mean"
+REFERENCES = ["ioi", "greater-than"]
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_out(p: argparse.ArgumentParser, default: str | None, text: str) -> None:
+    p.add_argument("--out", default=default, help=text)
+
+
+def add_common(p: argparse.ArgumentParser, task: bool = True) -> None:
+    """--model, the task flags (with `task`), --device and --quiet, in that order."""
+    add_model(p)
+    if task:
+        p.add_argument("--task", default="ioi", help=TASK_HELP)
+        p.add_argument("--n-prompts", type=int, default=16, help="prompts used for discovery")
+        p.add_argument("--seed", type=int, default=0, help="seed of the task's prompt generator")
+        p.add_argument("--corruption", default=None, choices=["meaning", "answers"],
+                       help="which corrupted prompts: meaning (the information that picks the answer removed) "
+                            "or answers (candidate answers replaced by fresh words); None: the task's own")
+    p.add_argument("--device", default=None, help="cpu or cuda; None: cuda when available")
+    add_quiet(p)
+
+
+def add_metric_and_ablation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"], help=METRIC_HELP)
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"], help=ABLATION_HELP)
+
+
+def add_no_direct(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-direct", action="store_true", help="graph without direct q/k/v edges")
+
+
+def add_reference(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--reference", choices=REFERENCES, default=None, help=text)
+
+
+def problem_from_args(args: argparse.Namespace) -> Any:
+    """The prepared problem the task/model/metric flags describe."""
+    from acdc_compare.api import prepare
+
+    return prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
+                   include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                   device=args.device, corruption=args.corruption)
+
+
+def reference_circuit(name: str, graph: Any) -> Any:
+    """The published circuit --reference names, on `graph`."""
+    from acdc_compare.reference_circuits import greater_than_ground_truth, ioi_ground_truth
+
+    return ioi_ground_truth(graph) if name == "ioi" else greater_than_ground_truth(graph)

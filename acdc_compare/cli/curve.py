@@ -1,0 +1,84 @@
+"""`acdc-compare curve`: the faithfulness curve (MIB's CPR and CMD) of edge rankings from EAP, EAP-IG or saved
+circuits' scores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from acdc_compare.cli.checks import check_task_args, writable_dir
+from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_metric_and_ablation, add_no_direct, \
+    add_out, problem_from_args
+from acdc_compare.cli.output import print_paths, task_label
+
+NAME = "curve"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(NAME, formatter_class=HELP_FORMAT, help="faithfulness curve (MIB's CPR and CMD) of edge "
+                                                               "rankings: EAP, EAP-IG, or a saved circuit's scores")
+    add_common(p)
+    p.add_argument("--scores", nargs="+", default=["eap-ig"],
+                   help="what ranks the edges: 'eap', 'eap-ig' and/or saved circuit JSON files (their scores; "
+                        "untested edges rank last)")
+    add_metric_and_ablation(p)
+    p.add_argument("--steps", type=int, default=5, help="EAP-IG integration steps")
+    add_no_direct(p)
+    p.add_argument("--fractions", type=float, nargs="+", default=None,
+                   help="edge fractions in (0, 1]; None: MIB's log-spaced grid")
+    p.add_argument("--log-x", action="store_true", help="areas over log10(fraction) instead of the fraction")
+    add_out(p, "results/curve", "output folder of TASK_curve.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from acdc_compare.algorithms.eap import check_eap_metric, check_steps
+    from acdc_compare.export import load_circuit
+
+    files = [Path(s) for s in args.scores if s not in ("eap", "eap-ig")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"--scores takes 'eap', 'eap-ig' or circuit JSON files; not found: {missing}")
+    circuits = {str(f): load_circuit(f) for f in files}
+    check_steps(args.steps)
+    out = writable_dir(args.out, "--out")
+    check_task_args(args)
+    problem = problem_from_args(args)
+    if "eap" in args.scores:
+        check_eap_metric(problem)
+    curves = _curves(args, problem, circuits)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{task_label(args.task)}_curve.json"
+    summary = {"task": args.task, "model": problem.model_name, "metric": args.metric, "ablation": args.ablation,
+               "n_prompts": problem.task.n_prompts, "n_edges": problem.graph.n_edges, "steps": args.steps,
+               "log_x": args.log_x, "curves": curves}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print_paths([path])
+    return EXIT_OK
+
+
+def _curves(args: argparse.Namespace, problem: Any, circuits: dict[str, Any]) -> dict[str, Any]:
+    """Each --scores source's curve (as a dict), printed as it is measured."""
+    from dataclasses import asdict
+
+    from acdc_compare.algorithms.eap import eap_ig_scores, eap_scores, faithfulness_of_scores
+    from acdc_compare.faithfulness import DEFAULT_FRACTIONS
+
+    fractions = tuple(args.fractions) if args.fractions else DEFAULT_FRACTIONS
+    curves: dict[str, Any] = {}
+    for source in args.scores:
+        if source == "eap":
+            scores = eap_scores(problem)
+        elif source == "eap-ig":
+            scores = eap_ig_scores(problem, args.steps, progress=not args.quiet)
+        else:
+            circuit = circuits[source]
+            circuit.check_graph(problem.graph)
+            scores = circuit.scores
+        curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x, progress=not args.quiet)
+        curves[source] = asdict(curve)
+        print(f"{source}: CPR {curve.cpr:.3f} (higher is better), CMD {curve.cmd:.3f} (lower is better)")
+        for frac, size, f in zip(curve.fractions, curve.sizes, curve.faithfulness):
+            print(f"  {frac:8.4f} of edges = {size:6d} edges: faithfulness {f:.3f}")
+    return curves

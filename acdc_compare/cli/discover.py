@@ -1,0 +1,96 @@
+"""`acdc-compare discover`: one task's circuit by one method, saved as JSON, SVG and PNG; exact runs journal
+their decisions so an interrupted run resumes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from acdc_compare.cli.checks import check_task_args, writable_dir, writable_file
+from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_out, problem_from_args
+from acdc_compare.cli.method_options import add_method_args, method_options, option_names, progress_option
+from acdc_compare.cli.output import draw, print_paths, task_label
+
+NAME = "discover"
+LONG_RUN_S = 600.0  # an exact run estimated longer than this on a CPU gets a warning
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(NAME, formatter_class=HELP_FORMAT,
+                       help="discover one task's circuit; writes JSON, SVG and PNG to --out")
+    add_common(p)
+    add_method_args(p)
+    add_out(p, "results/discover",
+            "output folder: TASK_METHOD.json/.svg/.png; exact ACDC and the hybrid journal their "
+            "decisions to TASK_METHOD.journal.jsonl there until the circuit is saved (rerun to resume)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from acdc_compare.algorithms.registry import run as run_method
+    from acdc_compare.export import save_circuit
+
+    out = writable_dir(args.out, "--out")
+    stem = f"{task_label(args.task)}_{args.method}"
+    journal, default_journal = _journal(args, out / f"{stem}.journal.jsonl")
+    extra = {"journal": str(journal)} if journal is not None else {}
+    options = method_options(args, **progress_option(args), **extra)
+    check_task_args(args)
+    problem = problem_from_args(args)
+    _warn_if_long(problem, options, journal)
+    args.journal_in_use = journal
+    circuit = run_method(problem, options)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{task_label(args.task)} ({args.method})"
+    paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(circuit, out / stem, title)]
+    if default_journal and circuit.settings.get("complete", True):
+        journal.unlink(missing_ok=True)  # the saved circuit holds every decision; a rerun starts afresh
+    _print_circuit(circuit)
+    print_paths(paths)
+    return EXIT_OK
+
+
+def _journal(args: argparse.Namespace, default: Path) -> tuple[Path | None, bool]:
+    """(the journal this run writes, whether it is the default one in --out): --journal when given, else
+    `default` for the methods that keep one (exact ACDC, the hybrid), else None."""
+    given = getattr(args, "opt_journal", None)
+    if given is not None:
+        return writable_file(given, "--journal"), False
+    if "journal" not in option_names(args.method):
+        return None, False
+    return writable_file(default, "--out"), True
+
+
+def _warn_if_long(problem: Any, options: Any, journal: Path | None) -> None:
+    """Warn (stderr) before an exact ACDC run on the CPU estimated to take longer than LONG_RUN_S."""
+    from acdc_compare.algorithms.acdc import AcdcOptions, estimated_seconds
+
+    if not isinstance(options, AcdcOptions) or problem.patcher.device.type != "cpu":
+        return
+    if getattr(options, "k", None) is not None or getattr(options, "coverage", None) is not None:
+        return  # a filtered hybrid tests only its candidates
+    n_tests = min(problem.graph.n_edges, options.max_tests or problem.graph.n_edges)
+    seconds = estimated_seconds(problem, n_tests)
+    if seconds <= LONG_RUN_S:
+        return
+    resume = (f"Every decision is journalled to {journal}: Ctrl-C (or a kill) loses nothing, and the same "
+              "command resumes." if journal is not None else "")
+    print(f"acdc-compare: warning: exact ACDC tests up to {n_tests:,} edges one forward each: about "
+          f"{_duration(seconds)} on this CPU. For a result in minutes use --method hybrid --k 250 (EAP-IG picks "
+          f"the candidates, exact ACDC decides among them), or run on a GPU. {resume}", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:.0f} min"
+
+
+def _print_circuit(c: Any) -> None:
+    from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
+
+    m = c.metrics
+    print(f"{c.n_kept}/{c.n_edges} edges kept, {len(c.heads())} heads; metric full {m.get('full', float('nan')):.4g}, "
+          f"circuit {m.get('circuit', float('nan')):.4g}, empty {m.get('empty', float('nan')):.4g}; normalised "
+          f"faithfulness {faithfulness(c):.3f}; {c.settings.get('seconds', 0):.1f} s")
