@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -214,6 +215,48 @@ class Liveness:
         if rec.kind is not ReceiverKind.MLP and not direct and g.config.include_direct:
             return not bool(kept[g.direct_edge(receiver)])
         return all(self.out_count[s] == 0 for s in g.receiver_node_senders(receiver))
+
+
+def random_circuit(graph: Graph, n_nodes: int, seed: int, degree: int = 3) -> Circuit:
+    """A random circuit of chains input -> nodes -> logits, for drawing tests and benchmarks (no model).
+
+    `n_nodes` random senders each read `degree` residual edges from earlier chosen nodes or the input, and
+    feed `max(1, degree // 2)` later chosen nodes (or, one time in five or when none is later, the logits);
+    direct edges of the inputs used are kept. Pruned to input-to-logits paths (`functional`); scores random
+    (exponential, mean 1/30). The same (graph, n_nodes, seed, degree) always gives the same circuit."""
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(1, graph.n_senders), n_nodes))
+    kept: set[int] = set()
+
+    def keep(s: int, r: int) -> None:
+        kept.add(graph.resid_edge(s, r))
+        if graph.config.include_direct and int(graph.direct_index[r]) >= 0:
+            kept.add(graph.direct_edge(r))
+
+    for s in chosen:
+        for _ in range(degree):
+            r = rng.choice(_node_inputs(graph, s))
+            keep(rng.choice([u for u in (0, *chosen) if u < graph.receivers[r].n_upstream]), r)
+        later = [t for t in chosen if t > s and graph.receivers[_node_inputs(graph, t)[0]].n_upstream > s]
+        for _ in range(max(1, degree // 2)):
+            if later and rng.random() < 0.8:
+                t = rng.choice(later)
+                keep(s, rng.choice([x for x in _node_inputs(graph, t) if graph.receivers[x].n_upstream > s]))
+            else:
+                keep(s, graph.logits_receiver)
+    mask = torch.zeros(graph.n_edges, dtype=torch.bool)
+    mask[sorted(kept)] = True
+    scores = torch.tensor([rng.expovariate(30.0) for _ in range(graph.n_edges)], dtype=torch.float64)
+    return Circuit(graph, mask, scores).functional()
+
+
+def _node_inputs(graph: Graph, s: int) -> list[int]:
+    """The receivers sender `s`'s node reads: a head's q and its group's k, v; an MLP's input."""
+    if graph.is_head_sender(s):
+        layer, head = graph.sender_head(s)
+        group = head // graph.group_size
+        return [graph.q_receiver(layer, head), graph.k_receiver(layer, group), graph.v_receiver(layer, group)]
+    return [graph.mlp_receiver(graph.sender_layer[s])]
 
 
 def _flow_graph(c: Circuit) -> tuple[dict[Vertex, list[Vertex]], dict[int, list[Vertex]]]:

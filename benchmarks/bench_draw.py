@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -29,48 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import save  # noqa: E402
 
-from acdc_compare.circuit import Circuit  # noqa: E402
+from acdc_compare.circuit import Circuit, random_circuit  # noqa: E402
 from acdc_compare.graph import Graph, GraphConfig  # noqa: E402
 
 SMOLLM2 = GraphConfig(n_layers=30, n_heads=9, n_kv_heads=3)
-
-
-def _inputs(graph: Graph, s: int) -> list[int]:
-    """The receivers a sender's node reads: a head's q and its group's k, v; an MLP's input."""
-    if graph.is_head_sender(s):
-        layer, head = graph.sender_head(s)
-        group = head // graph.group_size
-        return [graph.q_receiver(layer, head), graph.k_receiver(layer, group), graph.v_receiver(layer, group)]
-    return [graph.mlp_receiver(graph.sender_layer[s])]
-
-
-def chains(graph: Graph, n_nodes: int, degree: int, seed: int) -> Circuit:
-    """Random chains: each of `n_nodes` senders reads `degree` edges from earlier chosen nodes (or the
-    input) and feeds later chosen nodes (or the logits); pruned to input-to-logits paths; scores random."""
-    rng = random.Random(seed)
-    chosen = sorted(rng.sample(range(1, graph.n_senders), n_nodes))
-    kept: set[int] = set()
-
-    def keep(s: int, r: int) -> None:
-        kept.add(graph.resid_edge(s, r))
-        if graph.config.include_direct and int(graph.direct_index[r]) >= 0:
-            kept.add(graph.direct_edge(r))
-
-    for s in chosen:
-        for _ in range(degree):
-            r = rng.choice(_inputs(graph, s))
-            keep(rng.choice([u for u in (0, *chosen) if u < graph.receivers[r].n_upstream]), r)
-        later = [t for t in chosen if t > s and graph.receivers[_inputs(graph, t)[0]].n_upstream > s]
-        for _ in range(max(1, degree // 2)):
-            if later and rng.random() < 0.8:
-                t = rng.choice(later)
-                keep(s, rng.choice([x for x in _inputs(graph, t) if graph.receivers[x].n_upstream > s]))
-            else:
-                keep(s, graph.logits_receiver)
-    mask = torch.zeros(graph.n_edges, dtype=torch.bool)
-    mask[sorted(kept)] = True
-    scores = torch.tensor([rng.expovariate(30.0) for _ in range(graph.n_edges)], dtype=torch.float64)
-    return Circuit(graph, mask, scores).functional()
 
 
 def n_residual(c: Circuit) -> int:
@@ -78,13 +39,14 @@ def n_residual(c: Circuit) -> int:
 
 
 def circuit_of_size(graph: Graph, target: int, seed: int = 0) -> Circuit:
-    """A chains circuit whose residual edge count is the closest found to `target` (bisecting the node count)."""
+    """A `random_circuit` (chains) whose residual edge count is the closest found to `target` (bisecting the
+    node count)."""
     degree = 3 if target < 400 else 4 if target < 1000 else 7
     lo, hi = 5, graph.n_senders - 1
     best: Circuit | None = None
     while lo <= hi:
         mid = (lo + hi) // 2
-        c = chains(graph, mid, degree, seed)
+        c = random_circuit(graph, mid, seed, degree)
         if best is None or abs(n_residual(c) - target) < abs(n_residual(best) - target):
             best = c
         if n_residual(c) < target:
@@ -171,7 +133,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     payload = {"graph": f"SmolLM2-135M-shaped ({SMOLLM2.key}, {Graph(SMOLLM2).n_edges} edges), no weights",
-               "circuits": "random chains pruned to input-to-logits paths (benchmarks/bench_draw.py: chains)",
+               "circuits": "random chains pruned to input-to-logits paths (acdc_compare.circuit.random_circuit)",
                "outputs": "SVG + PNG per drawing", "max_drawn_edges": MAX_DRAWN_EDGES,
                "fast_layout_arrows": FAST_LAYOUT_ARROWS, "timeout_s": args.timeout_s,
                "threads": torch.get_num_threads(), "load_average_before": load_before,

@@ -12,7 +12,7 @@ import pygraphviz
 import pytest
 import torch
 
-from acdc_compare.circuit import Circuit
+from acdc_compare.circuit import Circuit, random_circuit
 from acdc_compare.draw import COMPARISON_COLORS, EDGE_STYLES, ROLE_COLORS, draw_circuit, draw_comparison
 from acdc_compare.export import prune_to_paths
 from acdc_compare.graph import Graph, GraphConfig
@@ -25,37 +25,6 @@ IOI_ROLES = {"a9.h9": "name mover", "a9.h6": "name mover", "a10.h0": "name mover
              "a11.h2": "backup name mover", "a7.h3": "S-inhibition", "a8.h6": "S-inhibition", "a5.h5": "induction",
              "a3.h0": "duplicate token", "a2.h2": "previous token", "a4.h11": "previous token", "m5": "mover"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def random_circuit(graph: Graph, n_nodes: int, seed: int) -> Circuit:
-    """A random circuit of chains input -> nodes -> logits (pruned to paths), scores random."""
-    rng = random.Random(seed)
-    chosen = sorted(rng.sample(range(1, graph.n_senders), n_nodes))
-    kept: set[int] = set()
-
-    def keep(s: int, r: int) -> None:
-        kept.add(graph.resid_edge(s, r))
-        if graph.config.include_direct and int(graph.direct_index[r]) >= 0:
-            kept.add(graph.direct_edge(r))
-
-    for s in chosen:
-        if graph.is_head_sender(s):
-            layer, head = graph.sender_head(s)
-            g = head // graph.group_size
-            inputs = [graph.q_receiver(layer, head), graph.k_receiver(layer, g), graph.v_receiver(layer, g)]
-        else:
-            inputs = [graph.mlp_receiver(graph.sender_layer[s])]
-        for _ in range(rng.randint(1, 3)):
-            r = rng.choice(inputs)
-            keep(rng.choice([u for u in [0, *chosen] if u < graph.receivers[r].n_upstream]), r)
-        later = [r.index for r in graph.receivers
-                 if r.n_upstream > s and set(graph.receiver_node_senders(r.index)) & set(chosen)]
-        for _ in range(rng.randint(1, 2)):
-            keep(s, rng.choice([graph.logits_receiver, *later]))
-    mask = torch.zeros(graph.n_edges, dtype=torch.bool)
-    mask[sorted(kept)] = True
-    scores = torch.tensor([rng.expovariate(30.0) for _ in range(graph.n_edges)], dtype=torch.float64)
-    return prune_to_paths(Circuit(graph, mask, scores))
 
 
 def _circuit_edges(dot: str) -> dict[tuple[str, str, str], dict[str, str]]:

@@ -29,7 +29,7 @@ from acdc_compare.algorithms.base import AlgorithmSpec, Evaluator, check_thresho
 from acdc_compare.circuit import Circuit, Liveness
 from acdc_compare.graph import Graph
 from acdc_compare.journal import Decision, JournalWriter, read_journal
-from acdc_compare.progress import ProgressLike, as_progress
+from acdc_compare.progress import Bar, ProgressLike, as_progress
 
 EdgeOrder = Literal["reference"]
 
@@ -142,19 +142,82 @@ def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor 
 
     `options.max_tests` stops after that many tested edges (for time-boxed runs and benchmarks): the result is
     then partial (settings["complete"] is False, untested edges stay kept); with a journal, rerunning resumes."""
-    tau, order, abs_value = options.threshold, options.order, options.abs_value
-    journal, max_tests = options.journal, options.max_tests
     graph = problem.graph
+    order = options.order
     steps = reference_order(graph) if order == "reference" else order_from_edge_names(graph, order)
-    max_batch = options.max_batch or problem.default_batch
     started = time.perf_counter()
+    run = _start(problem, options, candidates)
+    try:
+        for step in steps:
+            if run.tests_left() == 0:
+                break
+            _test_step(problem, run, step)
+        run.show_state()
+    finally:
+        run.close()
+    return _result(problem, run, started)
 
+
+@dataclass
+class _Run:
+    """A greedy run in progress: the circuit so far with its scores and metric, the cached upstream outputs
+    tests restart from, and what records each decision (the journal and the progress bar)."""
+
+    options: AcdcOptions
+    max_batch: int
+    identity: dict[str, Any]
+    kept: torch.Tensor
+    scores: torch.Tensor
+    full_metric: float
+    current: float
+    done: set[int]
+    replayed: list[Decision]
+    writer: JournalWriter | None
+    base: Any
+    lowest_changed: int
+    live: Liveness
+    n_tested: int
+    n_candidates: int
+    bar: Bar
+    batch: int = 1
+
+    def tests_left(self) -> int | None:
+        """How many more edges may be tested (None: no limit)."""
+        max_tests = self.options.max_tests
+        return None if max_tests is None else max(0, max_tests - self.n_tested)
+
+    def decide(self, e: int, keep: bool, score: float) -> None:
+        """Record edge `e`'s decision in the circuit, the journal and the bar."""
+        self.scores[e] = score
+        self.kept[e] = keep
+        self.done.add(e)
+        if not keep:
+            self.live.removed(e)
+        if self.writer is not None:
+            self.writer.write(Decision(e, keep, score, self.current))
+        self.bar.update(1)
+
+    def show_state(self) -> None:
+        """Show the kept count and the metric on the bar."""
+        self.bar.set_postfix(kept=int(self.kept.sum()), metric=f"{self.current:.4g}")
+
+    def close(self) -> None:
+        """End the bar and the journal (also on error)."""
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | None) -> _Run:
+    """The run before its first test: every edge kept, less the non-candidates, then the journal's decisions
+    replayed; the journal reopened for appending and the bar started at the replayed count."""
+    graph = problem.graph
     kept = torch.ones(graph.n_edges, dtype=torch.bool)
     scores = torch.full((graph.n_edges,), math.nan, dtype=torch.float64)
     full_metric = float(problem.evaluate(kept[None])[0])
     current = full_metric
-    identity = {**problem.fingerprint(), "threshold": tau, "abs_value": abs_value,
-                "order": order if isinstance(order, str) else "custom"}
+    identity = {**problem.fingerprint(), "threshold": options.threshold, "abs_value": options.abs_value,
+                "order": options.order if isinstance(options.order, str) else "custom"}
     done: set[int] = set()
     if candidates is not None:
         candidates = _check_candidates(candidates, graph)
@@ -163,92 +226,91 @@ def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor 
             kept &= candidates
             done.update(torch.nonzero(~candidates).flatten().tolist())
             current = float(problem.evaluate(kept[None])[0])
+    journal = options.journal
     replayed = read_journal(journal, identity) if journal is not None else []
     for d in replayed:
         kept[d.edge], scores[d.edge], current = d.kept, d.score, d.metric
         done.add(d.edge)
     writer = JournalWriter(journal, identity, len(replayed)) if journal is not None else None
-
     initial = torch.ones(graph.n_edges, dtype=torch.bool) if candidates is None else candidates
-    base = problem.checkpoint(initial)  # the circuit before any tested decision
-    lowest_changed = min((problem.stage(graph.edge_receiver(d.edge)) for d in replayed if not d.kept),
-                         default=problem.n_stages)
-    live = Liveness(graph, kept)
-    n_tested = sum(1 for d in replayed if not math.isnan(d.score))
     n_candidates = graph.n_edges if candidates is None else int(candidates.sum())
     decided = sum(1 for d in replayed if candidates is None or bool(candidates[d.edge]))
-    bar = as_progress(options.progress)("ACDC", n_candidates, unit="edge", initial=decided)
-    batch = 1
+    return _Run(
+        options=options, max_batch=options.max_batch or problem.default_batch, identity=identity,
+        kept=kept, scores=scores, full_metric=full_metric, current=current, done=done, replayed=replayed,
+        writer=writer, base=problem.checkpoint(initial),  # the circuit before any tested decision
+        lowest_changed=min((problem.stage(graph.edge_receiver(d.edge)) for d in replayed if not d.kept),
+                           default=problem.n_stages),
+        live=Liveness(graph, kept), n_tested=sum(1 for d in replayed if not math.isnan(d.score)),
+        n_candidates=n_candidates,
+        bar=as_progress(options.progress)("ACDC", n_candidates, unit="edge", initial=decided),
+    )
 
-    def decide(e: int, keep: bool, score: float) -> None:
-        nonlocal current
-        scores[e] = score
-        kept[e] = keep
-        done.add(e)
-        if not keep:
-            live.removed(e)
-        if writer is not None:
-            writer.write(Decision(e, keep, score, current))
-        bar.update(1)
 
-    try:
-        for step in steps:
-            if max_tests is not None and n_tested >= max_tests:
-                break
-            todo = [e for e in step.edges if e not in done]
-            if not todo:
-                continue
-            if live.dead(step.receiver, step.direct, kept):
-                for e in todo:
-                    decide(e, False, math.nan)
-                continue
-            stage = problem.stage(step.receiver)
-            if lowest_changed < stage:  # the cached upstream outputs are stale (custom orders only)
-                base = problem.checkpoint(kept)
-                lowest_changed = problem.n_stages
-            i = 0
-            while i < len(todo) and (max_tests is None or n_tested < max_tests):
-                room = batch if max_tests is None else min(batch, max_tests - n_tested)
-                cand = todo[i:i + room]
-                masks = kept.repeat(len(cand), 1)
-                for j in range(len(cand)):
-                    masks[j:, cand[j]] = False
-                values = problem.evaluate_from(base, stage, masks).cpu().tolist()
-                n_tested_batch = 0
-                for j, e in enumerate(cand):
-                    value = values[j]
-                    if not math.isfinite(value):
-                        raise AcdcError(f"the metric became {value} when removing edge {graph.edge_names[e]!r}; "
-                                        "check the task's prompts and the model's dtype")
-                    delta = value - current
-                    n_tested_batch += 1
-                    if (abs(delta) if abs_value else delta) < tau:
-                        current = value
-                        decide(e, False, delta)
-                        lowest_changed = min(lowest_changed, stage)
-                    else:
-                        decide(e, True, delta)
-                        break
-                n_tested += n_tested_batch
-                i += n_tested_batch
-                batch = min(max_batch, batch * 2) if n_tested_batch == len(cand) else max(1, batch // 2)
-                bar.set_postfix(kept=int(kept.sum()), metric=f"{current:.4g}")
-        bar.set_postfix(kept=int(kept.sum()), metric=f"{current:.4g}")
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
+def _test_step(problem: Evaluator, run: _Run, step: Step) -> None:
+    """Decide one step's undecided edges: all removed untested if the receiver is dead, else tested in
+    speculative batches that double while edges are removed and halve when one is kept."""
+    todo = [e for e in step.edges if e not in run.done]
+    if not todo:
+        return
+    if run.live.dead(step.receiver, step.direct, run.kept):
+        for e in todo:
+            run.decide(e, False, math.nan)
+        return
+    stage = problem.stage(step.receiver)
+    if run.lowest_changed < stage:  # the cached upstream outputs are stale (custom orders only)
+        run.base = problem.checkpoint(run.kept)
+        run.lowest_changed = problem.n_stages
+    i = 0
+    while i < len(todo) and run.tests_left() != 0:
+        left = run.tests_left()
+        cand = todo[i:i + (run.batch if left is None else min(run.batch, left))]
+        n_tested_batch = _test_batch(problem, run, stage, cand)
+        run.n_tested += n_tested_batch
+        i += n_tested_batch
+        full = n_tested_batch == len(cand)
+        run.batch = min(run.max_batch, run.batch * 2) if full else max(1, run.batch // 2)
+        run.show_state()
 
+
+def _test_batch(problem: Evaluator, run: _Run, stage: int, cand: list[int]) -> int:
+    """Evaluate `cand` in one forward, candidate j assuming those before it removed, and decide them in
+    order up to and including the first kept one; returns how many were decided."""
+    masks = run.kept.repeat(len(cand), 1)
+    for j in range(len(cand)):
+        masks[j:, cand[j]] = False
+    values = problem.evaluate_from(run.base, stage, masks).cpu().tolist()
+    tau, abs_value = run.options.threshold, run.options.abs_value
+    for j, e in enumerate(cand):
+        value = values[j]
+        if not math.isfinite(value):
+            raise AcdcError(f"the metric became {value} when removing edge {problem.graph.edge_names[e]!r}; "
+                            "check the task's prompts and the model's dtype")
+        delta = value - run.current
+        if (abs(delta) if abs_value else delta) < tau:
+            run.current = value
+            run.decide(e, False, delta)
+            run.lowest_changed = min(run.lowest_changed, stage)
+        else:
+            run.decide(e, True, delta)
+            return j + 1
+    return len(cand)
+
+
+def _result(problem: Evaluator, run: _Run, started: float) -> Circuit:
+    """The circuit the run reached, with its metrics and the settings that identify and describe the run."""
+    graph = problem.graph
     empty_metric = float(problem.evaluate(torch.zeros(1, graph.n_edges, dtype=torch.bool))[0])
-    circuit_metric = float(problem.evaluate(kept[None])[0])
+    circuit_metric = float(problem.evaluate(run.kept[None])[0])
     return Circuit(
-        graph, kept, scores,
-        metrics={"full": full_metric, "circuit": circuit_metric, "empty": empty_metric, "final_greedy": current},
-        settings={**identity, "method": "acdc", "seconds": time.perf_counter() - started,
-                  "n_tested": n_tested, "max_batch": max_batch,
-                  "n_candidates": n_candidates,
+        graph, run.kept, run.scores,
+        metrics={"full": run.full_metric, "circuit": circuit_metric, "empty": empty_metric,
+                 "final_greedy": run.current},
+        settings={**run.identity, "method": "acdc", "seconds": time.perf_counter() - started,
+                  "n_tested": run.n_tested, "max_batch": run.max_batch,
+                  "n_candidates": run.n_candidates,
                   **problem.run_settings(),
-                  "resumed_decisions": len(replayed), "complete": len(done) == graph.n_edges},
+                  "resumed_decisions": len(run.replayed), "complete": len(run.done) == graph.n_edges},
     )
 
 

@@ -20,7 +20,15 @@ import torch
 from acdc_compare.backends import hook_oracle as oracle
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
-from acdc_compare.patching import PatchingError, RunState, kept_matrix, parse_ablation, receiver_stage, scored_positions
+from acdc_compare.patching import (
+    PatchingError,
+    PromptBatch,
+    RunState,
+    kept_matrix,
+    parse_ablation,
+    receiver_stage,
+    scored_positions,
+)
 from acdc_compare.types import Ablation, ModelConfig
 from acdc_compare.weights import tensors_digest
 
@@ -33,23 +41,12 @@ class FallbackError(ValueError):
 
 
 @dataclass(frozen=True)
-class HookContext:
+class HookContext(PromptBatch):
     """One batch of prompts and its ablated run, as hook values: senders [S, N, P, d]; receiver inputs and
     q/k/v outputs by hook name ([N, P, ...], or [1, P, ...] broadcast over prompts)."""
 
-    tokens: torch.Tensor
-    positions: torch.Tensor
-    ablation: Ablation
     corr_senders: torch.Tensor
     corr_hooks: dict[str, torch.Tensor]
-
-    @property
-    def n_prompts(self) -> int:
-        return int(self.tokens.shape[0])
-
-    @property
-    def seq_len(self) -> int:
-        return int(self.tokens.shape[1])
 
 
 def shape_config(model: Any) -> ModelConfig:

@@ -24,6 +24,7 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
 from acdc_compare.patching.autograd import GradDeltas, SharedLayerNorm
 from acdc_compare.patching.deltas import Deltas, GradReference
+from acdc_compare.patching.prompts import PromptBatch
 from acdc_compare.types import Ablation, ReceiverKind, parse_enum
 from acdc_compare.weights import ModelWeights
 
@@ -33,7 +34,7 @@ class PatchingError(ValueError):
 
 
 @dataclass(frozen=True)
-class PatchContext:
+class PatchContext(PromptBatch):
     """Everything about one batch of prompts that does not depend on the circuit.
 
     corr_out [S, N*P*d]: each sender's ablated output; corr_in_attn [L, N*P*d] / corr_in_mlp [L, N*P*d]:
@@ -41,9 +42,6 @@ class PatchContext:
     corr_q [L, H, N, P, dh], corr_k / corr_v [L, G, N, P, dh]: ablated q/k/v vectors (for direct edges).
     """
 
-    tokens: torch.Tensor
-    positions: torch.Tensor
-    ablation: Ablation
     corr_out: torch.Tensor
     corr_in_attn: torch.Tensor
     corr_in_mlp: torch.Tensor | None
@@ -52,14 +50,6 @@ class PatchContext:
     corr_k: torch.Tensor
     corr_v: torch.Tensor
     input_delta: torch.Tensor  # [N*P*d]: clean embedding minus ablated input
-
-    @property
-    def n_prompts(self) -> int:
-        return int(self.tokens.shape[0])
-
-    @property
-    def seq_len(self) -> int:
-        return int(self.tokens.shape[1])
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,36 @@ def task_from_prompts(
     the previous word, not the next word " Mary": it is refused with that hint when the spaced form is one
     token too (`check_spaces=False` accepts it as written, for answers that really continue a word).
     """
+    _check_columns(name, prompts, corrupted_prompts, correct_answers, wrong_answers)
+    clean_ids, corrupted_ids = _tokenize_twins(tokenizer, name, prompts, corrupted_prompts)
+    lengths = [len(c) for c in clean_ids]
+    if pad_token_id is None:
+        _check_equal_lengths(name, prompts, lengths)
+    pad = 0 if pad_token_id is None else int(pad_token_id)
+    correct = _answer_ids(tokenizer, name, prompts, correct_answers, "correct")
+    wrong = _answer_ids(tokenizer, name, prompts, wrong_answers, "wrong")
+    if check_spaces:
+        for i, prompt in enumerate(prompts):
+            for kind, answer in (("correct", correct_answers[i]), ("wrong", wrong_answers[i])):
+                _check_leading_space(tokenizer, name, i, prompt, kind, answer)
+    extra = dict(info or {})
+    extra.setdefault("lengths", lengths)
+    extra.setdefault("correct_answers", list(correct_answers))
+    extra.setdefault("wrong_answers", list(wrong_answers))
+    return Task(
+        name=name, clean=_padded(clean_ids, pad), corrupted=_padded(corrupted_ids, pad),
+        positions=(torch.tensor(lengths) - 1)[:, None], correct=correct[:, None],
+        wrong=wrong[:, None], description=description, prompts=tuple(prompts),
+        corrupted_prompts=tuple(corrupted_prompts),
+        correct_sets=None if correct_sets is None else tuple(tuple(int(t) for t in s) for s in correct_sets),
+        wrong_sets=None if wrong_sets is None else tuple(tuple(int(t) for t in s) for s in wrong_sets),
+        info=extra, corruption=None if corruption is None else Corruption(corruption),
+    )
+
+
+def _check_columns(name: str, prompts: Sequence[str], corrupted_prompts: Sequence[str],
+                   correct_answers: Sequence[str], wrong_answers: Sequence[str | None]) -> None:
+    """Each column a list (not one string), with one entry per prompt, and at least one prompt."""
     columns = (("prompts", prompts), ("corrupted prompts", corrupted_prompts), ("correct answers", correct_answers),
                ("wrong answers", wrong_answers))
     for what, seq in columns:
@@ -111,6 +141,11 @@ def task_from_prompts(
     for what, seq in columns[1:]:
         if len(seq) != n:
             raise TaskError(f"task {name!r}: {len(seq)} {what} for {n} prompts")
+
+
+def _tokenize_twins(tokenizer: Any, name: str, prompts: Sequence[str],
+                    corrupted_prompts: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of each clean prompt and its corrupted twin; none empty, each pair of one length."""
     clean_ids = [encode(tokenizer, p) for p in prompts]
     corrupted_ids = [encode(tokenizer, p) for p in corrupted_prompts]
     for i, (c, k) in enumerate(zip(clean_ids, corrupted_ids)):
@@ -122,44 +157,34 @@ def task_from_prompts(
                 f"but its clean prompt {prompts[i]!r} to {len(c)}; a corrupted prompt must have the same "
                 "token length as its clean twin"
             )
-    lengths = [len(c) for c in clean_ids]
-    if pad_token_id is None:
-        for i, length in enumerate(lengths):
-            if length != lengths[0]:
-                raise TaskError(
-                    f"task {name!r}: prompt {i} {prompts[i]!r} tokenizes to {length} tokens, but prompt 0 "
-                    f"{prompts[0]!r} to {lengths[0]}; all prompts of a task must have the same token length "
-                    "(or build it with pad_token_id to score each prompt at its own last token)"
-                )
-    width = max(lengths)
-    pad = 0 if pad_token_id is None else int(pad_token_id)
-    clean = torch.full((n, width), pad, dtype=torch.long)
-    corrupted = torch.full((n, width), pad, dtype=torch.long)
-    for i, (c, k) in enumerate(zip(clean_ids, corrupted_ids)):
-        clean[i, : len(c)] = torch.tensor(c)
-        corrupted[i, : len(k)] = torch.tensor(k)
-    correct = torch.tensor([single_token_id(tokenizer, a, f"task {name!r}, prompt {i} {prompts[i]!r}: correct ")
-                            for i, a in enumerate(correct_answers)])
-    wrong = torch.tensor([-1 if a is None else
-                          single_token_id(tokenizer, a, f"task {name!r}, prompt {i} {prompts[i]!r}: wrong ")
-                          for i, a in enumerate(wrong_answers)])
-    if check_spaces:
-        for i, prompt in enumerate(prompts):
-            for kind, answer in (("correct", correct_answers[i]), ("wrong", wrong_answers[i])):
-                _check_leading_space(tokenizer, name, i, prompt, kind, answer)
-    positions = torch.tensor(lengths) - 1
-    extra = dict(info or {})
-    extra.setdefault("lengths", lengths)
-    extra.setdefault("correct_answers", list(correct_answers))
-    extra.setdefault("wrong_answers", list(wrong_answers))
-    return Task(
-        name=name, clean=clean, corrupted=corrupted, positions=positions[:, None], correct=correct[:, None],
-        wrong=wrong[:, None], description=description, prompts=tuple(prompts),
-        corrupted_prompts=tuple(corrupted_prompts),
-        correct_sets=None if correct_sets is None else tuple(tuple(int(t) for t in s) for s in correct_sets),
-        wrong_sets=None if wrong_sets is None else tuple(tuple(int(t) for t in s) for s in wrong_sets),
-        info=extra, corruption=None if corruption is None else Corruption(corruption),
-    )
+    return clean_ids, corrupted_ids
+
+
+def _check_equal_lengths(name: str, prompts: Sequence[str], lengths: Sequence[int]) -> None:
+    """Without padding, every prompt must tokenize to prompt 0's length."""
+    for i, length in enumerate(lengths):
+        if length != lengths[0]:
+            raise TaskError(
+                f"task {name!r}: prompt {i} {prompts[i]!r} tokenizes to {length} tokens, but prompt 0 "
+                f"{prompts[0]!r} to {lengths[0]}; all prompts of a task must have the same token length "
+                "(or build it with pad_token_id to score each prompt at its own last token)"
+            )
+
+
+def _padded(ids: Sequence[Sequence[int]], pad: int) -> torch.Tensor:
+    """The rows of `ids` as one long tensor [n, longest], right-padded with `pad`."""
+    out = torch.full((len(ids), max(len(row) for row in ids)), pad, dtype=torch.long)
+    for i, row in enumerate(ids):
+        out[i, : len(row)] = torch.tensor(row)
+    return out
+
+
+def _answer_ids(tokenizer: Any, name: str, prompts: Sequence[str], answers: Sequence[str | None],
+                kind: str) -> torch.Tensor:
+    """Each answer's one token id ([n]); a missing (None) wrong answer is -1."""
+    return torch.tensor([-1 if a is None and kind == "wrong" else
+                         single_token_id(tokenizer, a, f"task {name!r}, prompt {i} {prompts[i]!r}: {kind} ")
+                         for i, a in enumerate(answers)])
 
 
 def _check_leading_space(tokenizer: Any, name: str, i: int, prompt: str, kind: str, answer: str | None) -> None:
