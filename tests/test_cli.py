@@ -160,3 +160,9 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
             assert shared == (", ".join(h for h in run.movers if h in ioi_movers) or "none")
     html = (tmp_path / "exp" / "report.html").read_text()
     assert "The mover question, from circuits" in html and "held-out (seed 1)" in html
+    stages = result.stage_seconds
+    assert list(stages)[:3] == ["load", "task evaluation", "head roles"]
+    assert {f"discovery: {t}" for t in result.runs} <= set(stages)
+    assert {"held-out evaluation", "drawing", "attention", "report"} <= set(stages)
+    assert all(s >= 0 for s in stages.values()) and sum(stages.values()) <= result.seconds + 1e-6
+    assert "Time per stage" in html

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_result(config: ExperimentConfig, result: Any) -> None:
     """The tasks table, each circuit's size and faithfulness, the movers, the EAP-IG curves, the duration."""
-    from acdc_compare.experiment import candidates_description
+    from acdc_compare.experiment import candidates_description, stage_table
 
     print()
     print(result.tasks_table)
@@ -96,4 +96,7 @@ def _print_result(config: ExperimentConfig, result: Any) -> None:
                   + f"  {run.curve.cpr:6.2f}{run.curve.cmd:6.2f}")
     for task, verdict in result.mover_verdicts.items():
         print(f"  movers of {task}: {verdict}")
+    print("\ntime per stage (wall seconds):")
+    for stage, seconds in stage_table(result.stage_seconds, result.seconds):
+        print(f"  {stage:32s} {seconds:7.1f}")
     print(f"\ndemo finished in {result.seconds:.0f} s")
