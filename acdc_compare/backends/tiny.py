@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import torch
 
-from acdc_compare.backends.transformer_lens import prepare_bridge
+from acdc_compare.backends.bridge_loading import prepare_bridge
 
 TinyArch = Literal["gpt2", "llama", "mistral", "neox", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "olmo2"]
 

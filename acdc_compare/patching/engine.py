@@ -13,7 +13,6 @@ upstream sender outputs of a cached run. Stages: 2l = attention of layer l, 2l+1
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 
 import torch
@@ -23,40 +22,18 @@ from acdc_compare.allocator import tune_cpu_allocator
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
 from acdc_compare.patching.autograd import GradDeltas, SharedLayerNorm
+from acdc_compare.patching.context import (
+    PatchContext,
+    PatchingError,
+    RunState,
+    kept_matrix,
+    parse_ablation,
+    receiver_stage,
+    scored_positions,
+)
 from acdc_compare.patching.deltas import Deltas, GradReference
-from acdc_compare.patching.prompts import PromptBatch
-from acdc_compare.types import Ablation, ReceiverKind, parse_enum
+from acdc_compare.types import Ablation
 from acdc_compare.weights import ModelWeights
-
-
-class PatchingError(ValueError):
-    """Bad input to the patching engine."""
-
-
-@dataclass(frozen=True)
-class PatchContext(PromptBatch):
-    """Everything about one batch of prompts that does not depend on the circuit.
-
-    corr_out [S, N*P*d]: each sender's ablated output; corr_in_attn [L, N*P*d] / corr_in_mlp [L, N*P*d]:
-    the ablated residual read by layer l's heads / MLP; corr_in_final [N, Q, d] at the scored positions;
-    corr_q [L, H, N, P, dh], corr_k / corr_v [L, G, N, P, dh]: ablated q/k/v vectors (for direct edges).
-    """
-
-    corr_out: torch.Tensor
-    corr_in_attn: torch.Tensor
-    corr_in_mlp: torch.Tensor | None
-    corr_in_final: torch.Tensor
-    corr_q: torch.Tensor
-    corr_k: torch.Tensor
-    corr_v: torch.Tensor
-    input_delta: torch.Tensor  # [N*P*d]: clean embedding minus ablated input
-
-
-@dataclass(frozen=True)
-class RunState:
-    """Sender deltas (patched minus ablated output) of a finished run: [K, S, N*P*d]."""
-
-    deltas: torch.Tensor
 
 
 class Patcher:
@@ -387,36 +364,6 @@ class Patcher:
         return tokens.long().to(self.device)
 
 
-def receiver_stage(graph: Graph, r: int) -> int:
-    """The stage that reads receiver r: 2l for layer l's heads, 2l + 1 for its MLP, 2L for the logits."""
-    rec = graph.receivers[r]
-    if rec.kind is ReceiverKind.LOGITS:
-        return 2 * graph.n_layers
-    return 2 * rec.layer + int(rec.kind is ReceiverKind.MLP)
-
-
-def scored_positions(positions: torch.Tensor | None, n: int, p: int, device: torch.device) -> torch.Tensor:
-    """Scored positions as [N, Q] (default: the last one), checked against the batch shape [n, p]."""
-    if positions is None:
-        return torch.full((n, 1), p - 1, dtype=torch.long, device=device)
-    positions = torch.as_tensor(positions, dtype=torch.long, device=device)
-    if positions.dim() == 1:
-        positions = positions[:, None]
-    if positions.shape[0] != n or positions.min() < 0 or positions.max() >= p:
-        raise PatchingError(f"positions must be [N] or [N, Q] with N={n} and values in 0..{p - 1}")
-    return positions
-
-
-def kept_matrix(graph: Graph, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
-    """Circuits as a kept matrix [K, n_edges] (a tensor passes through; circuits are checked against graph)."""
-    if isinstance(circuits, torch.Tensor):
-        return circuits
-    circuits = [circuits] if isinstance(circuits, Circuit) else list(circuits)
-    for c in circuits:
-        c.check_graph(graph)
-    return torch.stack([c.kept for c in circuits])
-
-
 def _opt(t: torch.Tensor | None, index: tuple) -> torch.Tensor | None:
     if t is None:
         return None
@@ -437,7 +384,3 @@ def _direct(corr: torch.Tensor, x: torch.Tensor, m: torch.Tensor, ref_diff: torc
 
 def _all_one(mask: torch.Tensor) -> bool:
     return bool((mask == 1).all())
-
-
-def parse_ablation(ablation: Ablation | str) -> Ablation:
-    return parse_enum(Ablation, ablation, "ablation", PatchingError)

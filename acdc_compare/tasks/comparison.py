@@ -1,9 +1,10 @@
 """Comparison prompts set against IOI: do they move names/words like IOI's name movers, and does the
 model answer them by meaning or by word order?
 
-Each generator draws prompts from word pools (filtered to single tokens of the tokenizer) under a seed,
-and builds a corrupted twin of equal token length that removes the information the answer depends on, so
-KL(clean || corrupted) and the corrupted logit difference show how much the model used that information.
+Each generator draws prompts from word pools (`comparison_words`, filtered to single tokens of the
+tokenizer) under a seed, and builds a corrupted twin of equal token length that removes the information the
+answer depends on, so KL(clean || corrupted) and the corrupted logit difference show how much the model used
+that information.
 For the order-vs-meaning tasks the corruption deliberately keeps word order: a model answering by position
 gives the same answer on the corrupted prompt, and the clean-vs-corrupted gap shrinks to nothing.
 Every generator also offers the "answers" corruption (`Corruption`), IOI's ABC style: the words that can be
@@ -14,87 +15,30 @@ words come from a generator of their own, so the clean prompts are the same unde
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.build import encode, require_pool, single_token_words, task_from_prompts
-from acdc_compare.tasks.ioi import NAMES
+from acdc_compare.tasks.comparison_words import (
+    ANIMAL_SIZES,
+    ATTRIBUTE_PAIRS,
+    COMPARATIVE_PAIRS,
+    NEUTRAL_PREDICATES,
+    PET_NAMES,
+    SPECIES,
+    VERBS,
+    fresh_pair,
+    fresh_words,
+    human_names,
+    opposite_pairs,
+    single_token_pairs,
+    two_token_relations,
+)
 
 PetPosition = Literal["last", "middle", "first"]
 Ask = Literal["opposite", "same"]
 RecallKind = Literal["adjective", "verb"]
 RecallAsk = Literal["last", "first"]
-
-# ----- pools -----------------------------------------------------------------------------------------------
-PET_NAMES: tuple[str, ...] = (
-    "Max", "Rex", "Bella", "Luna", "Rocky", "Daisy", "Spot", "Buddy", "Coco", "Milo", "Toby", "Rusty",
-    "Fluffy", "Shadow", "Ginger", "Lucky", "Pepper", "Buster", "Duke", "Tiger", "Smokey", "Oreo", "Simba",
-    "Bruno", "Rover", "Zeus", "Thor", "Ace", "Chester", "Felix", "Scout", "Ranger", "Honey", "Sugar", "Patch",
-    "Bear", "Storm", "Rocket", "Chip", "Champ", "Kiki", "Murphy", "Fido", "Pebbles", "Whiskers", "Bandit",
-    "Biscuit", "Peanut", "Muffin", "Cookie", "Sparky", "Teddy",
-)
-SPECIES: tuple[str, ...] = (
-    "dog", "cat", "rabbit", "horse", "parrot", "turtle", "pony", "puppy", "kitten", "lizard", "snake", "pig",
-    "goat", "mouse", "bird", "fish", "duck", "chicken", "hamster", "ferret", "canary", "goldfish",
-)
-# (comparative, its opposite)
-COMPARATIVE_PAIRS: tuple[tuple[str, str], ...] = (
-    ("richer", "poorer"), ("taller", "shorter"), ("older", "younger"), ("stronger", "weaker"),
-    ("faster", "slower"), ("heavier", "lighter"), ("smarter", "dumber"), ("happier", "sadder"),
-    ("louder", "quieter"), ("bigger", "smaller"), ("kinder", "meaner"), ("braver", "shyer"),
-    ("busier", "lazier"), ("calmer", "angrier"),
-)
-# Two-token relations that say nothing about who is richer, taller...: the comparative corruption.
-NEUTRAL_RELATIONS: tuple[str, ...] = (
-    "next to", "friends with", "related to", "married to", "close to", "talking to", "sitting with",
-    "working with",
-)
-# (adjective, its opposite) for attribute lookup
-ATTRIBUTE_PAIRS: tuple[tuple[str, str], ...] = (
-    ("tall", "short"), ("rich", "poor"), ("old", "young"), ("happy", "sad"), ("strong", "weak"),
-    ("fast", "slow"), ("big", "small"), ("loud", "quiet"), ("kind", "cruel"), ("smart", "dumb"),
-    ("heavy", "light"), ("clean", "dirty"), ("wet", "dry"), ("early", "late"), ("brave", "scared"),
-    ("hot", "cold"),
-)
-# One-token predicates that carry no attribute: the attribute-lookup corruption.
-NEUTRAL_PREDICATES: tuple[str, ...] = ("here", "home", "ready", "awake", "outside", "inside", "asleep", "present")
-# Animals by rough size class (0 = tiny ... 4 = huge); size pairs are at least two classes apart.
-ANIMAL_SIZES: dict[str, int] = {
-    "ant": 0, "bee": 0, "fly": 0, "spider": 0, "flea": 0, "mosquito": 0, "beetle": 0, "snail": 0, "worm": 0,
-    "mouse": 1, "rat": 1, "frog": 1, "hamster": 1, "squirrel": 1, "sparrow": 1, "lizard": 1,
-    "cat": 2, "rabbit": 2, "fox": 2, "dog": 2, "goose": 2, "duck": 2, "chicken": 2, "monkey": 2, "owl": 2,
-    "horse": 3, "cow": 3, "bear": 3, "lion": 3, "tiger": 3, "deer": 3, "camel": 3, "gorilla": 3, "zebra": 3,
-    "moose": 3, "buffalo": 3, "bison": 3, "crocodile": 3, "shark": 3,
-    "elephant": 4, "whale": 4, "giraffe": 4, "hippo": 4, "rhino": 4, "dinosaur": 4,
-}
-# Directed (word, its opposite) pairs whose opposite is unambiguous ("short" -> "tall"/"long" is left out).
-OPPOSITES: tuple[tuple[str, str], ...] = (
-    ("hot", "cold"), ("cold", "hot"), ("tall", "short"), ("fast", "slow"), ("slow", "fast"), ("up", "down"),
-    ("down", "up"), ("good", "bad"), ("bad", "good"), ("happy", "sad"), ("sad", "happy"), ("rich", "poor"),
-    ("poor", "rich"), ("young", "old"), ("alive", "dead"), ("dead", "alive"), ("wet", "dry"), ("dry", "wet"),
-    ("black", "white"), ("white", "black"), ("day", "night"), ("night", "day"), ("true", "false"),
-    ("false", "true"), ("win", "lose"), ("love", "hate"), ("hate", "love"), ("top", "bottom"),
-    ("bottom", "top"), ("north", "south"), ("south", "north"), ("east", "west"), ("west", "east"),
-    ("push", "pull"), ("pull", "push"), ("early", "late"), ("late", "early"), ("strong", "weak"),
-    ("weak", "strong"), ("loud", "quiet"), ("quiet", "loud"), ("male", "female"), ("female", "male"),
-    ("boy", "girl"), ("girl", "boy"), ("man", "woman"), ("woman", "man"), ("wide", "narrow"),
-    ("narrow", "wide"), ("deep", "shallow"), ("shallow", "deep"), ("clean", "dirty"), ("dirty", "clean"),
-    ("full", "empty"), ("empty", "full"), ("first", "last"), ("inside", "outside"), ("outside", "inside"),
-    ("above", "below"), ("below", "above"), ("before", "after"), ("after", "before"), ("yes", "no"),
-    ("no", "yes"), ("on", "off"), ("off", "on"), ("high", "low"), ("low", "high"), ("soft", "hard"),
-    ("smooth", "rough"), ("buy", "sell"), ("sell", "buy"), ("question", "answer"), ("friend", "enemy"),
-    ("enemy", "friend"), ("light", "dark"), ("dark", "light"), ("open", "closed"), ("big", "small"),
-    ("long", "short"), ("new", "old"),
-)
-
-
-# Third-person verbs for the verb-recall tasks ("Mary runs. John swims. Mary" -> " runs").
-VERBS: tuple[str, ...] = (
-    "runs", "swims", "sings", "dances", "reads", "writes", "cooks", "sleeps", "jumps", "walks", "laughs",
-    "cries", "smiles", "talks", "plays", "works", "eats", "drinks", "paints", "drives", "climbs", "waits",
-    "listens", "studies", "travels", "teaches", "skates", "rides", "dives", "sits", "stands", "flies",
-)
 
 # Every comparison task offers both corruptions; the first is the default.
 CORRUPTIONS: tuple[Corruption, ...] = (Corruption.MEANING, Corruption.ANSWERS)
@@ -110,56 +54,6 @@ def _answer_rng(seed: int) -> random.Random:
     """The generator of the fresh words of the answers corruption: separate from the prompts' generator, so
     a task's clean prompts are the same whichever corruption is chosen."""
     return random.Random(f"answers-corruption-{seed}")
-
-
-def _fresh(rng: random.Random, pool: Sequence[str], taken: Iterable[str], k: int, what: str) -> list[str]:
-    """k distinct words of `pool` that are not in `taken` (the words of the clean prompt)."""
-    blocked = set(taken)
-    free = [w for w in pool if w not in blocked]
-    if len(free) < k:
-        raise TaskError(f"too few single-token {what} for this tokenizer to replace the answers with fresh ones "
-                        f"(need {k} beyond the {len(blocked)} in the prompt, have {len(free)})")
-    return rng.sample(free, k)
-
-
-def _fresh_pair(rng: random.Random, pairs: Sequence[tuple[str, str]], taken: Iterable[str],
-                what: str) -> tuple[str, str]:
-    """A pair sharing no word with `taken`."""
-    blocked = set(taken)
-    free = [p for p in pairs if not blocked & set(p)]
-    if not free:
-        raise TaskError(f"too few {what} for this tokenizer to replace the answers with a fresh pair")
-    return rng.choice(free)
-
-
-def _human_names(tokenizer: Any, need: int, what: str) -> list[str]:
-    """Human first names (not pet names) that are one token both with and without a leading space: some
-    prompts start with a name, and the answer is the spaced form."""
-    pets = set(PET_NAMES)
-    spaced = single_token_words(tokenizer, [w for w in NAMES if w not in pets])
-    both = [w for w in spaced if len(encode(tokenizer, w.strip())) == 1]
-    if len(both) < need:
-        raise TaskError(f"only {len(both)} names are single tokens with and without a leading space for this "
-                        f"tokenizer; {what} needs at least {need}")
-    return both
-
-
-def _pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], need: int, what: str) -> list[tuple[str, str]]:
-    """Pairs whose two words are both single tokens (returned with leading spaces)."""
-    kept = [(" " + a, " " + b) for a, b in pairs
-            if len(encode(tokenizer, " " + a)) == 1 and len(encode(tokenizer, " " + b)) == 1]
-    if len(kept) < need:
-        raise TaskError(f"only {len(kept)} of the {len(pairs)} {what} are single tokens for this tokenizer; "
-                        f"the task needs at least {need}")
-    return kept
-
-
-def _relations(tokenizer: Any) -> list[str]:
-    """Neutral relations of exactly two tokens (the length of ' richer than')."""
-    kept = [" " + r for r in NEUTRAL_RELATIONS if len(encode(tokenizer, " " + r)) == 2]
-    if not kept:
-        raise TaskError("none of the neutral relations tokenizes to two tokens for this tokenizer")
-    return kept
 
 
 def _pick(corruption: Corruption, meaning: str, answers: str) -> str:
@@ -187,7 +81,7 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     name = f"pet-{position}"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
-    humans = _human_names(tokenizer, 4, name)
+    humans = human_names(tokenizer, 4, name)
     pets = require_pool(tokenizer, PET_NAMES, 2, "pet names")
     species = require_pool(tokenizer, SPECIES, 2, "pet species")
     human_word = " human"
@@ -210,8 +104,8 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
         head = (f"In a family:{h1} is a{human_word}.{h2} is a{human_word}.{p1} is a{s1}. "
                 f"The pet of this family is{p1}. In another family,")
         tail = " The pet of this family is"
-        x3, x4 = _fresh(fresh_rng, humans, (h1, h2, h3, h4), 2, "human names")
-        (y2,) = _fresh(fresh_rng, pets, (p1, p2), 1, "pet names")
+        x3, x4 = fresh_words(fresh_rng, humans, (h1, h2, h3, h4), 2, "human names")
+        (y2,) = fresh_words(fresh_rng, pets, (p1, p2), 1, "pet names")
         prompts.append(head + family(h3, h4, p2, s2) + tail)
         corrupted.append(head + _pick(chosen, family(h3, h4, p2, human_word), family(x3, x4, y2, s2)) + tail)
         correct.append(p2)
@@ -244,9 +138,9 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
     name = "poorer" if ask == "opposite" else "richer"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
-    names = _human_names(tokenizer, 2, name)
-    pairs = _pairs(tokenizer, COMPARATIVE_PAIRS, 2, "comparative pairs")
-    relations = _relations(tokenizer)
+    names = human_names(tokenizer, 2, name)
+    pairs = single_token_pairs(tokenizer, COMPARATIVE_PAIRS, 2, "comparative pairs")
+    relations = two_token_relations(tokenizer)
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
@@ -258,7 +152,7 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
         question = f" The{asked} person is"
         prompts.append(f"{a.strip()} is{stated} than{b}.{question}")
         neutral = f"{a.strip()} is{rng.choice(relations)}{b}.{question}"
-        c, d = _fresh(fresh_rng, names, (a, b), 2, "names")
+        c, d = fresh_words(fresh_rng, names, (a, b), 2, "names")
         corrupted.append(_pick(chosen, neutral, f"{c.strip()} is{stated} than{d}.{question}"))
         correct.append(b if ask == "opposite" else a)
         wrong.append(a if ask == "opposite" else b)
@@ -286,8 +180,8 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
     name = "attribute"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
-    names = _human_names(tokenizer, 2, name)
-    pairs = _pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
+    names = human_names(tokenizer, 2, name)
+    pairs = single_token_pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
     neutral = require_pool(tokenizer, NEUTRAL_PREDICATES, 1, "neutral predicates")
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong, asks_first = [], [], [], [], []
@@ -299,7 +193,7 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
         first = rng.random() < 0.5
         question = f" The{x if first else y} one is"
         z = rng.choice(neutral)
-        c, d = _fresh(fresh_rng, names, (a, b), 2, "names")
+        c, d = fresh_words(fresh_rng, names, (a, b), 2, "names")
         prompts.append(f"{a.strip()} is{x}.{b} is{y}.{question}")
         corrupted.append(_pick(chosen, f"{a.strip()} is{z}.{b} is{z}.{question}",
                                f"{c.strip()} is{x}.{d} is{y}.{question}"))
@@ -336,13 +230,13 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
     if len(pairs) < 4:
         raise TaskError(f"only {len(pairs)} animal pairs of clearly different size are single tokens for this "
                         "tokenizer; the size task needs at least 4")
-    words = _pairs(tokenizer, (("bigger", "smaller"),), 1, "size comparatives")[0]
-    relations = _relations(tokenizer)
+    words = single_token_pairs(tokenizer, (("bigger", "smaller"),), 1, "size comparatives")[0]
+    relations = two_token_relations(tokenizer)
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
         big, small = rng.choice(pairs)
-        big2, small2 = _fresh_pair(fresh_rng, pairs, (big, small), "animal pairs")
+        big2, small2 = fresh_pair(fresh_rng, pairs, (big, small), "animal pairs")
         if rng.random() < 0.5:
             first, comparative, second, first2, second2 = big, words[0], small, big2, small2
         else:
@@ -364,15 +258,6 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
 
 
 # ----- opposites and analogies -----------------------------------------------------------------------------
-def _opposites(tokenizer: Any, need: int, unspaced_first: bool = False) -> list[tuple[str, str]]:
-    pairs = _pairs(tokenizer, OPPOSITES, need, "opposite pairs")
-    if unspaced_first:
-        pairs = [(a, b) for a, b in pairs if len(encode(tokenizer, a.strip())) == 1]
-        if len(pairs) < need:
-            raise TaskError(f"only {len(pairs)} opposite pairs can start a prompt as one token; need {need}")
-    return pairs
-
-
 def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
                    corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Opposites: "The opposite of hot is" -> " cold".
@@ -387,14 +272,14 @@ def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
     name = "opposites"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
-    pairs = _opposites(tokenizer, 3)
+    pairs = opposite_pairs(tokenizer, 3)
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
         cue, answer = rng.choice(pairs)
         others = [p for p in pairs if not {p[0], p[1]} & {cue, answer}]
         other_cue = rng.choice(others)[0]
-        fresh_cue = _fresh_pair(fresh_rng, pairs, (cue, answer), "opposite pairs")[0]
+        fresh_cue = fresh_pair(fresh_rng, pairs, (cue, answer), "opposite pairs")[0]
         prompts.append(f"The opposite of{cue} is")
         corrupted.append(f"The opposite of{_pick(chosen, other_cue, fresh_cue)} is")
         correct.append(answer)
@@ -420,7 +305,7 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
     name = "analogy"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
-    pairs = _opposites(tokenizer, 4)
+    pairs = opposite_pairs(tokenizer, 4)
     firsts = [p for p in pairs if len(encode(tokenizer, p[0].strip())) == 1]
     if not firsts:
         raise TaskError("no opposite pair can start the analogy prompt as one token for this tokenizer")
@@ -434,8 +319,8 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
         if not thirds:
             raise TaskError("too few opposite pairs to build an analogy corruption for this tokenizer")
         c2 = rng.choice(thirds)[0]
-        a3, b3 = _fresh_pair(fresh_rng, firsts, (a, b, c, d), "opposite pairs")
-        c3 = _fresh_pair(fresh_rng, pairs, (a, b, c, d, a3, b3), "opposite pairs")[0]
+        a3, b3 = fresh_pair(fresh_rng, firsts, (a, b, c, d), "opposite pairs")
+        c3 = fresh_pair(fresh_rng, pairs, (a, b, c, d, a3, b3), "opposite pairs")[0]
         prompts.append(f"{a.strip()} is to{b} as{c} is to")
         corrupted.append(_pick(chosen, f"{a.strip()} is to{b} as{c2} is to", f"{a3.strip()} is to{b3} as{c3} is to"))
         correct.append(d)
@@ -470,9 +355,9 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
     name = f"{kind}-{ask}"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
-    names = _human_names(tokenizer, 3, name)
+    names = human_names(tokenizer, 3, name)
     if kind == "adjective":
-        adjective_pairs = _pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
+        adjective_pairs = single_token_pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
     else:
         verbs = require_pool(tokenizer, VERBS, 4, "verbs")
     link = " is" if kind == "adjective" else ""
@@ -484,12 +369,12 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
             pair = rng.choice(adjective_pairs)
             k = rng.randrange(2)
             x, y = pair[k], pair[1 - k]
-            x2, y2 = _fresh_pair(fresh_rng, adjective_pairs, (x, y), "adjective pairs")
+            x2, y2 = fresh_pair(fresh_rng, adjective_pairs, (x, y), "adjective pairs")
         else:
             x, y = rng.sample(verbs, 2)
-            x2, y2 = _fresh(fresh_rng, verbs, (x, y), 2, "verbs")
+            x2, y2 = fresh_words(fresh_rng, verbs, (x, y), 2, "verbs")
         asked = b if ask == "last" else a
-        (stranger,) = _fresh(fresh_rng, names, (a, b), 1, "names")
+        (stranger,) = fresh_words(fresh_rng, names, (a, b), 1, "names")
 
         def prompt(w1: str, w2: str, queried: str) -> str:
             return f"{a.strip()}{link}{w1}.{b}{link}{w2}.{queried}{link}"

@@ -12,7 +12,7 @@ from acdc_compare.algorithms.problem import make_problem
 from acdc_compare.backends import UnsupportedModelError, make_patcher, run_logits, tiny_model
 from acdc_compare.backends.hook_oracle import ablated_cache, hook_patched_logits, oracle_acdc
 from acdc_compare.backends.hook_patcher import FallbackError, HookPatcher
-from acdc_compare.backends.transformer_lens import FallbackWarning
+from acdc_compare.backends.bridge_patcher import FallbackWarning
 from acdc_compare.metrics import kl_divergence
 from acdc_compare.patching import Patcher
 from conftest import make_tiny, random_tokens, tiny_task
@@ -103,7 +103,7 @@ def test_an_architecture_the_engine_does_not_know_runs_on_the_fallback():
     import transformers
     from transformer_lens.model_bridge.sources import build_bridge_from_module
 
-    from acdc_compare.backends.transformer_lens import prepare_bridge
+    from acdc_compare.backends.bridge_loading import prepare_bridge
 
     torch.manual_seed(0)
     cfg = transformers.StableLmConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -26,14 +26,14 @@ from acdc_compare.tasks import (
     task_from_prompts,
 )
 from acdc_compare.tasks.build import encode, pad_id
-from acdc_compare.tasks.comparison import (
+from acdc_compare.tasks.comparison import make_recall
+from acdc_compare.tasks.comparison_words import (
     ANIMAL_SIZES,
     ATTRIBUTE_PAIRS,
     NEUTRAL_PREDICATES,
     PET_NAMES,
     SPECIES,
     VERBS,
-    make_recall,
 )
 from acdc_compare.tasks.ioi import NAMES
 from conftest import make_tiny, random_tokens

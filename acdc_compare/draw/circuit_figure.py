@@ -1,0 +1,57 @@
+"""Drawing one circuit: nodes filled by role, edges styled by kind and sized by |score|, with a legend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from acdc_compare.circuit import Circuit
+from acdc_compare.draw.legend import circuit_legend, legend_table
+from acdc_compare.draw.plan import MAX_DRAWN_EDGES, nodes_of, plan_drawing
+from acdc_compare.draw.render import (
+    add_node,
+    add_ranks,
+    check_paths,
+    direct_text,
+    new_agraph,
+    sorted_nodes,
+    write_drawing,
+)
+from acdc_compare.draw.styles import EDGE_STYLES, edge_width, role_palette, score_scale
+from acdc_compare.export import check_roles, prune_to_paths
+from acdc_compare.files import PathLike
+from acdc_compare.graph import INPUT, LOGITS
+
+
+def draw_circuit(c: Circuit, path: PathLike | Sequence[PathLike], roles: Mapping[str, str] | None = None,
+                 title: str | None = None, prune: bool = True, max_edges: int | None = MAX_DRAWN_EDGES) -> str:
+    """Draw a circuit to `path` (.svg, .png, or .dot for the source; a list of paths shares one layout) and
+    return the DOT source.
+
+    With `prune` (default) edges off every input-to-logits path are dropped first (`prune_to_paths`).
+    Over `max_edges` arrows only the highest-|score| edges are drawn, with a note in the legend
+    (`plan_drawing`; None draws everything, however long the layout takes).
+    Nodes are filled by role (`roles`: node name -> role, e.g. {'a9.h9': 'name mover'}), with a legend.
+    """
+    paths = check_paths(path)
+    roles = check_roles(c.graph, roles)
+    plan = plan_drawing(c, prune, max_edges)
+    edges, g = plan.edges, plan.g
+    nodes = sorted_nodes(c.graph, nodes_of(edges, g, c.graph) | {INPUT, LOGITS})
+    palette = role_palette(roles)
+    used = sorted({roles.get(n, "unknown") for n in nodes if n not in (INPUT, LOGITS)}, key=list(palette).index)
+    scale = score_scale(edges)
+    shown = prune_to_paths(c) if prune else c
+    ag = new_agraph(legend_table(title, circuit_legend(c, shown, roles, used, palette, scale, prune, plan.note)))
+    for node in nodes:
+        role = roles.get(node, "unknown")
+        fill = "#ffffff" if node in (INPUT, LOGITS) else palette[role]
+        direct = direct_text(g, node)
+        tooltip = f"{node}: {role}" + (f"; direct edges kept: {direct}" if direct else "")
+        add_node(ag, c.graph, node, fill, node, tooltip, direct)
+    add_ranks(ag, c.graph, nodes)
+    for e in edges:
+        colour, style = EDGE_STYLES[e.kind]
+        ag.add_edge(e.up, e.down, key=e.name, color=colour + "cc", style=style,
+                    penwidth=f"{edge_width(e.score, scale):.2f}", tooltip=f"{e.name}: {e.score:.4g}",
+                    **{"class": "circuit"})
+    return write_drawing(ag, paths, len(edges))

@@ -1,0 +1,66 @@
+"""Legends of drawings. A legend is a list of lines (label, content HTML), laid out as a two-column HTML
+table used as the graph's label, so it adds no nodes or edges. Content is either text runs or a row of
+coloured swatches."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+
+from acdc_compare.circuit import Circuit
+from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_STYLES
+
+Run = tuple[str, str | None]  # text, font colour
+LegendLine = tuple[str, str]
+
+
+def runs(runs: list[Run]) -> str:
+    """Coloured text runs, three spaces apart."""
+    parts = [html.escape(t) if c is None else f'<font color="{c}">{html.escape(t)}</font>' for t, c in runs]
+    return "&nbsp;&nbsp;&nbsp;".join(parts)
+
+
+def swatches(items: list[tuple[str, str, str | None]]) -> str:
+    """A row of boxed labels: (text, background, font colour); a blank when there are none (Graphviz
+    refuses an empty row)."""
+    if not items:
+        return " "
+    cells = "".join(
+        f'<td bgcolor="{bg}" border="1">{runs([(text, colour)])}</td>' for text, bg, colour in items
+    )
+    return f'<table border="0" cellborder="0" cellspacing="3" cellpadding="2"><tr>{cells}</tr></table>'
+
+
+def legend_table(title: str | None, lines: list[LegendLine]) -> str:
+    """Title and legend lines as one HTML table: bold labels on the left, content left-aligned."""
+    rows = []
+    if title:
+        heading = f'<font point-size="16"><b>{html.escape(title)}</b></font>'
+        rows.append(f'<tr><td colspan="2" align="left">{heading}</td></tr>')
+    for label, content in lines:  # Graphviz refuses empty <b></b>
+        bold = f"<b>{html.escape(label)}</b>" if label else " "
+        rows.append(f'<tr><td align="left">{bold}</td><td align="left">{content}</td></tr>')
+    return f'<table border="0" cellborder="0" cellspacing="2" cellpadding="1">{"".join(rows)}</table>'
+
+
+def circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: list[str],
+                    palette: Mapping[str, str], scale: float, prune: bool, note: str = "") -> list[LegendLine]:
+    summary = f"{shown.n_kept} of {c.n_edges} edges kept"
+    if prune:
+        summary += f" ({c.n_kept - shown.n_kept} off every input-to-logits path pruned)"
+    lines = [
+        ("edges:", runs([(f"{kind} ({style})", colour) for kind, (colour, style) in EDGE_STYLES.items()])),
+        ("width:", runs([(f"~ |score|, max {scale:.3g}" if scale else "no scores", None)])),
+        ("", runs([(summary, "#555555")])),
+    ]
+    if note:
+        lines.append(("", runs([(note, "#b00000")])))
+    if roles:
+        lines.insert(0, ("roles:", swatches([(role, palette[role], None) for role in used])))
+    return lines
+
+
+def comparison_legend(labels: Mapping[str, str], counts: Mapping[str, int]) -> list[LegendLine]:
+    sets = [(f"{labels[m]} ({counts[m]} edges)", COMPARISON_COLORS[m][1], COMPARISON_COLORS[m][0]) for m in labels]
+    styles = runs([(f"{kind} {style}", None) for kind, (_, style) in EDGE_STYLES.items()])
+    return [("colour:", swatches(sets)), ("style:", styles)]

@@ -1,0 +1,125 @@
+"""The Graphviz graph of a drawing: nodes in ranks (one per layer's heads, one per layer's MLP, each led by
+a grey layer label), and writing the DOT source and its dot layouts (.svg, .png), all from one layout.
+pygraphviz is imported inside the functions only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from acdc_compare.export import node_attributes
+from acdc_compare.files import PathLike, atomic_write
+from acdc_compare.graph import Graph
+
+if TYPE_CHECKING:
+    import pygraphviz
+
+_SUFFIXES = (".svg", ".png", ".dot")
+FAST_LAYOUT_ARROWS = 150  # above it dot runs with fewer layout iterations
+_FAST_LAYOUT = {"nslimit": "2", "nslimit1": "2", "mclimit": "0.2"}
+
+
+def new_agraph(label_html: str) -> "pygraphviz.AGraph":
+    """An empty top-to-bottom graph with the drawings' fonts and spacing, labelled by `label_html`."""
+    import pygraphviz
+
+    ag = pygraphviz.AGraph(directed=True, strict=False, name="circuit")
+    ag.graph_attr.update(
+        rankdir="TB", splines="spline", nodesep="0.18", ranksep="0.55", outputorder="edgesfirst",
+        labelloc="t", labeljust="l", fontname="Helvetica", fontsize="12", dpi="96", newrank="true",
+        label=f"<{label_html}>",
+    )
+    ag.node_attr.update(fontname="Helvetica", fontsize="11", style="filled", penwidth="1", margin="0.04,0.02")
+    ag.edge_attr.update(arrowsize="0.5", fontname="Helvetica")
+    return ag
+
+
+def sorted_nodes(graph: Graph, nodes: set[str]) -> list[str]:
+    """Nodes in forward order, so the DOT source (and the layout) is the same on every run."""
+    order = {name: i for i, name in enumerate(graph.node_names)}
+    return sorted(nodes, key=order.__getitem__)
+
+
+def _rank_of(graph: Graph, node: str) -> tuple[int, int]:
+    """Sort key of a node's rank: (layer, 0) for heads, (layer, 1) for MLPs; input first, logits last."""
+    info = node_attributes(graph, node)
+    return info["layer"], int(info["kind"] == "mlp")
+
+
+def _rank_label(graph: Graph, rank: tuple[int, int]) -> str:
+    layer, is_mlp = rank
+    if layer < 0 or layer >= graph.n_layers:
+        return ""
+    return f"L{layer} mlp" if is_mlp else f"L{layer} attn"
+
+
+def add_ranks(ag: "pygraphviz.AGraph", graph: Graph, nodes: list[str]) -> None:
+    """One `rank=same` subgraph per occupied rank, led by a layer label chained top to bottom."""
+    ranks: dict[tuple[int, int], list[str]] = {}
+    for node in nodes:
+        ranks.setdefault(_rank_of(graph, node), []).append(node)
+    previous: str | None = None
+    for i, rank in enumerate(sorted(ranks)):
+        label = f"_rank{i}"
+        ag.add_node(label, label=_rank_label(graph, rank), shape="plaintext", style="", fontcolor="#888888",
+                    fontsize="10", width="0.6")
+        members = [label, *ranks[rank]]
+        ag.add_subgraph(members, name=f"rank{i}", rank="same")
+        for node in ranks[rank]:  # flat edges put the label left of its rank; dot orders the nodes
+            ag.add_edge(label, node, key="_order", style="invis", **{"class": "layout"})
+        if previous is not None:
+            ag.add_edge(previous, label, key="_spine", style="invis", weight="100", **{"class": "layout"})
+        previous = label
+
+
+def _node_style(graph: Graph, node: str) -> dict[str, str]:
+    kind = node_attributes(graph, node)["kind"]
+    if kind in ("input", "logits"):
+        return {"shape": "box", "style": "filled,bold", "fontsize": "12", "width": "1.2"}
+    if kind == "mlp":
+        return {"shape": "box", "style": "filled"}
+    return {"shape": "box", "style": "filled,rounded"}
+
+
+def direct_text(g: nx.MultiDiGraph, node: str) -> str:
+    """The node's kept direct edges ('q,k'), '' for none."""
+    return ",".join(g.nodes[node]["direct_edges_kept"]) if node in g.nodes else ""
+
+
+def add_node(ag: "pygraphviz.AGraph", graph: Graph, node: str, fill: str, label: str, tooltip: str,
+             direct: str) -> None:
+    """A node shaped by its kind (input/logits, head, MLP); `direct` lists its kept direct edges."""
+    ag.add_node(node, label=label, fillcolor=fill, tooltip=tooltip, direct=direct, **_node_style(graph, node))
+
+
+def write_drawing(ag: "pygraphviz.AGraph", paths: Sequence[Path], n_arrows: int) -> str:
+    """Write the DOT source (.dot) and dot-layout renderings (.svg, .png), all from one layout; return the
+    DOT source (without layout attributes)."""
+    source = ag.string()
+    laid_out = False
+    for path in paths:
+        suffix = path.suffix.lower()
+        if suffix == ".dot":
+            atomic_write(path, source.encode("utf-8"))
+            continue
+        if not laid_out:
+            if n_arrows > FAST_LAYOUT_ARROWS:
+                ag.graph_attr.update(_FAST_LAYOUT)
+            ag.layout(prog="dot")
+            laid_out = True
+        atomic_write(path, ag.draw(format=suffix[1:]))
+    return source
+
+
+def check_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
+    """One path or several; each must end in a known format."""
+    paths = [Path(p) for p in path] if isinstance(path, Sequence) and not isinstance(path, str) else [Path(path)]
+    if not paths:
+        raise ValueError("no output path given")
+    for p in paths:
+        if p.suffix.lower() not in _SUFFIXES:
+            raise ValueError(f"cannot tell the format of {p}: use one of {', '.join(_SUFFIXES)}")
+    return paths
