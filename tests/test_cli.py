@@ -142,11 +142,11 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
 
     config = ExperimentConfig(model=str(tiny_dir), k=40, n_prompts=4, n_eval=4, curve=False, progress=False)
     result = run_experiment(config, tmp_path / "exp")
-    assert list(result.runs) == ["ioi", "pet-last", "pet-first", "adjective-first"]
+    assert list(result.runs) == ["ioi", "pet-last", "pet-first", "verb-last", "adjective-first"]
     for name, run in result.runs.items():
         assert run.circuit.settings["corruption"] == "answers"
         assert math.isfinite(run.held_out_faithfulness)
-        same_prompts = replace(config, held_out_seed=config.seed)
+        same_prompts = replace(config, held_out_seed=config.seed, n_held_out=config.n_prompts)
         assert held_out_faithfulness(run.circuit, name, get_model(str(tiny_dir)), same_prompts) == \
             pytest.approx(run.faithfulness, abs=1e-6)
     rows = {row["task"]: row for row in result.mover_table}

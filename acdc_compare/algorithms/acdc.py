@@ -128,17 +128,22 @@ def estimated_seconds(problem: Evaluator, n_tests: int) -> float:
 
 
 def acdc(problem: Evaluator, threshold: float, *, candidates: torch.Tensor | None = None,
-         **options: Any) -> Circuit:
-    """Greedy ACDC at `threshold` (options: see `AcdcOptions`); `candidates` as in `run_acdc`."""
-    return run_acdc(problem, AcdcOptions(threshold=threshold, **options), candidates=candidates)
+         fixed: torch.Tensor | None = None, **options: Any) -> Circuit:
+    """Greedy ACDC at `threshold` (options: see `AcdcOptions`); `candidates` and `fixed` as in `run_acdc`."""
+    return run_acdc(problem, AcdcOptions(threshold=threshold, **options), candidates=candidates, fixed=fixed)
 
 
-def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | None = None) -> Circuit:
+def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | None = None,
+             fixed: torch.Tensor | None = None) -> Circuit:
     """Run greedy ACDC and return the circuit with each tested edge's score (its metric change).
 
     `candidates` (bool [n_edges], optional): only these edges are tested; every other edge is removed before
     the first test and never tested (score NaN). The greedy run then starts from that circuit, in the same
     order. None (or all True) is plain ACDC.
+
+    `fixed` (bool [n_edges], optional, disjoint from `candidates`): edges kept without a test (score NaN),
+    e.g. the highest-ranked edges of an attribution; the dead-receiver rule still removes one whose receiver
+    dies, since it could change nothing.
 
     `options.max_tests` stops after that many tested edges (for time-boxed runs and benchmarks): the result is
     then partial (settings["complete"] is False, untested edges stay kept); with a journal, rerunning resumes."""
@@ -146,7 +151,7 @@ def run_acdc(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor 
     order = options.order
     steps = reference_order(graph) if order == "reference" else order_from_edge_names(graph, order)
     started = time.perf_counter()
-    run = _start(problem, options, candidates)
+    run = _start(problem, options, candidates, fixed)
     try:
         for step in steps:
             if run.tests_left() == 0:
@@ -179,6 +184,7 @@ class _Run:
     n_tested: int
     n_candidates: int
     bar: Bar
+    fixed: frozenset[int] = frozenset()
     batch: int = 1
 
     def tests_left(self) -> int | None:
@@ -208,9 +214,11 @@ class _Run:
             self.writer.close()
 
 
-def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | None) -> _Run:
-    """The run before its first test: every edge kept, less the non-candidates, then the journal's decisions
-    replayed; the journal reopened for appending and the bar started at the replayed count."""
+def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | None,
+           fixed: torch.Tensor | None = None) -> _Run:
+    """The run before its first test: every edge kept, less the non-candidates (the fixed ones stay), then the
+    journal's decisions replayed; the journal reopened for appending and the bar started at the replayed
+    count."""
     graph = problem.graph
     kept = torch.ones(graph.n_edges, dtype=torch.bool)
     scores = torch.full((graph.n_edges,), math.nan, dtype=torch.float64)
@@ -219,11 +227,20 @@ def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | 
     identity = {**problem.fingerprint(), "threshold": options.threshold, "abs_value": options.abs_value,
                 "order": options.order if isinstance(options.order, str) else "custom"}
     done: set[int] = set()
+    fixed_set: frozenset[int] = frozenset()
+    if fixed is not None:
+        if candidates is None:
+            raise ValueError("fixed edges need candidates: the edges ACDC tests, disjoint from the fixed ones")
+        fixed = _check_candidates(fixed, graph, "fixed")
+        if bool((fixed & _check_candidates(candidates, graph)).any()):
+            raise ValueError("an edge cannot be both fixed (kept untested) and a candidate (tested)")
+        identity["fixed_sha256"] = hashlib.sha256(fixed.numpy().tobytes()).hexdigest()[:16]
+        fixed_set = frozenset(torch.nonzero(fixed).flatten().tolist())
     if candidates is not None:
         candidates = _check_candidates(candidates, graph)
         identity["candidates_sha256"] = hashlib.sha256(candidates.numpy().tobytes()).hexdigest()[:16]
         if not bool(candidates.all()):
-            kept &= candidates
+            kept &= candidates if fixed is None else candidates | fixed
             done.update(torch.nonzero(~candidates).flatten().tolist())
             current = float(problem.evaluate(kept[None])[0])
     journal = options.journal
@@ -232,7 +249,8 @@ def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | 
         kept[d.edge], scores[d.edge], current = d.kept, d.score, d.metric
         done.add(d.edge)
     writer = JournalWriter(journal, identity, len(replayed)) if journal is not None else None
-    initial = torch.ones(graph.n_edges, dtype=torch.bool) if candidates is None else candidates
+    initial = torch.ones(graph.n_edges, dtype=torch.bool) if candidates is None else (
+        candidates if fixed is None else candidates | fixed)
     n_candidates = graph.n_edges if candidates is None else int(candidates.sum())
     decided = sum(1 for d in replayed if candidates is None or bool(candidates[d.edge]))
     return _Run(
@@ -243,7 +261,7 @@ def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | 
                            default=problem.n_stages),
         live=Liveness(graph, kept), n_tested=sum(1 for d in replayed if not math.isnan(d.score)),
         n_candidates=n_candidates,
-        bar=as_progress(options.progress)("ACDC", n_candidates, unit="edge", initial=decided),
+        bar=as_progress(options.progress)("ACDC", n_candidates, unit="edge", initial=decided), fixed=fixed_set,
     )
 
 
@@ -251,11 +269,17 @@ def _test_step(problem: Evaluator, run: _Run, step: Step) -> None:
     """Decide one step's undecided edges: all removed untested if the receiver is dead, else tested in
     speculative batches that double while edges are removed and halve when one is kept."""
     todo = [e for e in step.edges if e not in run.done]
-    if not todo:
+    if not todo and not run.fixed:
         return
     if run.live.dead(step.receiver, step.direct, run.kept):
         for e in todo:
             run.decide(e, False, math.nan)
+        for e in step.edges:
+            if e in run.fixed and bool(run.kept[e]):
+                run.kept[e] = False
+                run.live.removed(e)
+        return
+    if not todo:
         return
     stage = problem.stage(step.receiver)
     if run.lowest_changed < stage:  # the cached upstream outputs are stale (custom orders only)
@@ -314,10 +338,10 @@ def _result(problem: Evaluator, run: _Run, started: float) -> Circuit:
     )
 
 
-def _check_candidates(candidates: torch.Tensor, graph: Graph) -> torch.Tensor:
+def _check_candidates(candidates: torch.Tensor, graph: Graph, what: str = "candidates") -> torch.Tensor:
     candidates = torch.as_tensor(candidates).detach().to("cpu")
     if candidates.dtype != torch.bool or candidates.shape != (graph.n_edges,):
-        raise ValueError(f"candidates must be a bool tensor of shape ({graph.n_edges},), got "
+        raise ValueError(f"{what} must be a bool tensor of shape ({graph.n_edges},), got "
                          f"{candidates.dtype} {tuple(candidates.shape)}")
     return candidates
 

@@ -9,6 +9,13 @@ What it does, exactly:
    before ACDC prunes them (`settings["k"]`, `settings["candidate_faithfulness"]`). Every other edge
    is removed before ACDC starts and is never tested; its score in the result is NaN, like an edge ACDC
    removed untested because its receiver was dead.
+   With `functional`, the candidates are first reduced to their part on input->logits paths
+   (`Circuit.functional`): the dropped edges change no metric, so no test is spent on them and the edge
+   budget goes to edges that can matter.
+   With `tested=t`, ACDC tests only the t lowest-ranked candidates; the higher-ranked ones are kept without a
+   test (`run_acdc(..., fixed=...)`). A circuit of a few hundred edges chosen by ACDC on 8 prompts keeps
+   less of the behaviour on new prompts than a larger one chosen by attribution: the fixed edges carry the
+   mechanism, ACDC decides the uncertain boundary exactly.
 3. Run greedy ACDC (`acdc(problem, threshold, candidates=...)`) from that circuit: same reference order,
    same threshold rule, same dead-receiver rule, testing only candidates. Scores of tested edges are
    ACDC's (the metric change their removal caused, on the circuit at that moment).
@@ -24,6 +31,7 @@ and backward passes plus at most k tested edges instead of n_edges.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +60,10 @@ class HybridOptions(AcdcOptions):
     prior: torch.Tensor | None = option(None, "EAP-IG scores to rank by instead of running EAP-IG", cli=False)
     absolute: bool = option(True, "rank edges by |score| (MIB's convention)")
     rule: IGRule = option("left", "Riemann rule of the integration", flag="--ig-rule")
+    tested: int | None = option(None, "hybrid: ACDC tests only this many lowest-ranked candidates; the "
+                                      "higher-ranked ones are kept untested (None: test every candidate)")
+    functional: bool = option(False, "hybrid: reduce the candidates to their input->logits paths first (the "
+                                     "dropped edges change nothing)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,6 +77,9 @@ class HybridOptions(AcdcOptions):
                 raise ValueError(f"coverage must be a faithfulness in (0, 1], got {coverage!r}")
         check_steps(self.steps)
         ig_alphas(1, self.rule)
+        t = self.tested
+        if t is not None and (isinstance(t, bool) or int(t) != t or t < 0):
+            raise ValueError(f"tested must be a whole number >= 0 (or None for every candidate), got {t!r}")
 
 
 def hybrid(problem: Problem, threshold: float, **options: Any) -> Circuit:
@@ -96,13 +111,31 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
             k, reached = smallest_covering_k(problem, prior, float(coverage), progress=options.progress)
             extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
         prior_seconds = time.perf_counter() - started
-        candidates = Circuit.from_scores(graph, prior, top_n=int(k)).kept  # type: ignore[arg-type]
-    found = run_acdc(problem, options, candidates=candidates)
+        top = Circuit.from_scores(graph, prior, top_n=int(k))  # type: ignore[arg-type]
+        candidates = (top.functional() if options.functional else top).kept
+    fixed = None
+    if candidates is not None and options.tested is not None:
+        fixed, candidates = split_by_rank(candidates, prior, options.tested)  # type: ignore[arg-type]
+        extra["n_fixed"] = int(fixed.sum())
+    found = run_acdc(problem, options, candidates=candidates, fixed=fixed)
     settings = {**found.settings, "method": "hybrid", "k": n if k is None else int(k), **extra,
+                "tested": options.tested, "functional": options.functional,
                 "steps": options.steps if filtered else 0, "absolute": options.absolute, "rule": options.rule,
                 "prior_seconds": prior_seconds, "acdc_seconds": found.settings["seconds"],
                 "seconds": time.perf_counter() - started}
     return Circuit(graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
+
+
+def split_by_rank(chosen: torch.Tensor, scores: torch.Tensor, n_low: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(high, low): the chosen edges [n_edges] split into the `n_low` lowest-scored (NaN lowest; ties: the
+    later edge lower) and the rest."""
+    idx = torch.nonzero(chosen).flatten()
+    key = torch.nan_to_num(scores[idx].double(), nan=-math.inf)
+    order = idx[torch.sort(-key, stable=True).indices]
+    n_high = max(0, len(order) - int(n_low))
+    high = torch.zeros_like(chosen)
+    high[order[:n_high]] = True
+    return high, chosen & ~high
 
 
 def coverage_grid(n_edges: int, start: int = 25) -> list[int]:
@@ -137,4 +170,4 @@ def smallest_covering_k(problem: Problem, scores: torch.Tensor, coverage: float,
 SPEC = AlgorithmSpec("hybrid", HybridOptions, run_hybrid, "EAP-IG picks the candidates (top k, or by coverage), "
                      "exact greedy ACDC decides among them")
 
-__all__ = ["SPEC", "HybridOptions", "coverage_grid", "hybrid", "run_hybrid", "smallest_covering_k"]
+__all__ = ["SPEC", "HybridOptions", "coverage_grid", "hybrid", "run_hybrid", "smallest_covering_k", "split_by_rank"]

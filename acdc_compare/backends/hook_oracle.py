@@ -218,10 +218,13 @@ def oracle_order(graph: Graph) -> list[tuple[str, list[str]]]:
     return steps
 
 
-def oracle_acdc(evaluate, graph: Graph, threshold: float) -> tuple[torch.Tensor, dict[str, float]]:
+def oracle_acdc(evaluate, graph: Graph, threshold: float, *, start: torch.Tensor | None = None,
+                fixed: frozenset[str] = frozenset()) -> tuple[torch.Tensor, dict[str, float]]:
     """Greedy ACDC, one full evaluation per tested edge. `evaluate(kept) -> float` (metric to minimise).
-    Returns the kept mask and the score of each tested edge."""
-    kept = torch.ones(graph.n_edges, dtype=torch.bool)
+    `start`: the circuit it starts from (every edge by default; one outside it is never tested); `fixed`:
+    edges kept without a test unless their receiver dies. Returns the kept mask and the score of each tested
+    edge."""
+    kept = torch.ones(graph.n_edges, dtype=torch.bool) if start is None else start.clone()
     scores: dict[str, float] = {}
     current = evaluate(kept)
 
@@ -250,6 +253,8 @@ def oracle_acdc(evaluate, graph: Graph, threshold: float) -> tuple[torch.Tensor,
                 continue
         for name in edges:
             e = graph.edge_index(name)
+            if not kept[e] or name in fixed:
+                continue
             kept[e] = False
             value = evaluate(kept)
             scores[name] = value - current

@@ -48,6 +48,8 @@ def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[E
         evaluation = evals.get((t, corruption))
         shared = MoverOverlap(t, run.movers, ioi_movers, n_heads)
         is_ioi = t == config.task
+        weak = weak_note(evaluation.accuracy if evaluation else None, config)
+        verdict = f"IOI's name movers: {len(run.movers)} heads" if is_ioi else shared.verdict()
         rows.append({
             "task": t, "answer kind": task_spec(t).answer_kind,
             "accuracy": _pct(evaluation.accuracy) if evaluation else "",
@@ -55,7 +57,7 @@ def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[E
             "held-out faithfulness": _fmt(run.held_out_faithfulness), "movers": ", ".join(run.movers) or "none",
             "shared with IOI's name movers": "(these are IOI's)" if is_ioi else ", ".join(shared.shared) or "none",
             "chance overlap": "" if is_ioi else f"{shared.chance:.2f}",
-            "verdict": f"IOI's name movers: {len(run.movers)} heads" if is_ioi else shared.verdict(),
+            "verdict": f"{weak}; {verdict}" if weak else verdict,
         })
     return rows
 
@@ -65,6 +67,22 @@ def candidates_description(config: ExperimentConfig) -> str:
         return f"the fewest reaching faithfulness {config.coverage} (grid 25 x 2^i)"
     extra = ", ".join(f"{t}: {k}" for t, k in config.task_k if t in config.circuit_tasks)
     return f"{config.k}" + (f" ({extra})" if extra else "")
+
+
+def tested_description(config: ExperimentConfig) -> str:
+    """How many of each task's lowest-ranked candidates exact ACDC tests."""
+    if config.tested is None and not config.task_tested:
+        return "all"
+    extra = ", ".join(f"{t}: {k}" for t, k in config.task_tested if t in config.circuit_tasks)
+    return f"{'all' if config.tested is None else config.tested}" + (f" ({extra})" if extra else "")
+
+
+def weak_note(accuracy: float | None, config: ExperimentConfig) -> str:
+    """'' for a behaviour the model shows, else why the circuit is weak evidence."""
+    if accuracy is None or accuracy >= config.min_accuracy:
+        return ""
+    return (f"WEAK: the model answers it {_pct(accuracy)} of the time (< {_pct(config.min_accuracy)}), so its "
+            "circuit is mostly noise")
 
 
 def stage_table(stage_seconds: dict[str, float], total: float) -> list[tuple[str, float]]:
@@ -98,9 +116,14 @@ def _summary_sections(r: ReportInputs) -> list[Any]:
     return [
         KeyValues("Settings", {"model": r.model_label, "method": config.method, "threshold": config.threshold,
                                "hybrid candidates (top-k EAP-IG edges)": candidates_description(config),
+                               "candidates reduced to input->logits paths": config.functional,
+                               "candidates ACDC tests (lowest-ranked; the rest kept untested)":
+                                   tested_description(config),
                                "EAP-IG steps": config.steps,
                                "prompts per discovery": config.n_prompts, "prompts per task evaluation": config.n_eval,
-                               "seed": config.seed, "graph": anchor.graph.config.key,
+                               "seed": config.seed, "held-out prompts (seed)":
+                                   f"{config.n_held_out} ({config.held_out_seed})",
+                               "graph": anchor.graph.config.key,
                                "edges in the graph": anchor.n_edges}),
         Text("Method", _method_note(config), preformatted=False),
         Table("Example prompt per task (prompt 0 of each; the corrupted prompt differs only where shown)",
@@ -109,7 +132,8 @@ def _summary_sections(r: ReportInputs) -> list[Any]:
         Text("Task accuracies and order-vs-meaning pairs", r.result.tasks_table, preformatted=True),
         Table("Circuits", ["task", "corruption", "edges kept", "share of the graph", "functional edges",
                            "functional heads", "metric full", "metric circuit", "metric empty",
-                           "normalised faithfulness", f"held-out (seed {config.held_out_seed})", "edges tested",
+                           "normalised faithfulness",
+                           f"held-out ({config.n_held_out} prompts, seed {config.held_out_seed})", "edges tested",
                            "seconds"],
               [_circuit_row(run, config) for run in runs.values()]),
         Text("Target", _target_note(runs, config)),
@@ -227,11 +251,12 @@ def _target_note(runs: dict[str, TaskRun], config: ExperimentConfig) -> str:
     lines = []
     for t, run in runs.items():
         budget = config.max_edge_fraction * run.circuit.n_edges
-        ok = [run.faithfulness >= config.target_faithfulness, run.held_out_faithfulness >= config.target_faithfulness,
+        ok = [run.faithfulness >= config.target_faithfulness, run.held_out_faithfulness >= config.target_held_out,
               run.circuit.n_kept <= budget]
         state = "reaches" if all(ok) else "does NOT reach"
-        lines.append(f"{t} {state} the target (normalised faithfulness >= {config.target_faithfulness:g} in-sample "
-                     f"and held-out with <= {100 * config.max_edge_fraction:g}% of the edges): {run.faithfulness:.2f} "
+        lines.append(f"{t} {state} the target (normalised faithfulness >= {config.target_faithfulness:g} in-sample, "
+                     f">= {config.target_held_out:g} on {config.n_held_out} held-out prompts, with <= "
+                     f"{100 * config.max_edge_fraction:g}% of the edges): {run.faithfulness:.2f} "
                      f"/ {run.held_out_faithfulness:.2f} with {run.circuit.n_kept} edges "
                      f"({100 * run.circuit.n_kept / run.circuit.n_edges:.2f}%).")
     return "\n".join(lines)
@@ -240,14 +265,16 @@ def _target_note(runs: dict[str, TaskRun], config: ExperimentConfig) -> str:
 def _method_note(config: ExperimentConfig) -> str:
     if config.method == "hybrid":
         return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top "
-                f"{candidates_description(config)} become ACDC's candidates and every other edge is removed "
-                "untested; exact "
-                "greedy ACDC (reference order and semantics, KL metric, corrupted ablation, relative threshold "
-                f"{config.threshold}) decides among the candidates; each task's tau is that fraction of its own "
+                f"{candidates_description(config)} are the candidate circuit and every other edge is removed "
+                "untested" + (", then the candidates are reduced to their input-to-logits paths (the others "
+                              "change no metric)" if config.functional else "")
+                + f"; exact greedy ACDC tests the lowest-ranked {tested_description(config)} of them and keeps "
+                "the higher-ranked ones untested (reference order and semantics, KL metric, corrupted ablation, "
+                f"relative threshold {config.threshold}); each task's tau is that fraction of its own "
                 f"KL(full || empty circuit). Corrupted prompts: the {config.corruption.value} corruption where the "
                 "task offers it (the answer-like words replaced by fresh ones, as IOI's ABC distribution does), so "
                 "the ablation removes what the answer is copied from. Each circuit is also evaluated on "
-                f"{config.n_prompts} prompts of seed {config.held_out_seed}, which it was not discovered on. "
+                f"{config.n_held_out} prompts of seed {config.held_out_seed}, which it was not discovered on. "
                 "Exact ACDC over all edges of this model takes about a day on 2 CPU cores; on a GPU use "
                 "--method acdc.")
     return f"Method {config.method}, threshold {config.threshold}."

@@ -127,13 +127,14 @@ def _run_method(problem: Problem, config: ExperimentConfig, prior: torch.Tensor 
     if config.method == "acdc":
         return run_method(problem, config.method, threshold, progress=bars)
     return run_method(problem, config.method, threshold, k=None if config.coverage is not None else k,
-                      coverage=config.coverage, steps=config.steps, progress=bars, prior=prior)
+                      coverage=config.coverage, steps=config.steps, progress=bars, prior=prior,
+                      tested=config.tested_of(problem.task.name), functional=config.functional)
 
 
 def held_out_faithfulness(circuit: Circuit, task: str, model: Any, config: ExperimentConfig) -> float:
-    """Normalised faithfulness of `circuit` on the task's prompts of `held_out_seed`, which it was not
-    discovered on: does the circuit explain the task, or only its sample?"""
-    problem = prepare(task, model=model, n_prompts=config.n_prompts, seed=config.held_out_seed,
+    """Normalised faithfulness of `circuit` on `n_held_out` prompts of the task of `held_out_seed`, which it
+    was not discovered on: does the circuit explain the task, or only its sample?"""
+    problem = prepare(task, model=model, n_prompts=config.n_held_out, seed=config.held_out_seed,
                       corruption=config.corruption_of(task), check=False)
     full, empty = problem.metric_ends
     return normalized_faithfulness(float(problem.evaluate(circuit)[0]), full, empty)

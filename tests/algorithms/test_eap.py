@@ -215,6 +215,55 @@ def test_hybrid_tests_only_its_candidates_and_is_greedy_acdc_over_them(k):
     assert torch.equal(same.kept, found.kept)
 
 
+@pytest.mark.parametrize("k,tested", [(60, 0), (60, 25), (120, 60), (120, 120)])
+def test_hybrid_tested_keeps_the_top_candidates_untested_and_is_greedy_acdc_over_the_rest(k, tested):
+    problem = problem_for("gpt2", "kl")
+    g, threshold = problem.graph, 0.002
+    prior = eap_ig_scores(problem, steps=5)
+    found = hybrid(problem, threshold, k=k, prior=prior, tested=tested)
+    ranked = torch.argsort(prior, descending=True, stable=True)[:k].tolist()
+    fixed, candidates = set(ranked[:k - tested]), torch.zeros(g.n_edges, dtype=torch.bool)
+    candidates[ranked[k - tested:]] = True
+    assert found.settings["n_fixed"] == len(fixed) and found.settings["n_candidates"] == tested
+    tested_edges = set(torch.nonzero(~torch.isnan(found.scores)).flatten().tolist())
+    assert tested_edges <= set(ranked[k - tested:]) and not tested_edges & fixed
+    start = candidates.clone()
+    start[list(fixed)] = True
+    kept, scores = oracle_acdc(lambda m: float(problem.evaluate(m[None])[0]), g, threshold, start=start,
+                               fixed=frozenset(g.edge_names[e] for e in fixed))
+    assert torch.equal(found.kept, kept)
+    for e in tested_edges:
+        assert float(found.scores[e]) == pytest.approx(scores[g.edge_names[e]], abs=1e-9)
+    assert math.isclose(found.metrics["circuit"], found.metrics["final_greedy"], rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_hybrid_functional_candidates_change_no_metric_and_save_tests():
+    problem = problem_for("gpt2", "kl")
+    g, threshold = problem.graph, 0.002
+    prior = eap_ig_scores(problem, steps=5)
+    top = Circuit.from_scores(g, prior, top_n=120)
+    assert top.functional().n_kept < top.n_kept  # the check needs candidates off every path
+    assert float(problem.evaluate(top.functional())[0]) == pytest.approx(float(problem.evaluate(top)[0]), abs=1e-12)
+    plain = hybrid(problem, threshold, k=120, prior=prior)
+    functional = hybrid(problem, threshold, k=120, prior=prior, functional=True)
+    assert functional.settings["n_candidates"] == top.functional().n_kept
+    assert functional.settings["n_tested"] <= plain.settings["n_tested"]
+    assert not bool((functional.kept & ~top.functional().kept).any())
+
+
+def test_hybrid_refuses_bad_tested_and_fixed_overlapping_candidates():
+    problem = problem_for("gpt2", "kl")
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="tested must"):
+            hybrid(problem, 0.01, k=10, tested=bad)
+    both = torch.zeros(problem.graph.n_edges, dtype=torch.bool)
+    both[:3] = True
+    with pytest.raises(ValueError, match="both fixed"):
+        acdc(problem, 0.01, candidates=both, fixed=both)
+    with pytest.raises(ValueError, match="fixed edges need candidates"):
+        acdc(problem, 0.01, fixed=both)
+
+
 @pytest.mark.parametrize("coverage", [0.3, 0.9, 1.0])
 def test_hybrid_coverage_takes_the_fewest_grid_candidates_reaching_it(coverage):
     problem = problem_for("gpt2", "kl")
