@@ -159,7 +159,10 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
         if name != "ioi":
             assert shared == (", ".join(h for h in run.movers if h in ioi_movers) or "none")
     html = (tmp_path / "exp" / "report.html").read_text()
-    assert "The mover question, from circuits" in html and "held-out (seed 1)" in html
+    assert "The mover question, from circuits" in html and "held-out (32 prompts, seed 2)" in html
+    for row in rows.values():  # a behaviour the model barely shows is labelled weak, one it shows is not
+        accuracy = float(row["accuracy"].rstrip("%")) / 100
+        assert row["verdict"].startswith("WEAK") == (accuracy < config.min_accuracy)
     stages = result.stage_seconds
     assert list(stages)[:3] == ["load", "task evaluation", "head roles"]
     assert {f"discovery: {t}" for t in result.runs} <= set(stages)
