@@ -60,10 +60,12 @@ def table_task_names(config: ExperimentConfig) -> list[str]:
 
 
 def evaluate_tasks(model: Any, config: ExperimentConfig, bars: ProgressLike, log: Log) -> list[TaskEvaluation]:
-    """Accuracy, logit difference and KL(clean || corrupted) of every task the report tabulates."""
+    """Accuracy, logit difference and KL(clean || corrupted) of every task the report tabulates, each under
+    the corruption the experiment gives it (`acdc-compare tasks` has every corruption)."""
     names = table_task_names(config)
     log(f"evaluating {', '.join(names)} (accuracy, logit difference; `acdc-compare tasks` has all) ...")
-    return tasks_table(model, names=names, n=config.n_eval, seed=config.seed, progress=bars)
+    return tasks_table(model, names=names, n=config.n_eval, seed=config.seed, progress=bars,
+                       corruptions={t: config.corruption_of(t) for t in names})
 
 
 def build_tasks(model: Any, config: ExperimentConfig) -> dict[str, Task]:

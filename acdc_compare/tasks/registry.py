@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
@@ -142,21 +142,25 @@ def make_task(name: str, tokenizer: Any, n: int | None = None, seed: int = 0,
     return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed, corruption=chosen)
 
 
-CorruptionRows = Literal["default", "all"]
+CorruptionRows = Literal["default", "all"] | Mapping[str, Corruption]
 
 
 def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
                 seed: int = 0, corruptions: CorruptionRows = "all",
                 progress: ProgressLike = None) -> list[TaskEvaluation]:
     """Every (or the named) registered task evaluated on the model, with the model's own tokenizer: one
-    evaluation per task and corruption ("all", default task order then corruption order) or per task with
-    its default corruption ("default"). `progress`: one bar over the evaluations."""
-    if corruptions not in ("default", "all"):
-        raise ValueError(f"corruptions must be 'default' or 'all', got {corruptions!r}")
+    evaluation per task and corruption ("all", default task order then corruption order), per task with
+    its default corruption ("default"), or per task with the corruption a mapping gives it (a task the
+    mapping lacks: its default). `progress`: one bar over the evaluations."""
     tok = model_tokenizer(model)
     chosen = [task_spec(name) for name in (list(TASKS) if names is None else names)]
-    rows = [(spec.name, c) for spec in chosen
-            for c in (spec.corruptions if corruptions == "all" else spec.corruptions[:1])]
+    if isinstance(corruptions, Mapping):
+        rows = [(spec.name, corruptions.get(spec.name, spec.default_corruption)) for spec in chosen]
+    elif corruptions in ("default", "all"):
+        rows = [(spec.name, c) for spec in chosen
+                for c in (spec.corruptions if corruptions == "all" else spec.corruptions[:1])]
+    else:
+        raise ValueError(f"corruptions must be 'default', 'all' or a mapping, got {corruptions!r}")
     bar = as_progress(progress)("tasks", len(rows), unit="task")
     out = []
     try:

@@ -522,3 +522,16 @@ def test_default_model_prefers_the_pet_listed_last(smollm):
     last, first = tasks_table(smollm, names=["pet-last", "pet-first"], n=30, seed=0, corruptions="default")
     assert last.name == "pet-last" and first.name == "pet-first"
     assert last.accuracy > first.accuracy
+
+
+def test_tasks_table_takes_the_corruption_a_mapping_gives_each_task(tiny_dir):
+    from acdc_compare.api import get_model
+    from acdc_compare.tasks.registry import tasks_table
+
+    model = get_model(str(tiny_dir))
+    evals = tasks_table(model, names=["ioi", "pet-last", "pet-first"], n=4,
+                        corruptions={"pet-last": Corruption.ANSWERS})
+    assert [(e.name, e.corruption) for e in evals] == [("ioi", "answers"), ("pet-last", "answers"),
+                                                      ("pet-first", "meaning")]
+    with pytest.raises(ValueError, match="corruptions must be"):
+        tasks_table(model, names=["ioi"], n=4, corruptions="some")  # type: ignore[arg-type]
