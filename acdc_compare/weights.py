@@ -66,20 +66,18 @@ class ModelWeights:
     def dtype(self) -> torch.dtype:
         return self.W_E.dtype
 
-    def digest(self, samples: int = 256) -> str:
+    def digest(self) -> str:
         """`tensors_digest` of every tensor field: another set of weights gets another digest."""
         named = [(f.name, getattr(self, f.name)) for f in fields(self)]
-        return tensors_digest([(n, t) for n, t in named if isinstance(t, torch.Tensor)], samples)
+        return tensors_digest([(n, t) for n, t in named if isinstance(t, torch.Tensor)])
 
 
-def tensors_digest(named: Iterable[tuple[str, torch.Tensor]], samples: int = 256) -> str:
-    """sha256 (16 hex digits) over each tensor's name, shape, dtype and `samples` evenly strided values:
-    cheap on any model, yet another set of weights (same name, same shape) gets another digest."""
+def tensors_digest(named: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """sha256 (16 hex digits) over each tensor's name, shape, dtype and every byte of its values, in the
+    given order: weights that differ in a single element get another digest."""
     h = hashlib.sha256()
     for name, t in named:
-        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}\0".encode())
         if t.numel():
-            flat = torch.linspace(0, t.numel() - 1, min(samples, t.numel()), dtype=torch.float64).long()
-            picked = t[torch.unravel_index(flat.to(t.device), t.shape)]
-            h.update(picked.detach().to(torch.float64).cpu().numpy().tobytes())
+            h.update(t.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
     return h.hexdigest()[:16]

@@ -2,6 +2,7 @@
 messages separated by NUL bytes on file descriptors 3 and 4), so no websocket library is needed.
 
 It records every network request, console message, uncaught exception and browser log entry of the page.
+A test that needs it calls `require_chromium`: without Chromium it is skipped, or failed under CI.
 """
 
 from __future__ import annotations
@@ -14,12 +15,34 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-extensions", "--disable-default-apps", "--mute-audio", "--window-size=1280,1000")
+
+_CI_OFF = ("", "0", "false", "no", "off")
+
+
+def missing_chromium(path: Path = CHROMIUM) -> Literal["skip", "fail"] | None:
+    """None when Chromium is installed at `path`; else "fail" under CI (CI set, not false), "skip" otherwise."""
+    if path.is_file():
+        return None
+    return "skip" if os.environ.get("CI", "").strip().lower() in _CI_OFF else "fail"
+
+
+def require_chromium(what: str) -> None:
+    """Skip the calling test when Chromium is missing, or fail it under CI, where .ci/run installs it."""
+    action = missing_chromium()
+    if action is None:
+        return
+    reason = f"{CHROMIUM} is not installed (Debian: apt-get install -y chromium); {what} needs it"
+    if action == "fail":
+        pytest.fail(f"{reason}, and under CI (CI={os.environ['CI']}) it must run", pytrace=False)
+    pytest.skip(reason)
 
 
 class Browser:

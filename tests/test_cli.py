@@ -23,6 +23,17 @@ def test_discover_writes_json_svg_png(tiny_dir, tmp_path, capsys):
     assert "edges kept" in capsys.readouterr().out
 
 
+
+def test_discover_warns_when_the_threshold_removes_everything(tiny_dir, tmp_path, capsys):
+    assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "1e6",
+                 "--quiet", "--out", str(tmp_path / "out")]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "0/" in captured.out
+    err = " ".join(captured.err.split())
+    assert "warning: --threshold 1e+06 is" in err and "gap M(empty) - M(full)" in err
+    assert "removes every edge" in err and "a smaller threshold" in err and "relative" in err
+    assert "warning: the circuit keeps 0 of" in err
+
 def test_compare_report_and_sweep(tiny_dir, tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--method", "eap-ig",

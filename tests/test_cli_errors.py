@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import acdc_compare
-from acdc_compare.cli import EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, build_parser, main
+from acdc_compare.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, build_parser, main
 
 
 @pytest.fixture
@@ -240,7 +240,7 @@ def test_ctrl_c_names_the_default_journal_and_the_rerun_resumes(tiny_dir, tmp_pa
         real_write(self, decision)
 
     monkeypatch.setattr(acdc_module.JournalWriter, "write", write_then_interrupt)
-    assert main(argv) == EXIT_FAILURE
+    assert main(argv) == EXIT_INTERRUPTED == 130  # 128 + SIGINT, as a shell reports Ctrl-C
     err = capsys.readouterr().err
     assert f"the decisions made so far are saved in {journal}" in err
     assert "run the same command again to resume from there: acdc-compare discover --model" in err
@@ -265,7 +265,7 @@ def test_ctrl_c_without_a_journal_says_nothing_was_saved(tiny_dir, tmp_path, mon
 
     monkeypatch.setattr(eap_module, "eap_ig_scores", interrupted)
     assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--method", "eap-ig",
-                 "--top-n", "5", "--quiet", "--out", str(tmp_path)]) == EXIT_FAILURE
+                 "--top-n", "5", "--quiet", "--out", str(tmp_path)]) == EXIT_INTERRUPTED
     err = capsys.readouterr().err
     assert "interrupted; nothing of this run was saved" in err and "resume" not in err
 

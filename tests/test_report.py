@@ -161,7 +161,7 @@ def test_svg_plots_are_valid_escaped_svg() -> None:
 
 
 def test_demo_report_is_one_self_contained_file_that_runs_in_a_browser(tmp_path: Path, tiny_dir) -> None:
-    from browser import CHROMIUM, Browser
+    from browser import Browser, require_chromium
 
     from acdc_compare.experiment import ExperimentConfig, run_experiment
 
@@ -183,8 +183,7 @@ def test_demo_report_is_one_self_contained_file_that_runs_in_a_browser(tmp_path:
     digits = [len(n.replace(".", "").lstrip("0")) for n in re.findall(r"\d+\.\d+", visible)]
     assert digits and max(digits) <= 5  # numbers formatted, no 17-digit floats
     assert json.loads((tmp_path / "demo" / "analogy.json").read_text())
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is not installed: the browser half of this test needs it")
+    require_chromium("the browser half of this test")
     browser = Browser(tmp_path / "profile")
     try:
         browser.open(moved)

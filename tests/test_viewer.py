@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 import torch
-from browser import CHROMIUM, Browser
+from browser import Browser, require_chromium
 from conftest import tiny_task
 
 from acdc_compare.attention import head_analogies, viewer_attention
@@ -99,15 +99,10 @@ def test_embedded_json_cannot_end_the_script() -> None:
     assert json.loads(script_json({"x": "</"})) == {"x": "</"}
 
 
-needs_chromium = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is not installed (Debian: "
-                                    "apt-get install -y chromium); the viewer's browser test needs it")
-
-
 @pytest.fixture(scope="module")
 def page(tmp_path_factory, tiny_llama):
     """The report with the viewer of two circuits on the tiny Llama's graph, open in headless Chromium."""
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is not installed")
+    require_chromium("the viewer's browser test")
     folder = tmp_path_factory.mktemp("report")
     graph = Graph.from_model_config(model_config(tiny_llama))
     circuits = _circuits(graph)
@@ -137,7 +132,6 @@ def _centre(browser: Browser, selector: str) -> tuple[float, float]:
     return r[0], r[1]
 
 
-@needs_chromium
 def test_viewer_page_loads_without_errors_or_network(page) -> None:
     browser, data, path = page
     assert browser.js("document.querySelector('.acdc-viewer').dataset.ready") == "1"
@@ -151,7 +145,6 @@ def test_viewer_page_loads_without_errors_or_network(page) -> None:
     assert _shown_keys(browser, ".av-edge.av-shared") == shared
 
 
-@needs_chromium
 def test_clicking_a_node_highlights_its_paths(page) -> None:
     browser, data, _ = page
     live = [e for c in data["circuits"] for e in c["edges"] if e["live"]]
@@ -179,7 +172,6 @@ def test_clicking_a_node_highlights_its_paths(page) -> None:
     assert browser.problems() == []
 
 
-@needs_chromium
 def test_modes_filter_zoom_and_tooltips(page) -> None:
     browser, data, _ = page
     left = {e["name"] + "|" + e["down"] for e in data["circuits"][0]["edges"] if e["live"]}

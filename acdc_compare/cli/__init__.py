@@ -2,7 +2,7 @@
 
 This module builds the top-level parser and dispatches to the subcommand modules beside it, each holding its
 flags, checks and run. Exit codes: 0 success; 2 bad arguments or input (unknown task, bad threshold, unreadable
-file); 3 the model could not be loaded; 1 any other failure.
+file); 3 the model could not be loaded; 130 interrupted (Ctrl-C); 1 any other failure.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from acdc_compare.cli import attention, compare, curve, demo, discover, report, sweep, tasks
-from acdc_compare.cli.common import EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, HELP_FORMAT
+from acdc_compare.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, HELP_FORMAT
 
-__all__ = ["EXIT_FAILURE", "EXIT_MODEL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_MODEL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 _SUBCOMMANDS = (discover, compare, sweep, curve, tasks, attention, report, demo)
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acdc-compare", formatter_class=HELP_FORMAT, description="Automated "
                                      "circuit discovery (ACDC, EAP, EAP-IG) on TransformerLens models, compared with "
                                      "known circuits. Exit codes: 0 success, 2 bad arguments or input, 3 the model "
-                                     "could not be loaded, 1 anything else.")
+                                     "could not be loaded, 130 interrupted (Ctrl-C), 1 anything else.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _SUBCOMMANDS:
@@ -66,4 +66,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             note = (f"the decisions made so far are saved in {args.journal_in_use}; run the same command again to "
                     f"resume from there: acdc-compare {shlex.join(argv)}")
         print(f"acdc-compare: interrupted; {note}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_INTERRUPTED

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended by Ctrl-C
 HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
 DEFAULT_MODEL = "smollm2-135m"
 

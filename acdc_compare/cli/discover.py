@@ -15,6 +15,8 @@ from acdc_compare.cli.output import draw, print_paths, task_label
 
 NAME = "discover"
 LONG_RUN_S = 600.0  # an exact run estimated longer than this on a CPU gets a warning
+GAP_SHARE = 0.5  # an ACDC threshold at least this share of the task's metric gap gets a warning
+SUGGESTED_SHARE = 0.05  # the relative threshold a warning suggests, as a share of the gap
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
     check_task_args(args)
     problem = problem_from_args(args)
     _warn_if_long(problem, options, journal)
+    _warn_if_threshold_too_big(problem, options)
     args.journal_in_use = journal
     circuit = run_method(problem, options)
+    _warn_if_empty(circuit, problem, options)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{task_label(args.task)} ({args.method})"
     paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(circuit, out / stem, title)]
@@ -79,6 +83,53 @@ def _warn_if_long(problem: Any, options: Any, journal: Path | None) -> None:
     print(f"acdc-compare: warning: exact ACDC tests up to {n_tests:,} edges one forward each: about "
           f"{_duration(seconds)} on this CPU. For a result in minutes use --method hybrid --k 250 (EAP-IG picks "
           f"the candidates, exact ACDC decides among them), or run on a GPU. {resume}", file=sys.stderr, flush=True)
+
+
+def _gap(problem: Any) -> float:
+    """M(empty) - M(full): how far removing every edge moves the metric (KL(full || empty) for KL)."""
+    full, empty = problem.metric_ends
+    return empty - full
+
+
+def _smaller_threshold(problem: Any) -> str:
+    gap = _gap(problem)
+    if gap <= 0:
+        return ("this task's metric does not rise when every edge is removed (gap M(empty) - M(full) = "
+                f"{gap:.4g}): check the task's prompts, corruption and --metric")
+    return (f"use a smaller threshold, e.g. one relative to this task's gap: --threshold {SUGGESTED_SHARE * gap:.3g} "
+            f"({SUGGESTED_SHARE:g} x the gap {gap:.4g})")
+
+
+def _warn_if_threshold_too_big(problem: Any, options: Any) -> None:
+    """Warn (stderr) before an ACDC run whose threshold is at least GAP_SHARE x the task's metric gap: removing
+    edges one at a time, each rise stays under it, so the run removes every edge."""
+    from acdc_compare.algorithms.acdc import AcdcOptions
+
+    if not isinstance(options, AcdcOptions):
+        return
+    gap = _gap(problem)
+    if options.threshold < GAP_SHARE * gap and gap > 0:
+        return
+    share = f"{options.threshold / gap:.3g} x" if gap > 0 else "not below"
+    print(f"acdc-compare: warning: --threshold {options.threshold:g} is {share} this task's gap M(empty) - M(full) "
+          f"= {gap:.4g} ({_metric_name(problem)}): it removes every edge or nearly; {_smaller_threshold(problem)}.",
+          file=sys.stderr, flush=True)
+
+
+def _warn_if_empty(circuit: Any, problem: Any, options: Any) -> None:
+    """Warn (stderr) when the circuit found keeps no edge, with what to change."""
+    from acdc_compare.algorithms.acdc import AcdcOptions
+
+    if circuit.n_kept:
+        return
+    fix = _smaller_threshold(problem) if isinstance(options, AcdcOptions) else \
+        "keep the highest-scoring edges with --top-n N, or use a smaller --threshold"
+    print(f"acdc-compare: warning: the circuit keeps 0 of {circuit.n_edges:,} edges, so it explains nothing of "
+          f"the model's behaviour on this task; {fix}.", file=sys.stderr, flush=True)
+
+
+def _metric_name(problem: Any) -> str:
+    return "KL(full || empty) in nats" if problem.metric_kind.value == "kl" else problem.metric_kind.value
 
 
 def _duration(seconds: float) -> str:

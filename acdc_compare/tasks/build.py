@@ -8,6 +8,7 @@ must be exactly one token.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -237,7 +238,7 @@ def read_prompts_file(path: str | Path) -> PromptsFile:
         raise TaskError(f"prompts file {str(path)!r} not found (a task is a registered name or a .jsonl/.csv "
                         f"file with the columns {', '.join(PROMPT_COLUMNS)})")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise TaskError(f"cannot read prompts file {path}: {err}") from None
     rows = _jsonl_rows(path, text) if path.suffix.lower() == ".jsonl" else _csv_rows(path, text)
@@ -278,10 +279,19 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(text.splitlines())
-    if reader.fieldnames is None:
+    """The CSV's rows after the header, each with the line it starts on; quoted fields keep their newlines."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
         raise TaskError(f"{path} is empty; the first row names the columns {', '.join(PROMPT_COLUMNS)}")
-    return [(i + 2, {k: v for k, v in row.items() if k is not None}) for i, row in enumerate(reader)]
+    rows = []
+    while True:
+        line = reader.line_num + 1
+        values = next(reader, None)
+        if values is None:
+            return rows
+        if values:
+            rows.append((line, {k: values[i] if i < len(values) else None for i, k in enumerate(header)}))
 
 
 def task_from_file(tokenizer: Any, path: str | Path | PromptsFile) -> Task:

@@ -127,6 +127,20 @@ def test_journal_of_other_weights_or_dtype_is_refused(tmp_path):
     assert make_problem(make_patcher(make_tiny("gpt2", seed=1)), tiny_task()).fingerprint() == problem.fingerprint()
 
 
+
+def test_journal_of_weights_differing_in_one_element_is_refused(tmp_path):
+    """Every weight byte counts: one MLP weight moved by 0.5 (not one a strided sample would read)."""
+    problem = make_problem(make_patcher(make_tiny("gpt2", seed=1)), tiny_task())
+    journal = tmp_path / "run.jsonl"
+    acdc(problem, 0.01, journal=journal)
+    nudged = make_tiny("gpt2", seed=1)
+    with torch.no_grad():
+        nudged.blocks[0].mlp.W_in[0, 1] += 0.5
+    other = make_problem(make_patcher(nudged), tiny_task())
+    assert other.fingerprint()["weights_sha256"] != problem.fingerprint()["weights_sha256"]
+    with pytest.raises(JournalMismatchError, match="weights_sha256"):
+        acdc(other, 0.01, journal=journal)
+
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "abc"])
 def test_bad_thresholds_are_refused_before_work(bad):
     patcher = make_patcher(make_tiny("gpt2"))

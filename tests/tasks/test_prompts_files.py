@@ -82,3 +82,26 @@ def test_bad_prompts_files_name_the_line_and_the_problem(tmp_path, name, text, m
 def test_a_missing_prompts_file_says_what_a_task_is(tmp_path):
     with pytest.raises(TaskError, match="not found .*a registered name or a .jsonl/.csv file with the columns"):
         read_prompts_file(tmp_path / "nope.jsonl")
+
+
+def _write_csv(path, rows):
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["prompt", "corrupted", "answer", "wrong answer"], *rows])
+
+
+def test_csv_prompts_keep_newlines_inside_quoted_fields(tmp_path):
+    path = tmp_path / "multi.csv"
+    _write_csv(path, [["Oslo is in Norway.\nRome is in", "Oslo is in Norway.\nParis is in", " Italy", " France"]])
+    rows = read_prompts_file(path)
+    assert rows.prompts == ("Oslo is in Norway.\nRome is in",)
+    assert rows.corrupted == ("Oslo is in Norway.\nParis is in",)
+
+
+def test_csv_errors_after_a_multiline_row_name_the_row_s_first_line(tmp_path):
+    path = tmp_path / "multi.csv"
+    _write_csv(path, [["Oslo is in Norway.\nRome is in", "Oslo is in Norway.\nParis is in", " Italy", " France"],
+                      ["Bern is in", "", " Switzerland", ""]])
+    with pytest.raises(TaskError, match=r"multi\.csv, line 5: column 'corrupted'"):
+        read_prompts_file(path)
