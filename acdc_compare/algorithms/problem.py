@@ -48,10 +48,10 @@ class Problem:
     @cached_property
     def metric_ends(self) -> tuple[float, float]:
         """(M(full circuit), M(empty circuit)): the ends that normalised faithfulness and relative thresholds
-        are measured between, computed once per problem."""
-        n = self.graph.n_edges
-        ends = self.evaluate(torch.stack([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]))
-        return float(ends[0]), float(ends[1])
+        are measured between, computed once per problem. M(full) is the metric of `clean_logits`, which are
+        the full circuit's logits: one forward (the empty circuit's) instead of two."""
+        empty = self.evaluate(torch.zeros(1, self.graph.n_edges, dtype=torch.bool))
+        return float(self.metric(self.clean_logits[None])[0]), float(empty[0])
 
     def relative_threshold(self, fraction: float) -> float:
         """A threshold in the metric's units: `fraction` x (M(empty) - M(full)). Tasks differ widely in how

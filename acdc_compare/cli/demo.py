@@ -19,7 +19,7 @@ NAME = "demo"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from acdc_compare.experiment import ExperimentConfig, candidates_description
+    from acdc_compare.experiment import ExperimentConfig, candidates_description, tested_description
 
     demo = ExperimentConfig()
     p = sub.add_parser(NAME, formatter_class=HELP_FORMAT,
@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=None,
                    help=f"hybrid: the top-k EAP-IG edges become ACDC's candidates, for every task; None: "
                         f"{candidates_description(demo)}")
+    p.add_argument("--tested", type=int, default=None,
+                   help=f"hybrid: exact ACDC tests this many lowest-ranked candidates of every task, the higher-ranked "
+                        f"are kept untested; None: {tested_description(demo)}")
     p.add_argument("--coverage", type=float, default=None,
                    help="hybrid, instead of --k: fewest top EAP-IG edges reaching this faithfulness (slow on CPU "
                         "for diffuse tasks)")
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                               control=args.control, extra=tuple(args.extra), corruption=Corruption(args.corruption),
                               threshold=args.threshold, coverage=args.coverage, n_prompts=args.n_prompts,
                               **({} if args.k is None else {"k": args.k, "task_k": ()}),
+                              **({} if args.tested is None else {"tested": args.tested, "task_tested": ()}),
                               held_out_seed=args.held_out_seed, progress=not args.quiet)
     out = writable_dir(args.out, "--out")
     args.interrupt_note = f"the files finished so far are in {out}; a rerun starts the demo afresh"

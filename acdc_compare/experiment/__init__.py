@@ -6,10 +6,16 @@ config: the settings and results; stages: each step as a timed function; layout:
 run: the orchestration."""
 
 from acdc_compare.experiment.config import CURVE_FRACTIONS, ExperimentConfig, ExperimentResult, TaskRun
-from acdc_compare.experiment.layout import MOVER_COLUMNS, candidates_description, mover_rows, stage_table
+from acdc_compare.experiment.layout import (
+    MOVER_COLUMNS,
+    candidates_description,
+    mover_rows,
+    stage_table,
+    tested_description,
+)
 from acdc_compare.experiment.run import run_experiment
 from acdc_compare.experiment.stages import StageClock, held_out_faithfulness, task_threshold
 
 __all__ = ["CURVE_FRACTIONS", "MOVER_COLUMNS", "ExperimentConfig", "ExperimentResult", "StageClock", "TaskRun",
            "candidates_description", "held_out_faithfulness", "mover_rows", "run_experiment", "stage_table",
-           "task_threshold"]
+           "task_threshold", "tested_description"]

@@ -300,3 +300,11 @@ def test_hybrid_refuses_bad_k():
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match="k must"):
             hybrid(problem, 0.01, k=bad)
+
+
+@pytest.mark.parametrize("metric", ["kl", "logit_diff"])
+def test_metric_ends_equal_evaluating_the_full_and_empty_circuits(metric):
+    problem = make_problem(make_patcher(make_tiny("gpt2")), tiny_task(), metric=metric)
+    g = problem.graph
+    full, empty = (float(v) for v in problem.evaluate([Circuit.full(g), Circuit.empty(g)]))
+    assert problem.metric_ends == pytest.approx((full, empty), abs=1e-12)
