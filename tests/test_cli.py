@@ -153,7 +153,7 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
 
     config = ExperimentConfig(model=str(tiny_dir), k=40, n_prompts=4, n_eval=4, curve=False, progress=False)
     result = run_experiment(config, tmp_path / "exp")
-    assert list(result.runs) == ["ioi", "pet-last", "pet-first", "verb-last", "adjective-first"]
+    assert list(result.runs) == ["ioi", "pet-last", "pet-first", "greater-than", "verb-last", "adjective-first"]
     for name, run in result.runs.items():
         assert run.circuit.settings["corruption"] == "answers"
         assert math.isfinite(run.held_out_faithfulness)
@@ -173,7 +173,8 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
     assert "The mover question, from circuits" in html and "held-out (32 prompts, seed 2)" in html
     for row in rows.values():  # a behaviour the model barely shows is labelled weak, one it shows is not
         accuracy = float(row["accuracy"].rstrip("%")) / 100
-        assert row["verdict"].startswith("WEAK") == (accuracy < config.min_accuracy)
+        weak = accuracy < config.min_accuracy or not result.runs[row["task"]].held_out_faithfulness >= 0.5
+        assert row["verdict"].startswith("WEAK") == weak
     stages = result.stage_seconds
     assert list(stages)[:3] == ["load", "task evaluation", "head roles"]
     assert {f"discovery: {t}" for t in result.runs} <= set(stages)

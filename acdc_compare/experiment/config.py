@@ -34,8 +34,11 @@ class ExperimentConfig:
     task: str = "ioi"
     comparison: str = "pet-last"
     control: str = "pet-first"
-    # more tasks whose circuits join the mover table; a task answered below `min_accuracy` is labelled weak
-    extra: tuple[str, ...] = ("verb-last", "adjective-first")
+    # more tasks whose circuits join the mover table: Greater-Than (a comparison the model answers 100% of the
+    # time, with a concentrated mechanism), verb and adjective recall (the "verb/adjective mover" probes); a
+    # task answered below `min_accuracy`, or a circuit keeping less than `min_held_out` on new prompts, is
+    # labelled weak
+    extra: tuple[str, ...] = ("greater-than", "verb-last", "adjective-first")
     corruption: Corruption = Corruption.ANSWERS  # the comparison tasks' corruption (IOI's is always ABC)
     method: str = "hybrid"  # a registered method (acdc_compare.algorithms.registry.ALGORITHMS)
     threshold: float = 0.001  # relative: a fraction of each task's metric gap M(empty) - M(full)
@@ -44,7 +47,8 @@ class ExperimentConfig:
     task_k: tuple[tuple[str, int], ...] = (("ioi", 1900),)
     tested: int | None = 40  # hybrid: exact ACDC tests the lowest-ranked this many candidates (None: all)
     # more tests where the prompts are short and a test is cheap; none for the weak adjective row
-    task_tested: tuple[tuple[str, int], ...] = (("ioi", 100), ("verb-last", 100), ("adjective-first", 0))
+    task_tested: tuple[tuple[str, int], ...] = (("ioi", 100), ("greater-than", 100), ("verb-last", 0),
+                                                ("adjective-first", 0))
     functional: bool = True  # hybrid: candidates reduced to their input->logits paths (exact: no metric changes)
     coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness
     steps: int = 5
@@ -59,6 +63,7 @@ class ExperimentConfig:
     target_held_out: float = 0.8
     max_edge_fraction: float = 0.02  # the demo's circuits should keep at most this share of the graph
     min_accuracy: float = 0.85  # a task the model answers less often is labelled weak in the mover table
+    min_held_out: float = 0.5  # so is a circuit keeping less than this of the behaviour on new prompts
     progress: ProgressLike = True  # bars on a terminal (True), none (False), or a Progress (acdc_compare.progress)
 
     @property

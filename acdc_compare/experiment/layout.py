@@ -48,7 +48,7 @@ def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[E
         evaluation = evals.get((t, corruption))
         shared = MoverOverlap(t, run.movers, ioi_movers, n_heads)
         is_ioi = t == config.task
-        weak = weak_note(evaluation.accuracy if evaluation else None, config)
+        weak = weak_note(evaluation.accuracy if evaluation else None, run.held_out_faithfulness, config)
         verdict = f"IOI's name movers: {len(run.movers)} heads" if is_ioi else shared.verdict()
         rows.append({
             "task": t, "answer kind": task_spec(t).answer_kind,
@@ -77,12 +77,16 @@ def tested_description(config: ExperimentConfig) -> str:
     return f"{'all' if config.tested is None else config.tested}" + (f" ({extra})" if extra else "")
 
 
-def weak_note(accuracy: float | None, config: ExperimentConfig) -> str:
-    """'' for a behaviour the model shows, else why the circuit is weak evidence."""
-    if accuracy is None or accuracy >= config.min_accuracy:
-        return ""
-    return (f"WEAK: the model answers it {_pct(accuracy)} of the time (< {_pct(config.min_accuracy)}), so its "
-            "circuit is mostly noise")
+def weak_note(accuracy: float | None, held_out: float, config: ExperimentConfig) -> str:
+    """'' for a behaviour the model shows and a circuit that explains it on new prompts, else why the
+    circuit is weak evidence."""
+    if accuracy is not None and accuracy < config.min_accuracy:
+        return (f"WEAK: the model answers it {_pct(accuracy)} of the time (< {_pct(config.min_accuracy)}), so its "
+                "circuit is mostly noise")
+    if not held_out >= config.min_held_out:
+        return (f"WEAK: the circuit keeps {_fmt(held_out)} of the behaviour on new prompts (< "
+                f"{config.min_held_out:g}), too little to say which heads carry it")
+    return ""
 
 
 def stage_table(stage_seconds: dict[str, float], total: float) -> list[tuple[str, float]]:
