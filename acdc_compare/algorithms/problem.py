@@ -49,8 +49,13 @@ class Problem:
     def metric_ends(self) -> tuple[float, float]:
         """(M(full circuit), M(empty circuit)): the ends that normalised faithfulness and relative thresholds
         are measured between, computed once per problem. M(full) is the metric of `clean_logits`, which are
-        the full circuit's logits: one forward (the empty circuit's) instead of two."""
-        empty = self.evaluate(torch.zeros(1, self.graph.n_edges, dtype=torch.bool))
+        the full circuit's logits; M(empty) that of the ablated run's logits (`Patcher.ablated_logits`, where
+        the patcher offers them): no forward instead of two."""
+        ablated = getattr(self.patcher, "ablated_logits", None)
+        if ablated is not None:
+            empty = self.metric(ablated(self.ctx))
+        else:
+            empty = self.evaluate(torch.zeros(1, self.graph.n_edges, dtype=torch.bool))
         return float(self.metric(self.clean_logits[None])[0]), float(empty[0])
 
     def relative_threshold(self, fraction: float) -> float:

@@ -44,10 +44,10 @@ class ExperimentConfig:
     threshold: float = 0.001  # relative: a fraction of each task's metric gap M(empty) - M(full)
     k: int = 1000  # hybrid: the top-k EAP-IG edges are the candidate circuit
     # more candidates for IOI, whose mechanism is spread over more edges (its top 1,000 keep 0.63 on new prompts)
-    task_k: tuple[tuple[str, int], ...] = (("ioi", 1900),)
+    task_k: tuple[tuple[str, int], ...] = (("ioi", 1750),)
     tested: int | None = 40  # hybrid: exact ACDC tests the lowest-ranked this many candidates (None: all)
     # more tests where the prompts are short and a test is cheap; none for the weak adjective row
-    task_tested: tuple[tuple[str, int], ...] = (("ioi", 100), ("greater-than", 100), ("verb-last", 0),
+    task_tested: tuple[tuple[str, int], ...] = (("ioi", 150), ("greater-than", 60), ("verb-last", 0),
                                                 ("adjective-first", 0))
     functional: bool = True  # hybrid: candidates reduced to their input->logits paths (exact: no metric changes)
     coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness

@@ -165,6 +165,14 @@ class Patcher:
         return state.deltas[0] + zero  # ablated outputs are zero, so deltas are the outputs
 
     # ----- running circuits ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def ablated_logits(self, ctx: PatchContext) -> torch.Tensor:
+        """The empty circuit's logits [1, N, Q, vocab], read off the ablated run kept in `ctx` (every receiver
+        reads its ablated input, so only the final norm and unembedding remain): no forward."""
+        n, q, d = ctx.n_prompts, ctx.positions.shape[1], self.cfg.d_model
+        ln = self._norm(ctx.corr_in_final.reshape(n * q, d), self.w.lnf_w, self.w.lnf_b)
+        return forward.softcap(ln @ self.w.W_U + self.w.b_U, self.cfg.final_softcap).view(1, n, q, -1)
+
     def logits(self, ctx: PatchContext, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
         """Patched logits [K, N, Q, vocab] at the scored positions, one row per circuit."""
         logits, _ = self.run(ctx, kept_matrix(self.graph, circuits))

@@ -302,9 +302,10 @@ def test_hybrid_refuses_bad_k():
             hybrid(problem, 0.01, k=bad)
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "neox"])
 @pytest.mark.parametrize("metric", ["kl", "logit_diff"])
-def test_metric_ends_equal_evaluating_the_full_and_empty_circuits(metric):
-    problem = make_problem(make_patcher(make_tiny("gpt2")), tiny_task(), metric=metric)
+def test_metric_ends_equal_evaluating_the_full_and_empty_circuits(kind, metric):
+    problem = make_problem(make_patcher(make_tiny(kind)), tiny_task(), metric=metric)
     g = problem.graph
     full, empty = (float(v) for v in problem.evaluate([Circuit.full(g), Circuit.empty(g)]))
     assert problem.metric_ends == pytest.approx((full, empty), abs=1e-12)
