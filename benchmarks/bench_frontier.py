@@ -14,6 +14,7 @@ Variants:
   `tested` candidates.
 
     python benchmarks/bench_frontier.py [--tasks ioi pet-last ...] [--variants demo top-k ...]
+                                        [--skip pet-last:acdc-among-top-k ...]
 
 Writes results/frontier_<cpu|cuda>.json after every row, so a cut run keeps what it measured.
 """
@@ -89,6 +90,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=config.circuit_tasks)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--skip", nargs="*", default=[], metavar="TASK:VARIANT",
+                    help="rows not to run, e.g. pet-last:acdc-among-top-k (slow on long prompts)")
     args = ap.parse_args()
     model = get_model(config.model)
     device = next(model.parameters()).device
@@ -103,6 +106,8 @@ def main() -> None:
         entry: dict[str, Any] = {"eap_seconds": time.perf_counter() - started, "rows": []}
         record["tasks"][task] = entry
         for name in args.variants:
+            if f"{task}:{name}" in args.skip:
+                continue
             row = _row(name, problem, model, config, prior)
             entry["rows"].append(row)
             print(task, {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}, flush=True)
