@@ -155,7 +155,7 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
     result = run_experiment(config, tmp_path / "exp")
     assert list(result.runs) == ["ioi", "pet-last", "pet-first", "greater-than", "verb-last", "adjective-first"]
     for name, run in result.runs.items():
-        assert run.circuit.settings["corruption"] == "answers"
+        assert run.circuit.settings["corruption"] == ("meaning" if name == "greater-than" else "answers")
         assert math.isfinite(run.held_out_faithfulness)
         same_prompts = replace(config, held_out_seed=config.seed, n_held_out=config.n_prompts)
         assert held_out_faithfulness(run.circuit, name, get_model(str(tiny_dir)), same_prompts) == \
