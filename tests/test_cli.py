@@ -172,8 +172,8 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
     html = (tmp_path / "exp" / "report.html").read_text()
     assert "The mover question, from circuits" in html and "held-out (32 prompts, seed 2)" in html
     for row in rows.values():  # a behaviour the model barely shows is labelled weak, one it shows is not
-        accuracy = float(row["accuracy"].rstrip("%")) / 100
-        weak = accuracy < config.min_accuracy or not result.runs[row["task"]].held_out_faithfulness >= 0.5
+        shown = abs(float(row["logit diff"])) >= config.min_logit_diff
+        weak = not shown or not result.runs[row["task"]].held_out_faithfulness >= config.min_held_out
         assert row["verdict"].startswith("WEAK") == weak
     stages = result.stage_seconds
     assert list(stages)[:3] == ["load", "task evaluation", "head roles"]

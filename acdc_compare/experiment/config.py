@@ -36,8 +36,7 @@ class ExperimentConfig:
     control: str = "pet-first"
     # more tasks whose circuits join the mover table: Greater-Than (a comparison the model answers 100% of the
     # time, with a concentrated mechanism), verb and adjective recall (the "verb/adjective mover" probes); a
-    # task answered below `min_accuracy`, or a circuit keeping less than `min_held_out` on new prompts, is
-    # labelled weak
+    # behaviour the model barely shows, or a circuit keeping little of it on new prompts, is labelled weak
     extra: tuple[str, ...] = ("greater-than", "verb-last", "adjective-first")
     corruption: Corruption = Corruption.ANSWERS  # the comparison tasks' corruption (IOI's is always ABC)
     method: str = "hybrid"  # a registered method (acdc_compare.algorithms.registry.ALGORITHMS)
@@ -62,8 +61,11 @@ class ExperimentConfig:
     target_faithfulness: float = 0.85  # in-sample
     target_held_out: float = 0.8
     max_edge_fraction: float = 0.02  # the demo's circuits should keep at most this share of the graph
-    min_accuracy: float = 0.85  # a task the model answers less often is labelled weak in the mover table
-    min_held_out: float = 0.5  # so is a circuit keeping less than this of the behaviour on new prompts
+    # a task whose mean logit difference (correct - wrong) is smaller than this either way is labelled weak in
+    # the mover table: the model barely prefers an answer (adjective-first: 0.37); so is a circuit keeping less
+    # than `min_held_out` of the behaviour on new prompts
+    min_logit_diff: float = 1.0
+    min_held_out: float = 0.5
     progress: ProgressLike = True  # bars on a terminal (True), none (False), or a Progress (acdc_compare.progress)
 
     @property

@@ -26,7 +26,7 @@ from acdc_compare.tasks.evaluate import TaskEvaluation
 from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, task_spec, verdict
 from acdc_compare.viewer import viewer_section
 
-MOVER_COLUMNS: tuple[str, ...] = ("task", "answer kind", "accuracy", "corruption", "edges", "faithfulness",
+MOVER_COLUMNS: tuple[str, ...] = ("task", "answer kind", "accuracy", "logit diff", "corruption", "edges", "faithfulness",
                                   "held-out faithfulness", "movers", "shared with IOI's name movers",
                                   "chance overlap", "verdict")
 
@@ -48,11 +48,12 @@ def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[E
         evaluation = evals.get((t, corruption))
         shared = MoverOverlap(t, run.movers, ioi_movers, n_heads)
         is_ioi = t == config.task
-        weak = weak_note(evaluation.accuracy if evaluation else None, run.held_out_faithfulness, config)
+        weak = weak_note(evaluation, run.held_out_faithfulness, config)
         verdict = f"IOI's name movers: {len(run.movers)} heads" if is_ioi else shared.verdict()
         rows.append({
             "task": t, "answer kind": task_spec(t).answer_kind,
             "accuracy": _pct(evaluation.accuracy) if evaluation else "",
+            "logit diff": _fmt(evaluation.logit_diff) if evaluation else "",
             "corruption": corruption, "edges": run.circuit.n_kept, "faithfulness": _fmt(run.faithfulness),
             "held-out faithfulness": _fmt(run.held_out_faithfulness), "movers": ", ".join(run.movers) or "none",
             "shared with IOI's name movers": "(these are IOI's)" if is_ioi else ", ".join(shared.shared) or "none",
@@ -77,12 +78,13 @@ def tested_description(config: ExperimentConfig) -> str:
     return f"{'all' if config.tested is None else config.tested}" + (f" ({extra})" if extra else "")
 
 
-def weak_note(accuracy: float | None, held_out: float, config: ExperimentConfig) -> str:
+def weak_note(evaluation: TaskEvaluation | None, held_out: float, config: ExperimentConfig) -> str:
     """'' for a behaviour the model shows and a circuit that explains it on new prompts, else why the
     circuit is weak evidence."""
-    if accuracy is not None and accuracy < config.min_accuracy:
-        return (f"WEAK: the model answers it {_pct(accuracy)} of the time (< {_pct(config.min_accuracy)}), so its "
-                "circuit is mostly noise")
+    ld = None if evaluation is None else evaluation.logit_diff
+    if ld is not None and abs(ld) < config.min_logit_diff:
+        return (f"WEAK: the model barely prefers either answer (mean logit difference {ld:.2f}, |.| < "
+                f"{config.min_logit_diff:g}; accuracy {_pct(evaluation.accuracy)}), so its circuit is mostly noise")
     if not held_out >= config.min_held_out:
         return (f"WEAK: the circuit keeps {_fmt(held_out)} of the behaviour on new prompts (< "
                 f"{config.min_held_out:g}), too little to say which heads carry it")
