@@ -139,7 +139,7 @@ def test_exit_codes_for_bad_input(tiny_dir, tmp_path, capsys):
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize("command", ["discover", "compare", "sweep", "curve", "tasks", "report", "demo"])
+@pytest.mark.parametrize("command", ["discover", "compare", "convert", "sweep", "curve", "tasks", "report", "demo"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
