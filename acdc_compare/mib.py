@@ -29,7 +29,8 @@ The mapping (never silent: everything without a counterpart is counted or named 
   d_model, when the caller gives one and the file's is not 0). Export writes `d_model` as given (0 when
   unknown: EAP-IG reads it only for neuron masks; give the model's for a MIB submission).
 
-Loading runs `json.loads` only: no pickle, no code.
+The same object travels as EAP-IG's `.pt` file when a path ends in `.pt` (`acdc_compare.mib_pt`). Loading
+runs `json.loads`, or `torch.load(weights_only=True)` for `.pt`: no pickled code ever runs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import torch
 from acdc_compare.circuit import Circuit
 from acdc_compare.files import PathLike, atomic_write
 from acdc_compare.graph import LOGITS, Graph
+from acdc_compare.mib_pt import load_pt, save_pt
 from acdc_compare.types import ReceiverKind
 
 _MIB_HEAD_INPUT = re.compile(r"^a(\d+)\.h(\d+)<([qkv])>$")
@@ -172,9 +174,13 @@ def mib_export_report(c: Circuit) -> MibExportReport:
 
 
 def save_mib(c: Circuit, path: PathLike, d_model: int = 0) -> MibExportReport:
-    """Write `circuit_to_mib(c, d_model)` to `path` (atomically); returns what the file could not express."""
+    """Write `circuit_to_mib(c, d_model)` to `path`: EAP-IG's `.pt` format when the name ends in `.pt`, else
+    JSON (atomically). Returns what the file could not express."""
     path = Path(path)
-    atomic_write(path, (json.dumps(circuit_to_mib(c, d_model)) + "\n").encode())
+    if path.suffix == ".pt":
+        save_pt(circuit_to_mib(c, d_model), path)
+    else:
+        atomic_write(path, (json.dumps(circuit_to_mib(c, d_model)) + "\n").encode())
     return mib_export_report(c)
 
 
@@ -308,8 +314,11 @@ def circuit_from_mib(d: Mapping[str, Any], graph: Graph,
 
 
 def load_mib(path: PathLike, graph: Graph, d_model: int | None = None) -> tuple[Circuit, MibImportReport]:
-    """Read a MIB / EAP-IG circuit JSON file onto `graph` (`circuit_from_mib`); JSON only, no code runs."""
+    """Read a MIB / EAP-IG circuit file onto `graph` (`circuit_from_mib`): a `.pt` file through
+    `torch.load(weights_only=True)`, anything else as JSON. No code in the file runs."""
     path = Path(path)
+    if path.suffix == ".pt":
+        return circuit_from_mib(load_pt(path), graph, d_model)
     try:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as err:

@@ -174,9 +174,49 @@ def test_cli_convert_both_ways(tiny_dir, tmp_path: Path, capsys) -> None:
     back = load_circuit(tmp_path / "back.json")
     assert torch.equal(back.kept, c.kept)
     assert torch.equal(back.scores[_resid(c)], c.scores[_resid(c)])
+    for args in (["native.json", "mib.pt", "--to", "mib"], ["mib.pt", "back_pt.json", "--to", "native"]):
+        assert main(["convert", *(str(tmp_path / a) for a in args[:2]), *args[2:], "--model", str(tiny_dir)]) == 0
+    assert torch.equal(load_circuit(tmp_path / "back_pt.json").kept, c.kept)
     d = json.loads((tmp_path / "mib.json").read_text())
     d["cfg"]["n_heads"] = 8
     (tmp_path / "wrong.json").write_text(json.dumps(d))
     assert main(["convert", str(tmp_path / "wrong.json"), str(tmp_path / "x.json"), "--to", "native",
                  "--model", str(tiny_dir)]) == EXIT_USAGE
     assert "another model shape" in capsys.readouterr().err
+
+
+class _Payload:
+    """Not a tensor: `torch.load(weights_only=True)` must refuse to build it."""
+
+
+def test_pt_round_trip_and_layout(graph: Graph, tmp_path: Path) -> None:
+    from acdc_compare.mib_pt import dst_nodes, src_nodes
+
+    c = _random_circuit(graph, seed=5)
+    save_mib(c, tmp_path / "c.pt", d_model=48)
+    p = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert p["src_nodes"] == src_nodes(3, graph.n_heads) and p["dst_nodes"] == dst_nodes(3, graph.n_heads)
+    assert p["edges_scores"].shape == (len(p["src_nodes"]), len(p["dst_nodes"]))
+    assert p["dst_nodes"][:2] == ["a0.h0<q>", "a0.h1<q>"] and p["dst_nodes"][-1] == "logits"
+    back, report = load_mib(tmp_path / "c.pt", graph)
+    resid = _resid(c)
+    assert torch.equal(back.kept[resid], c.kept[resid]) and torch.equal(back.scores[resid], c.scores[resid])
+    assert report.complete
+    assert torch.equal(back.kept, circuit_from_mib(circuit_to_mib(c), graph)[0].kept)
+
+
+def test_pt_oddities_are_reported_or_refused(tmp_path: Path) -> None:
+    from acdc_compare.mib_pt import mib_to_pt
+
+    graph = Graph(GraphConfig(n_layers=2, n_heads=2, n_kv_heads=2))
+    p = mib_to_pt(circuit_to_mib(Circuit.empty(graph)))
+    p["edges_in_graph"][p["src_nodes"].index("m1"), p["dst_nodes"].index("a0.h0<q>")] = True
+    torch.save(p, tmp_path / "odd.pt")
+    _, report = load_mib(tmp_path / "odd.pt", graph)
+    assert report.unmapped_edges == ("m1->a0.h0<q>",) and not report.missing_edges
+    torch.save({k: v for k, v in p.items() if k != "dst_nodes"}, tmp_path / "short.pt")
+    with pytest.raises(ValueError, match="dst_nodes"):
+        load_mib(tmp_path / "short.pt", graph)
+    torch.save({**p, "extra": _Payload()}, tmp_path / "code.pt")
+    with pytest.raises(ValueError, match="without running code"):
+        load_mib(tmp_path / "code.pt", graph)
