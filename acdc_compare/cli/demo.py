@@ -94,9 +94,9 @@ def _print_result(config: ExperimentConfig, result: Any) -> None:
     curves = [run for run in result.runs.values() if run.curve is not None]
     if curves:
         print("faithfulness of the top EAP-IG edges (how many edges each task's mechanism needs):")
-        print("  " + " " * 12 + "".join(f"{n:>8d}" for n in curves[0].curve.sizes) + "     CPR   CMD")
+        print("  " + " " * 16 + "".join(f"{n:>8d}" for n in curves[0].curve.sizes) + "     CPR   CMD")
         for run in curves:
-            print(f"  {run.name:12s}" + "".join(f"{f:8.2f}" for f in run.curve.faithfulness)
+            print(f"  {run.name:16s}" + "".join(f"{f:8.2f}" for f in run.curve.faithfulness)
                   + f"  {run.curve.cpr:6.2f}{run.curve.cmd:6.2f}")
     for task, verdict in result.mover_verdicts.items():
         print(f"  movers of {task}: {verdict}")
