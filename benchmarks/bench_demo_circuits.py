@@ -54,8 +54,9 @@ def main() -> None:
     from acdc_compare.api import get_model
 
     device = next(get_model(config.model).parameters()).device
-    path = save("demo_circuits", device, record(config, result, [start_load, os.getloadavg()[0]]))
-    for name, row in record(config, result, [])["tasks"].items():
+    payload = record(config, result, [start_load, os.getloadavg()[0]])
+    path = save("demo_circuits", device, payload)
+    for name, row in payload["tasks"].items():
         print(f"{name:16s} {row['edges']:5d} edges  faithfulness {row['faithfulness']:.3f}  held-out "
               f"{row['held_out_faithfulness']:.3f}  {row['seconds']:.0f} s")
     print(f"total {result.seconds:.0f} s; wrote {path}")

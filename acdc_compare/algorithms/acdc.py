@@ -228,35 +228,36 @@ def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | 
                 "order": options.order if isinstance(options.order, str) else "custom"}
     done: set[int] = set()
     fixed_set: frozenset[int] = frozenset()
-    if fixed is not None:
-        if candidates is None:
-            raise ValueError("fixed edges need candidates: the edges ACDC tests, disjoint from the fixed ones")
-        fixed = _check_candidates(fixed, graph, "fixed")
-        if bool((fixed & _check_candidates(candidates, graph)).any()):
-            raise ValueError("an edge cannot be both fixed (kept untested) and a candidate (tested)")
-        identity["fixed_sha256"] = hashlib.sha256(fixed.numpy().tobytes()).hexdigest()[:16]
-        fixed_set = frozenset(torch.nonzero(fixed).flatten().tolist())
+    if fixed is not None and candidates is None:
+        raise ValueError("fixed edges need candidates: the edges ACDC tests, disjoint from the fixed ones")
+    initial = kept.clone()  # the circuit before any tested decision
     if candidates is not None:
         candidates = _check_candidates(candidates, graph)
         identity["candidates_sha256"] = hashlib.sha256(candidates.numpy().tobytes()).hexdigest()[:16]
-        if not bool(candidates.all()):
-            kept &= candidates if fixed is None else candidates | fixed
-            done.update(torch.nonzero(~candidates).flatten().tolist())
-            current = float(problem.evaluate(kept[None])[0])
+        initial = candidates.clone()
+    if fixed is not None:
+        fixed = _check_candidates(fixed, graph, "fixed")
+        if bool((fixed & initial).any()):
+            raise ValueError("an edge cannot be both fixed (kept untested) and a candidate (tested)")
+        identity["fixed_sha256"] = hashlib.sha256(fixed.numpy().tobytes()).hexdigest()[:16]
+        fixed_set = frozenset(torch.nonzero(fixed).flatten().tolist())
+        initial |= fixed
+    if candidates is not None and not bool(candidates.all()):
+        kept &= initial
+        done.update(torch.nonzero(~candidates).flatten().tolist())
+        current = float(problem.evaluate(kept[None])[0])
     journal = options.journal
     replayed = read_journal(journal, identity) if journal is not None else []
     for d in replayed:
         kept[d.edge], scores[d.edge], current = d.kept, d.score, d.metric
         done.add(d.edge)
     writer = JournalWriter(journal, identity, len(replayed)) if journal is not None else None
-    initial = torch.ones(graph.n_edges, dtype=torch.bool) if candidates is None else (
-        candidates if fixed is None else candidates | fixed)
     n_candidates = graph.n_edges if candidates is None else int(candidates.sum())
     decided = sum(1 for d in replayed if candidates is None or bool(candidates[d.edge]))
     return _Run(
         options=options, max_batch=options.max_batch or problem.default_batch, identity=identity,
         kept=kept, scores=scores, full_metric=full_metric, current=current, done=done, replayed=replayed,
-        writer=writer, base=problem.checkpoint(initial),  # the circuit before any tested decision
+        writer=writer, base=problem.checkpoint(initial),
         lowest_changed=min((problem.stage(graph.edge_receiver(d.edge)) for d in replayed if not d.kept),
                            default=problem.n_stages),
         live=Liveness(graph, kept), n_tested=sum(1 for d in replayed if not math.isnan(d.score)),

@@ -20,8 +20,8 @@ What it does, exactly:
    same threshold rule, same dead-receiver rule, testing only candidates. Scores of tested edges are
    ACDC's (the metric change their removal caused, on the circuit at that moment).
 
-How its circuit relates to exact ACDC's: with k = None or k >= n_edges nothing is filtered and EAP-IG is not
-even run: the result is exact ACDC's, edge for edge. With fewer candidates it is a subset of the candidates,
+How its circuit relates to exact ACDC's: with k = None or k >= n_edges (and no `tested`) nothing is filtered
+and EAP-IG is not even run: the result is exact ACDC's, edge for edge. With fewer candidates it is a subset of the candidates,
 and it differs from exact ACDC's in two ways: an edge that ACDC would keep but EAP-IG ranks below the
 top k is lost, and every test is made on a circuit that already lacks the non-candidates, so borderline
 decisions can go either way. Its faithfulness should be checked (`metrics["circuit"]` against "full" and
@@ -96,10 +96,11 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
     k, coverage, prior = options.k, options.coverage, options.prior
     started = time.perf_counter()
     filtered = coverage is not None or (k is not None and k < n)
+    ranked = filtered or options.tested is not None  # `tested` picks the lowest-ranked: it needs the ranking
     candidates = None
     prior_seconds = 0.0
     extra: dict[str, Any] = {}
-    if filtered:
+    if ranked:
         if prior is None:
             prior = eap_ig_scores(problem, options.steps, absolute=options.absolute, rule=options.rule,
                                   progress=options.progress)
@@ -111,7 +112,7 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
             k, reached = smallest_covering_k(problem, prior, float(coverage), progress=options.progress)
             extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
         prior_seconds = time.perf_counter() - started
-        top = Circuit.from_scores(graph, prior, top_n=int(k))  # type: ignore[arg-type]
+        top = Circuit.from_scores(graph, prior, top_n=n if k is None else min(int(k), n))
         candidates = (top.functional() if options.functional else top).kept
     fixed = None
     if candidates is not None and options.tested is not None:
@@ -120,7 +121,7 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
     found = run_acdc(problem, options, candidates=candidates, fixed=fixed)
     settings = {**found.settings, "method": "hybrid", "k": n if k is None else int(k), **extra,
                 "tested": options.tested, "functional": options.functional,
-                "steps": options.steps if filtered else 0, "absolute": options.absolute, "rule": options.rule,
+                "steps": options.steps if ranked else 0, "absolute": options.absolute, "rule": options.rule,
                 "prior_seconds": prior_seconds, "acdc_seconds": found.settings["seconds"],
                 "seconds": time.perf_counter() - started}
     return Circuit(graph, found.kept, found.scores, metrics=found.metrics, settings=settings)

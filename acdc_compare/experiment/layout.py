@@ -66,16 +66,18 @@ def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[E
 def candidates_description(config: ExperimentConfig) -> str:
     if config.coverage is not None:
         return f"the fewest reaching faithfulness {config.coverage} (grid 25 x 2^i)"
-    extra = ", ".join(f"{t}: {k}" for t, k in config.task_k if t in config.circuit_tasks)
-    return f"{config.k}" + (f" ({extra})" if extra else "")
+    return _per_task(config.k, config.task_k, config)
 
 
 def tested_description(config: ExperimentConfig) -> str:
     """How many of each task's lowest-ranked candidates exact ACDC tests."""
-    if config.tested is None and not config.task_tested:
-        return "all"
-    extra = ", ".join(f"{t}: {k}" for t, k in config.task_tested if t in config.circuit_tasks)
-    return f"{'all' if config.tested is None else config.tested}" + (f" ({extra})" if extra else "")
+    return _per_task("all" if config.tested is None else config.tested, config.task_tested, config)
+
+
+def _per_task(default: object, overrides: tuple[tuple[str, int], ...], config: ExperimentConfig) -> str:
+    """'default (task: value, ...)' for the overrides of the experiment's circuit tasks."""
+    extra = ", ".join(f"{t}: {v}" for t, v in overrides if t in config.circuit_tasks)
+    return f"{default}" + (f" ({extra})" if extra else "")
 
 
 def weak_note(evaluation: TaskEvaluation | None, held_out: float, config: ExperimentConfig) -> str:

@@ -170,8 +170,7 @@ class Patcher:
         """The empty circuit's logits [1, N, Q, vocab], read off the ablated run kept in `ctx` (every receiver
         reads its ablated input, so only the final norm and unembedding remain): no forward."""
         n, q, d = ctx.n_prompts, ctx.positions.shape[1], self.cfg.d_model
-        ln = self._norm(ctx.corr_in_final.reshape(n * q, d), self.w.lnf_w, self.w.lnf_b)
-        return forward.softcap(ln @ self.w.W_U + self.w.b_U, self.cfg.final_softcap).view(1, n, q, -1)
+        return self._unembed(ctx.corr_in_final.reshape(n * q, d)).view(1, n, q, -1)
 
     def logits(self, ctx: PatchContext, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:
         """Patched logits [K, N, Q, vocab] at the scored positions, one row per circuit."""
@@ -309,16 +308,19 @@ class Patcher:
         deltas.write_diff(slice(s, s + 1), out.reshape(K, 1, -1), ctx.corr_out[s:s + 1])
 
     def _final_stage(self, ctx: PatchContext, resid_mask: torch.Tensor, deltas: Deltas, K: int) -> torch.Tensor:
-        g, w, d = self.graph, self.w, self.cfg.d_model
+        g, d = self.graph, self.cfg.d_model
         n, p = ctx.n_prompts, ctx.seq_len
         q = ctx.positions.shape[1]
         flat_pos = (torch.arange(n, device=self.device)[:, None] * p + ctx.positions).reshape(-1)  # [N*Q]
         mask = resid_mask[:, :, g.logits_receiver]  # [K, S]
         x = deltas.gather_positions(mask, flat_pos, p, d)  # [K, N*Q, d]
         x = x + ctx.corr_in_final.reshape(n * q, d)
-        ln = self._norm(x, w.lnf_w, w.lnf_b)
-        logits = forward.softcap(ln @ w.W_U + w.b_U, self.cfg.final_softcap)
-        return logits.view(K, n, q, -1)
+        return self._unembed(x).view(K, n, q, -1)
+
+    def _unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of final residuals [..., d]: the final norm, the unembedding, the soft-cap."""
+        w = self.w
+        return forward.softcap(self._norm(x, w.lnf_w, w.lnf_b) @ w.W_U + w.b_U, self.cfg.final_softcap)
 
     # ----- pieces -------------------------------------------------------------------------------------
     def _norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

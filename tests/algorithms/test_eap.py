@@ -237,6 +237,17 @@ def test_hybrid_tested_keeps_the_top_candidates_untested_and_is_greedy_acdc_over
     assert math.isclose(found.metrics["circuit"], found.metrics["final_greedy"], rel_tol=1e-9, abs_tol=1e-12)
 
 
+def test_hybrid_tested_ranks_every_edge_when_k_keeps_them_all():
+    problem = problem_for("gpt2", "kl")
+    g, threshold, tested = problem.graph, 0.002, 30
+    prior = eap_ig_scores(problem, steps=5)
+    everything = hybrid(problem, threshold, prior=prior, tested=tested)
+    same = hybrid(problem, threshold, k=g.n_edges, prior=prior, tested=tested)
+    assert everything.settings["n_candidates"] == tested and everything.settings["n_fixed"] == g.n_edges - tested
+    assert torch.equal(everything.kept, same.kept)
+    assert int((~torch.isnan(everything.scores)).sum()) <= tested
+
+
 def test_hybrid_functional_candidates_change_no_metric_and_save_tests():
     problem = problem_for("gpt2", "kl")
     g, threshold = problem.graph, 0.002
