@@ -244,11 +244,11 @@ def _order_meaning_sections(r: ReportInputs) -> list[Any]:
             continue
         agree, disagree = (r.evals[key] for key in keys)
         sections.append(Table(f"Order-vs-meaning control: {p.name} - {verdict(agree, disagree)}",
-                              ["", "task", "prompts", "accuracy", "logit diff",
+                              ["", "task", "prompts", "accuracy [95% Wilson interval]", "logit diff",
                                f"KL(clean || corrupted), {agree.corruption} corruption"],
-                              [["order and meaning agree", agree.name, agree.n, _pct(agree.accuracy),
+                              [["order and meaning agree", agree.name, agree.n, agree.accuracy_interval.short(),
                                 _fmt(agree.logit_diff), _fmt(agree.kl)],
-                               ["they disagree", disagree.name, disagree.n, _pct(disagree.accuracy),
+                               ["they disagree", disagree.name, disagree.n, disagree.accuracy_interval.short(),
                                 _fmt(disagree.logit_diff), _fmt(disagree.kl)]]))
         sections.append(Text("", f"{p.shows} Verdict: {verdict(agree, disagree)}."))
     return sections

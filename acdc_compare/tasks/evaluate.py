@@ -13,6 +13,7 @@ import torch
 
 from acdc_compare.metrics import kl_divergence, logit_diff, prob_diff
 from acdc_compare.backends.transformer_lens import run_logits
+from acdc_compare.stats import Proportion
 from acdc_compare.tasks.base import Task
 
 
@@ -43,6 +44,12 @@ class TaskEvaluation:
     n_positions: int = 1
     description: str = ""
     corruption: str | None = None
+
+    @property
+    def accuracy_interval(self) -> Proportion:
+        """The accuracy with its 95% Wilson interval over the `n` prompts (positions of one prompt are not
+        independent trials, so they do not narrow it)."""
+        return Proportion(self.accuracy, self.n)
 
 
 def evaluate_task(model: Any, task: Task, batch_size: int = 32) -> TaskEvaluation:

@@ -114,10 +114,9 @@ ORDER_MEANING_PAIRS: tuple[OrderMeaningPair, ...] = (
                      "does the model recall the verb said of the queried person, or the most recent one?"),
 )
 
-# Verdict thresholds on pairwise accuracy (correct vs the order answer).
-AGREE_MIN = 0.6      # below this the model fails even when order and meaning agree: no verdict
-MEANING_GAP = 0.15   # disagree within this of agree (and above CHANCE): the model follows meaning
-CHANCE = 0.5         # disagree below this: the order answer wins more often than not
+# Verdicts compare the pairwise accuracies (correct vs the order answer) with their 95% Wilson intervals
+# (`TaskEvaluation.accuracy_interval`) against chance and against each other.
+CHANCE = 0.5  # on a disagree prompt, below this the order answer wins more often than the meaning answer
 
 
 def task_names() -> list[str]:
@@ -196,14 +195,20 @@ def _clip(text: str, width: int = 110) -> str:
 
 
 def verdict(agree: TaskEvaluation, disagree: TaskEvaluation) -> str:
-    """A one-line reading of an order-vs-meaning pair from the two pairwise accuracies."""
-    if agree.accuracy < AGREE_MIN:
-        return "inconclusive: fails even when order and meaning agree"
-    if disagree.accuracy >= max(CHANCE, agree.accuracy - MEANING_GAP):
-        return "answers by meaning"
-    if disagree.accuracy < CHANCE:
+    """A one-line reading of an order-vs-meaning pair from the two accuracies' 95% intervals:
+    - agree's interval reaches chance: no clear preference (it fails even when order and meaning agree);
+    - the intervals overlap (no measurable loss when they disagree): by meaning when disagree's interval lies
+      above chance, else no clear preference;
+    - disagree clearly below agree: by position when disagree's interval lies below chance, mostly by meaning
+      when above it, partly by position when it holds chance."""
+    a, d = agree.accuracy_interval, disagree.accuracy_interval
+    if not a.above(CHANCE):
+        return "no clear preference: not above chance even when order and meaning agree"
+    if a.overlaps(d):
+        return "answers by meaning" if d.above(CHANCE) else "no clear preference: disagree's interval holds chance"
+    if d.below(CHANCE):
         return "answers by position"
-    return "partly by position"
+    return "mostly by meaning, partly by position" if d.above(CHANCE) else "partly by position"
 
 
 def format_tasks_table(evals: Sequence[TaskEvaluation], pairs: bool = True) -> str:
@@ -230,14 +235,20 @@ def format_tasks_table(evals: Sequence[TaskEvaluation], pairs: bool = True) -> s
         by_name.setdefault(e.name, e)
     shown = [p for p in ORDER_MEANING_PAIRS if p.agree_task in by_name and p.disagree_task in by_name]
     if pairs and shown:
-        lines += ["", "Order vs meaning (agree: word order and meaning give the same answer; disagree: they differ)"]
-        sub = f"{'pair':<22} {'agree':<15} {'acc':>5} {'LD':>6} | {'disagree':<15} {'acc':>5} {'LD':>6} | verdict"
+        lines += ["", "Order vs meaning (agree: word order and meaning give the same answer; disagree: they differ; "
+                  "acc [95% Wilson interval] over n prompts)"]
+        sub = (f"{'pair':<22} {'agree':<15} {'n':>4} {'acc [95% CI]':>15} {'LD':>6} | "
+               f"{'disagree':<15} {'n':>4} {'acc [95% CI]':>15} {'LD':>6} | verdict")
         lines += [sub, "-" * len(sub)]
         for p in shown:
             a, d = by_name[p.agree_task], by_name[p.disagree_task]
-            lines.append(f"{p.name:<22} {a.name:<15} {_pct(a.accuracy):>5} {_num(a.logit_diff):>6} | "
-                         f"{d.name:<15} {_pct(d.accuracy):>5} {_num(d.logit_diff):>6} | {verdict(a, d)}")
+            lines.append(f"{p.name:<22} {_pair_cells(a)} | {_pair_cells(d)} | {verdict(a, d)}")
     return "\n".join(lines)
+
+
+def _pair_cells(e: TaskEvaluation) -> str:
+    """Task, n, accuracy with its interval and logit difference: one side of an order-vs-meaning row."""
+    return f"{e.name:<15} {e.n:>4} {e.accuracy_interval.short():>15} {_num(e.logit_diff):>6}"
 
 
 def _pct(x: float) -> str:

@@ -6,12 +6,14 @@ load SmolLM2-135M and check it does IOI and prefers the pet listed last over the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 import torch
 
 from acdc_compare.api import resolve_task
+from acdc_compare.stats import Proportion, wilson_interval
 from acdc_compare.tasks import (
     ORDER_MEANING_PAIRS,
     TASKS,
@@ -27,6 +29,7 @@ from acdc_compare.tasks import (
 )
 from acdc_compare.tasks.build import encode, pad_id
 from acdc_compare.tasks.comparison import make_recall
+from acdc_compare.tasks.registry import verdict
 from acdc_compare.tasks.comparison_words import (
     ANIMAL_SIZES,
     ATTRIBUTE_PAIRS,
@@ -455,7 +458,7 @@ def test_table_has_a_row_per_corruption():
     assert "meaning" in meaning and "0.034" in meaning and "97%" in meaning
     assert answers.split() == ["answers", "5.070", "0.00"]  # clean columns only on the task's first row
     pair = next(line for line in lines if line.startswith("pet position "))
-    assert "97%" in pair and pair.endswith("answers by position")
+    assert "97% [84-100%]" in pair and pair.endswith("partly by position")  # 43% of 30: 27-60%, holds chance
 
 
 def test_table_shows_order_meaning_pairs_side_by_side():
@@ -465,11 +468,42 @@ def test_table_shows_order_meaning_pairs_side_by_side():
     assert all(e.name in text for e in evals)
     pet = next(line for line in text.splitlines() if line.startswith("pet position "))
     assert "pet-last" in pet and "pet-first" in pet and "97%" in pet and "43%" in pet
-    assert pet.endswith("answers by position")
+    assert pet.endswith("partly by position")
     comp = next(line for line in text.splitlines() if line.startswith("comparative"))
     assert comp.endswith("answers by meaning")
     assert "pet position (middle)" not in text  # pet-middle was not evaluated
     assert "Order vs meaning" not in format_tasks_table(evals, pairs=False)
+
+
+def test_wilson_interval_known_values_and_edges():
+    assert wilson_interval(0.65, 20) == pytest.approx((0.4329, 0.8188), abs=1e-4)  # by hand: 0.6258 -+ 0.1930
+    assert wilson_interval(0.0, 20)[0] == 0.0 and wilson_interval(1.0, 20)[1] == 1.0
+    assert wilson_interval(0.5, 0) == (0.0, 1.0)
+    p = Proportion(0.65, 20)
+    assert p.short() == "65% [43-82%]" and p.describe() == "65% (95% CI 43-82%, n=20)"
+    assert p.overlaps(Proportion(0.8, 20)) and not p.overlaps(Proportion(0.05, 20))
+    narrow = Proportion(0.65, 2000)  # the same accuracy on many prompts: a narrow interval, clearly above chance
+    assert narrow.above(0.5) and not p.above(0.5)
+    with pytest.raises(ValueError, match="proportion"):
+        wilson_interval(1.2, 10)
+
+
+def test_order_meaning_verdicts_carry_their_uncertainty():
+    """Issue 22 row 6: 65% vs 65% on 20 prompts was 'answers by meaning'; its intervals (43-82%) hold chance."""
+    def pair(agree: float, disagree: float, n: int) -> str:
+        evals = [_ev("adjective-last", agree, 0.2), _ev("adjective-first", disagree, 0.3)]
+        evals = [dataclasses.replace(e, n=n) for e in evals]
+        line = next(x for x in format_tasks_table(evals).splitlines() if x.startswith("adjective recall"))
+        assert f" {n} " in line and verdict(*evals) in line
+        return verdict(*evals)
+
+    assert pair(0.65, 0.65, 20).startswith("no clear preference")
+    assert pair(0.65, 0.65, 2000) == "answers by meaning"
+    assert pair(0.9, 0.85, 40) == "answers by meaning"
+    assert pair(0.8, 0.15, 20) == "answers by position"
+    assert pair(0.97, 0.43, 30) == "partly by position"
+    assert pair(0.98, 0.75, 200) == "mostly by meaning, partly by position"
+    assert pair(0.8, 0.45, 20).startswith("no clear preference")  # intervals overlap, disagree's holds chance
 
 
 # ----- on the default model (slow) ---------------------------------------------------------------------------
