@@ -3,7 +3,7 @@
 A report is a title and a sequence of sections, each a frozen value:
 `Text` (paragraphs, or preformatted text), `Table` (headers and rows), `KeyValues` (settings), `Image`
 (an SVG/PNG/... file in the report's folder, linked by relative path, or embedded as a data: URI with
-`embed=True`) and `Html` (markup this package generates - the circuit viewer, SVG plots - inserted as is;
+`embed=True`; either way shrunk to the page's width, a click shows it at full size) and `Html` (markup this package generates - the circuit viewer, SVG plots - inserted as is;
 the only place scripts come from). Every other string is HTML-escaped. A Content-Security-Policy meta tag
 forbids every network fetch (scripts and styles inline only, images from data: URIs or local files). An image must be a file that exists inside the report's folder
 (relative paths are taken relative to that folder), so the report only points at files written there.
@@ -104,6 +104,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv th { width: 16em; }
 pre { background: #f6f6f6; border: 1px solid #e2e2e2; padding: 0.7em; overflow-x: auto; font-size: 0.88em; }
 figure { margin: 0.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #e2e2e2; }
+figure a.full-size img { cursor: zoom-in; } figure a.fit { display: none; }
+figure:target { overflow: auto; max-height: 92vh; border: 1px solid #bbb; }
+figure:target img { max-width: none; cursor: auto; } figure:target a.fit { display: inline; }
 figcaption, p.caption { color: #555; font-size: 0.9em; }
 """
 
@@ -171,13 +174,17 @@ def _kv_html(s: KeyValues) -> str:
     return f'<table class="kv"><tbody>{rows}</tbody></table>'
 
 
-def _image_html(s: Image, folder: Path) -> str:
+def _image_html(s: Image, folder: Path, index: int) -> str:
+    """The figure, shrunk to the page's width and wrapped in a link to its full size: the file for a linked
+    image; for an embedded one the figure itself (`#f{index}`), which the stylesheet then shows at full size
+    in a scrolling box (no second copy of the data, no script, no file needed)."""
     src = _image_src(s, folder)
     img = f'<img src="{_e(src)}" alt="{_e(s.title)}">'
-    if not s.embed:
-        img = f'<a href="{_e(src)}">{img}</a>'
-    caption = f"<figcaption>{_e(s.caption)}</figcaption>" if s.caption else ""
-    return f"<figure>{img}{caption}</figure>"
+    href = f"#f{index}" if s.embed else src
+    link = f'<a class="full-size" href="{_e(href)}" title="click for the full-size image">{img}</a>'
+    back = f'<a class="fit" href="#s{index}">fit to the page</a> ' if s.embed else ""
+    caption = f"<figcaption>{back}{_e(s.caption)}</figcaption>" if s.caption or back else ""
+    return f'<figure id="f{index}">{link}{caption}</figure>'
 
 
 def _section_html(s: ReportSection, index: int, folder: Path) -> str:
@@ -188,7 +195,7 @@ def _section_html(s: ReportSection, index: int, folder: Path) -> str:
     elif isinstance(s, KeyValues):
         body = _kv_html(s)
     elif isinstance(s, Image):
-        body = _image_html(s, folder)
+        body = _image_html(s, folder, index)
     elif isinstance(s, Html):
         body = s.html + (f"<p class=\"caption\">{_e(s.caption)}</p>" if s.caption else "")
     else:

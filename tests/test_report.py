@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import struct
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -158,6 +160,64 @@ def test_svg_plots_are_valid_escaped_svg() -> None:
     sweep = sweep_plot([{"threshold": 0.01, "edges": 50, "faithfulness": 0.9},
                         {"threshold": 0.1, "edges": 5, "faithfulness": 0.2}], "sweep").html
     assert sweep.count("<svg") == 2
+
+
+def _png(width: int, height: int) -> bytes:
+    """A valid grey PNG of that size (no imaging library needed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+class _Figures(HTMLParser):
+    """For every <img>: the href of the link it sits in (None when it is in none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str | None] = []
+        self._open: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open.append(dict(attrs).get("href"))
+        elif tag == "img":
+            self.links.append(self._open[-1] if self._open else None)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open:
+            self._open.pop()
+
+
+def test_every_figure_links_to_its_full_size(tmp_path: Path) -> None:
+    """Issue 22 row 8: wide PNGs were shrunk to the page with no way to enlarge them; each figure now links to
+    its full size: the file when linked, itself (shown at full size in a scrolling box) when embedded."""
+    (tmp_path / "wide.png").write_bytes(_png(3000, 40))
+    path = write_report(tmp_path / "r.html", title="t", sections=[
+        Text("intro", "x"), Image("linked", "wide.png"), Image("embedded", "wide.png", embed=True, caption="c")])
+    figures = _Figures()
+    figures.feed(path.read_text())
+    assert figures.links == ["wide.png", "#f2"]
+    from browser import Browser, require_chromium
+
+    require_chromium("the figure-size test")
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(path)
+        width = "document.querySelector('#f2 img').getBoundingClientRect().width"
+        assert browser.js(width) < 1300  # shrunk to the page
+        x, y = browser.js("(() => { const r = document.querySelector('#f2 img').getBoundingClientRect();"
+                          " return [r.x + 20, r.y + r.height / 2]; })()")
+        browser.click(x, y)
+        browser.js("new Promise(r => setTimeout(r, 100))")
+        assert browser.js("location.hash") == "#f2"
+        assert browser.js(width) == pytest.approx(3000, abs=3)  # the full image (and its 1 px border)
+        browser.js("document.querySelector('#f2 a.fit').click()")
+        assert browser.js(width) < 1300
+        assert browser.problems() == []
+    finally:
+        browser.close()
 
 
 def test_demo_report_is_one_self_contained_file_that_runs_in_a_browser(tmp_path: Path, tiny_dir) -> None:

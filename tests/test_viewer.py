@@ -202,3 +202,38 @@ def test_modes_filter_zoom_and_tooltips(page) -> None:
     assert point[2] in tip and f"kind: {point[3]}" in tip and "score (left <one>)" in tip
     browser.click(*_centre(browser, ".av-mode-compare"))
     assert browser.problems() == []
+
+
+def _rendered(browser: Browser) -> dict[str, float]:
+    """Widths in screen pixels: the viewer's panel (content box), its graph, and the graph's drawn nodes."""
+    return browser.js("(() => { const v = document.querySelector('.acdc-viewer'); const s = v.querySelector('svg.av-graph');"
+                      " const cs = getComputedStyle(v); const inner = v.clientWidth - parseFloat(cs.paddingLeft)"
+                      " - parseFloat(cs.paddingRight); const n = s.querySelector('.av-nodes').getBoundingClientRect();"
+                      " return {panel: inner, svg: s.getBoundingClientRect().width, nodes: n.width,"
+                      " height: s.getBoundingClientRect().height, window: window.innerHeight}; })()")
+
+
+def test_a_tall_circuit_fills_the_viewer_width(tmp_path: Path) -> None:
+    """Issue 22 row 8: a 30-layer graph (SmolLM2's shape) was drawn as a ~150-200 px strip in a 1200 px panel,
+    fitted to the panel's height; it now spans the panel's width, its height capped by the window's."""
+    require_chromium("the viewer's width test")
+    graph = Graph(GraphConfig(n_layers=30, n_heads=9, n_kv_heads=3))
+    scores = torch.linspace(-1, 1, graph.n_edges, dtype=torch.float64)
+    nodes = {"a0.h1", "a6.h4", "a20.h3", "a23.h7", "a29.h0", "m3", "m29", *(f"a12.h{h}" for h in range(9)), "m12"}
+    circuit = _on(graph, nodes, scores)
+    path = write_report(tmp_path / "report.html", title="tall", sections=[viewer_section({"tall": circuit})])
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(path)
+        size = _rendered(browser)
+        assert size["svg"] == pytest.approx(size["panel"], abs=4)  # its 1 px borders
+        assert size["nodes"] >= 0.8 * size["svg"], size  # the drawn graph spans the panel, not a strip
+        assert size["height"] <= 0.86 * size["window"], size  # a tall graph is cut by the window, not shrunk
+        browser.send("Emulation.setDeviceMetricsOverride", session=True, width=700, height=900,
+                     deviceScaleFactor=1, mobile=False)
+        browser.js("new Promise(r => setTimeout(r, 200))")
+        narrow = _rendered(browser)
+        assert narrow["svg"] < size["svg"] and narrow["nodes"] >= 0.8 * narrow["svg"], narrow  # refitted
+        assert browser.problems() == []
+    finally:
+        browser.close()

@@ -6,6 +6,9 @@
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
+  /* the graph's height in px: at least MIN_HEIGHT, at most the window's MAX_WINDOW_SHARE; a narrow graph is not
+     enlarged more than MAX_SCALE times (a 10-head-wide layout fills 1,200 px at 1.6) */
+  var MIN_HEIGHT = 360, MAX_WINDOW_SHARE = 0.85, MAX_SCALE = 2.5;
 
   function el(tag, attrs, parent) {
     var e = document.createElementNS(SVGNS, tag);
@@ -105,6 +108,7 @@
     });
     this.bindPanZoom();
     this.fit();
+    this.watchSize();
   };
 
   Viewer.prototype.nodeTip = function (name) {
@@ -387,12 +391,24 @@
     this.svg.setAttribute("viewBox", v.x + " " + v.y + " " + v.w + " " + v.h);
   };
 
+  /* Fit the layout's width to the panel: the graph spans the viewer, its height follows (at most most of the
+     window's; a taller graph starts at the logits, drag to see the rest). Refit when the panel's width changes. */
   Viewer.prototype.fit = function () {
-    var L = this.data.layout, r = this.svg.getBoundingClientRect();
-    var aspect = r.width > 0 && r.height > 0 ? r.height / r.width : 0.6;
-    var w = L.width, hgt = L.height;
-    if (hgt / w > aspect) w = hgt / aspect; else hgt = w * aspect;
-    this.setView({ x: (L.width - w) / 2, y: (L.height - hgt) / 2, w: w, h: hgt });
+    var L = this.data.layout, width = this.svg.clientWidth || this.root.clientWidth || 800;
+    var scale = Math.min(width / L.width, MAX_SCALE);
+    var cap = Math.max(MIN_HEIGHT, MAX_WINDOW_SHARE * (window.innerHeight || 800));
+    var height = Math.min(L.height * scale, cap);
+    this.svg.style.height = height + "px";
+    this.fittedWidth = width;
+    this.setView({ x: (L.width - width / scale) / 2, y: 0, w: width / scale, h: height / scale });
+  };
+
+  Viewer.prototype.watchSize = function () {
+    var self = this;
+    if (typeof ResizeObserver === "undefined") return;
+    new ResizeObserver(function () {
+      if (self.svg.clientWidth > 0 && Math.abs(self.svg.clientWidth - self.fittedWidth) > 1) self.fit();
+    }).observe(this.root);
   };
 
   Viewer.prototype.bindPanZoom = function () {
