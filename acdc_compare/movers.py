@@ -1,15 +1,14 @@
 """The mover question answered from circuits: which heads of a task's circuit move its answer, and are they
-the heads that move IOI's names in IOI's circuit on the same model?
+the heads that move IOI's names on the same model?
 
-A head of a circuit is a mover of its task when all three hold (`MoverRule`):
+A head of a circuit is a mover of its task when both hold:
 1. it is on a kept path to the logits: it sends a kept edge on an input->logits path (`Circuit.functional_heads`);
-2. at the scored position it attends to the answer's token: `HeadScores.answer_attention` >= `min_attention`
-   (attention probability, mean over the scored positions where the answer occurs in the prompt);
-3. its output raises the answer's logit: `HeadScores.mover` (attention to the answer x the head's direct logit
-   contribution to correct - wrong) >= `mover_fraction` x the largest |mover| of any head on that task.
+2. it passes the one mover rule on the task's head scores (`roles.assign.find_movers`, described by
+   `RoleThresholds.describe_movers`): among the top mover scores, a fraction of the best one, and attending
+   to the answer's token. Heads passing it only when relaxed are borderline, and shown as such.
 
-IOI's circuit movers found by the same rule on IOI's circuit are the reference ("IOI's name movers" below):
-the overlap of another task's movers with them is set against chance, the overlap two sets of those sizes
+IOI's name movers are the heads the same rule finds on IOI (the heads `assign_roles` calls name movers): the
+overlap of another task's circuit movers with them is set against chance, the overlap two sets of those sizes
 drawn at random from all the model's heads would have on average (a x b / n_heads).
 """
 
@@ -18,41 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from acdc_compare.circuit import Circuit
-from acdc_compare.graph import head_name
-from acdc_compare.roles.assign import RoleThresholds
+from acdc_compare.roles.assign import MoverSet, RoleThresholds, movers_of
 from acdc_compare.roles.head_scores import HeadScores
 
 
-@dataclass(frozen=True)
-class MoverRule:
-    """The thresholds of rules 2 and 3 in the module docstring; by default the ones `assign_roles` applies to
-    movers over all heads (`RoleThresholds`)."""
-
-    min_attention: float = RoleThresholds.min_attention
-    mover_fraction: float = RoleThresholds.mover_fraction
-
-    def describe(self) -> str:
-        return (f"on a kept input->logits path, attention to the answer >= {self.min_attention:g} and mover score "
-                f">= {self.mover_fraction:g} x the task's largest |mover score|")
-
-
-def circuit_movers(circuit: Circuit, scores: HeadScores, rule: MoverRule = MoverRule()) -> tuple[str, ...]:
-    """The circuit's mover heads (see the module docstring), by mover score, largest first."""
-    if scores.n_mover_prompts == 0:
-        return ()
-    scale = float(scores.mover.abs().max())
-    if scale <= 0:
-        return ()
-    on_path = circuit.functional_heads()
-    found = []
-    for layer in range(scores.n_layers):
-        for h in range(scores.n_heads):
-            name = head_name(layer, h)
-            mover = float(scores.mover[layer, h])
-            if (name in on_path and float(scores.answer_attention[layer, h]) >= rule.min_attention
-                    and mover >= rule.mover_fraction * scale):
-                found.append((mover, name))
-    return tuple(name for _, name in sorted(found, reverse=True))
+def circuit_movers(circuit: Circuit, scores: HeadScores, thresholds: RoleThresholds = RoleThresholds()) -> MoverSet:
+    """The task's movers (and borderline heads) that lie on the circuit's kept input->logits paths."""
+    return movers_of(scores, thresholds).within(circuit.functional_heads())
 
 
 @dataclass(frozen=True)
@@ -88,4 +59,4 @@ class MoverOverlap:
         return (f"{self.task}: {kind} ({len(self.shared)} shared, {self.chance:.2f} expected by chance)")
 
 
-__all__ = ["MoverOverlap", "MoverRule", "circuit_movers"]
+__all__ = ["MoverOverlap", "circuit_movers"]

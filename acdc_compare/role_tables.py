@@ -8,20 +8,33 @@ from typing import Any
 import torch
 
 from acdc_compare.graph import parse_head
-from acdc_compare.roles.assign import NON_IOI_NAMES, ROLE_PRIORITY, ROLE_SCORE, RoleThresholds
+from acdc_compare.roles.assign import NON_IOI_NAMES, ROLE_PRIORITY, ROLE_SCORE, MoverSet, RoleThresholds
 from acdc_compare.roles.head_scores import HeadScores
 from acdc_compare.types import Role
 
 
-def role_table(scores: HeadScores, roles: dict[str, str],
-               thresholds: RoleThresholds = RoleThresholds()) -> list[dict[str, Any]]:
+BORDERLINE = "(borderline)"
+
+
+def role_labels(roles: dict[str, str], name_movers: MoverSet | None = None) -> dict[str, str]:
+    """Head -> role, with the borderline name movers of `name_movers` labelled 'name mover (borderline)'
+    (or 'mover (borderline)' where the roles use the task-neutral names)."""
+    out = dict(roles)
+    mover = Role.NAME_MOVER if Role.NAME_MOVER in roles.values() or not roles else Role.MOVER
+    for head in (name_movers.borderline if name_movers else ()):
+        out.setdefault(head, f"{mover} {BORDERLINE}")
+    return out
+
+
+def role_table(scores: HeadScores, roles: dict[str, str], thresholds: RoleThresholds = RoleThresholds(),
+               name_movers: MoverSet | None = None) -> list[dict[str, Any]]:
     """One row per labelled head (in role order, then by the role's score): head, role, the deciding score,
-    its rank among all heads, the rule, and all five scores."""
+    its rank among all heads, the rule, and all five scores; borderline name movers (`name_movers`) follow the
+    name movers, labelled as such."""
     rules = thresholds.describe()
-    back = {v: k for k, v in NON_IOI_NAMES.items()}
     rows: list[dict[str, Any]] = []
-    for head, role in roles.items():
-        ioi_role = back.get(role, role)
+    for head, role in role_labels(roles, name_movers).items():
+        ioi_role = _ioi_role(role)
         attr = ROLE_SCORE[ioi_role]
         values = scores.score(attr)
         layer, h = parse_head(head)
@@ -32,8 +45,14 @@ def role_table(scores: HeadScores, roles: dict[str, str],
         rows.append({"head": head, "role": role, "score_name": attr, "score": value, "rank": rank,
                      "rule": rules[ioi_role], **scores.head_scores(head)})
     order = {r: i for i, r in enumerate(ROLE_PRIORITY)}
-    rows.sort(key=lambda r: (order[back.get(r["role"], r["role"])], r["rank"]))
+    rows.sort(key=lambda r: (order[_ioi_role(r["role"])], r["role"].endswith(BORDERLINE), r["rank"]))
     return rows
+
+
+def _ioi_role(role: str) -> Role:
+    """The IOI role a (task-neutral, borderline) label stands for."""
+    base = role.removesuffix(f" {BORDERLINE}")
+    return {v: k for k, v in NON_IOI_NAMES.items()}.get(base, Role(base))
 
 
 def format_role_table(scores: HeadScores, rows: list[dict[str, Any]],

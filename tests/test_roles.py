@@ -232,7 +232,7 @@ def test_direct_contributions_sum_to_logit_difference_rmsnorm():
 def _synthetic(name: str, mover: torch.Tensor, n_mover_prompts: int = 10) -> HeadScores:
     z = torch.zeros_like(mover)
     return HeadScores(task_name=name, previous_token=z, duplicate_token=z, induction=z, mover=mover,
-                      s_inhibition=torch.full_like(mover, float("nan")), answer_attention=z, direct_logit=z,
+                      s_inhibition=torch.full_like(mover, float("nan")), answer_attention=z + 0.5, direct_logit=z,
                       n_mover_prompts=n_mover_prompts)
 
 
@@ -247,8 +247,8 @@ def test_compare_movers_known_overlap():
     assert set(cmp.overlap) == {"a3.h1", "a2.h4"}
     assert cmp.jaccard == pytest.approx(2 / 4)
     assert cmp.chance_overlap == pytest.approx(9 / 20)
-    assert set(cmp.ioi_name_movers) == {"a3.h0", "a3.h1", "a2.h4"}
-    assert set(cmp.other_in_ioi_name_movers) == {"a3.h1", "a2.h4"}
+    assert set(cmp.ioi_name_movers.heads) == {"a3.h0", "a3.h1", "a2.h4"}
+    assert set(cmp.other_movers.heads) == {"a3.h1", "a2.h4", "a1.h2"}
     assert cmp.verdict.startswith("Yes")
     disjoint = torch.zeros(L, H, dtype=torch.float64)
     disjoint[0, 0], disjoint[0, 1], disjoint[0, 2] = 1.0, 0.9, 0.8

@@ -13,6 +13,7 @@ from acdc_compare.backends import DEFAULT_MODEL
 from acdc_compare.circuit import Circuit
 from acdc_compare.faithfulness import FaithfulnessCurve
 from acdc_compare.progress import ProgressLike
+from acdc_compare.roles.assign import MoverSet
 from acdc_compare.tasks.base import Corruption
 from acdc_compare.tasks.registry import task_spec
 
@@ -115,7 +116,7 @@ class TaskRun:
     faithfulness: float
     held_out_faithfulness: float = math.nan  # on `held_out_seed`'s prompts
     curve: FaithfulnessCurve | None = None  # faithfulness of the top EAP-IG edges at CURVE_FRACTIONS
-    movers: tuple[str, ...] = ()  # `movers.circuit_movers` of the circuit
+    movers: MoverSet = MoverSet("")  # `movers.circuit_movers` of the circuit
 
 
 @dataclass
@@ -126,6 +127,7 @@ class ExperimentResult:
     tasks_table: str = ""
     mover_verdicts: dict[str, str] = field(default_factory=dict)
     mover_table: list[dict[str, Any]] = field(default_factory=list)  # one row per task: `layout.mover_rows`
+    name_movers: MoverSet = MoverSet("")  # IOI's name movers: the one mover rule on IOI's head scores
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage, in the order run
     seconds: float = 0.0
 

@@ -17,10 +17,11 @@ from acdc_compare.experiment.config import ExperimentConfig, ExperimentResult, T
 from acdc_compare.experiment.stages import AttentionStage, Comparison, RoleScores
 from acdc_compare.export import edge_kind, prune_to_paths
 from acdc_compare.graph import parse_head
-from acdc_compare.movers import MoverOverlap, MoverRule
+from acdc_compare.movers import MoverOverlap
 from acdc_compare.plots import faithfulness_plot
 from acdc_compare.report import Image, KeyValues, Table, Text
-from acdc_compare.role_tables import role_table
+from acdc_compare.role_tables import role_labels, role_table
+from acdc_compare.roles.assign import MoverSet, RoleThresholds
 from acdc_compare.tasks.base import Task
 from acdc_compare.tasks.evaluate import TaskEvaluation
 from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, task_spec, verdict
@@ -39,28 +40,37 @@ def evaluations_by_key(evals: Sequence[TaskEvaluation]) -> dict[EvalKey, TaskEva
 
 
 def mover_rows(runs: dict[str, TaskRun], config: ExperimentConfig, evals: dict[EvalKey, TaskEvaluation],
-               n_heads: int) -> list[dict[str, Any]]:
-    """The mover table: one row per circuit, its movers set against IOI's circuit movers (`movers`)."""
-    ioi_movers = runs[config.task].movers
+               name_movers: MoverSet, n_heads: int) -> list[dict[str, Any]]:
+    """The mover table: one row per circuit, its movers set against IOI's name movers (`name_movers`, the
+    one mover rule on IOI's head scores)."""
     rows = []
     for t, run in runs.items():
         corruption = config.corruption_of(t).value
         evaluation = evals.get((t, corruption))
-        shared = MoverOverlap(t, run.movers, ioi_movers, n_heads)
+        shared = MoverOverlap(t, run.movers.heads, name_movers.heads, n_heads)
         is_ioi = t == config.task
         weak = weak_note(evaluation, run.held_out_faithfulness, config)
-        verdict = f"IOI's name movers: {len(run.movers)} heads" if is_ioi else shared.verdict()
+        verdict = (f"IOI's name movers: {name_movers.describe()}; {len(run.movers.heads)} on its circuit" if is_ioi
+                   else shared.verdict())
         rows.append({
             "task": t, "answer kind": task_spec(t).answer_kind,
-            "accuracy": _pct(evaluation.accuracy) if evaluation else "",
+            "accuracy": evaluation.accuracy_interval.short() if evaluation else "",
             "logit diff": _fmt(evaluation.logit_diff) if evaluation else "",
             "corruption": corruption, "edges": run.circuit.n_kept, "faithfulness": _fmt(run.faithfulness),
-            "held-out faithfulness": _fmt(run.held_out_faithfulness), "movers": ", ".join(run.movers) or "none",
-            "shared with IOI's name movers": "(these are IOI's)" if is_ioi else ", ".join(shared.shared) or "none",
+            "held-out faithfulness": _fmt(run.held_out_faithfulness), "movers": run.movers.describe(),
+            "shared with IOI's name movers": "(these are IOI's)" if is_ioi else shared_cell(run.movers, name_movers),
             "chance overlap": "" if is_ioi else f"{shared.chance:.2f}",
             "verdict": f"{weak}; {verdict}" if weak else verdict,
         })
     return rows
+
+
+def shared_cell(movers: MoverSet, name_movers: MoverSet) -> str:
+    """The task's movers that are IOI's name movers, then those shared only through a borderline head."""
+    shared = [h for h in movers.heads if h in name_movers.heads]
+    ioi_any = set(name_movers.heads + name_movers.borderline)
+    edge = [h for h in movers.heads + movers.borderline if h in ioi_any and h not in shared]
+    return (", ".join(shared) or "none") + (f" (borderline: {', '.join(edge)})" if edge else "")
 
 
 def candidates_description(config: ExperimentConfig) -> str:
@@ -149,9 +159,10 @@ def _summary_sections(r: ReportInputs) -> list[Any]:
               [[name, f"{s:.1f}"] for name, s in stage_table(r.result.stage_seconds, r.result.seconds)]),
         Table("The mover question, from circuits: which heads of each circuit move its answer, and are they IOI's?",
               list(MOVER_COLUMNS), [[row[c] for c in MOVER_COLUMNS] for row in r.result.mover_table]),
-        Text("", f"Movers: heads of the circuit {MoverRule().describe()} (mover score: attention from the scored "
+        Text("", f"Movers: heads of the circuit on a kept input->logits path passing the one mover rule: "
+                 f"{RoleThresholds().describe_movers()} (mover score: attention from the scored "
                  "position to the answer's token x the head's direct logit contribution to correct - wrong, "
-                 f"on the task's clean prompts). IOI's name movers are IOI's circuit movers found the same way; "
+                 f"on the task's clean prompts). IOI's name movers are the heads the same rule finds on IOI (its role table's name movers); "
                  "chance: the overlap expected for random head sets of those sizes."),
         viewer_section({run.name: run.circuit for run in runs.values()}, roles=r.roles.roles,
                        attention=r.attention.viewer,
@@ -185,7 +196,8 @@ def _circuit_sections(r: ReportInputs) -> list[Any]:
         sections.append(Table(f"Heads of the {run.name} circuit (role: from the head scores on {config.task}; "
                               f"mover score and attention to the answer: on {run.name})",
                               ["head", "role", "mover score", "attention to answer", "direct logit attribution"],
-                              _head_rows(run.circuit, r.roles.roles, scores.get(run.name, scores[config.task]))))
+                              _head_rows(run.circuit, role_labels(r.roles.roles, r.result.name_movers),
+                                         scores.get(run.name, scores[config.task]))))
         sections.append(_edge_table(run))
     return sections
 
@@ -210,17 +222,19 @@ def _comparison_sections(r: ReportInputs) -> list[Any]:
 def _role_sections(r: ReportInputs) -> list[Any]:
     config, roles = r.config, r.roles
     sections: list[Any] = []
-    rows = role_table(roles.scores[config.task], roles.roles)
+    name_movers = r.result.name_movers
+    rows = role_table(roles.scores[config.task], roles.roles, name_movers=name_movers)
     if rows:
         headers = list(rows[0].keys())
         sections.append(Table(f"Head roles on {config.task} (thresholds in the rule column)", headers,
                               [[_fmt(row[h]) for h in headers] for row in rows]))
-    sections.append(Table("Are the comparison tasks' movers IOI's name movers?",
-                          ["task", "top movers", "overlap with IOI top movers", "chance overlap", "spearman",
-                           "verdict"],
-                          [[t, ", ".join(f"{h} ({s:.2f})" for h, s in m.other_top), ", ".join(m.overlap) or "none",
-                            f"{m.chance_overlap:.2f}", f"{m.spearman:.2f}", m.verdict]
-                           for t, m in roles.movers.items()]))
+    sections.append(Table(f"Are the comparison tasks' movers IOI's name movers ({name_movers.describe()})? "
+                          "Over all heads, by the same rule",
+                          ["task", "top mover scores", "movers", "shared with IOI's name movers", "chance overlap",
+                           "spearman", "verdict"],
+                          [[t, ", ".join(f"{h} ({s:.2f})" for h, s in m.other_top), m.other_movers.describe(),
+                            shared_cell(m.other_movers, m.ioi_name_movers), f"{m.chance_overlap:.2f}",
+                            f"{m.spearman:.2f}", m.verdict] for t, m in roles.movers.items()]))
     sections.append(Table(
         f"Analogy: does each circuit head attend to the same roles on {config.comparison} and {config.control}?",
         ["head", "role", f"attn to correct ({config.comparison})", f"attn to correct ({config.control})", "1 - TV",

@@ -15,6 +15,7 @@ from acdc_compare.experiment.layout import ReportInputs, evaluations_by_key, mov
 from acdc_compare.experiment.stages import Log, StageClock
 from acdc_compare.progress import as_progress
 from acdc_compare.report import write_report
+from acdc_compare.roles import movers_of
 from acdc_compare.tasks.registry import format_tasks_table
 
 
@@ -38,6 +39,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         tasks = stages.build_tasks(model, config)
         roles = stages.score_roles(model, tasks, config, bars, log)
         result.mover_verdicts = {t: m.verdict for t, m in roles.movers.items()}
+        result.name_movers = movers_of(roles.scores[config.task])
     for t in config.circuit_tasks:
         with clock(f"discovery: {t}"):
             found = stages.discover(tasks[t], model, config, bars, log)
@@ -50,7 +52,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         result.runs[t] = stages.task_run(found, paths, held_out, curve, roles.scores[t])
         stages.log_run(result.runs[t], log)
     by_eval = evaluations_by_key(evals)
-    result.mover_table = mover_rows(result.runs, config, by_eval, roles.scores[config.task].mover.numel())
+    result.mover_table = mover_rows(result.runs, config, by_eval, result.name_movers,
+                                    roles.scores[config.task].mover.numel())
     with clock("drawing"):
         pairs = ((config.task, config.comparison), (config.comparison, config.control))
         comparisons = stages.draw_comparisons(result.runs, pairs, out, roles.roles, label)

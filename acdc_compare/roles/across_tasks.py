@@ -7,65 +7,72 @@ from dataclasses import dataclass
 
 import torch
 
-from acdc_compare.roles.assign import RoleThresholds, assign_roles
+from acdc_compare.roles.assign import MoverSet, RoleThresholds, movers_of
 from acdc_compare.roles.head_scores import HeadScores
-from acdc_compare.types import Role
 
 
 @dataclass(frozen=True)
 class MoverComparison:
-    """Are another task's mover heads the model's IOI name movers?"""
+    """Are another task's movers the model's IOI name movers? Both sets by the one mover rule
+    (`assign.find_movers`) over all heads; the top mover scores are listed for context."""
 
     ioi_task: str
     other_task: str
     top_k: int
     ioi_top: tuple[tuple[str, float], ...]
     other_top: tuple[tuple[str, float], ...]
-    overlap: tuple[str, ...]
-    chance_overlap: float  # expected overlap of two random top-k sets
+    ioi_name_movers: MoverSet  # the heads assign_roles calls IOI name movers, and the borderline ones
+    other_movers: MoverSet
+    overlap: tuple[str, ...]  # other task's movers that are IOI name movers
+    borderline_overlap: tuple[str, ...]  # shared heads where either side is only borderline
+    chance_overlap: float  # expected overlap of random head sets of the two sizes
     jaccard: float
     spearman: float  # rank correlation of mover scores over all heads
-    ioi_name_movers: tuple[str, ...]  # heads assign_roles calls IOI name movers
-    other_in_ioi_name_movers: tuple[str, ...]
     verdict: str
 
 
 def compare_movers(ioi_scores: HeadScores, other_scores: HeadScores, top_k: int = 5,
                    thresholds: RoleThresholds = RoleThresholds()) -> MoverComparison:
-    """Top-k (positive) mover heads of both tasks, their overlap, and the rank correlation of all heads'
-    mover scores, with a one-sentence verdict: 'yes' when at least half of the comparison task's top-k
-    movers are IOI top-k movers, 'partly' for a smaller non-empty overlap, 'no' otherwise."""
+    """The other task's movers against IOI's name movers (one rule for both), their overlap against chance,
+    and the rank correlation of all heads' mover scores, with a one-sentence verdict: 'yes' when at least
+    half of the other task's movers are IOI name movers, 'partly' for a smaller non-empty overlap, 'no'
+    otherwise."""
     if ioi_scores.mover.shape != other_scores.mover.shape:
         raise ValueError("the two HeadScores come from models of different shapes")
-    ioi_top = tuple((h, s) for h, s in ioi_scores.top("mover", top_k) if s > 0)
-    other_top = tuple((h, s) for h, s in other_scores.top("mover", top_k) if s > 0)
-    a, b = {h for h, _ in ioi_top}, {h for h, _ in other_top}
-    overlap = tuple(h for h, _ in other_top if h in a)
-    n_heads = ioi_scores.mover.numel()
-    chance = top_k * top_k / n_heads
-    jaccard = len(a & b) / len(a | b) if a | b else 0.0
+    ioi, other = movers_of(ioi_scores, thresholds), movers_of(other_scores, thresholds)
+    overlap = tuple(h for h in other.heads if h in ioi.heads)
+    either = set(ioi.heads + ioi.borderline)
+    borderline = tuple(h for h in other.heads + other.borderline if h in either and h not in overlap)
+    a, b = set(ioi.heads), set(other.heads)
+    chance = len(a) * len(b) / ioi_scores.mover.numel()
     rho = spearman(ioi_scores.mover.reshape(-1), other_scores.mover.reshape(-1))
-    nm = tuple(h for h, r in assign_roles(ioi_scores, thresholds, ioi=True).items() if r == Role.NAME_MOVER)
-    in_nm = tuple(h for h, _ in other_top if h in nm)
-    name = other_scores.task_name
-    listing = ", ".join(overlap) if overlap else "none"
-    detail = (f"{len(overlap)} of {name}'s top-{top_k} mover heads are IOI top-{top_k} movers ({listing}; "
-              f"chance {chance:.2f}), {len(in_nm)} of them IOI name movers, and mover scores over all heads "
+    return MoverComparison(
+        ioi_task=ioi_scores.task_name, other_task=other_scores.task_name, top_k=top_k,
+        ioi_top=_top(ioi_scores, top_k), other_top=_top(other_scores, top_k), ioi_name_movers=ioi,
+        other_movers=other, overlap=overlap, borderline_overlap=borderline, chance_overlap=chance,
+        jaccard=len(a & b) / len(a | b) if a | b else 0.0, spearman=rho,
+        verdict=_verdict(other_scores, other, overlap, borderline, chance, rho))
+
+
+def _top(scores: HeadScores, k: int) -> tuple[tuple[str, float], ...]:
+    return tuple((h, s) for h, s in scores.top("mover", k) if s > 0)
+
+
+def _verdict(scores: HeadScores, other: MoverSet, overlap: tuple[str, ...], borderline: tuple[str, ...],
+             chance: float, rho: float) -> str:
+    name = scores.task_name
+    if scores.n_mover_prompts == 0:
+        return (f"No mover heads can be measured on {name}: its answer never occurs in the prompt, so no head "
+                "can move it.")
+    edge = f"; borderline: {', '.join(borderline)}" if borderline else ""
+    detail = (f"{len(overlap)} of {name}'s {len(other.heads)} movers are IOI name movers "
+              f"({', '.join(overlap) or 'none'}; chance {chance:.2f}{edge}), and mover scores over all heads "
               f"have rank correlation {rho:.2f}")
-    if other_scores.n_mover_prompts == 0:
-        verdict = (f"No mover heads can be measured on {name}: its answer never occurs in the prompt, so no head "
-                   "can move it.")
-    elif not other_top:
-        verdict = f"No: {name} has no head with a positive mover score."
-    elif len(overlap) >= max(1, math.ceil(len(other_top) / 2)):
-        verdict = f"Yes, largely: {detail}."
-    elif overlap:
-        verdict = f"Partly: {detail}."
-    else:
-        verdict = f"No: {detail}."
-    return MoverComparison(ioi_task=ioi_scores.task_name, other_task=name, top_k=top_k, ioi_top=ioi_top,
-                           other_top=other_top, overlap=overlap, chance_overlap=chance, jaccard=jaccard,
-                           spearman=rho, ioi_name_movers=nm, other_in_ioi_name_movers=in_nm, verdict=verdict)
+    if not other.heads:
+        return f"No: {name} has no mover head ({detail})."
+    if len(overlap) >= max(1, math.ceil(len(other.heads) / 2)):
+        return f"Yes, largely: {detail}."
+    return f"Partly: {detail}." if overlap else f"No: {detail}."
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:

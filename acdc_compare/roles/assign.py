@@ -21,12 +21,13 @@ class RoleThresholds:
     """When a score makes a role. Relative, so the same defaults serve GPT-2 small and SmolLM2.
 
     A head gets a role when its score is among the `top_k_*` best of all heads AND at least `*_fraction` of
-    the best head's score (of the largest |mover| for movers) AND above the absolute floor. The floors are
-    in attention-probability units, which mean the same on every model: `min_attention` = 0.3 is two to
-    three times what uniform attention gives on 15-token prompts (0.1-0.16); `min_s_inhibition` = 0.02 is a
-    two-point rise in the movers' attention to the subject. Movers have no absolute floor (logit units differ between
-    models) beyond `min_mover` = 0.001 logits, which only drops numerically-zero heads; otherwise only the sign
-    and the fraction of the largest |mover| count.
+    the best head's score (for negative movers: of the largest |mover|) AND above the absolute floor. The floors
+    are in attention-probability units, which mean the same on every model: `min_attention` = 0.3 is two to
+    three times what uniform attention gives on 15-token prompts (0.1-0.16); movers must attend to the answer
+    that much too; `min_s_inhibition` = 0.02 is a two-point rise in the movers' attention to the subject. Mover
+    scores have no absolute floor (logit units differ between models) beyond `min_mover` = 0.001 logits, which
+    only drops numerically-zero heads. One mover rule (`find_movers`) makes IOI's name movers, other tasks'
+    movers and circuit movers alike; heads it passes only when relaxed by `borderline_factor` are borderline.
     """
 
     top_k_attention: int = 5
@@ -35,6 +36,7 @@ class RoleThresholds:
     top_k_movers: int = 5
     mover_fraction: float = 0.3
     min_mover: float = 1e-3
+    borderline_factor: float = 0.5  # a head passing the mover rule only with its thresholds x this is borderline
     top_k_negative: int = 3
     top_k_s_inhibition: int = 5
     s_inhibition_fraction: float = 0.3
@@ -45,8 +47,7 @@ class RoleThresholds:
         att = (f"top {self.top_k_attention}, >= {self.attention_fraction:g} x the best head's score and "
                f">= {self.min_attention:g}")
         return {
-            Role.NAME_MOVER: (f"mover score > {self.min_mover:g}, top {self.top_k_movers}, >= {self.mover_fraction:g} "
-                           "x max |mover|"),
+            Role.NAME_MOVER: self.describe_movers(),
             Role.NEGATIVE_NAME_MOVER: (f"mover score < -{self.min_mover:g}, top {self.top_k_negative} most negative, "
                                     f"|mover| >= {self.mover_fraction:g} x max |mover|"),
             Role.S_INHIBITION: (f"s_inhibition top {self.top_k_s_inhibition}, >= {self.s_inhibition_fraction:g} x the "
@@ -55,6 +56,65 @@ class RoleThresholds:
             Role.DUPLICATE_TOKEN: f"duplicate-token score {att}",
             Role.PREVIOUS_TOKEN: f"previous-token score {att}",
         }
+
+
+    def describe_movers(self) -> str:
+        """The one mover rule in words (name movers on IOI, movers on other tasks, circuit movers)."""
+        f = self.borderline_factor
+        return (f"mover score > {self.min_mover:g}, top {self.top_k_movers}, >= {self.mover_fraction:g} x the best "
+                f"mover score, attention to the answer >= {self.min_attention:g} (borderline: passes only with the "
+                f"thresholds x {f:g} and the top {round(self.top_k_movers / f)})")
+
+
+@dataclass(frozen=True)
+class MoverSet:
+    """A task's movers by the one rule (`RoleThresholds.describe_movers`: IOI's name movers are IOI's), best
+    first, and the borderline heads: those passing it only with its thresholds relaxed."""
+
+    task: str
+    heads: tuple[str, ...] = ()
+    borderline: tuple[str, ...] = ()
+
+    def within(self, allowed: set[str] | frozenset[str]) -> MoverSet:
+        """The same set restricted to `allowed` heads (a circuit's heads on its kept paths)."""
+        return MoverSet(self.task, tuple(h for h in self.heads if h in allowed),
+                        tuple(h for h in self.borderline if h in allowed))
+
+    def describe(self) -> str:
+        """'a23.h0, a23.h1 (borderline: a23.h7)', or 'none'."""
+        text = ", ".join(self.heads) or "none"
+        return text + (f" (borderline: {', '.join(self.borderline)})" if self.borderline else "")
+
+
+def find_movers(mover: torch.Tensor, attention: torch.Tensor, t: RoleThresholds = RoleThresholds(),
+                task: str = "") -> MoverSet:
+    """The heads passing the mover rule on these scores: among the top k mover scores, at least
+    `mover_fraction` x the best (positive) mover score - a negative mover does not set the cut-off - and
+    attending to the answer at least `min_attention`; borderline: passing with the fraction and attention
+    floor x `borderline_factor` and the top k / `borderline_factor`."""
+    flat = torch.nan_to_num(mover.reshape(-1), nan=-math.inf)
+    att = torch.nan_to_num(attention.reshape(-1), nan=0.0)
+    best, H, f = float(flat.max()), mover.shape[1], t.borderline_factor
+    if not math.isfinite(best) or best <= t.min_mover:
+        return MoverSet(task)
+    heads: list[str] = []
+    borderline: list[str] = []
+    for rank, i in enumerate(torch.argsort(flat, descending=True)[:round(t.top_k_movers / f)].tolist()):
+        m, a = float(flat[i]), float(att[i])
+        if m <= t.min_mover:
+            break
+        if rank < t.top_k_movers and m >= t.mover_fraction * best and a >= t.min_attention:
+            heads.append(head_name(*divmod(i, H)))
+        elif m >= f * t.mover_fraction * best and a >= f * t.min_attention:
+            borderline.append(head_name(*divmod(i, H)))
+    return MoverSet(task, tuple(heads), tuple(borderline))
+
+
+def movers_of(scores: HeadScores, t: RoleThresholds = RoleThresholds()) -> MoverSet:
+    """The task's movers (`find_movers`) from its head scores; none where the answer never occurs in the prompt."""
+    if scores.n_mover_prompts == 0:
+        return MoverSet(scores.task_name)
+    return find_movers(scores.mover, scores.answer_attention, t, scores.task_name)
 
 
 # A head qualifying for several roles takes the first; S-inhibition is ranked among the heads left over.
@@ -76,13 +136,12 @@ def _passing(values: torch.Tensor, top_k: int, fraction: float, floor: float, sc
     return [int(i) for i in order if float(flat[i]) >= fraction * best and float(flat[i]) > floor]
 
 
-def mover_heads(mover: torch.Tensor, t: RoleThresholds, negative: bool = False) -> list[str]:
-    """The heads whose (negated, with `negative`) mover score passes `t`'s mover thresholds, best first."""
+def negative_movers(mover: torch.Tensor, t: RoleThresholds) -> list[str]:
+    """The heads whose negated mover score passes `t`'s negative-mover thresholds (a fraction of the largest
+    |mover|: a negative mover must be comparable to the movers it works against), most negative first."""
     scale = float(mover.abs().max())
-    values = -mover if negative else mover
-    k = t.top_k_negative if negative else t.top_k_movers
     H = mover.shape[1]
-    return [head_name(*divmod(i, H)) for i in _passing(values, k, t.mover_fraction, t.min_mover, scale)]
+    return [head_name(*divmod(i, H)) for i in _passing(-mover, t.top_k_negative, t.mover_fraction, t.min_mover, scale)]
 
 
 def assign_roles(scores: HeadScores, thresholds: RoleThresholds = RoleThresholds(),
@@ -98,8 +157,8 @@ def assign_roles(scores: HeadScores, thresholds: RoleThresholds = RoleThresholds
         ioi = "ioi" in scores.task_name.lower()
     H = scores.n_heads
     candidates: dict[Role, list[str]] = {
-        Role.NAME_MOVER: mover_heads(scores.mover, t),
-        Role.NEGATIVE_NAME_MOVER: mover_heads(scores.mover, t, negative=True),
+        Role.NAME_MOVER: list(movers_of(scores, t).heads),
+        Role.NEGATIVE_NAME_MOVER: negative_movers(scores.mover, t),
     }
     for role, attr in ((Role.INDUCTION, "induction"), (Role.DUPLICATE_TOKEN, "duplicate_token"),
                        (Role.PREVIOUS_TOKEN, "previous_token")):

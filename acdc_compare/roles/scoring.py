@@ -46,7 +46,7 @@ import torch
 from acdc_compare.backends.transformer_lens import extract_weights
 from acdc_compare.graph import parse_head
 from acdc_compare.progress import Bar, ProgressLike, as_progress
-from acdc_compare.roles.assign import RoleThresholds, mover_heads
+from acdc_compare.roles.assign import RoleThresholds, find_movers
 from acdc_compare.roles.head_scores import HeadScores
 from acdc_compare.roles.logit_attribution import patterns_and_dla
 from acdc_compare.roles.mover_score import mover_scores, token_decoder
@@ -117,7 +117,7 @@ def _score_heads(model: Any, task: Task, s_inhibition: bool, s_inhibition_prompt
     measured: tuple[str, ...] = ()
     used_ablation = ""
     if s_inhibition and task.has_wrong_answers and n_mover > 0:
-        movers = mover_heads(mover, thresholds)[:n_movers]
+        movers = list(find_movers(mover, att, thresholds).heads)[:n_movers]
         if movers and max(parse_head(h)[0] for h in movers) > 0:
             used_ablation = ablation or ("corrupted" if not torch.equal(task.corrupted, task.clean) else "mean")
             s_inh = s_inhibition_scores(model, weights, task, [parse_head(h) for h in movers], patterns, used_ablation,
