@@ -210,26 +210,31 @@ def _contents(sections: Sequence[ReportSection]) -> str:
     return f"<nav><ol>{items}</ol></nav>\n" if items else ""
 
 
-def render_report(folder: PathLike, *, title: str, sections: Sequence[ReportSection], subtitle: str = "") -> str:
-    """The report's HTML, with image paths checked against `folder` (the report's directory)."""
+def render_report(folder: PathLike, *, title: str, sections: Sequence[ReportSection], subtitle: str = "",
+                  lead: Sequence[ReportSection] = ()) -> str:
+    """The report's HTML, with image paths checked against `folder` (the report's directory). `lead`: sections
+    shown right under the title, before the contents (a conclusion); then `sections`."""
     folder = Path(folder).resolve()
-    body = "".join(_section_html(s, i, folder) for i, s in enumerate(sections))
+    everything = [*lead, *sections]
+    html_of = [_section_html(s, i, folder) for i, s in enumerate(everything)]
     sub = f"<p>{_e(subtitle)}</p>\n" if subtitle else ""
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
         f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{_e(title)}</h1>\n{sub}{_contents(sections)}{body}</body>\n</html>\n"
+        f"<h1>{_e(title)}</h1>\n{sub}{''.join(html_of[:len(lead)])}{_contents(everything)}"
+        f"{''.join(html_of[len(lead):])}</body>\n</html>\n"
     )
 
 
-def write_report(path: PathLike, *, title: str, sections: Sequence[ReportSection], subtitle: str = "") -> Path:
+def write_report(path: PathLike, *, title: str, sections: Sequence[ReportSection], subtitle: str = "",
+                 lead: Sequence[ReportSection] = ()) -> Path:
     """Write the report to `path` (atomically) and return the path; images must lie in its folder."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"the report's folder {path.parent} does not exist")
-    text = render_report(path.parent, title=title, sections=sections, subtitle=subtitle)
+    text = render_report(path.parent, title=title, sections=sections, subtitle=subtitle, lead=lead)
     atomic_write(path, text.encode("utf-8"))
     return path
 

@@ -260,3 +260,56 @@ def test_demo_report_is_one_self_contained_file_that_runs_in_a_browser(tmp_path:
         assert all(u == moved.resolve().as_uri() or u.startswith("data:") for u in browser.requests())
     finally:
         browser.close()
+
+
+def _conclusion_inputs(verb_movers: tuple[str, ...], adjective_first: float):
+    """A synthetic experiment result: IOI, pet-last and verb-last circuits, and the evaluations of three
+    order-vs-meaning pairs (adjective recall at 65% vs `adjective_first` on 20 prompts)."""
+    from acdc_compare.experiment import ExperimentConfig, ExperimentResult, TaskRun
+    from acdc_compare.roles import MoverSet
+    from acdc_compare.tasks import TaskEvaluation
+
+    config = ExperimentConfig(extra=("verb-last",))
+    circuit = Circuit.from_edge_names(SMALL, ["input->a0.h1<q>", "a0.h1<q>", "a0.h1->logits"])
+    movers = {"ioi": MoverSet("ioi", ("a2.h0", "a2.h1")), "pet-last": MoverSet("pet-last", ("a2.h1", "a1.h3"), ("a2.h3",)),
+              "pet-first": MoverSet("pet-first"), "verb-last": MoverSet("verb-last", verb_movers)}
+    result = ExperimentResult(Path("."), name_movers=MoverSet("ioi", ("a2.h0", "a2.h1"), ("a2.h3",)))
+    for t in config.circuit_tasks:
+        result.runs[t] = TaskRun(t, circuit, Path(f"{t}.json"), [], 0.9, 0.8, movers=movers[t])
+    accuracies = {"ioi": 1.0, "pet-last": 0.8, "pet-first": 0.15, "verb-last": 1.0, "verb-first": 0.4,
+                  "adjective-last": 0.65, "adjective-first": adjective_first}
+    evals = {(t, config.corruption_of(t).value): TaskEvaluation(
+        t, 20, acc, 1.5, 0.1, 0.3, 1.0, 0.0, corruption=config.corruption_of(t).value) for t, acc in accuracies.items()}
+    return config, result, evals
+
+
+def test_the_conclusion_is_derived_from_the_result_and_leads_the_report(tmp_path: Path) -> None:
+    """Issue 22 row 5: the answer was spread over many sections; a conclusion right under the title states it,
+    each line with its evidence, and follows the data (other movers, other accuracies: other answers)."""
+    from acdc_compare.experiment.conclusion import conclusion_section
+    from acdc_compare.tasks import TaskEvaluation
+
+    config, result, evals = _conclusion_inputs(("a2.h0", "a2.h1", "a0.h2"), 0.65)
+    table = conclusion_section(config, result, evals, n_heads=SMALL.n_layers * SMALL.n_heads)
+    rows = {row[0]: row[1:] for row in table.rows}
+    ioi = rows["Which heads are ioi's name movers?"]
+    assert ioi[0] == "a2.h0, a2.h1 (borderline: a2.h3); 2 of 2 on its circuit"
+    assert "accuracy 100% [84-100%] (n=20)" in ioi[1] and "faithfulness 0.90 (0.80 on 32 new prompts)" in ioi[1]
+    verb = rows["verb-last: are its verb movers IOI's name movers?"]
+    assert verb[0].startswith("yes: 2 of its 3 movers are IOI's (a2.h0, a2.h1;")
+    pet = rows["pet-last: are its name movers IOI's name movers?"]
+    assert pet[0].startswith("yes: 1 of its 2 movers are IOI's (a2.h1;") and pet[0].endswith("borderline: a2.h3")
+    assert rows["pet-first: are its name movers IOI's name movers?"][0].startswith("no: no head")
+    adjective = rows["adjective recall: does the model answer by meaning or by word order?"]
+    assert adjective[0].startswith("no clear preference")
+    assert "65% (95% CI 43-82%, n=20)" in adjective[1]
+    assert rows["pet position: does the model answer by meaning or by word order?"][0] == "answers by position"
+    config, result, evals = _conclusion_inputs(("a0.h2",), 0.62)  # other data, other answers
+    for e in [("adjective-last", "answers"), ("adjective-first", "answers")]:
+        evals[e] = TaskEvaluation(e[0], 2000, 0.9 if e[0].endswith("last") else 0.88, 1.5, 0.1, 0.3, 1.0, 0.0,
+                                  corruption="answers")
+    rows = {row[0]: row[1:] for row in conclusion_section(config, result, evals, n_heads=12).rows}
+    assert rows["verb-last: are its verb movers IOI's name movers?"][0] == "no: 1 movers of its own (a0.h2)"
+    assert rows["adjective recall: does the model answer by meaning or by word order?"][0] == "answers by meaning"
+    text = write_report(tmp_path / "r.html", title="t", sections=[Text("Later", "x")], lead=[table]).read_text()
+    assert text.index("<h1>") < text.index("Conclusion (each answer") < text.index("<nav>") < text.index("Later")

@@ -3,7 +3,7 @@ compare them with each other and with IOI's head roles, run the order-vs-meaning
 artefact to a folder. Used by `acdc-compare demo` (and `make demo`); prints nothing.
 
 config: the settings and results; stages: each step as a timed function; layout: the report's sections;
-run: the orchestration."""
+conclusion: the answer right under the report's title, derived from the result; run: the orchestration."""
 
 from acdc_compare.experiment.config import CURVE_FRACTIONS, ExperimentConfig, ExperimentResult, TaskRun
 from acdc_compare.experiment.layout import (

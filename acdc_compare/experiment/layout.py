@@ -13,6 +13,7 @@ import torch
 
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import overlap
+from acdc_compare.experiment.conclusion import EvalKey, conclusion_section, weak_note
 from acdc_compare.experiment.config import ExperimentConfig, ExperimentResult, TaskRun
 from acdc_compare.experiment.stages import AttentionStage, Comparison, RoleScores
 from acdc_compare.export import edge_kind, prune_to_paths
@@ -30,9 +31,6 @@ from acdc_compare.viewer import viewer_section
 MOVER_COLUMNS: tuple[str, ...] = ("task", "answer kind", "accuracy", "logit diff", "corruption", "edges", "faithfulness",
                                   "held-out faithfulness", "movers", "shared with IOI's name movers",
                                   "chance overlap", "verdict")
-
-EvalKey = tuple[str, str]
-
 
 def evaluations_by_key(evals: Sequence[TaskEvaluation]) -> dict[EvalKey, TaskEvaluation]:
     """Task evaluations by (task, corruption value)."""
@@ -90,19 +88,6 @@ def _per_task(default: object, overrides: tuple[tuple[str, int], ...], config: E
     return f"{default}" + (f" ({extra})" if extra else "")
 
 
-def weak_note(evaluation: TaskEvaluation | None, held_out: float, config: ExperimentConfig) -> str:
-    """'' for a behaviour the model shows and a circuit that explains it on new prompts, else why the
-    circuit is weak evidence."""
-    ld = None if evaluation is None else evaluation.logit_diff
-    if ld is not None and abs(ld) < config.min_logit_diff:
-        return (f"WEAK: the model barely prefers either answer (mean logit difference {ld:.2f}, |.| < "
-                f"{config.min_logit_diff:g}; accuracy {_pct(evaluation.accuracy)}), so its circuit is mostly noise")
-    if not held_out >= config.min_held_out:
-        return (f"WEAK: the circuit keeps {_fmt(held_out)} of the behaviour on new prompts (< "
-                f"{config.min_held_out:g}), too little to say which heads carry it")
-    return ""
-
-
 def stage_table(stage_seconds: dict[str, float], total: float) -> list[tuple[str, float]]:
     """(stage, seconds) rows in the order the stages ran, then the total."""
     return [*stage_seconds.items(), ("total", total)]
@@ -120,6 +105,11 @@ class ReportInputs:
     roles: RoleScores
     comparisons: list[Comparison]
     attention: AttentionStage
+
+
+def report_lead(r: ReportInputs) -> list[Any]:
+    """What the report shows right under its title: the conclusion, derived from the result."""
+    return [conclusion_section(r.config, r.result, r.evals, r.roles.scores[r.config.task].mover.numel())]
 
 
 def report_sections(r: ReportInputs) -> list[Any]:
@@ -360,10 +350,6 @@ def _edge_table(run: TaskRun, limit: int = 40) -> Table:
     shown = f"the {len(rows)} with the largest |score| of" if len(kept) > limit else "all"
     return Table(f"Kept edges of {run.name}: {shown} {len(kept)} (score: ACDC's metric change on removal, or the "
                  "attribution score)", ["edge", "kind", "score", "on an input-to-logits path"], rows)
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
 
 
 def _fmt(x: Any) -> str:

@@ -11,7 +11,13 @@ from acdc_compare.attention import analogy_rows
 from acdc_compare.backends import model_name
 from acdc_compare.experiment import stages
 from acdc_compare.experiment.config import ExperimentConfig, ExperimentResult
-from acdc_compare.experiment.layout import ReportInputs, evaluations_by_key, mover_rows, report_sections
+from acdc_compare.experiment.layout import (
+    ReportInputs,
+    evaluations_by_key,
+    mover_rows,
+    report_lead,
+    report_sections,
+)
 from acdc_compare.experiment.stages import Log, StageClock
 from acdc_compare.progress import as_progress
 from acdc_compare.report import write_report
@@ -66,7 +72,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
         result.seconds = time.perf_counter() - started
         inputs = ReportInputs(config, result, label, tasks, by_eval, roles, comparisons, attention)
         result.report = write_report(out / "report.html", title=f"acdc_compare: {config.task} vs {config.comparison}",
-                                     sections=report_sections(inputs))
+                                     sections=report_sections(inputs), lead=report_lead(inputs))
     result.stage_seconds = dict(clock.seconds)
     result.seconds = time.perf_counter() - started
     return result
