@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backends",),
     ("tasks",),
     ("algorithms",),
-    ("compare", "reference_circuits", "roles", "movers", "export", "mib", "mib_pt", "attention"),
+    ("compare", "reference_circuits", "roles", "movers", "export", "mib", "mib_pt", "mib_files", "attention"),
     ("draw", "report", "plots", "viewer", "role_tables"),
     ("api", "experiment", "sweeps"),
     ("cli",),
