@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("algorithms",),
     ("compare", "reference_circuits", "roles", "movers", "export", "mib", "mib_pt", "mib_files", "attention"),
-    ("draw", "report", "plots", "viewer", "role_tables"),
+    ("draw", "report", "plots", "viewer", "notebook", "role_tables"),
     ("api", "experiment", "sweeps"),
     ("cli",),
 )
