@@ -148,9 +148,10 @@ def read_submission(folder: PathLike, graph: Graph, d_model: int | None = None) 
     binary = {p: float(m[1]) for p in files if p.suffix in (".json", ".pt") and (m := _BINARY.match(p.stem))}
     ignored = tuple(p.name for p in files if p not in importances and p not in binary)
     if bool(importances) == bool(binary) or len(importances) > 1:
+        what = ("both" if importances and binary else "two importances files" if len(importances) > 1
+                else "neither")
         raise ValueError(f"{folder}: a MIB submission folder holds one importances.json / .pt or binary circuits "
-                         f"edges_{{p}}pct.json / .pt, not {'both' if importances and binary else 'neither'}"
-                         f" (files: {[p.name for p in files]})")
+                         f"edges_{{p}}pct.json / .pt, not {what} (files: {[p.name for p in files]})")
     if len(set(binary.values())) < len(binary):
         raise ValueError(f"{folder}: two binary circuits for one size ({sorted(p.name for p in binary)})")
     reports: dict[str, MibImportReport] = {}

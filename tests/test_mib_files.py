@@ -97,6 +97,10 @@ def test_folders_mib_would_misread_are_refused(tmp_path: Path) -> None:
     save_mib(c, tmp_path / "m" / "t_x" / binary_file_name(1.0))
     with pytest.raises(ValueError, match="not both"):
         read_submission(tmp_path / "m" / "t_x", graph)
+    (tmp_path / "m" / "t_x" / binary_file_name(1.0)).unlink()
+    save_mib(c, tmp_path / "m" / "t_x" / "importances.pt")
+    with pytest.raises(ValueError, match="two importances files"):
+        read_submission(tmp_path / "m" / "t_x", graph)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not neither"):
         read_submission(tmp_path / "empty", graph)
