@@ -11,7 +11,7 @@ from acdc_compare.algorithms.hybrid import HybridOptions
 from acdc_compare.algorithms.registry import ALGORITHMS
 from acdc_compare.api import discover, prepare, run_method, sweep
 from acdc_compare.backends import DEFAULT_MODEL, ModelLoadError, load_model, tiny_model
-from acdc_compare.circuit import Circuit
+from acdc_compare.circuit import Circuit, set_notebook_renderer
 from acdc_compare.faithfulness import circuit_faithfulness, normalized_faithfulness
 from acdc_compare.graph import Graph, GraphConfig
 from acdc_compare.tasks.base import Task, TaskError
@@ -25,3 +25,13 @@ __all__ = [
     "task_from_prompts", "tiny_model",
 ]
 __version__ = "0.1.0"
+
+
+def _notebook_html(value: object) -> str:
+    """Circuits and comparisons in notebooks: the viewer module is imported on the first display only."""
+    from acdc_compare.notebook import to_html
+
+    return to_html(value)
+
+
+set_notebook_renderer(_notebook_html)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
@@ -16,6 +16,23 @@ from acdc_compare.graph import Graph
 from acdc_compare.types import ReceiverKind
 
 Vertex = tuple[str, int]  # ("s", sender index) or ("r", receiver index)
+
+
+# The notebook renderer (HTML of a circuit or a comparison), plugged in from above: the viewer lives in a higher
+# layer than this module, so the package's __init__ registers a function that imports it on first display.
+_NOTEBOOK_RENDERER: list[Callable[[Any], str]] = []
+
+
+def set_notebook_renderer(render: Callable[[Any], str] | None) -> None:
+    """Install (or with None remove) the function `_repr_html_` of circuits and comparisons calls."""
+    _NOTEBOOK_RENDERER.clear()
+    if render is not None:
+        _NOTEBOOK_RENDERER.append(render)
+
+
+def notebook_html(value: Any) -> str | None:
+    """`value` as notebook HTML, or None (the notebook then shows its repr) when no renderer is installed."""
+    return _NOTEBOOK_RENDERER[0](value) if _NOTEBOOK_RENDERER else None
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -162,6 +179,10 @@ class Circuit:
 
     def __repr__(self) -> str:
         return f"Circuit({self.graph.config.key}, {self.n_kept}/{self.n_edges} edges kept)"
+
+    def _repr_html_(self) -> str | None:
+        """The interactive viewer, inline and self-contained, sized for a notebook cell (Jupyter calls this)."""
+        return notebook_html(self)
 
     def check_graph(self, graph: Graph) -> None:
         """Raise a clear error when this circuit belongs to another graph."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 import torch
 
-from acdc_compare.circuit import Circuit
+from acdc_compare.circuit import Circuit, notebook_html
 from acdc_compare.graph import Graph
 
 Over = Literal["edges", "nodes"]
@@ -81,17 +81,26 @@ class CircuitComparison:
     edges: Overlap
     nodes: Overlap
     heads: Overlap
+    a: Circuit | None = field(default=None, repr=False, compare=False)  # the circuits compared, for display
+    b: Circuit | None = field(default=None, repr=False, compare=False)
+    labels: tuple[str, str] = ("a", "b")
+
+    def _repr_html_(self) -> str | None:
+        """Both circuits in the interactive viewer (compare mode) with the overlap table, for a notebook cell."""
+        return notebook_html(self)
 
 
-def compare_circuits(a: Circuit, b: Circuit) -> CircuitComparison:
+def compare_circuits(a: Circuit, b: Circuit, labels: tuple[str, str] = ("a", "b")) -> CircuitComparison:
     """Compare circuit a against reference b (both on the same graph). Nodes are those `Circuit.nodes` gives
-    (every node a kept edge touches); heads are the attention heads among them."""
+    (every node a kept edge touches); heads are the attention heads among them. `labels` name a and b when
+    the comparison is shown."""
     b.check_graph(a.graph)
     graph = a.graph
     return CircuitComparison(
         edges=overlap(set(a.kept_edge_names()), set(b.kept_edge_names()), graph.edge_names),
         nodes=overlap(a.nodes(), b.nodes(), graph.node_names),
         heads=overlap(a.heads(), b.heads(), graph.node_names),
+        a=a, b=b, labels=(str(labels[0]), str(labels[1])),
     )
 
 

@@ -18,8 +18,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backends",),
     ("tasks",),
     ("algorithms",),
-    ("compare", "reference_circuits", "roles", "movers", "export", "mib", "mib_pt", "attention"),
-    ("draw", "report", "plots", "viewer", "role_tables"),
+    ("compare", "reference_circuits", "roles", "movers", "export", "mib", "mib_pt", "mib_files", "attention"),
+    ("draw", "report", "plots", "viewer", "notebook", "role_tables"),
     ("api", "experiment", "sweeps"),
     ("cli",),
 )

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from acdc_compare.cli.checks import readable_file, writable_dir
-from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_out, add_reference, reference_circuit
+from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, MODEL_HELP, add_no_direct, add_out, add_reference, \
+    reference_circuit
 from acdc_compare.cli.output import print_paths
 
 NAME = "compare"
@@ -16,18 +18,21 @@ NAME = "compare"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, formatter_class=HELP_FORMAT,
                        help="compare two saved circuits, or one with a reference circuit")
-    p.add_argument("left", help="circuit JSON file")
-    p.add_argument("right", nargs="?", default=None, help="circuit JSON file (or use --reference)")
+    p.add_argument("left", help="circuit file: this tool's JSON, or MIB / EAP-IG's JSON or .pt")
+    p.add_argument("right", nargs="?", default=None, help="circuit file, as LEFT (or use --reference)")
     add_reference(p, "compare with GPT-2 small's published circuit (needs a GPT-2-small graph)")
     p.add_argument("--labels", nargs=2, default=None, metavar=("LEFT", "RIGHT"),
                    help="names of the two circuits in the output; None: the file names")
     add_out(p, "results/compare", "output folder of the side-by-side SVG and PNG")
+    p.add_argument("--model", default=None,
+                   help="the model whose graph MIB files are read onto (loaded on the CPU); None: the graph of "
+                        f"the other, native circuit file. {MODEL_HELP}")
+    add_no_direct(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from acdc_compare.compare import compare_circuits
     from acdc_compare.draw import draw_comparison
-    from acdc_compare.export import load_circuit
 
     if (args.right is None) == (args.reference is None):
         raise ValueError("give a second circuit file or --reference, not both")
@@ -35,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.right:
         readable_file(args.right, "circuit file")
     writable_dir(args.out, "--out")
-    left = load_circuit(args.left)
-    right = load_circuit(args.right) if args.right else reference_circuit(args.reference, left.graph)
+    left, right = _load(args)
     labels = args.labels or [Path(args.left).stem,
                              Path(args.right).stem if args.right else f"{args.reference} (reference)"]
     cmp_ = compare_circuits(left, right)
@@ -56,3 +60,32 @@ def run(args: argparse.Namespace) -> int:
     draw_comparison(left, right, paths, labels[0], labels[1])
     print_paths(paths)
     return EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The two circuits: native files as saved; MIB files on --model's graph, else on the native file's graph
+    (printing what each could not map)."""
+    from acdc_compare.mib_files import is_mib_file, load_any_circuit
+
+    paths = [p for p in (args.left, args.right) if p]
+    graph = None
+    if args.model and any(is_mib_file(p) for p in paths):
+        from acdc_compare.backends import load_model, model_config
+        from acdc_compare.graph import Graph
+
+        graph = Graph.from_model_config(model_config(load_model(args.model, device="cpu")),
+                                        include_direct=not args.no_direct)
+    native = [p for p in paths if not is_mib_file(p)]
+    if graph is None and native:
+        graph = load_any_circuit(native[0])[0].graph
+    circuits = []
+    for p in paths:
+        circuit, report = load_any_circuit(p, graph)
+        if report is not None:
+            print(f"{p}: MIB circuit file read onto {graph!r}: {circuit.n_kept}/{circuit.n_edges} edges kept")
+            for line in report.lines():
+                print(f"  {line}")
+        circuits.append(circuit)
+    if len(circuits) == 1:
+        circuits.append(reference_circuit(args.reference, circuits[0].graph))
+    return circuits[0], circuits[1]

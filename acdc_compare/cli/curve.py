@@ -21,8 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                                "rankings: EAP, EAP-IG, or a saved circuit's scores")
     add_common(p)
     p.add_argument("--scores", nargs="+", default=["eap-ig"],
-                   help="what ranks the edges: 'eap', 'eap-ig' and/or saved circuit JSON files (their scores; "
-                        "untested edges rank last)")
+                   help="what ranks the edges: 'eap', 'eap-ig' and/or saved circuit files (their scores; "
+                        "untested edges rank last): this tool's JSON or MIB / EAP-IG's JSON or .pt (read onto "
+                        "the model's graph, what has no counterpart printed)")
     add_metric_and_ablation(p)
     p.add_argument("--steps", type=int, default=5, help="EAP-IG integration steps")
     add_no_direct(p)
@@ -35,16 +36,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from acdc_compare.algorithms.eap import check_eap_metric, check_steps
     from acdc_compare.export import load_circuit
+    from acdc_compare.mib_files import is_mib_file
 
     files = [Path(s) for s in args.scores if s not in ("eap", "eap-ig")]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(f"--scores takes 'eap', 'eap-ig' or circuit JSON files; not found: {missing}")
-    circuits = {str(f): load_circuit(f) for f in files}
+        raise FileNotFoundError(f"--scores takes 'eap', 'eap-ig' or circuit files; not found: {missing}")
+    mib = [f for f in files if is_mib_file(f)]
+    circuits = {str(f): load_circuit(f) for f in files if f not in mib}  # native files checked before the model
     check_steps(args.steps)
     out = writable_dir(args.out, "--out")
     check_task_args(args)
     problem = problem_from_args(args)
+    circuits.update(_read_mib(mib, problem.graph))
     if "eap" in args.scores:
         check_eap_metric(problem)
     curves = _curves(args, problem, circuits)
@@ -56,6 +60,20 @@ def run(args: argparse.Namespace) -> int:
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print_paths([path])
     return EXIT_OK
+
+
+def _read_mib(files: list[Path], graph: Any) -> dict[str, Any]:
+    """MIB files' circuits on the problem's graph, printing what each could not map."""
+    from acdc_compare.mib_files import load_any_circuit
+
+    out = {}
+    for f in files:
+        out[str(f)], report = load_any_circuit(f, graph)
+        assert report is not None
+        print(f"{f}: MIB circuit file, {out[str(f)].n_kept}/{graph.n_edges} edges kept")
+        for line in report.lines():
+            print(f"  {line}")
+    return out
 
 
 def _curves(args: argparse.Namespace, problem: Any, circuits: dict[str, Any]) -> dict[str, Any]:

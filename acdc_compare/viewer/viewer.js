@@ -458,7 +458,8 @@
       if (root.getAttribute("data-ready")) continue;
       var blob = root.querySelector("script.acdc-viewer-data");
       var data = JSON.parse(blob.textContent);
-      data.uid = i;
+      window.acdcViewerCount = (window.acdcViewerCount || 0) + 1;  // unique per page, across notebook outputs
+      data.uid = window.acdcViewerCount;
       root.acdcViewer = new Viewer(root, data);
       root.setAttribute("data-ready", "1");
     }
