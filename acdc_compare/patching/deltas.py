@@ -28,16 +28,46 @@ class GradReference:
     dv: torch.Tensor
 
 
+_SELECT_BELOW = 3  # rows are selected when fewer than 1/3 of the upstream senders are read
+
+
 class Deltas:
     """Sender deltas of a run: a shared prefix (from a cached run, batch 1 or K) and this run's own part."""
 
     reference: GradReference | None = None  # only differentiable runs (`GradDeltas`) take one
 
-    def __init__(self, prefix: torch.Tensor | None, own: torch.Tensor, s0: int) -> None:
+    def __init__(self, prefix: torch.Tensor | None, own: torch.Tensor, s0: int, select_rows: bool = False) -> None:
         self.prefix, self.own, self.s0 = prefix, own, s0
+        self.select_rows = select_rows
 
     def gather(self, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """bias + sum_s mask[k, s, r] * delta[k, s] -> [K, R, X] over senders 0..mask.shape[1]-1."""
+        """bias + sum_s mask[k, s, r] * delta[k, s] -> [K, R, X] over senders 0..mask.shape[1]-1.
+
+        With `select_rows`, a mask that reads few of the senders (a sparse circuit) reads only those rows:
+        the dense product is bound by reading every upstream sender's delta, most of them multiplied by 0."""
+        if self.select_rows:
+            used = torch.nonzero(mask.any(2).any(0)).flatten()
+            if used.numel() * _SELECT_BELOW < mask.shape[1]:
+                return self._gather_rows(mask, used, bias)
+        return self._gather_dense(mask, bias)
+
+    def _gather_rows(self, mask: torch.Tensor, used: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """`gather` over the senders `used` (ascending) only: every other sender's mask is 0 everywhere."""
+        cut = int(torch.searchsorted(used, self.s0))
+        out = None
+        for part, senders, first in ((self.prefix, used[:cut], 0), (self.own, used[cut:], self.s0)):
+            if senders.numel() == 0:
+                continue
+            rows = part.index_select(1, senders - first)
+            term = batched_combine(mask[:, senders], rows, bias if out is None else None)
+            out = term if out is None else out.add_(term)
+        if out is None:
+            K, _, R = mask.shape
+            zeros = torch.zeros(K, R, self.own.shape[-1], device=self.own.device, dtype=self.own.dtype)
+            out = zeros if bias is None else zeros.add_(bias)
+        return out
+
+    def _gather_dense(self, mask: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         n_up = mask.shape[1]
         a = min(n_up, self.s0)
         out = None

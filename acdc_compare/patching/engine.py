@@ -55,6 +55,9 @@ class Patcher:
         self._b_qkv = torch.cat([weights.b_Q, weights.b_K, weights.b_V], dim=1)  # [L, H + 2G, dh]
         self._act = forward.activation(cfg.act_fn)
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        # a sparse circuit's receivers read only their kept senders' rows (`Deltas.gather`); on a GPU the
+        # dense product is cheap and finding the rows would wait for the device
+        self.select_rows = weights.device.type == "cpu"
         if weights.device.type == "cpu":
             tune_cpu_allocator()
 
@@ -235,7 +238,7 @@ class Patcher:
             deltas: Deltas = GradDeltas(K, g.n_senders, x_size, self.device, self.dtype, reference)
         else:
             deltas = Deltas(prefix, torch.empty(K, g.n_senders - s0, x_size, device=self.device,
-                                                 dtype=self.dtype), s0)
+                                                 dtype=self.dtype), s0, select_rows=self.select_rows)
         if start_stage == 0:
             if input_scale is None:
                 deltas.write(slice(0, 1), ctx.input_delta.expand(K, 1, -1))

@@ -150,3 +150,33 @@ def test_clear_errors(tiny_gpt2, tiny_llama, batch):
     other = make_patcher(tiny_llama).graph
     with pytest.raises(ValueError, match="circuit is on graph"):
         patcher.logits(ctx, Circuit.full(other))
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_sparse_circuits_read_only_their_kept_senders_and_agree(kind, batch, monkeypatch):
+    """Row selection (`Deltas.gather` with `select_rows`) gives the dense product's logits, restarted runs
+    and batches mixing the empty circuit included, and it is really taken for sparse circuits."""
+    from acdc_compare.patching.deltas import Deltas
+
+    model = make_tiny(kind)
+    clean, corrupted = batch
+    patcher = make_patcher(model)
+    g = patcher.graph
+    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    gen = torch.Generator().manual_seed(11)
+    kept = torch.stack([torch.rand(g.n_edges, generator=gen) < 0.04, torch.zeros(g.n_edges, dtype=torch.bool)])
+    kept[0, g.edge_index(f"m{g.n_layers - 1}->logits")] = True
+    calls = []
+    original = Deltas._gather_rows
+    monkeypatch.setattr(Deltas, "_gather_rows", lambda self, *a: calls.append(1) or original(self, *a))
+    patcher.select_rows = True
+    rows, base = patcher.run(ctx, kept[:1], keep_state=True)
+    restarted, _ = patcher.run(ctx, kept, start_stage=3, base=base)
+    assert calls, "no stage selected rows"
+    patcher.select_rows = False
+    dense, _ = patcher.run(ctx, kept[:1])
+    dense_restarted, _ = patcher.run(ctx, kept, start_stage=3, base=base)
+    assert (rows - dense).abs().max() <= 1e-9
+    assert (restarted - dense_restarted).abs().max() <= 1e-9
+    want = hook_patched_logits(model, g, clean, kept[0], corrupted=corrupted)
+    assert (rows[0] - want).abs().max() <= 1e-4
