@@ -85,6 +85,60 @@ def test_unwritable_journal_is_refused(no_model, a_file, tmp_path, capsys):
     assert f"--journal {a_file / 'j.jsonl'} cannot be created: {a_file} is a file" in capsys.readouterr().err
 
 
+def _refusing_pseudo_folder():
+    """/proc: root's os.access says it is writable, yet no file can be created in it."""
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc here")
+    return "/proc"
+
+
+@pytest.mark.parametrize("flag", ["--out", "--journal"])
+def test_out_or_journal_under_proc_is_refused_before_the_model_loads(no_model, flag, tmp_path, capsys):
+    target = f"{_refusing_pseudo_folder()}/acdc-out" + ("/j.jsonl" if flag == "--journal" else "")
+    argv = _discover(flag, target, out=tmp_path) if flag == "--journal" else _discover(out=target)
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{flag} {target} cannot be written: creating" in err and "choose a folder you can write to" in err
+    assert "Errno" not in err
+
+
+def test_compare_and_report_to_proc_say_what_went_wrong_in_words(circuit_file, capsys):
+    proc = _refusing_pseudo_folder()
+    assert main(["compare", str(circuit_file), str(circuit_file), "--out", f"{proc}/cmp"]) == EXIT_USAGE
+    assert main(["report", str(circuit_file.parent), "--out", f"{proc}/report.html"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--out {proc}/cmp cannot be written" in err and f"--out {proc}/report.html cannot be written" in err
+    assert "Errno" not in err
+
+
+def test_probing_leaves_nothing_behind(tmp_path):
+    from acdc_compare.cli.checks import writable_dir, writable_file
+
+    assert writable_dir(tmp_path / "a" / "b", "--out") == tmp_path / "a" / "b"
+    assert writable_file(tmp_path / "c" / "j.jsonl", "--journal") == tmp_path / "c" / "j.jsonl"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_os_error_is_told_in_words_not_errno_text(circuit_file, monkeypatch, capsys):
+    import errno as errno_codes
+
+    import acdc_compare.draw as draw
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno_codes.ENOSPC, os.strerror(errno_codes.ENOSPC), "/somewhere/x.svg")
+
+    monkeypatch.setattr(draw, "draw_comparison", disk_full)
+    assert main(["compare", str(circuit_file), str(circuit_file), "--out", str(circuit_file.parent)]) != EXIT_OK
+    err = capsys.readouterr().err
+    assert "cannot use /somewhere/x.svg: the disk is full" in err and "Errno" not in err
+
+
+def test_compare_of_one_circuit_says_it_needs_two(circuit_file, capsys):
+    assert main(["compare", str(circuit_file)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "compare needs two circuits" in err and "--reference" in err and "not both" not in err
+
+
 def test_compare_given_a_folder_says_so(circuit_file, capsys):
     assert main(["compare", str(circuit_file.parent), str(circuit_file)]) == EXIT_USAGE
     err = capsys.readouterr().err

@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from acdc_compare.backends import ModelLoadError
+    from acdc_compare.files import plain_os_error
     from acdc_compare.tasks.base import TaskError
 
     args.interrupt_note = "nothing of this run was saved"
@@ -51,14 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"acdc-compare: {err}", file=sys.stderr)
         return EXIT_MODEL
     except (ValueError, TaskError, FileNotFoundError, KeyError) as err:
-        print(f"acdc-compare: {err}", file=sys.stderr)
+        print(f"acdc-compare: {_message(err)}", file=sys.stderr)
         return EXIT_USAGE
     except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as err:
-        print(f"acdc-compare: cannot use {err.filename}: {err.strerror}; choose a path you can write to",
-              file=sys.stderr)
+        print(f"acdc-compare: {plain_os_error(err, 'write')}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:
-        print(f"acdc-compare: {err}", file=sys.stderr)
+        print(f"acdc-compare: {_message(err)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         note = args.interrupt_note
@@ -67,3 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"resume from there: acdc-compare {shlex.join(argv)}")
         print(f"acdc-compare: interrupted; {note}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _message(err: Exception) -> str:
+    """The error's text; an operating-system error (one with an errno) in plain words, not "[Errno N] ..."."""
+    from acdc_compare.files import plain_os_error
+
+    if isinstance(err, OSError) and err.errno is not None:
+        return plain_os_error(err)
+    return str(err)

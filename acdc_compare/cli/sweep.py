@@ -77,11 +77,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _grid_sweep(args: argparse.Namespace) -> int:
     """A spec sweep: jobs resumable in --out, on the local or Ray executor, then the aggregate."""
-    from acdc_compare.sweeps import run_sweep
+    from acdc_compare.sweeps import interrupted_note, run_sweep
 
-    result = run_sweep(_spec(args), args.out, executor=args.executor or "local", address=args.address,
-                       workers=args.workers, device=args.device, threads=args.threads,
-                       log=(lambda _: None) if args.quiet else (lambda msg: print(msg, flush=True)))
+    spec = _spec(args)
+    out = writable_dir(args.out, "--out")
+    try:
+        result = run_sweep(spec, out, executor=args.executor or "local", address=args.address,
+                           workers=args.workers, device=args.device, threads=args.threads,
+                           log=(lambda _: None) if args.quiet else (lambda msg: print(msg, flush=True)))
+    except KeyboardInterrupt:
+        args.interrupt_note = interrupted_note(spec, out)
+        raise
     for g in result.summary["groups"]:
         e, f = g["edges_stats"], g["faithfulness_stats"]
         print(f"{g['task']} ({g['corruption']}) {g['method']} @ {g['threshold']:g}: {len(g['seeds'])} seed(s), "
