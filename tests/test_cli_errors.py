@@ -245,6 +245,30 @@ def test_bad_threshold_is_refused_before_the_model_loads(no_model, tmp_path, com
     assert f"threshold must be a finite number >= 0, got {float(value)!r}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("method", ["eap", "eap-ig"])
+def test_a_negative_eap_score_threshold_is_refused_before_the_model_loads(no_model, tmp_path, method, capsys):
+    argv = ["discover", "--method", method, "--threshold", "-1", "--metric", "logit_diff", "--quiet",
+            "--out", str(tmp_path)]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "threshold -1.0 is negative" in err and "would keep every edge" in err and "--top-n" in err
+
+
+@pytest.mark.parametrize("argv", [["discover", "--method", "eap", "--top-n", "5"],
+                                  ["sweep", "--method", "eap", "--thresholds", "0.1"],
+                                  ["curve", "--scores", "eap"]])
+def test_eap_under_kl_is_refused_before_the_model_loads(no_model, tmp_path, argv, capsys):
+    assert main([*argv, "--metric", "kl", "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "EAP cannot rank edges under the KL metric" in capsys.readouterr().err
+
+
+def test_a_sweep_spec_of_eap_under_kl_is_refused(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('tasks = ["ioi"]\nmethods = ["eap"]\nthresholds = [0.1]\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    assert "methods lists eap with metric 'kl'" in capsys.readouterr().err
+
+
 def test_too_many_prompts_are_refused_naming_the_size_that_fits(tiny_dir, tmp_path, monkeypatch, capsys):
     import acdc_compare.algorithms.problem as problem_module
     from acdc_compare.api import get_model

@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--scores takes 'eap', 'eap-ig' or circuit JSON files; not found: {missing}")
     circuits = {str(f): load_circuit(f) for f in files}
     check_steps(args.steps)
+    if "eap" in args.scores:
+        check_eap_metric(args.metric)
     out = writable_dir(args.out, "--out")
     check_task_args(args)
     problem = problem_from_args(args)
-    if "eap" in args.scores:
-        check_eap_metric(problem)
     curves = _curves(args, problem, circuits)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{task_label(args.task)}_curve.json"
