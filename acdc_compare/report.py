@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from acdc_compare.files import PathLike, atomic_write
+from acdc_compare.fmt import num
 
 _IMAGE_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                 ".gif": "image/gif", ".webp": "image/webp"}
@@ -120,7 +121,7 @@ def format_cell(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return str(value) if not math.isfinite(value) else f"{value:.4g}"
+        return str(value) if not math.isfinite(value) else num(value)
     return str(value)
 
 

@@ -12,6 +12,7 @@ from acdc_compare.cli.checks import check_task_args, writable_dir
 from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_metric_and_ablation, add_no_direct, \
     add_out, problem_from_args
 from acdc_compare.cli.output import print_paths, task_label
+from acdc_compare.fmt import num
 
 NAME = "curve"
 
@@ -78,7 +79,7 @@ def _curves(args: argparse.Namespace, problem: Any, circuits: dict[str, Any]) ->
             scores = circuit.scores
         curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x, progress=not args.quiet)
         curves[source] = asdict(curve)
-        print(f"{source}: CPR {curve.cpr:.3f} (higher is better), CMD {curve.cmd:.3f} (lower is better)")
+        print(f"{source}: CPR {num(curve.cpr, fixed=3)} (higher is better), CMD {num(curve.cmd, fixed=3)} (lower is better)")
         for frac, size, f in zip(curve.fractions, curve.sizes, curve.faithfulness):
-            print(f"  {frac:8.4f} of edges = {size:6d} edges: faithfulness {f:.3f}")
+            print(f"  {frac:8.4f} of edges = {size:6d} edges: faithfulness {num(f, fixed=3)}")
     return curves

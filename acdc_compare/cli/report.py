@@ -63,12 +63,13 @@ def _load_circuits(folder: Path) -> tuple[list[tuple[Path, Any]], list[Path]]:
 def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]], broken: list[Path]) -> list[Any]:
     """The report's sections; each circuit's PNG is drawn beside the report unless it is newer than its JSON."""
     from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
+    from acdc_compare.fmt import num
     from acdc_compare.report import Image, KeyValues, Table, Text
 
     sections: list[Any] = [Table("Circuits", ["file", "edges kept", "heads", "method", "threshold",
                                                "normalised faithfulness"],
                                  [[f.name, str(c.n_kept), str(len(c.heads())), str(c.settings.get("method", "")),
-                                   str(c.settings.get("threshold", "")), f"{faithfulness(c):.3f}"]
+                                   str(c.settings.get("threshold", "")), num(faithfulness(c), fixed=3)]
                                   for f, c in circuits])]
     if broken:
         sections.append(Text("Unreadable circuit files (left out)", "\n".join(str(f) for f in broken)))
