@@ -200,3 +200,22 @@ def test_demo_report_is_one_self_contained_file_that_runs_in_a_browser(tmp_path:
         assert all(u == moved.resolve().as_uri() or u.startswith("data:") for u in browser.requests())
     finally:
         browser.close()
+
+
+@pytest.mark.parametrize("rows", [
+    [{"threshold": 0.0, "edges": 40, "faithfulness": 0.99991}, {"threshold": 0.0002, "edges": 41,
+                                                                 "faithfulness": 0.99996}],
+    [{"threshold": 0.0001, "edges": 10, "faithfulness": 0.5}, {"threshold": 0.0003, "edges": 12,
+                                                                "faithfulness": 0.51}]])
+def test_sweep_plot_tick_labels_are_never_repeated(rows) -> None:
+    import xml.etree.ElementTree as ET
+
+    from acdc_compare.plots import sweep_plot
+
+    html = sweep_plot(rows, "sweep").html
+    ns = "{http://www.w3.org/2000/svg}"
+    for svg in re.findall(r"<svg.*?</svg>", html):
+        root = ET.fromstring(svg)
+        for anchor in ("end", "middle"):  # y ticks, x ticks (and the x axis title, once)
+            labels = [t.text for t in root.iter(f"{ns}text") if t.get("text-anchor") == anchor]
+            assert len(labels) == len(set(labels)), labels
