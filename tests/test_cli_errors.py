@@ -237,6 +237,20 @@ def test_cuda_on_a_cpu_only_torch_says_so(no_model, tmp_path, monkeypatch, capsy
     assert "device 'cuda' cannot be used" in err and "--device cpu" in err and "model" not in err
 
 
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_silences_the_weight_loading_bar(monkeypatch, tmp_path, quiet):
+    from transformers.utils import logging as hf_logging
+
+    import acdc_compare.cli.discover as discover_cli
+
+    seen = []
+    monkeypatch.setattr(discover_cli, "run", lambda args: seen.append(hf_logging.is_progress_bar_enabled()) or 0)
+    assert hf_logging.is_progress_bar_enabled()
+    argv = ["discover", "--out", str(tmp_path)] + (["--quiet"] if quiet else [])
+    assert main(argv) == EXIT_OK
+    assert seen == [not quiet] and hf_logging.is_progress_bar_enabled()  # restored afterwards
+
+
 # ----- numbers ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", [["discover", "--threshold"], ["demo", "--threshold"]])
 @pytest.mark.parametrize("value", ["nan", "-1"])
