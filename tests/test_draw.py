@@ -104,6 +104,13 @@ def test_comparison_colours_match_the_sets(tmp_path: Path) -> None:
     assert "only ACDC" in dot and "only EAP" in dot
 
 
+def test_comparison_legend_names_each_line_style_once(tmp_path: Path) -> None:
+    left = random_circuit(SMALL, 8, seed=3)
+    dot = draw_comparison(left, left, tmp_path / "cmp.dot", "A", "B")
+    assert "solid: q input, MLP input, logits" in dot and "dashed: k input" in dot and "dotted: v input" in dot
+    assert "mlp solid" not in dot and "logits solid" not in dot
+
+
 def test_comparison_nodes_coloured_by_membership(tmp_path: Path) -> None:
     left = Circuit.from_edge_names(SMALL, PATH)
     right = Circuit.from_edge_names(SMALL, ["input->a1.h2<q>", "a1.h2<q>", "a1.h2->logits", "input->m1", "m1->logits"])

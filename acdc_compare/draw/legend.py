@@ -8,7 +8,7 @@ import html
 from collections.abc import Mapping
 
 from acdc_compare.circuit import Circuit
-from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_STYLES
+from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_KIND_NAMES, EDGE_STYLES
 
 Run = tuple[str, str | None]  # text, font colour
 LegendLine = tuple[str, str]
@@ -62,5 +62,13 @@ def circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: l
 
 def comparison_legend(labels: Mapping[str, str], counts: Mapping[str, int]) -> list[LegendLine]:
     sets = [(f"{labels[m]} ({counts[m]} edges)", COMPARISON_COLORS[m][1], COMPARISON_COLORS[m][0]) for m in labels]
-    styles = runs([(f"{kind} {style}", None) for kind, (_, style) in EDGE_STYLES.items()])
-    return [("colour:", swatches(sets)), ("style:", styles)]
+    return [("colour:", swatches(sets)), ("line:", runs([(text, None) for text in style_key()]))]
+
+
+def style_key() -> list[str]:
+    """What each line style means where colour tells circuits apart: the kinds sharing a style named
+    together ("solid: q input, MLP input, logits"), so no two entries claim the same style."""
+    by_style: dict[str, list[str]] = {}
+    for kind, (_, style) in EDGE_STYLES.items():
+        by_style.setdefault(style, []).append(EDGE_KIND_NAMES.get(kind, kind))
+    return [f"{style}: {', '.join(kinds)}" for style, kinds in by_style.items()]
