@@ -258,3 +258,22 @@ def test_report_states_a_bounded_figure_and_does_not_redraw_an_up_to_date_one(tm
     os.utime(big, (later, later))  # the circuit file changed after its figure: drawn again
     assert main(["report", str(tmp_path)]) == EXIT_OK
     assert "big.png: up to date" not in capsys.readouterr().out and png.stat().st_mtime_ns != drawn_at
+
+
+def test_figures_and_the_viewer_are_the_same_way_up(tmp_path: Path) -> None:
+    """Input at the bottom and logits at the top in both (SVG y grows downwards)."""
+    import xml.etree.ElementTree as ET
+
+    from acdc_compare.viewer import layout
+
+    c = random_circuit(SMALL, 12, seed=3)
+    draw_circuit(c, tmp_path / "c.svg")
+    ns = "{http://www.w3.org/2000/svg}"
+    y = {}
+    for node in ET.parse(tmp_path / "c.svg").getroot().iter(f"{ns}g"):
+        title = node.find(f"{ns}title")
+        if node.get("class") == "node" and title is not None and title.text in ("input", "logits"):
+            y[title.text] = float(node.find(f".//{ns}text").get("y"))
+    positions, _ = layout(SMALL, ["input", "a0.h1", "m1", "logits"])
+    assert y["input"] > y["logits"]  # the figure: input below logits
+    assert positions["input"][1] > positions["logits"][1]  # the viewer: the same
