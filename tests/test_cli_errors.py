@@ -377,6 +377,28 @@ def test_a_long_exact_run_on_cpu_warns_with_its_estimate(tiny_dir, tmp_path, mon
     assert "warning" not in capsys.readouterr().err
 
 
+def test_curve_of_a_partly_scored_circuit_says_where_its_ranking_ends(tiny_dir, tmp_path, capsys):
+    from acdc_compare.circuit import Circuit
+    from acdc_compare.export import load_circuit, save_circuit
+
+    common = ["--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--quiet"]
+    assert main(["discover", *common, "--method", "eap-ig", "--steps", "1", "--top-n", "5",
+                 "--out", str(tmp_path)]) == EXIT_OK
+    c = load_circuit(tmp_path / "ioi_eap-ig.json")
+    scores = c.scores.clone()
+    scores[scores.abs().argsort()[: c.n_edges - 10]] = float("nan")  # as a hybrid: 10 edges tested
+    hybrid = save_circuit(Circuit(c.graph, c.kept, scores, metrics=c.metrics, settings=c.settings),
+                          tmp_path / "hybrid.json")
+    capsys.readouterr()
+    assert main(["curve", *common, "--scores", str(hybrid), "--fractions", "0.5", "1.0",
+                 "--out", str(tmp_path / "curve")]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert f"scores only 10 of {c.n_edges:,} edges" in captured.err and "read it only up to there" in captured.err
+    assert "(past the scored edges: unranked)" in captured.out
+    summary = json.loads((tmp_path / "curve" / "ioi_curve.json").read_text())
+    assert summary["curves"][str(hybrid)]["n_scored"] == 10
+
+
 # ----- tasks -----------------------------------------------------------------------------------------------
 IOI_ROWS = [
     ("When Mary and John went to the store, John gave a drink to",
