@@ -277,3 +277,14 @@ def test_figures_and_the_viewer_are_the_same_way_up(tmp_path: Path) -> None:
     positions, _ = layout(SMALL, ["input", "a0.h1", "m1", "logits"])
     assert y["input"] > y["logits"]  # the figure: input below logits
     assert positions["input"][1] > positions["logits"][1]  # the viewer: the same
+
+
+def test_the_figure_and_the_cli_name_their_two_edge_counts_the_same_way(tmp_path: Path, capsys) -> None:
+    from acdc_compare.cli.discover import _print_circuit
+
+    c = random_circuit(SMALL, 12, seed=3)
+    c = c.with_kept(c.kept | torch.arange(SMALL.n_edges).eq(0))  # likely one more edge, maybe off every path
+    counts = f"{c.n_kept} of {c.n_edges} edges kept, {c.n_functional_edges} of them on input-to-logits paths"
+    dot = draw_circuit(c, tmp_path / "c.dot")
+    _print_circuit(c)
+    assert counts in dot and counts in capsys.readouterr().out

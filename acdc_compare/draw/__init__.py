@@ -24,9 +24,11 @@ Graphviz graph, `legend` the legends; `circuit_figure` draws one circuit, `compa
 
 from acdc_compare.draw.circuit_figure import draw_circuit
 from acdc_compare.draw.comparison_figure import draw_comparison
+from acdc_compare.draw.legend import edge_counts
 from acdc_compare.draw.plan import MAX_DRAWN_EDGES, DrawingPlan, DrawnEdge, drawn_edges, nodes_of, plan_drawing
 from acdc_compare.draw.render import FAST_LAYOUT_ARROWS
 from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_STYLES, ROLE_COLORS, role_palette
 
 __all__ = ["COMPARISON_COLORS", "EDGE_STYLES", "FAST_LAYOUT_ARROWS", "MAX_DRAWN_EDGES", "ROLE_COLORS", "DrawingPlan",
-           "DrawnEdge", "draw_circuit", "draw_comparison", "drawn_edges", "nodes_of", "plan_drawing", "role_palette"]
+           "DrawnEdge", "draw_circuit", "draw_comparison", "drawn_edges", "edge_counts", "nodes_of", "plan_drawing",
+           "role_palette"]

@@ -43,11 +43,9 @@ def legend_table(title: str | None, lines: list[LegendLine]) -> str:
     return f'<table border="0" cellborder="0" cellspacing="2" cellpadding="1">{"".join(rows)}</table>'
 
 
-def circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: list[str],
+def circuit_legend(c: Circuit, roles: Mapping[str, str], used: list[str],
                     palette: Mapping[str, str], scale: float, prune: bool, note: str = "") -> list[LegendLine]:
-    summary = f"{shown.n_kept} of {c.n_edges} edges kept"
-    if prune:
-        summary += f" ({c.n_kept - shown.n_kept} off every input-to-logits path pruned)"
+    summary = edge_counts(c) if prune else f"{c.n_kept:,} of {c.n_edges:,} edges kept, all drawn"
     lines = [
         ("edges:", runs([(f"{kind} ({style})", colour) for kind, (colour, style) in EDGE_STYLES.items()])),
         ("width:", runs([(f"~ |score|, max {scale:.3g}" if scale else "no scores", None)])),
@@ -58,6 +56,13 @@ def circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: l
     if roles:
         lines.insert(0, ("roles:", swatches([(role, palette[role], None) for role in used])))
     return lines
+
+
+def edge_counts(c: Circuit) -> str:
+    """The two edge counts, named the same way wherever they are printed: the edges kept (all of them, as
+    tables count) and those on input-to-logits paths (the ones a figure draws; the others change nothing)."""
+    return (f"{c.n_kept:,} of {c.n_edges:,} edges kept, {c.n_functional_edges:,} of them on input-to-logits paths "
+            "(the figure's edges)")
 
 
 def comparison_legend(labels: Mapping[str, str], counts: Mapping[str, int]) -> list[LegendLine]:
