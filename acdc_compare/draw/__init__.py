@@ -1,7 +1,8 @@
 """Circuit diagrams with Graphviz (pygraphviz, in-process; no `dot` command needed).
 
 Layout: input at the bottom, logits at the top (as in the viewer), one rank per layer's heads and one per
-layer's MLP (the MLP reads its layer's heads), a grey layer label at the left of each rank; ranks with no node are left out.
+layer's MLP (the MLP reads its layer's heads), a grey layer label at the left of each rank; ranks with no
+node are left out.
 Heads of a layer sit side by side (dot orders them to limit crossings). Residual edges are told apart by colour and style
 (q solid blue, k dashed green, v dotted red, MLP input purple, logits dark grey); edge width grows with
 |score| (scaled to the largest finite |score| drawn, clipped). Direct edges join a head to itself, so they

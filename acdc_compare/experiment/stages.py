@@ -173,7 +173,8 @@ def task_run(found: Discovery, paths: tuple[Path, list[Path]], held_out: float,
 def log_run(run: TaskRun, log: Log) -> None:
     c = run.circuit
     log(f"  {c.n_kept} edges kept ({c.n_functional_edges} on input->logits paths, {len(c.functional_heads())} "
-        f"heads), faithfulness {num(run.faithfulness, fixed=2)} (held-out prompts {num(run.held_out_faithfulness, fixed=2)}), "
+        f"heads), faithfulness {num(run.faithfulness, fixed=2)} (held-out prompts "
+        f"{num(run.held_out_faithfulness, fixed=2)}), "
         f"{c.settings.get('seconds', 0):.0f} s")
     if run.curve is not None:
         log("  top EAP-IG edges: " + ", ".join(f"{n} -> {f:.2f}" for n, f in zip(run.curve.sizes,
