@@ -288,3 +288,16 @@ def test_the_figure_and_the_cli_name_their_two_edge_counts_the_same_way(tmp_path
     dot = draw_circuit(c, tmp_path / "c.dot")
     _print_circuit(c)
     assert counts in dot and counts in capsys.readouterr().out
+
+
+def test_report_of_a_folder_holds_the_viewer_and_comparisons(tmp_path: Path) -> None:
+    from acdc_compare.cli import EXIT_OK, main
+    from acdc_compare.export import save_circuit
+
+    save_circuit(random_circuit(SMALL, 10, seed=3), tmp_path / "one.json")
+    save_circuit(random_circuit(SMALL, 10, seed=4), tmp_path / "two.json")
+    assert main(["report", str(tmp_path)]) == EXIT_OK
+    html = (tmp_path / "report.html").read_text()
+    assert "Interactive circuit viewer" in html and "Comparisons" in html and "edge Jaccard" in html
+    assert "Comparison: one vs two" in html
+    assert (tmp_path / "one_vs_two.png").read_bytes().startswith(PNG_MAGIC)
