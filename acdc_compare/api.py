@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from acdc_compare.algorithms.eap import check_eap_metric
 from acdc_compare.algorithms.problem import Problem, check_fits, make_problem
 from acdc_compare.algorithms.registry import algorithm, make_options, run, spec_of
 from acdc_compare.backends import DEFAULT_MODEL, load_model, make_patcher, model_name, tokenizer
@@ -130,6 +131,8 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
     Returns a `Circuit` carrying kept edges, scores, the full/circuit/empty metric values and the settings.
     """
     chosen = method_options(threshold, method, **options)
+    if spec_of(chosen).name == "eap":
+        check_eap_metric(metric)  # before the model loads
     problem = prepare(task, model=model, metric=metric, ablation=ablation, include_direct=include_direct,
                       n_prompts=n_prompts, seed=seed, device=device, dtype=dtype, corruption=corruption)
     return run(problem, chosen)

@@ -8,6 +8,7 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 
+from acdc_compare.fmt import ZERO_TOL
 from acdc_compare.report import Html
 
 PALETTE = ("#0072b2", "#e08a00", "#2a9d3a", "#d0312d", "#8155b8", "#444444", "#8fd3cc")
@@ -28,14 +29,28 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
-def _label(x: float) -> str:
+def _label(x: float, digits: int = 3) -> str:
+    """`x` with up to `digits` significant digits: 0 as "0", very large or small values as 2e-04."""
     if x == 0:
         return "0"
     if abs(x) >= 1e4 or abs(x) < 1e-3:
-        return f"{x:.0e}"
+        mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.') if '.' in mantissa else mantissa}e{exponent}"
     if x == int(x):
         return str(int(x))
-    return f"{x:.3g}"
+    return f"{x:.{digits}g}"
+
+
+def _tick_labels(ticks: Sequence[float]) -> list[str]:
+    """The ticks' labels with the fewest digits (at least 1) that tell every tick apart: 0.99991 and 0.99992
+    are not both "1", nor 1.5e-4 and 2e-4 both "2e-04"."""
+    span = max((abs(t) for t in ticks), default=0.0)
+    ticks = [0.0 if abs(t) < ZERO_TOL * span else t for t in ticks]  # 5.55e-17 from adding steps is 0
+    for digits in range(3, 16):
+        labels = [_label(t, digits) for t in ticks]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [repr(t) for t in ticks]
 
 
 def line_plot(series: Mapping[str, Sequence[tuple[float, float]]], *, x_label: str, y_label: str,
@@ -68,14 +83,15 @@ def line_plot(series: Mapping[str, Sequence[tuple[float, float]]], *, x_label: s
            f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="#fcfcfc" stroke="#bbb"/>']
     if title:
         out.append(f'<text x="{LEFT}" y="16" font-size="12" font-weight="bold">{e(title)}</text>')
-    for t in _ticks(y0, y1):
+    y_ticks = _ticks(y0, y1)
+    for t, label in zip(y_ticks, _tick_labels(y_ticks)):
         out.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
-                   f'<text x="{LEFT - 5}" y="{py(t) + 4:.1f}" text-anchor="end">{e(_label(t))}</text>')
+                   f'<text x="{LEFT - 5}" y="{py(t) + 4:.1f}" text-anchor="end">{e(label)}</text>')
     x_ticks = [10 ** k for k in range(math.ceil(x0 - 1e-9), math.floor(x1 + 1e-9) + 1)] if log_x \
         else _ticks(x0, x1)
-    for t in x_ticks:
+    for t, label in zip(x_ticks, _tick_labels(x_ticks)):
         out.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{TOP}" y2="{TOP + ph}" stroke="#eee"/>'
-                   f'<text x="{px(t):.1f}" y="{TOP + ph + 15}" text-anchor="middle">{e(_label(t))}</text>')
+                   f'<text x="{px(t):.1f}" y="{TOP + ph + 15}" text-anchor="middle">{e(label)}</text>')
     out.append(f'<text x="{LEFT + pw / 2}" y="{H - 10}" text-anchor="middle">{e(x_label)}'
                f'{" (log scale)" if log_x else ""}</text>')
     out.append(f'<text transform="translate(14,{TOP + ph / 2}) rotate(-90)" text-anchor="middle">{e(y_label)}</text>')

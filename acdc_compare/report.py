@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from acdc_compare.files import PathLike, atomic_write
+from acdc_compare.fmt import num
 
 _IMAGE_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                 ".gif": "image/gif", ".webp": "image/webp"}
@@ -98,6 +99,7 @@ h1 { font-size: 1.7em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-to
      border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 nav ol { columns: 2; font-size: 0.92em; } a { color: #0b5cad; }
 table { border-collapse: collapse; font-size: 0.92em; margin: 0.5em 0; }
+div.wide { max-width: 100%; overflow-x: auto; } td { overflow-wrap: anywhere; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; } tr:nth-child(even) td { background: #fafafa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -123,7 +125,7 @@ def format_cell(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return str(value) if not math.isfinite(value) else f"{value:.4g}"
+        return str(value) if not math.isfinite(value) else num(value)
     return str(value)
 
 
@@ -166,7 +168,7 @@ def _text_html(s: Text) -> str:
 def _table_html(s: Table) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in s.headers)
     body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in s.rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _kv_html(s: KeyValues) -> str:

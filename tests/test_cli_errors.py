@@ -85,6 +85,60 @@ def test_unwritable_journal_is_refused(no_model, a_file, tmp_path, capsys):
     assert f"--journal {a_file / 'j.jsonl'} cannot be created: {a_file} is a file" in capsys.readouterr().err
 
 
+def _refusing_pseudo_folder():
+    """/proc: root's os.access says it is writable, yet no file can be created in it."""
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc here")
+    return "/proc"
+
+
+@pytest.mark.parametrize("flag", ["--out", "--journal"])
+def test_out_or_journal_under_proc_is_refused_before_the_model_loads(no_model, flag, tmp_path, capsys):
+    target = f"{_refusing_pseudo_folder()}/acdc-out" + ("/j.jsonl" if flag == "--journal" else "")
+    argv = _discover(flag, target, out=tmp_path) if flag == "--journal" else _discover(out=target)
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{flag} {target} cannot be written: creating" in err and "choose a folder you can write to" in err
+    assert "Errno" not in err
+
+
+def test_compare_and_report_to_proc_say_what_went_wrong_in_words(circuit_file, capsys):
+    proc = _refusing_pseudo_folder()
+    assert main(["compare", str(circuit_file), str(circuit_file), "--out", f"{proc}/cmp"]) == EXIT_USAGE
+    assert main(["report", str(circuit_file.parent), "--out", f"{proc}/report.html"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--out {proc}/cmp cannot be written" in err and f"--out {proc}/report.html cannot be written" in err
+    assert "Errno" not in err
+
+
+def test_probing_leaves_nothing_behind(tmp_path):
+    from acdc_compare.cli.checks import writable_dir, writable_file
+
+    assert writable_dir(tmp_path / "a" / "b", "--out") == tmp_path / "a" / "b"
+    assert writable_file(tmp_path / "c" / "j.jsonl", "--journal") == tmp_path / "c" / "j.jsonl"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_os_error_is_told_in_words_not_errno_text(circuit_file, monkeypatch, capsys):
+    import errno as errno_codes
+
+    import acdc_compare.draw as draw
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno_codes.ENOSPC, os.strerror(errno_codes.ENOSPC), "/somewhere/x.svg")
+
+    monkeypatch.setattr(draw, "draw_comparison", disk_full)
+    assert main(["compare", str(circuit_file), str(circuit_file), "--out", str(circuit_file.parent)]) != EXIT_OK
+    err = capsys.readouterr().err
+    assert "cannot use /somewhere/x.svg: the disk is full" in err and "Errno" not in err
+
+
+def test_compare_of_one_circuit_says_it_needs_two(circuit_file, capsys):
+    assert main(["compare", str(circuit_file)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "compare needs two circuits" in err and "--reference" in err and "not both" not in err
+
+
 def test_compare_given_a_folder_says_so(circuit_file, capsys):
     assert main(["compare", str(circuit_file.parent), str(circuit_file)]) == EXIT_USAGE
     err = capsys.readouterr().err
@@ -183,12 +237,50 @@ def test_cuda_on_a_cpu_only_torch_says_so(no_model, tmp_path, monkeypatch, capsy
     assert "device 'cuda' cannot be used" in err and "--device cpu" in err and "model" not in err
 
 
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_silences_the_weight_loading_bar(monkeypatch, tmp_path, quiet):
+    from transformers.utils import logging as hf_logging
+
+    import acdc_compare.cli.discover as discover_cli
+
+    seen = []
+    monkeypatch.setattr(discover_cli, "run", lambda args: seen.append(hf_logging.is_progress_bar_enabled()) or 0)
+    assert hf_logging.is_progress_bar_enabled()
+    argv = ["discover", "--out", str(tmp_path)] + (["--quiet"] if quiet else [])
+    assert main(argv) == EXIT_OK
+    assert seen == [not quiet] and hf_logging.is_progress_bar_enabled()  # restored afterwards
+
+
 # ----- numbers ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", [["discover", "--threshold"], ["demo", "--threshold"]])
 @pytest.mark.parametrize("value", ["nan", "-1"])
 def test_bad_threshold_is_refused_before_the_model_loads(no_model, tmp_path, command, value, capsys):
     assert main([*command, value, "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
     assert f"threshold must be a finite number >= 0, got {float(value)!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["eap", "eap-ig"])
+def test_a_negative_eap_score_threshold_is_refused_before_the_model_loads(no_model, tmp_path, method, capsys):
+    argv = ["discover", "--method", method, "--threshold", "-1", "--metric", "logit_diff", "--quiet",
+            "--out", str(tmp_path)]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "threshold -1.0 is negative" in err and "would keep every edge" in err and "--top-n" in err
+
+
+@pytest.mark.parametrize("argv", [["discover", "--method", "eap", "--top-n", "5"],
+                                  ["sweep", "--method", "eap", "--thresholds", "0.1"],
+                                  ["curve", "--scores", "eap"]])
+def test_eap_under_kl_is_refused_before_the_model_loads(no_model, tmp_path, argv, capsys):
+    assert main([*argv, "--metric", "kl", "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "EAP cannot rank edges under the KL metric" in capsys.readouterr().err
+
+
+def test_a_sweep_spec_of_eap_under_kl_is_refused(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('tasks = ["ioi"]\nmethods = ["eap"]\nthresholds = [0.1]\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    assert "methods lists eap with metric 'kl'" in capsys.readouterr().err
 
 
 def test_too_many_prompts_are_refused_naming_the_size_that_fits(tiny_dir, tmp_path, monkeypatch, capsys):
@@ -283,6 +375,28 @@ def test_a_long_exact_run_on_cpu_warns_with_its_estimate(tiny_dir, tmp_path, mon
     assert (tmp_path / "ioi_acdc.journal.jsonl").exists()  # a partial result keeps its journal
     assert main([*argv, "--method", "hybrid", "--k", "5"]) == EXIT_OK  # a filtered hybrid: no warning
     assert "warning" not in capsys.readouterr().err
+
+
+def test_curve_of_a_partly_scored_circuit_says_where_its_ranking_ends(tiny_dir, tmp_path, capsys):
+    from acdc_compare.circuit import Circuit
+    from acdc_compare.export import load_circuit, save_circuit
+
+    common = ["--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--quiet"]
+    assert main(["discover", *common, "--method", "eap-ig", "--steps", "1", "--top-n", "5",
+                 "--out", str(tmp_path)]) == EXIT_OK
+    c = load_circuit(tmp_path / "ioi_eap-ig.json")
+    scores = c.scores.clone()
+    scores[scores.abs().argsort()[: c.n_edges - 10]] = float("nan")  # as a hybrid: 10 edges tested
+    hybrid = save_circuit(Circuit(c.graph, c.kept, scores, metrics=c.metrics, settings=c.settings),
+                          tmp_path / "hybrid.json")
+    capsys.readouterr()
+    assert main(["curve", *common, "--scores", str(hybrid), "--fractions", "0.5", "1.0",
+                 "--out", str(tmp_path / "curve")]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert f"scores only 10 of {c.n_edges:,} edges" in captured.err and "read it only up to there" in captured.err
+    assert "(past the scored edges: unranked)" in captured.out
+    summary = json.loads((tmp_path / "curve" / "ioi_curve.json").read_text())
+    assert summary["curves"][str(hybrid)]["n_scored"] == 10
 
 
 # ----- tasks -----------------------------------------------------------------------------------------------

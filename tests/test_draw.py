@@ -104,6 +104,13 @@ def test_comparison_colours_match_the_sets(tmp_path: Path) -> None:
     assert "only ACDC" in dot and "only EAP" in dot
 
 
+def test_comparison_legend_names_each_line_style_once(tmp_path: Path) -> None:
+    left = random_circuit(SMALL, 8, seed=3)
+    dot = draw_comparison(left, left, tmp_path / "cmp.dot", "A", "B")
+    assert "solid: q input, MLP input, logits" in dot and "dashed: k input" in dot and "dotted: v input" in dot
+    assert "mlp solid" not in dot and "logits solid" not in dot
+
+
 def test_comparison_nodes_coloured_by_membership(tmp_path: Path) -> None:
     left = Circuit.from_edge_names(SMALL, PATH)
     right = Circuit.from_edge_names(SMALL, ["input->a1.h2<q>", "a1.h2<q>", "a1.h2->logits", "input->m1", "m1->logits"])
@@ -251,3 +258,46 @@ def test_report_states_a_bounded_figure_and_does_not_redraw_an_up_to_date_one(tm
     os.utime(big, (later, later))  # the circuit file changed after its figure: drawn again
     assert main(["report", str(tmp_path)]) == EXIT_OK
     assert "big.png: up to date" not in capsys.readouterr().out and png.stat().st_mtime_ns != drawn_at
+
+
+def test_figures_and_the_viewer_are_the_same_way_up(tmp_path: Path) -> None:
+    """Input at the bottom and logits at the top in both (SVG y grows downwards)."""
+    import xml.etree.ElementTree as ET
+
+    from acdc_compare.viewer import layout
+
+    c = random_circuit(SMALL, 12, seed=3)
+    draw_circuit(c, tmp_path / "c.svg")
+    ns = "{http://www.w3.org/2000/svg}"
+    y = {}
+    for node in ET.parse(tmp_path / "c.svg").getroot().iter(f"{ns}g"):
+        title = node.find(f"{ns}title")
+        if node.get("class") == "node" and title is not None and title.text in ("input", "logits"):
+            y[title.text] = float(node.find(f".//{ns}text").get("y"))
+    positions, _ = layout(SMALL, ["input", "a0.h1", "m1", "logits"])
+    assert y["input"] > y["logits"]  # the figure: input below logits
+    assert positions["input"][1] > positions["logits"][1]  # the viewer: the same
+
+
+def test_the_figure_and_the_cli_name_their_two_edge_counts_the_same_way(tmp_path: Path, capsys) -> None:
+    from acdc_compare.cli.discover import _print_circuit
+
+    c = random_circuit(SMALL, 12, seed=3)
+    c = c.with_kept(c.kept | torch.arange(SMALL.n_edges).eq(0))  # likely one more edge, maybe off every path
+    counts = f"{c.n_kept} of {c.n_edges} edges kept, {c.n_functional_edges} of them on input-to-logits paths"
+    dot = draw_circuit(c, tmp_path / "c.dot")
+    _print_circuit(c)
+    assert counts in dot and counts in capsys.readouterr().out
+
+
+def test_report_of_a_folder_holds_the_viewer_and_comparisons(tmp_path: Path) -> None:
+    from acdc_compare.cli import EXIT_OK, main
+    from acdc_compare.export import save_circuit
+
+    save_circuit(random_circuit(SMALL, 10, seed=3), tmp_path / "one.json")
+    save_circuit(random_circuit(SMALL, 10, seed=4), tmp_path / "two.json")
+    assert main(["report", str(tmp_path)]) == EXIT_OK
+    html = (tmp_path / "report.html").read_text()
+    assert "Interactive circuit viewer" in html and "Comparisons" in html and "edge Jaccard" in html
+    assert "Comparison: one vs two" in html
+    assert (tmp_path / "one_vs_two.png").read_bytes().startswith(PNG_MAGIC)

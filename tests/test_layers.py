@@ -11,7 +11,7 @@ import acdc_compare
 PACKAGE = Path(acdc_compare.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("types", "allocator", "files", "progress", "stats"),
+    ("types", "allocator", "files", "progress", "stats", "fmt"),
     ("graph",),
     ("circuit", "metrics", "weights", "forward", "faithfulness", "journal"),
     ("patching",),

@@ -313,3 +313,42 @@ def test_the_conclusion_is_derived_from_the_result_and_leads_the_report(tmp_path
     assert rows["adjective recall: does the model answer by meaning or by word order?"][0] == "answers by meaning"
     text = write_report(tmp_path / "r.html", title="t", sections=[Text("Later", "x")], lead=[table]).read_text()
     assert text.index("<h1>") < text.index("Conclusion (each answer") < text.index("<nav>") < text.index("Later")
+
+
+@pytest.mark.parametrize("rows", [
+    [{"threshold": 0.0, "edges": 40, "faithfulness": 0.99991}, {"threshold": 0.0002, "edges": 41,
+                                                                 "faithfulness": 0.99996}],
+    [{"threshold": 0.0001, "edges": 10, "faithfulness": 0.5}, {"threshold": 0.0003, "edges": 12,
+                                                                "faithfulness": 0.51}]])
+def test_sweep_plot_tick_labels_are_never_repeated(rows) -> None:
+    import xml.etree.ElementTree as ET
+
+    from acdc_compare.plots import sweep_plot
+
+    html = sweep_plot(rows, "sweep").html
+    ns = "{http://www.w3.org/2000/svg}"
+    for svg in re.findall(r"<svg.*?</svg>", html):
+        root = ET.fromstring(svg)
+        for anchor in ("end", "middle"):  # y ticks, x ticks (and the x axis title, once)
+            labels = [t.text for t in root.iter(f"{ns}text") if t.get("text-anchor") == anchor]
+            assert len(labels) == len(set(labels)), labels
+
+
+def test_head_tables_put_the_most_important_head_first_and_wide_tables_scroll(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from acdc_compare.circuit import Circuit
+    from acdc_compare.experiment.layout import _head_rows
+    from acdc_compare.graph import Graph, GraphConfig
+    from acdc_compare.report import Table, write_report
+
+    graph = Graph(GraphConfig(n_layers=2, n_heads=2, n_kv_heads=2))
+    c = Circuit.full(graph)
+    mover = torch.tensor([[0.1, -0.9], [float("nan"), 0.5]])
+    scores = SimpleNamespace(mover=mover, answer_attention=torch.zeros(2, 2), direct_logit=torch.zeros(2, 2))
+    assert [row[0] for row in _head_rows(c, {}, scores)] == ["a0.h1", "a1.h1", "a0.h0", "a1.h0"]
+    path = write_report(tmp_path / "r.html", title="t", sections=[Table("wide", ["a"], [["x" * 500]])])
+    text = Path(path).read_text()
+    assert '<div class="wide"><table>' in text and "overflow-x: auto" in text

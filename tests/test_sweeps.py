@@ -159,6 +159,32 @@ def test_a_failed_job_is_recorded_and_the_others_run(tiny_dir, tmp_path):
     assert result.summary["missing"] == [bad.jobs()[0].job_id]
 
 
+def test_ctrl_c_after_a_finished_job_says_what_is_kept_and_the_rerun_reuses_it(tiny_dir, tmp_path, monkeypatch,
+                                                                             capsys):
+    from acdc_compare.sweeps.worker import Worker
+
+    spec_path = tmp_path / "s.toml"
+    spec_path.write_text(f'models = ["{tiny_dir}"]\ntasks = ["ioi"]\nmethods = ["eap-ig"]\n'
+                         'thresholds = [0.01, 0.02]\nseeds = [0]\nn_prompts = 4\n[options.eap-ig]\nsteps = 2\n')
+    real_run_job = Worker.run_job
+
+    def one_then_ctrl_c(self, job, folder):
+        if any(p.is_file() for p in Path(folder).glob("jobs/*/circuit.json")):
+            raise KeyboardInterrupt
+        return real_run_job(self, job, folder)
+
+    monkeypatch.setattr(Worker, "run_job", one_then_ctrl_c)
+    argv = ["sweep", str(spec_path), "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    first = load_spec(spec_path).jobs()[0].job_id
+    assert "nothing of this run was saved" not in err
+    assert f"1 of 2 job(s) had finished ({first})" in err and "Run the same command again to resume" in err
+    monkeypatch.setattr(Worker, "run_job", real_run_job)
+    assert main(argv) == EXIT_OK
+    assert (tmp_path / "out" / "sweep.json").is_file()
+
+
 # ----- the aggregate ------------------------------------------------------------------------------------
 def test_aggregate_seed_stability_against_set_arithmetic(swept, tiny_dir):
     spec = spec_from_mapping(grid(tiny_dir))

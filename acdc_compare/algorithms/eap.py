@@ -44,6 +44,7 @@ from acdc_compare.algorithms.base import AlgorithmSpec, option
 from acdc_compare.algorithms.problem import Problem, available_memory, pass_bytes
 from acdc_compare.circuit import Circuit, check_selection
 from acdc_compare.faithfulness import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
+from acdc_compare.metrics import parse_metric
 from acdc_compare.progress import Bar, ProgressLike, as_progress
 from acdc_compare.types import Metric
 
@@ -62,6 +63,10 @@ class EapOptions:
 
     def __post_init__(self) -> None:
         check_selection(self.top_n, self.threshold)
+        if self.absolute and self.threshold is not None and float(self.threshold) < 0:
+            raise ValueError(f"threshold {self.threshold!r} is negative: edges are ranked by |score| >= 0 "
+                             "(absolute=True, the default), so it would keep every edge. Give a threshold >= 0, "
+                             "or top_n (--top-n), or absolute=False (--no-absolute) to select by signed score")
 
 
 @dataclass(frozen=True)
@@ -195,9 +200,11 @@ def run_eap_ig(problem: Problem, options: EapIgOptions) -> Circuit:
                      "absolute": options.absolute})
 
 
-def check_eap_metric(problem: Problem) -> None:
-    """EAP under KL ranks edges by rounding noise: fail with what to use instead."""
-    if problem.metric_kind is Metric.KL:
+def check_eap_metric(metric: Problem | Metric | str) -> None:
+    """EAP under KL ranks edges by rounding noise: fail with what to use instead. `metric`: a prepared
+    problem, or the metric's name (so the mistake is refused before any model loads)."""
+    kind = metric.metric_kind if isinstance(metric, Problem) else parse_metric(metric)
+    if kind is Metric.KL:
         raise ValueError("EAP cannot rank edges under the KL metric: KL(full || circuit) has zero gradient at "
                          "the full circuit, so every EAP score is ~0. Use metric='logit_diff' with EAP, or "
                          "EAP-IG (method 'eap-ig'), which works with KL.")

@@ -7,11 +7,12 @@ engine does not implement; `transformer_lens` reads their weights into `ModelWei
 `tiny` builds tiny random bridges for tests."""
 
 from acdc_compare.backends.bridge_config import UnsupportedModelError, model_config, model_name
-from acdc_compare.backends.bridge_loading import DEFAULT_MODEL, ModelLoadError, check_device, load_model, load_tokenizer
+from acdc_compare.backends.bridge_loading import (DEFAULT_MODEL, ModelLoadError, check_device, load_model,
+                                                  load_tokenizer, quiet_loading)
 from acdc_compare.backends.bridge_patcher import EngineMismatchError, make_patcher
 from acdc_compare.backends.tiny import tiny_model
 from acdc_compare.backends.transformer_lens import extract_weights, run_logits, tokenizer
 
 __all__ = ["DEFAULT_MODEL", "EngineMismatchError", "ModelLoadError", "UnsupportedModelError", "check_device",
            "extract_weights", "load_model", "load_tokenizer", "make_patcher", "model_config", "model_name",
-           "run_logits", "tiny_model", "tokenizer"]
+           "quiet_loading", "run_logits", "tiny_model", "tokenizer"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,21 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
     device = check_device(device)
     source, display_name = model_source(name)
     return _boot(source, device, dtype, display_name=display_name)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No progress bars from transformers and the Hugging Face hub (the "Loading weights" bar, downloads)
+    inside the block; their previous setting comes back after it."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def check_device(device: str | torch.device | None) -> torch.device:

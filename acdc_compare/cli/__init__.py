@@ -8,6 +8,7 @@ file); 3 the model could not be loaded; 130 interrupted (Ctrl-C); 1 any other fa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from collections.abc import Sequence
@@ -40,25 +41,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; its errors become a one-line message on stderr and the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from acdc_compare.backends import ModelLoadError
+    from acdc_compare.backends import ModelLoadError, quiet_loading
+    from acdc_compare.files import plain_os_error
     from acdc_compare.tasks.base import TaskError
 
     args.interrupt_note = "nothing of this run was saved"
     run = {command.NAME: command.run for command in _SUBCOMMANDS}[args.command]
     try:
-        return run(args)
+        with quiet_loading() if getattr(args, "quiet", False) else contextlib.nullcontext():
+            return run(args)
     except ModelLoadError as err:
         print(f"acdc-compare: {err}", file=sys.stderr)
         return EXIT_MODEL
     except (ValueError, TaskError, FileNotFoundError, KeyError) as err:
-        print(f"acdc-compare: {err}", file=sys.stderr)
+        print(f"acdc-compare: {_message(err)}", file=sys.stderr)
         return EXIT_USAGE
     except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as err:
-        print(f"acdc-compare: cannot use {err.filename}: {err.strerror}; choose a path you can write to",
-              file=sys.stderr)
+        print(f"acdc-compare: {plain_os_error(err, 'write')}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:
-        print(f"acdc-compare: {err}", file=sys.stderr)
+        print(f"acdc-compare: {_message(err)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         note = args.interrupt_note
@@ -67,3 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"resume from there: acdc-compare {shlex.join(argv)}")
         print(f"acdc-compare: interrupted; {note}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _message(err: Exception) -> str:
+    """The error's text; an operating-system error (one with an errno) in plain words, not "[Errno N] ..."."""
+    from acdc_compare.files import plain_os_error
+
+    if isinstance(err, OSError) and err.errno is not None:
+        return plain_os_error(err)
+    return str(err)

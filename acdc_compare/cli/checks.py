@@ -4,8 +4,14 @@ exist; each failure is a ValueError (or FileNotFoundError) naming the flag and w
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import tempfile
 from pathlib import Path
+
+from acdc_compare.files import plain_os_error, plain_reason
+
+NO_NEW_FILES = "the file system there allows no new files, as under /proc and /sys"
 
 
 def writable_dir(path: str | Path, flag: str) -> Path:
@@ -14,6 +20,7 @@ def writable_dir(path: str | Path, flag: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is an existing file, not a folder; give a folder (created if missing)")
     _check_can_create(path, flag)
+    _probe(path, path, flag)
     return path
 
 
@@ -22,12 +29,43 @@ def writable_file(path: str | Path, flag: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder; give a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {path} is not writable (permission denied); choose a file you can write")
+    if not path.exists():
+        _check_can_create(path, flag)
+    _probe(path.parent, path, flag)
     if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ValueError(f"{flag} {path} is not writable (permission denied); choose a file you can write")
-        return path
-    _check_can_create(path, flag)
+        try:  # a journal is appended to; opening without writing leaves it as it was
+            with open(path, "ab"):
+                pass
+        except OSError as err:
+            raise ValueError(f"{flag} {path}: {plain_os_error(err, 'write')}") from None
     return path
+
+
+def _probe(folder: Path, target: Path, flag: str) -> None:
+    """Create (then remove) the missing folders down to `folder` and a file in it: the one sure test, since
+    os.access says yes to root under /proc and /sys, where creating fails. Nothing is left behind."""
+    made: list[Path] = []
+    try:
+        for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+            trying = f"the folder {missing}"
+            missing.mkdir()
+            made.append(missing)
+        trying = f"a file in {folder}"
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".acdc-compare-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = NO_NEW_FILES if err.errno == errno.ENOENT else plain_reason(err)  # its folders were just made
+        raise ValueError(f"{flag} {target} cannot be written: creating {trying} failed ({reason}); "
+                         "choose a folder you can write to") from None
+    finally:
+        for created in reversed(made):
+            try:
+                created.rmdir()
+            except OSError:
+                pass
 
 
 def _check_can_create(path: Path, flag: str) -> None:

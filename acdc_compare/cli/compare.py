@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from acdc_compare.cli.checks import readable_file, writable_dir
-from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, MODEL_HELP, add_no_direct, add_out, add_reference, \
-    reference_circuit
+from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, MODEL_HELP, REFERENCES, add_no_direct, add_out, \
+    add_reference, reference_circuit
 from acdc_compare.cli.output import print_paths
 
 NAME = "compare"
@@ -34,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from acdc_compare.compare import compare_circuits
     from acdc_compare.draw import draw_comparison
 
-    if (args.right is None) == (args.reference is None):
+    if args.right is None and args.reference is None:
+        raise ValueError(f"compare needs two circuits: give a second circuit file after {args.left}, or "
+                         f"--reference {{{','.join(REFERENCES)}}} to compare with a published circuit")
+    if args.right is not None and args.reference is not None:
         raise ValueError("give a second circuit file or --reference, not both")
     readable_file(args.left, "circuit file")
     if args.right:

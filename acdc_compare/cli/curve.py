@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from acdc_compare.cli.checks import check_task_args, writable_dir
 from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_metric_and_ablation, add_no_direct, \
     add_out, problem_from_args
 from acdc_compare.cli.output import print_paths, task_label
+from acdc_compare.fmt import num
 
 NAME = "curve"
 
@@ -45,12 +47,12 @@ def run(args: argparse.Namespace) -> int:
     mib = [f for f in files if is_mib_file(f)]
     circuits = {str(f): load_circuit(f) for f in files if f not in mib}  # native files checked before the model
     check_steps(args.steps)
+    if "eap" in args.scores:
+        check_eap_metric(args.metric)
     out = writable_dir(args.out, "--out")
     check_task_args(args)
     problem = problem_from_args(args)
     circuits.update(_read_mib(mib, problem.graph))
-    if "eap" in args.scores:
-        check_eap_metric(problem)
     curves = _curves(args, problem, circuits)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{task_label(args.task)}_curve.json"
@@ -80,6 +82,8 @@ def _curves(args: argparse.Namespace, problem: Any, circuits: dict[str, Any]) ->
     """Each --scores source's curve (as a dict), printed as it is measured."""
     from dataclasses import asdict
 
+    import torch
+
     from acdc_compare.algorithms.eap import eap_ig_scores, eap_scores, faithfulness_of_scores
     from acdc_compare.faithfulness import DEFAULT_FRACTIONS
 
@@ -95,8 +99,22 @@ def _curves(args: argparse.Namespace, problem: Any, circuits: dict[str, Any]) ->
             circuit.check_graph(problem.graph)
             scores = circuit.scores
         curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x, progress=not args.quiet)
-        curves[source] = asdict(curve)
-        print(f"{source}: CPR {curve.cpr:.3f} (higher is better), CMD {curve.cmd:.3f} (lower is better)")
+        n_scored = int(torch.isfinite(scores).sum())
+        curves[source] = {**asdict(curve), "n_scored": n_scored}
+        _warn_if_partly_scored(source, n_scored, problem.graph.n_edges)
+        print(f"{source}: CPR {num(curve.cpr, fixed=3)} (higher is better), CMD {num(curve.cmd, fixed=3)} "
+              "(lower is better)")
         for frac, size, f in zip(curve.fractions, curve.sizes, curve.faithfulness):
-            print(f"  {frac:8.4f} of edges = {size:6d} edges: faithfulness {f:.3f}")
+            past = "  (past the scored edges: unranked)" if size > n_scored else ""
+            print(f"  {frac:8.4f} of edges = {size:6d} edges: faithfulness {num(f, fixed=3)}{past}")
     return curves
+
+
+def _warn_if_partly_scored(source: str, n_scored: int, n_edges: int) -> None:
+    """Say (stderr) when a circuit file scores only some edges (the hybrid leaves the edges it did not test
+    NaN): past them the curve adds edges in no ranked order, so it is flat or arbitrary there."""
+    if n_scored >= n_edges:
+        return
+    print(f"acdc-compare: note: {source} scores only {n_scored:,} of {n_edges:,} edges (a hybrid leaves the "
+          f"edges it did not test NaN); past the top {n_scored:,} ({n_scored / n_edges:.3g} of the edges) the "
+          "curve adds unscored edges in no ranked order, so read it only up to there", file=sys.stderr)

@@ -141,7 +141,12 @@ def _duration(seconds: float) -> str:
 def _print_circuit(c: Any) -> None:
     from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
 
-    m = c.metrics
-    print(f"{c.n_kept}/{c.n_edges} edges kept, {len(c.heads())} heads; metric full {m.get('full', float('nan')):.4g}, "
-          f"circuit {m.get('circuit', float('nan')):.4g}, empty {m.get('empty', float('nan')):.4g}; normalised "
-          f"faithfulness {faithfulness(c):.3f}; {c.settings.get('seconds', 0):.1f} s")
+    from acdc_compare.draw import edge_counts
+    from acdc_compare.fmt import num
+
+    m = {k: c.metrics.get(k, float("nan")) for k in ("full", "circuit", "empty")}
+    scale = max((abs(v) for v in m.values() if v == v), default=1.0)
+    full, circuit, empty = (num(m[k], scale=scale) for k in ("full", "circuit", "empty"))
+    print(f"{edge_counts(c)}; {len(c.heads())} heads; metric full {full}, circuit {circuit}, "
+          f"empty {empty}; normalised faithfulness {num(faithfulness(c), fixed=3)}; "
+          f"{c.settings.get('seconds', 0):.1f} s")

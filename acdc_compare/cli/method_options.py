@@ -76,6 +76,10 @@ def method_options(args: argparse.Namespace, exclude: frozenset[str] = frozenset
     if wrong:
         flags = ", ".join(_flag(cli_fields[n][0][1]) for n in wrong)
         raise ValueError(f"{flags} does not apply to --method {args.method}")
+    if args.method == "eap" and getattr(args, "metric", None) is not None:
+        from acdc_compare.algorithms.eap import check_eap_metric
+
+        check_eap_metric(args.metric)  # refused before the model loads
     return make_options(args.method, **{**given, **extra})
 
 

@@ -14,6 +14,7 @@ from acdc_compare.cli.common import EXIT_OK, EXIT_USAGE, HELP_FORMAT, add_out
 from acdc_compare.cli.output import draw, print_paths
 
 NAME = "report"
+MAX_PAIR_FIGURES = 3  # comparison figures drawn per graph; every pair is in the table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,12 +64,13 @@ def _load_circuits(folder: Path) -> tuple[list[tuple[Path, Any]], list[Path]]:
 def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]], broken: list[Path]) -> list[Any]:
     """The report's sections; each circuit's PNG is drawn beside the report unless it is newer than its JSON."""
     from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
+    from acdc_compare.fmt import num
     from acdc_compare.report import Image, KeyValues, Table, Text
 
     sections: list[Any] = [Table("Circuits", ["file", "edges kept", "heads", "method", "threshold",
                                                "normalised faithfulness"],
                                  [[f.name, str(c.n_kept), str(len(c.heads())), str(c.settings.get("method", "")),
-                                   str(c.settings.get("threshold", "")), f"{faithfulness(c):.3f}"]
+                                   str(c.settings.get("threshold", "")), num(faithfulness(c), fixed=3)]
                                   for f, c in circuits])]
     if broken:
         sections.append(Text("Unreadable circuit files (left out)", "\n".join(str(f) for f in broken)))
@@ -80,11 +82,46 @@ def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]],
         else:
             draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
         sections.append(Image(f"Circuit: {f.stem}", png.name, embed=True))
+    sections += _viewer_and_comparisons(circuits, report_path)
     sweep = folder / "sweep.json"
     if sweep.is_file():
         from acdc_compare.plots import sweep_plot
 
         sections.append(sweep_plot(json.loads(sweep.read_text())["rows"], f"Threshold sweep: {sweep.name}"))
+    return sections
+
+
+def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path) -> list[Any]:
+    """Per graph the folder's circuits share: the interactive viewer of them and, for two or more, a table of
+    every pair's overlap and the side-by-side figures of the first MAX_PAIR_FIGURES pairs."""
+    from acdc_compare.compare import compare_circuits
+    from acdc_compare.draw import draw_comparison
+    from acdc_compare.report import Image, Table, Text
+    from acdc_compare.viewer import viewer_section
+
+    groups: dict[Any, list[tuple[Path, Any]]] = {}
+    for f, c in circuits:
+        groups.setdefault(c.graph, []).append((f, c))
+    sections: list[Any] = []
+    for group in groups.values():
+        sections.append(viewer_section({f.stem: c for f, c in group}))
+        pairs = [(a, b) for i, a in enumerate(group) for b in group[i + 1:]]
+        if not pairs:
+            continue
+        rows = []
+        for (fa, a), (fb, b) in pairs:
+            cmp_ = compare_circuits(a, b)
+            rows.append([fa.stem, fb.stem, cmp_.edges.jaccard, cmp_.edges.f1, len(cmp_.edges.both),
+                         cmp_.heads.jaccard, len(cmp_.heads.both)])
+        sections.append(Table("Comparisons", ["left", "right", "edge Jaccard", "edge F1", "edges in both",
+                                              "head Jaccard", "heads in both"], rows))
+        for (fa, a), (fb, b) in pairs[:MAX_PAIR_FIGURES]:
+            png = report_path.parent / f"{fa.stem}_vs_{fb.stem}.png"
+            draw_comparison(a, b, png, fa.stem, fb.stem)
+            sections.append(Image(f"Comparison: {fa.stem} vs {fb.stem}", png.name, embed=True))
+        if len(pairs) > MAX_PAIR_FIGURES:
+            sections.append(Text("More comparisons", f"{len(pairs) - MAX_PAIR_FIGURES} more pair(s) are in the "
+                                 "table only; draw one with `acdc-compare compare LEFT.json RIGHT.json`"))
     return sections
 
 

@@ -14,6 +14,7 @@ from acdc_compare.cli.common import EXIT_FAILURE, EXIT_OK, HELP_FORMAT, add_comm
     problem_from_args, reference_circuit
 from acdc_compare.cli.method_options import add_method_args, method_options, progress_option
 from acdc_compare.cli.output import print_paths, task_label
+from acdc_compare.fmt import num
 
 NAME = "sweep"
 SWEEP_EXCLUDE = frozenset({"threshold", "journal"})  # one threshold per run from --thresholds; no shared journal
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         circuits.append(c)
         path = save_circuit(c, out / f"{task_label(args.task)}_{args.method}_tau{tau:g}.json")
         rows.append({"threshold": tau, "edges": c.n_kept, "faithfulness": faithfulness(c), "file": str(path)})
-        print(f"threshold {tau:g}: {c.n_kept} edges, normalised faithfulness {faithfulness(c):.3f}")
+        print(f"threshold {tau:g}: {c.n_kept} edges, normalised faithfulness {num(faithfulness(c), fixed=3)}")
     summary: dict[str, Any] = {"task": args.task, "method": args.method, "rows": rows}
     if reference is not None:
         summary["edge_auc"] = roc_auc(circuits, reference, over="edges")
@@ -77,11 +78,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _grid_sweep(args: argparse.Namespace) -> int:
     """A spec sweep: jobs resumable in --out, on the local or Ray executor, then the aggregate."""
-    from acdc_compare.sweeps import run_sweep
+    from acdc_compare.sweeps import interrupted_note, run_sweep
 
-    result = run_sweep(_spec(args), args.out, executor=args.executor or "local", address=args.address,
-                       workers=args.workers, device=args.device, threads=args.threads,
-                       log=(lambda _: None) if args.quiet else (lambda msg: print(msg, flush=True)))
+    spec = _spec(args)
+    out = writable_dir(args.out, "--out")
+    try:
+        result = run_sweep(spec, out, executor=args.executor or "local", address=args.address,
+                           workers=args.workers, device=args.device, threads=args.threads,
+                           log=(lambda _: None) if args.quiet else (lambda msg: print(msg, flush=True)))
+    except KeyboardInterrupt:
+        args.interrupt_note = interrupted_note(spec, out)
+        raise
     for g in result.summary["groups"]:
         e, f = g["edges_stats"], g["faithfulness_stats"]
         print(f"{g['task']} ({g['corruption']}) {g['method']} @ {g['threshold']:g}: {len(g['seeds'])} seed(s), "
@@ -118,4 +125,4 @@ def _spec(args: argparse.Namespace) -> Any:
 
 
 def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+    return num(x, fixed=3)

@@ -1,7 +1,8 @@
 """Circuit diagrams with Graphviz (pygraphviz, in-process; no `dot` command needed).
 
-Layout: input at the top, logits at the bottom, one rank per layer's heads and one per layer's MLP (the
-MLP reads its layer's heads), a grey layer label at the left of each rank; ranks with no node are left out.
+Layout: input at the bottom, logits at the top (as in the viewer), one rank per layer's heads and one per
+layer's MLP (the MLP reads its layer's heads), a grey layer label at the left of each rank; ranks with no
+node are left out.
 Heads of a layer sit side by side (dot orders them to limit crossings). Residual edges are told apart by colour and style
 (q solid blue, k dashed green, v dotted red, MLP input purple, logits dark grey); edge width grows with
 |score| (scaled to the largest finite |score| drawn, clipped). Direct edges join a head to itself, so they
@@ -24,9 +25,11 @@ Graphviz graph, `legend` the legends; `circuit_figure` draws one circuit, `compa
 
 from acdc_compare.draw.circuit_figure import draw_circuit
 from acdc_compare.draw.comparison_figure import draw_comparison
+from acdc_compare.draw.legend import edge_counts
 from acdc_compare.draw.plan import MAX_DRAWN_EDGES, DrawingPlan, DrawnEdge, drawn_edges, nodes_of, plan_drawing
 from acdc_compare.draw.render import FAST_LAYOUT_ARROWS
 from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_STYLES, ROLE_COLORS, role_palette
 
 __all__ = ["COMPARISON_COLORS", "EDGE_STYLES", "FAST_LAYOUT_ARROWS", "MAX_DRAWN_EDGES", "ROLE_COLORS", "DrawingPlan",
-           "DrawnEdge", "draw_circuit", "draw_comparison", "drawn_edges", "nodes_of", "plan_drawing", "role_palette"]
+           "DrawnEdge", "draw_circuit", "draw_comparison", "drawn_edges", "edge_counts", "nodes_of", "plan_drawing",
+           "role_palette"]

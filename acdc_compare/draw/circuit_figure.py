@@ -17,7 +17,7 @@ from acdc_compare.draw.render import (
     write_drawing,
 )
 from acdc_compare.draw.styles import EDGE_STYLES, edge_width, role_palette, score_scale
-from acdc_compare.export import check_roles, prune_to_paths
+from acdc_compare.export import check_roles
 from acdc_compare.files import PathLike
 from acdc_compare.graph import INPUT, LOGITS
 
@@ -40,8 +40,7 @@ def draw_circuit(c: Circuit, path: PathLike | Sequence[PathLike], roles: Mapping
     palette = role_palette(roles)
     used = sorted({roles.get(n, "unknown") for n in nodes if n not in (INPUT, LOGITS)}, key=list(palette).index)
     scale = score_scale(edges)
-    shown = prune_to_paths(c) if prune else c
-    ag = new_agraph(legend_table(title, circuit_legend(c, shown, roles, used, palette, scale, prune, plan.note)))
+    ag = new_agraph(legend_table(title, circuit_legend(c, roles, used, palette, scale, prune, plan.note)))
     for node in nodes:
         role = roles.get(node, "unknown")
         fill = "#ffffff" if node in (INPUT, LOGITS) else palette[role]

@@ -8,7 +8,7 @@ import html
 from collections.abc import Mapping
 
 from acdc_compare.circuit import Circuit
-from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_STYLES
+from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_KIND_NAMES, EDGE_STYLES
 
 Run = tuple[str, str | None]  # text, font colour
 LegendLine = tuple[str, str]
@@ -43,11 +43,9 @@ def legend_table(title: str | None, lines: list[LegendLine]) -> str:
     return f'<table border="0" cellborder="0" cellspacing="2" cellpadding="1">{"".join(rows)}</table>'
 
 
-def circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: list[str],
+def circuit_legend(c: Circuit, roles: Mapping[str, str], used: list[str],
                     palette: Mapping[str, str], scale: float, prune: bool, note: str = "") -> list[LegendLine]:
-    summary = f"{shown.n_kept} of {c.n_edges} edges kept"
-    if prune:
-        summary += f" ({c.n_kept - shown.n_kept} off every input-to-logits path pruned)"
+    summary = edge_counts(c) if prune else f"{c.n_kept:,} of {c.n_edges:,} edges kept, all drawn"
     lines = [
         ("edges:", runs([(f"{kind} ({style})", colour) for kind, (colour, style) in EDGE_STYLES.items()])),
         ("width:", runs([(f"~ |score|, max {scale:.3g}" if scale else "no scores", None)])),
@@ -60,7 +58,22 @@ def circuit_legend(c: Circuit, shown: Circuit, roles: Mapping[str, str], used: l
     return lines
 
 
+def edge_counts(c: Circuit) -> str:
+    """The two edge counts, named the same way wherever they are printed: the edges kept (all of them, as
+    tables count) and those on input-to-logits paths (the ones a figure draws; the others change nothing)."""
+    return (f"{c.n_kept:,} of {c.n_edges:,} edges kept, {c.n_functional_edges:,} of them on input-to-logits paths "
+            "(the figure's edges)")
+
+
 def comparison_legend(labels: Mapping[str, str], counts: Mapping[str, int]) -> list[LegendLine]:
     sets = [(f"{labels[m]} ({counts[m]} edges)", COMPARISON_COLORS[m][1], COMPARISON_COLORS[m][0]) for m in labels]
-    styles = runs([(f"{kind} {style}", None) for kind, (_, style) in EDGE_STYLES.items()])
-    return [("colour:", swatches(sets)), ("style:", styles)]
+    return [("colour:", swatches(sets)), ("line:", runs([(text, None) for text in style_key()]))]
+
+
+def style_key() -> list[str]:
+    """What each line style means where colour tells circuits apart: the kinds sharing a style named
+    together ("solid: q input, MLP input, logits"), so no two entries claim the same style."""
+    by_style: dict[str, list[str]] = {}
+    for kind, (_, style) in EDGE_STYLES.items():
+        by_style.setdefault(style, []).append(EDGE_KIND_NAMES.get(kind, kind))
+    return [f"{style}: {', '.join(kinds)}" for style, kinds in by_style.items()]

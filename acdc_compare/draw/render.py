@@ -23,12 +23,12 @@ _FAST_LAYOUT = {"nslimit": "2", "nslimit1": "2", "mclimit": "0.2"}
 
 
 def new_agraph(label_html: str) -> "pygraphviz.AGraph":
-    """An empty top-to-bottom graph with the drawings' fonts and spacing, labelled by `label_html`."""
+    """An empty bottom-to-top graph (input at the bottom) with the drawings' fonts and spacing, labelled by `label_html`."""
     import pygraphviz
 
     ag = pygraphviz.AGraph(directed=True, strict=False, name="circuit")
     ag.graph_attr.update(
-        rankdir="TB", splines="spline", nodesep="0.18", ranksep="0.55", outputorder="edgesfirst",
+        rankdir="BT", splines="spline", nodesep="0.18", ranksep="0.55", outputorder="edgesfirst",
         labelloc="t", labeljust="l", fontname="Helvetica", fontsize="12", dpi="96", newrank="true",
         label=f"<{label_html}>",
     )
@@ -57,7 +57,8 @@ def _rank_label(graph: Graph, rank: tuple[int, int]) -> str:
 
 
 def add_ranks(ag: "pygraphviz.AGraph", graph: Graph, nodes: list[str]) -> None:
-    """One `rank=same` subgraph per occupied rank, led by a layer label chained top to bottom."""
+    """One `rank=same` subgraph per occupied rank, led by a layer label chained from input up to
+    logits (rankdir BT: input at the bottom, logits at the top, as in the viewer)."""
     ranks: dict[tuple[int, int], list[str]] = {}
     for node in nodes:
         ranks.setdefault(_rank_of(graph, node), []).append(node)

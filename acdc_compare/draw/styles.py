@@ -28,6 +28,8 @@ EDGE_STYLES: dict[str, tuple[str, str]] = {  # kind -> (colour, style)
     "mlp": ("#8155b8", "solid"),
     "logits": ("#444444", "solid"),
 }
+EDGE_KIND_NAMES: dict[str, str] = {"q": "q input", "k": "k input", "v": "v input", "mlp": "MLP input",
+                                   "logits": "logits"}  # what each kind of edge feeds, in legends
 COMPARISON_COLORS: dict[str, tuple[str, str]] = {  # membership -> (edge colour, node fill)
     "shared": ("#3a3a3a", "#dcdcdc"),
     "left": ("#0072b2", "#c4def2"),

@@ -184,7 +184,7 @@ def _circuit_sections(r: ReportInputs) -> list[Any]:
         sections.append(Image(f"Circuit: {run.name}", run.diagram_paths[1].name, embed=True,
                               caption=_drawn_caption(run.circuit)))
         sections.append(Table(f"Heads of the {run.name} circuit (role: from the head scores on {config.task}; "
-                              f"mover score and attention to the answer: on {run.name})",
+                              f"mover score and attention to the answer: on {run.name}; by |mover score|)",
                               ["head", "role", "mover score", "attention to answer", "direct logit attribution"],
                               _head_rows(run.circuit, role_labels(r.roles.roles, r.result.name_movers),
                                          scores.get(run.name, scores[config.task]))))
@@ -330,9 +330,15 @@ def _drawn_overlap(a: Circuit, b: Circuit) -> Any:
 
 
 def _head_rows(c: Circuit, roles: dict[str, str], scores: Any) -> list[list[str]]:
+    """One row per head of `c`, most important first: by |mover score| (unscored heads last, then graph order)."""
     order = {n: i for i, n in enumerate(c.graph.node_names)}
+
+    def importance(h: str) -> tuple[float, int]:
+        value = abs(float(scores.mover[parse_head(h)]))
+        return (-value if math.isfinite(value) else math.inf, order[h])
+
     rows = []
-    for h in sorted(c.heads(), key=order.__getitem__):
+    for h in sorted(c.heads(), key=importance):
         layer, head = parse_head(h)
         rows.append([h, roles.get(h, ""), _fmt(float(scores.mover[layer, head])),
                      _fmt(float(scores.answer_attention[layer, head])), _fmt(float(scores.direct_logit[layer, head]))])

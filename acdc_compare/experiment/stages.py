@@ -23,6 +23,7 @@ from acdc_compare.draw import draw_circuit, draw_comparison, plan_drawing
 from acdc_compare.experiment.config import CURVE_FRACTIONS, ExperimentConfig, TaskRun
 from acdc_compare.export import save_circuit
 from acdc_compare.faithfulness import FaithfulnessCurve, circuit_faithfulness, normalized_faithfulness
+from acdc_compare.fmt import num
 from acdc_compare.movers import circuit_movers
 from acdc_compare.progress import ProgressLike
 from acdc_compare.roles import HeadScores, MoverComparison, assign_roles, compare_movers, score_heads
@@ -172,7 +173,8 @@ def task_run(found: Discovery, paths: tuple[Path, list[Path]], held_out: float,
 def log_run(run: TaskRun, log: Log) -> None:
     c = run.circuit
     log(f"  {c.n_kept} edges kept ({c.n_functional_edges} on input->logits paths, {len(c.functional_heads())} "
-        f"heads), faithfulness {run.faithfulness:.2f} (held-out prompts {run.held_out_faithfulness:.2f}), "
+        f"heads), faithfulness {num(run.faithfulness, fixed=2)} (held-out prompts "
+        f"{num(run.held_out_faithfulness, fixed=2)}), "
         f"{c.settings.get('seconds', 0):.0f} s")
     if run.curve is not None:
         log("  top EAP-IG edges: " + ", ".join(f"{n} -> {f:.2f}" for n, f in zip(run.curve.sizes,

@@ -64,5 +64,20 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike, out: str 
     return SweepResult(folder, tuple(outcomes), aggregate(the_spec, folder))
 
 
+def interrupted_note(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike, out: str | os.PathLike) -> str:
+    """What an interrupted sweep left in `out` and that rerunning resumes, for the message after Ctrl-C."""
+    jobs = as_spec(spec).jobs()
+    paths = {job.job_id: JobPaths.of(out, job.job_id) for job in jobs}
+    finished = [j for j, p in paths.items() if p.circuit.is_file()]
+    started = [j for j, p in paths.items() if not p.circuit.is_file() and p.journal.is_file()]
+    if not finished and not started:
+        return f"no job of the sweep had finished (0 of {len(jobs)}); run the same command again to start it"
+    shown = ", ".join(finished[:3]) + (", ..." if len(finished) > 3 else "")
+    done = f"{len(finished)} of {len(jobs)} job(s) had finished" + (f" ({shown})" if finished else "")
+    part = f"; {len(started)} more journalled their decisions so far" if started else ""
+    return (f"{done}{part}; their results are kept in {Path(out) / 'jobs'}. Run the same command again to resume: "
+            "finished jobs are reused, journalled ones continue where they stopped")
+
+
 __all__ = ["EXECUTORS", "ExecutorKind", "Job", "JobOutcome", "JobPaths", "SpecError", "SweepResult", "SweepSpec",
-           "aggregate", "as_spec", "load_spec", "run_sweep", "spec_from_mapping"]
+           "aggregate", "as_spec", "interrupted_note", "load_spec", "run_sweep", "spec_from_mapping"]

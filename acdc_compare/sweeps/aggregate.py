@@ -26,6 +26,7 @@ from acdc_compare.compare import compare_circuits
 from acdc_compare.export import load_circuit, save_circuit
 from acdc_compare.faithfulness import circuit_faithfulness
 from acdc_compare.files import atomic_write
+from acdc_compare.fmt import num
 from acdc_compare.plots import line_plot
 from acdc_compare.report import Html, KeyValues, Table, Text, write_report
 from acdc_compare.sweeps.spec import Job, SweepSpec
@@ -170,7 +171,7 @@ def _reference_key(job: Job) -> tuple[Any, ...]:
 def _fmt_stats(s: Mapping[str, float | None]) -> str:
     if s["mean"] is None:
         return "n/a"
-    return f"{s['mean']:.4g} ± {s['std']:.2g}"
+    return f"{num(s['mean'])} ± {num(s['std'], 2)}"
 
 
 def report_sections(spec: SweepSpec, summary: Mapping[str, Any], groups: Sequence[Group],

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from acdc_compare.algorithms.eap import check_eap_metric
 from acdc_compare.algorithms.registry import algorithm, make_options
 from acdc_compare.backends import DEFAULT_MODEL
 from acdc_compare.metrics import parse_metric
@@ -158,6 +159,11 @@ class SweepSpec:
             if bad:
                 raise SpecError(f"{name} must be names (strings), got {bad}")
         object.__setattr__(self, "options", _check_options(self.methods, self.options, self.thresholds[0]))
+        if "eap" in self.methods:
+            try:
+                check_eap_metric(self.metric)
+            except ValueError as err:
+                raise SpecError(f"methods lists eap with metric {self.metric.value!r}: {err}") from None
         self.task_corruptions()  # every task known and every corruption offered by some task
 
     def task_corruptions(self) -> list[tuple[str, str]]:
