@@ -247,9 +247,12 @@ class Patcher:
                 if scale.shape[0] not in (1, K):
                     raise PatchingError(f"input_scale has {scale.shape[0]} entries for {K} circuits")
                 deltas.write(slice(0, 1), (scale * ctx.input_delta.view(1, 1, -1)).expand(K, 1, -1))
+        unread = self._unread_stages(resid_mask, start_stage) if not (keep_state or torch.is_grad_enabled()) else ()
         for stage in range(start_stage, self.n_stages - 1):
             layer, is_mlp = divmod(stage, 2)
-            if is_mlp:
+            if stage in unread:
+                deltas.write(self.stage_senders(stage), torch.zeros((), device=self.device, dtype=self.dtype))
+            elif is_mlp:
                 self._mlp_stage(ctx, layer, resid_mask, deltas, K)
             else:
                 rope = self._rotary(layer, p) if cfg.positional == "rotary" else None
@@ -257,6 +260,21 @@ class Patcher:
         logits = self._final_stage(ctx, resid_mask, deltas, K)
         state = RunState(deltas.materialize()) if keep_state else None
         return logits, state
+
+    def stage_senders(self, stage: int) -> slice:
+        """The senders a stage computes: its layer's heads, or its MLP (none for the logits stage)."""
+        first = self.stage_first_sender(stage)
+        layer, is_mlp = divmod(stage, 2)
+        return slice(first, first + (0 if layer >= self.cfg.n_layers else 1 if is_mlp else self.cfg.n_heads))
+
+    def _unread_stages(self, resid_mask: torch.Tensor, start_stage: int) -> set[int]:
+        """Stages from `start_stage` whose senders no circuit reads (sparse circuits on CPU, `select_rows`):
+        a run that keeps no state for restarts skips them and stores zero deltas."""
+        if not self.select_rows:
+            return set()
+        read = resid_mask.any(2).any(0).tolist()
+        return {stage for stage in range(start_stage, self.n_stages - 1)
+                if not any(read[self.stage_senders(stage)])}
 
     def _attn_stage(self, ctx: PatchContext, layer: int, resid_mask: torch.Tensor, direct_mask: torch.Tensor,
                     deltas: Deltas, K: int, rope: tuple[torch.Tensor, torch.Tensor] | None) -> None:

@@ -154,8 +154,9 @@ def test_clear_errors(tiny_gpt2, tiny_llama, batch):
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_sparse_circuits_read_only_their_kept_senders_and_agree(kind, batch, monkeypatch):
-    """Row selection (`Deltas.gather` with `select_rows`) gives the dense product's logits, restarted runs
-    and batches mixing the empty circuit included, and it is really taken for sparse circuits."""
+    """Row selection (`Deltas.gather` with `select_rows`) and skipping the stages no circuit reads give the
+    dense run's logits, restarted runs and batches mixing the empty circuit included, and both are really taken
+    for sparse circuits."""
     from acdc_compare.patching.deltas import Deltas
 
     model = make_tiny(kind)
@@ -173,10 +174,13 @@ def test_sparse_circuits_read_only_their_kept_senders_and_agree(kind, batch, mon
     rows, base = patcher.run(ctx, kept[:1], keep_state=True)
     restarted, _ = patcher.run(ctx, kept, start_stage=3, base=base)
     assert calls, "no stage selected rows"
+    skipping, _ = patcher.run(ctx, kept[:1])
+    assert patcher._unread_stages(g.masks(kept[:1].to(patcher.dtype))[0], 0), "no stage was skipped"
     patcher.select_rows = False
     dense, _ = patcher.run(ctx, kept[:1])
     dense_restarted, _ = patcher.run(ctx, kept, start_stage=3, base=base)
     assert (rows - dense).abs().max() <= 1e-9
+    assert (skipping - dense).abs().max() <= 1e-9
     assert (restarted - dense_restarted).abs().max() <= 1e-9
     want = hook_patched_logits(model, g, clean, kept[0], corrupted=corrupted)
     assert (rows[0] - want).abs().max() <= 1e-4
