@@ -17,7 +17,7 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.metrics import parse_metric
 from acdc_compare.patching import parse_ablation
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
-from acdc_compare.tasks.build import is_prompts_file, task_from_file
+from acdc_compare.tasks.prompts_file import is_prompts_file, task_from_file
 from acdc_compare.tasks.registry import make_task
 from acdc_compare.types import Ablation, Metric
 

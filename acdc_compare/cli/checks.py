@@ -55,7 +55,7 @@ def readable_file(path: str | Path, what: str) -> Path:
 
 def check_task_name(value: str) -> None:
     """A registered task name, or a prompts file that reads cleanly; a TaskError saying what is wrong otherwise."""
-    from acdc_compare.tasks.build import is_prompts_file, read_prompts_file
+    from acdc_compare.tasks.prompts_file import is_prompts_file, read_prompts_file
     from acdc_compare.tasks.registry import task_spec
 
     read_prompts_file(value) if is_prompts_file(value) else task_spec(value)

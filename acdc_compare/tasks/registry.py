@@ -11,7 +11,7 @@ from typing import Any, Literal
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
 from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.tasks.base import Corruption, Task, TaskError
-from acdc_compare.tasks.build import is_prompts_file, read_prompts_file, task_from_file
+from acdc_compare.tasks.prompts_file import is_prompts_file, read_prompts_file, task_from_file
 from acdc_compare.tasks.comparison import (
     CORRUPTIONS,
     make_analogy,
