@@ -69,7 +69,7 @@ def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metri
     parse_metric(metric)
     parse_ablation(ablation)
     bridge = get_model(model, device=device, dtype=dtype)
-    if isinstance(task, str) and n_prompts is not None and n_prompts > _PROBE_PROMPTS:
+    if isinstance(task, str) and not is_prompts_file(task) and n_prompts is not None and n_prompts > _PROBE_PROMPTS:
         probe = resolve_task(task, bridge, n_prompts=_PROBE_PROMPTS, seed=seed, corruption=corruption)
         patcher = make_patcher(bridge, include_direct=include_direct, check=check)
         check_fits(patcher, n_prompts, probe.clean.shape[1], probe.positions.shape[1])  # before building them all
@@ -80,7 +80,8 @@ def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metri
     return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge))
 
 
-_PROBE_PROMPTS = 16  # a task this big is built first to size a large one before all its prompts are made
+_PROBE_PROMPTS = 16  # a generated task this big is built first to size a large one before all its prompts are made
+# (a prompts file is read whole: its rows, not --n-prompts, are what must fit)
 
 _PREPARE_KEYS = frozenset(inspect.signature(prepare).parameters) - {"task"}
 

@@ -210,6 +210,19 @@ def test_too_many_prompts_are_refused_naming_the_size_that_fits(tiny_dir, tmp_pa
         problem_module.check_fits(patcher, fits + 1, seq_len)  # ... and is the largest that does
 
 
+def test_a_prompts_file_is_sized_by_its_rows_not_by_n_prompts(tiny_dir, tmp_path, monkeypatch, capsys):
+    """--n-prompts 3000 on a 3-row file: the memory check counts the 3 rows, and a note says only 3 exist."""
+    import acdc_compare.algorithms.problem as problem_module
+
+    monkeypatch.setattr(problem_module, "available_memory", lambda device: 20 << 20)
+    path = tmp_path / "three.jsonl"
+    path.write_text("".join(json.dumps(dict(zip(["prompt", "corrupted", "answer", "wrong answer"], r))) + "\n"
+                            for r in IOI_ROWS))
+    assert main(["discover", "--model", str(tiny_dir), "--task", str(path), "--n-prompts", "3000",
+                 "--method", "eap-ig", "--top-n", "5", "--quiet", "--out", str(tmp_path / "out")]) == EXIT_OK
+    assert "note: --n-prompts 3000, but" in capsys.readouterr().err
+
+
 def test_sweep_reference_on_a_non_gpt2_graph_is_refused_before_any_threshold(tiny_dir, tmp_path, monkeypatch,
                                                                              capsys):
     import acdc_compare.algorithms.registry as registry
