@@ -226,11 +226,13 @@ def test_a_prompts_file_is_sized_by_its_rows_not_by_n_prompts(tiny_dir, tmp_path
 def test_sweep_reference_on_a_non_gpt2_graph_is_refused_before_any_threshold(tiny_dir, tmp_path, monkeypatch,
                                                                              capsys):
     import acdc_compare.algorithms.registry as registry
+    import acdc_compare.api as api
 
     def no_run(*args, **kwargs):
         raise AssertionError("a threshold ran before the reference was checked")
 
     monkeypatch.setattr(registry, "run", no_run)
+    monkeypatch.setattr(api, "run", no_run)  # the sweep runs each threshold through api.run_scaled
     assert main(["sweep", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--method", "eap-ig",
                  "--thresholds", "0.1", "0.2", "--reference", "ioi", "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
     assert "GPT-2" in capsys.readouterr().err
