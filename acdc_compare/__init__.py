@@ -2,7 +2,8 @@
 circuits compared side by side with known ones (IOI's name-mover circuit, Greater-Than).
 
     from acdc_compare import discover
-    circuit = discover("ioi", threshold=0.02, method="hybrid", k=250)
+    circuit = discover("ioi", 0.001, threshold_scale="relative", method="hybrid", k=1000, tested=40,
+                       functional=True)  # the demo's settings; README's "Using it from Python" has more
 """
 
 from acdc_compare.algorithms.acdc import AcdcOptions

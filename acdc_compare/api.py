@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -17,11 +18,12 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.metrics import parse_metric
 from acdc_compare.patching import parse_ablation
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
-from acdc_compare.tasks.build import is_prompts_file, task_from_file
+from acdc_compare.tasks.prompts_file import is_prompts_file, task_from_file
 from acdc_compare.tasks.registry import make_task
-from acdc_compare.types import Ablation, Metric
+from acdc_compare.types import Ablation, Metric, ThresholdScale
 
 _loaded: dict[tuple[str, str, str], Any] = {}
+
 
 
 def get_model(model: str | Any = DEFAULT_MODEL, device: str | torch.device | None = None,
@@ -67,7 +69,7 @@ def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metri
     parse_metric(metric)
     parse_ablation(ablation)
     bridge = get_model(model, device=device, dtype=dtype)
-    if isinstance(task, str) and n_prompts is not None and n_prompts > _PROBE_PROMPTS:
+    if isinstance(task, str) and not is_prompts_file(task) and n_prompts is not None and n_prompts > _PROBE_PROMPTS:
         probe = resolve_task(task, bridge, n_prompts=_PROBE_PROMPTS, seed=seed, corruption=corruption)
         patcher = make_patcher(bridge, include_direct=include_direct, check=check)
         check_fits(patcher, n_prompts, probe.clean.shape[1], probe.positions.shape[1])  # before building them all
@@ -78,7 +80,8 @@ def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metri
     return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge))
 
 
-_PROBE_PROMPTS = 16  # a task this big is built first to size a large one before all its prompts are made
+_PROBE_PROMPTS = 16  # a generated task this big is built first to size a large one before all its prompts are made
+# (a prompts file is read whole: its rows, not --n-prompts, are what must fit)
 
 _PREPARE_KEYS = frozenset(inspect.signature(prepare).parameters) - {"task"}
 
@@ -112,12 +115,15 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
              ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
              n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
              dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
-             **options: Any) -> Circuit:
+             threshold_scale: ThresholdScale = "absolute", **options: Any) -> Circuit:
     """Discover the circuit behind a task.
 
     task: a `Task`, or a task name ("ioi", "pet-last", ...) built with the model's tokenizer.
     threshold: ACDC's tau (an edge is removed when the metric rises by less); for "eap"/"eap-ig" a score
         threshold (or give `top_n`); or a method's options value (`AcdcOptions(...)`, `HybridOptions(...)`).
+    threshold_scale: "absolute" (default): the threshold is in the metric's own units (KL in nats);
+        "relative": a fraction of the task's gap M(empty) - M(full) (KL(full || empty) for KL), as the demo
+        and sweep specs use it, so tasks of different strength are comparable (e.g. 0.001).
     method: a registered method (`acdc_compare.algorithms.registry.ALGORITHMS`): "acdc" (exact greedy,
         default), "eap", "eap-ig", or "hybrid" (EAP-IG picks the top `k` candidates, or the fewest top edges
         whose circuit reaches normalised faithfulness `coverage`; exact ACDC decides among them).
@@ -133,17 +139,50 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
     chosen = method_options(threshold, method, **options)
     if spec_of(chosen).name == "eap":
         check_eap_metric(metric)  # before the model loads
+    check_threshold_scale(threshold_scale, chosen)
     problem = prepare(task, model=model, metric=metric, ablation=ablation, include_direct=include_direct,
                       n_prompts=n_prompts, seed=seed, device=device, dtype=dtype, corruption=corruption)
-    return run(problem, chosen)
+    return run_scaled(problem, chosen, threshold_scale)
+
+
+def check_threshold_scale(threshold_scale: str, options: Any = None) -> ThresholdScale:
+    """`threshold_scale` itself when it is "absolute" or "relative" (a relative one needs `options` to hold a
+    threshold to scale, when given); a ValueError saying what to give otherwise."""
+    if threshold_scale not in get_args(ThresholdScale):
+        raise ValueError(f"threshold_scale must be one of {list(get_args(ThresholdScale))}, got {threshold_scale!r}")
+    if threshold_scale == "relative" and options is not None and getattr(options, "threshold", None) is None:
+        raise ValueError("threshold_scale='relative' scales a threshold, but none was given (top_n keeps a number "
+                         "of edges, which has no scale); give a threshold, or leave threshold_scale 'absolute'")
+    return threshold_scale  # type: ignore[return-value]
+
+
+def scaled_options(problem: Problem, options: Any, threshold_scale: ThresholdScale = "absolute") -> Any:
+    """`options` with a relative threshold made absolute for this problem: the fraction x (M(empty) - M(full))
+    (`Problem.relative_threshold`); absolute options unchanged."""
+    check_threshold_scale(threshold_scale, options)
+    if threshold_scale == "absolute":
+        return options
+    return dataclasses.replace(options, threshold=problem.relative_threshold(options.threshold))
+
+
+def run_scaled(problem: Problem, options: Any, threshold_scale: ThresholdScale = "absolute") -> Circuit:
+    """Run the method on the problem with its threshold on `threshold_scale`; a relative run's circuit records
+    the fraction (settings "threshold_scale", "relative_threshold") beside the absolute threshold it used."""
+    found = run(problem, scaled_options(problem, options, threshold_scale))
+    if threshold_scale == "absolute":
+        return found
+    settings = {**found.settings, "threshold_scale": "relative", "relative_threshold": options.threshold}
+    return Circuit(found.graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
 
 
 def sweep(task: Task | str | Any, thresholds: Sequence[float] | None = None, *, method: str = "acdc",
-          executor: str | None = None, out: str | os.PathLike = "results/sweep", **kwargs: Any) -> Any:
+          executor: str | None = None, out: str | os.PathLike = "results/sweep",
+          threshold_scale: ThresholdScale = "absolute", **kwargs: Any) -> Any:
     """Two forms.
 
     `sweep(task, thresholds, method=..., **kwargs)`: one circuit per threshold, in this process; the model,
-    task and ablated run are prepared once and shared. `kwargs` are `prepare`'s and the method's options.
+    task and ablated run are prepared once and shared. `kwargs` are `prepare`'s and the method's options;
+    `threshold_scale="relative"` reads the thresholds as fractions of the task's gap, as `discover` does.
     Returns the circuits.
 
     `sweep(spec, executor="local" | "ray", out=DIR, **kwargs)`: a grid sweep (`acdc_compare.sweeps`): `spec`
@@ -151,8 +190,8 @@ def sweep(task: Task | str | Any, thresholds: Sequence[float] | None = None, *, 
     `run_sweep`'s (address, workers, threads, device, log). Returns a `SweepResult`.
     """
     if _is_spec(task):
-        if thresholds is not None:
-            raise ValueError("a sweep spec holds its own thresholds; do not pass thresholds with it")
+        if thresholds is not None or threshold_scale != "absolute":
+            raise ValueError("a sweep spec holds its own thresholds and threshold_scale; do not pass them with it")
         from acdc_compare.sweeps import run_sweep
 
         return run_sweep(task, out, executor=executor or "local", **kwargs)
@@ -163,8 +202,10 @@ def sweep(task: Task | str | Any, thresholds: Sequence[float] | None = None, *, 
     problem_kwargs = {k: v for k, v in kwargs.items() if k in _PREPARE_KEYS}
     method_kwargs = {k: v for k, v in kwargs.items() if k not in _PREPARE_KEYS}
     all_options = [make_options(method, tau, **method_kwargs) for tau in thresholds]
+    for options in all_options:
+        check_threshold_scale(threshold_scale, options)
     problem = prepare(task, **problem_kwargs)
-    return [run(problem, options) for options in all_options]
+    return [run_scaled(problem, options, threshold_scale) for options in all_options]
 
 
 def _is_spec(value: Any) -> bool:

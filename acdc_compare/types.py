@@ -9,6 +9,9 @@ from typing import Literal, TypeVar
 
 E = TypeVar("E", bound=enum.Enum)
 
+# what a threshold is measured in: the metric's units, or a fraction of the task's gap M(empty) - M(full)
+ThresholdScale = Literal["absolute", "relative"]
+
 
 class Metric(str, enum.Enum):
     """What greedy ACDC minimises. KL(full || circuit) is the reference default."""

@@ -34,6 +34,25 @@ def test_discover_warns_when_the_threshold_removes_everything(tiny_dir, tmp_path
     assert "removes every edge" in err and "a smaller threshold" in err and "relative" in err
     assert "warning: the circuit keeps 0 of" in err
 
+def test_discover_and_sweep_take_a_threshold_relative_to_the_task_s_gap(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "rel"
+    assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "0.01",
+                 "--threshold-scale", "relative", "--quiet", "--out", str(out)]) == EXIT_OK
+    record = json.loads((out / "ioi_acdc.json").read_text())
+    gap = record["metrics"]["empty"] - record["metrics"]["full"]
+    assert gap > 0
+    assert record["settings"]["threshold_scale"] == "relative" and record["settings"]["relative_threshold"] == 0.01
+    assert record["settings"]["threshold"] == pytest.approx(0.01 * gap)
+    assert f"threshold 0.01 x this task's gap {gap:.4g}" in capsys.readouterr().out
+    sweep = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--thresholds", "0.01",
+                 "--threshold-scale", "relative", "--quiet", "--out", str(sweep)]) == EXIT_OK
+    summary = json.loads((sweep / "sweep.json").read_text())
+    assert summary["threshold_scale"] == "relative" and summary["rows"][0]["file"].endswith("ioi_acdc_reltau0.01.json")
+    assert json.loads(open(summary["rows"][0]["file"]).read())["settings"]["threshold"] == pytest.approx(0.01 * gap)
+    assert "threshold 0.01 x the gap =" in capsys.readouterr().out
+
+
 def test_compare_report_and_sweep(tiny_dir, tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--method", "eap-ig",

@@ -302,14 +302,29 @@ def test_too_many_prompts_are_refused_naming_the_size_that_fits(tiny_dir, tmp_pa
         problem_module.check_fits(patcher, fits + 1, seq_len)  # ... and is the largest that does
 
 
+def test_a_prompts_file_is_sized_by_its_rows_not_by_n_prompts(tiny_dir, tmp_path, monkeypatch, capsys):
+    """--n-prompts 3000 on a 3-row file: the memory check counts the 3 rows, and a note says only 3 exist."""
+    import acdc_compare.algorithms.problem as problem_module
+
+    monkeypatch.setattr(problem_module, "available_memory", lambda device: 20 << 20)
+    path = tmp_path / "three.jsonl"
+    path.write_text("".join(json.dumps(dict(zip(["prompt", "corrupted", "answer", "wrong answer"], r))) + "\n"
+                            for r in IOI_ROWS))
+    assert main(["discover", "--model", str(tiny_dir), "--task", str(path), "--n-prompts", "3000",
+                 "--method", "eap-ig", "--top-n", "5", "--quiet", "--out", str(tmp_path / "out")]) == EXIT_OK
+    assert "note: --n-prompts 3000, but" in capsys.readouterr().err
+
+
 def test_sweep_reference_on_a_non_gpt2_graph_is_refused_before_any_threshold(tiny_dir, tmp_path, monkeypatch,
                                                                              capsys):
     import acdc_compare.algorithms.registry as registry
+    import acdc_compare.api as api
 
     def no_run(*args, **kwargs):
         raise AssertionError("a threshold ran before the reference was checked")
 
     monkeypatch.setattr(registry, "run", no_run)
+    monkeypatch.setattr(api, "run", no_run)  # the sweep runs each threshold through api.run_scaled
     assert main(["sweep", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--method", "eap-ig",
                  "--thresholds", "0.1", "0.2", "--reference", "ioi", "--quiet", "--out", str(tmp_path)]) == EXIT_USAGE
     assert "GPT-2" in capsys.readouterr().err
@@ -426,6 +441,32 @@ def test_task_from_a_prompts_file(tiny_dir, tmp_path, suffix, capsys):
                  "--quiet", "--out", str(out)]) == EXIT_OK
     circuit = load_circuit(out / "my_ioi_eap-ig.json")
     assert circuit.settings["task"] == "my_ioi" and circuit.settings["n_prompts"] == 3
+    captured = capsys.readouterr()
+    # the task's numbers before the search, and a note that --n-prompts 16 (the default) found only 3 rows
+    assert re.search(r"task my_ioi on the model: 3 prompts, accuracy \d+% .*logit difference -?\d+\.\d\d, "
+                     r"KL\(clean \|\| corrupted\) \d+\.\d{3} nats", captured.out)
+    assert f"note: --n-prompts 16, but {path} holds only 3 prompts; using all 3" in captured.err
+
+
+def test_tasks_evaluates_a_prompts_file_beside_registered_tasks(tiny_dir, tmp_path, capsys):
+    path = tmp_path / "capitals.jsonl"
+    path.write_text("".join(json.dumps(dict(zip(["prompt", "corrupted", "answer", "wrong answer"], r))) + "\n"
+                            for r in IOI_ROWS))
+    assert main(["tasks", "--model", str(tiny_dir), "--names", str(path), "ioi", "--n", "2", "--quiet"]) == EXIT_OK
+    captured = capsys.readouterr()
+    rows = {line.split()[0]: line.split() for line in captured.out.splitlines() if line.split()}
+    assert rows["capitals"][1] == "2" and rows["capitals"][-3] == "-"  # 2 of its 3 rows; no corruption kind
+    assert "ioi" in rows and "note" not in captured.err
+    assert main(["tasks", "--model", str(tiny_dir), "--names", str(path), "--n", "5", "--quiet"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "capitals    " in captured.out and "note: --n 5, but capitals holds only 3 prompts" in captured.err
+
+
+def test_tasks_refuses_a_bad_prompts_file_before_the_model_loads(no_model, tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("prompt,corrupted,answer\nx,,z\n")
+    assert main(["tasks", "--names", str(path)]) == EXIT_USAGE
+    assert f"{path}, line 2: column 'corrupted' must be a non-empty string" in capsys.readouterr().err
 
 
 def test_a_bad_prompts_file_is_refused_before_the_model_loads(no_model, tmp_path, capsys):

@@ -39,7 +39,8 @@ class AcdcOptions:
     """Greedy ACDC's settings; validated when made."""
 
     threshold: float = option(None, "ACDC's tau, absolute, in the metric's own units (KL in nats, or the "
-                                    "logit difference): an edge is removed when the metric rises by less")
+                                    "logit difference): an edge is removed when the metric rises by less "
+                                    "(--threshold-scale relative: a fraction of the task's gap instead)")
     order: EdgeOrder | Sequence[str] = option("reference", "'reference', or every edge name once", cli=False)
     abs_value: bool = option(False, "compare |metric change| with the threshold")
     max_batch: int | None = option(None, "speculative candidates per forward (None: 64 on a GPU, 1 on a CPU)")

@@ -56,8 +56,8 @@ IGRule = Literal["left", "midpoint"]
 class EapOptions:
     """EAP's settings: which edges to keep by score (exactly one of `top_n` or `threshold`)."""
 
-    threshold: float | None = option(None, "eap/eap-ig: keep the edges scoring at least this (a score, not "
-                                            "a fraction)")
+    threshold: float | None = option(None, "eap/eap-ig: keep the edges scoring at least this (a score; "
+                                            "--threshold-scale relative: a fraction of the task's gap)")
     top_n: int | None = option(None, "eap/eap-ig: keep the top-n edges by score")
     absolute: bool = option(True, "rank edges by |score| (MIB's convention)")
 

@@ -91,16 +91,21 @@ def readable_file(path: str | Path, what: str) -> Path:
     return path
 
 
+def check_task_name(value: str) -> None:
+    """A registered task name, or a prompts file that reads cleanly; a TaskError saying what is wrong otherwise."""
+    from acdc_compare.tasks.prompts_file import is_prompts_file, read_prompts_file
+    from acdc_compare.tasks.registry import task_spec
+
+    read_prompts_file(value) if is_prompts_file(value) else task_spec(value)
+
+
 def check_task_args(args: argparse.Namespace, *names: str) -> None:
     """Task names (or prompts files), prompt counts and the device, checked before the model loads."""
     from acdc_compare.backends import check_device
-    from acdc_compare.tasks.build import is_prompts_file, read_prompts_file
-    from acdc_compare.tasks.registry import task_spec
 
     check_device(args.device)
     for name in names or ("task",):
-        value = getattr(args, name)
-        read_prompts_file(value) if is_prompts_file(value) else task_spec(value)
+        check_task_name(getattr(args, name))
     for flag in ("n_prompts", "n"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:

@@ -55,6 +55,14 @@ def add_no_direct(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-direct", action="store_true", help="graph without direct q/k/v edges")
 
 
+def add_threshold_scale(p: argparse.ArgumentParser, flag: str) -> None:
+    """--threshold-scale: how `flag` (--threshold / --thresholds) is read, as a sweep spec's threshold_scale."""
+    p.add_argument("--threshold-scale", default="absolute", choices=["absolute", "relative"],
+                   help=f"how {flag} is read: absolute, in the metric's own units (KL in nats); relative, a "
+                        "fraction of the task's gap M(empty) - M(full) = KL(full || empty circuit), as the demo "
+                        f"and sweep specs use it (e.g. {flag} 0.001 --threshold-scale relative)")
+
+
 def add_reference(p: argparse.ArgumentParser, text: str) -> None:
     p.add_argument("--reference", choices=REFERENCES, default=None, help=text)
 

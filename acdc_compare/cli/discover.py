@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from acdc_compare.cli.checks import check_task_args, writable_dir, writable_file
-from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_out, problem_from_args
+from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_out, add_threshold_scale, problem_from_args
 from acdc_compare.cli.method_options import add_method_args, method_options, option_names, progress_option
 from acdc_compare.cli.output import draw, print_paths, task_label
 
@@ -24,13 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="discover one task's circuit; writes JSON, SVG and PNG to --out")
     add_common(p)
     add_method_args(p)
+    add_threshold_scale(p, "--threshold")
     add_out(p, "results/discover",
             "output folder: TASK_METHOD.json/.svg/.png; exact ACDC and the hybrid journal their "
             "decisions to TASK_METHOD.journal.jsonl there until the circuit is saved (rerun to resume)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from acdc_compare.algorithms.registry import run as run_method
+    from acdc_compare.api import check_threshold_scale, run_scaled, scaled_options
     from acdc_compare.export import save_circuit
 
     out = writable_dir(args.out, "--out")
@@ -38,13 +39,17 @@ def run(args: argparse.Namespace) -> int:
     journal, default_journal = _journal(args, out / f"{stem}.journal.jsonl")
     extra = {"journal": str(journal)} if journal is not None else {}
     options = method_options(args, **progress_option(args), **extra)
+    check_threshold_scale(args.threshold_scale, options)
     check_task_args(args)
     problem = problem_from_args(args)
-    _warn_if_long(problem, options, journal)
-    _warn_if_threshold_too_big(problem, options)
+    _print_task(args, problem)
+    scaled = scaled_options(problem, options, args.threshold_scale)
+    _print_threshold(args, problem, scaled)
+    _warn_if_long(problem, scaled, journal)
+    _warn_if_threshold_too_big(problem, scaled, args)
     args.journal_in_use = journal
-    circuit = run_method(problem, options)
-    _warn_if_empty(circuit, problem, options)
+    circuit = run_scaled(problem, options, args.threshold_scale)
+    _warn_if_empty(circuit, problem, scaled)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{task_label(args.task)} ({args.method})"
     paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(circuit, out / stem, title)]
@@ -64,6 +69,27 @@ def _journal(args: argparse.Namespace, default: Path) -> tuple[Path | None, bool
     if "journal" not in option_names(args.method):
         return None, False
     return writable_file(default, "--out"), True
+
+
+def _print_task(args: argparse.Namespace, problem: Any) -> None:
+    """Before the search: the task's accuracy, logit difference and KL(clean || corrupted) on the model (is it
+    worth a circuit?), and a note (stderr) when it has fewer prompts than --n-prompts asked for."""
+    from acdc_compare.api import get_model
+    from acdc_compare.tasks.evaluate import evaluate_task, format_evaluation
+
+    task = problem.task
+    if task.n_prompts < args.n_prompts:
+        print(f"acdc-compare: note: --n-prompts {args.n_prompts}, but {args.task} holds only {task.n_prompts} "
+              f"prompts; using all {task.n_prompts}", file=sys.stderr, flush=True)
+    evaluation = evaluate_task(get_model(args.model, device=args.device), task)
+    print(f"task {task.name} on the model: {format_evaluation(evaluation)}", flush=True)
+
+
+def _print_threshold(args: argparse.Namespace, problem: Any, scaled: Any) -> None:
+    """A relative threshold's value in the metric's units on this task."""
+    if args.threshold_scale == "relative":
+        print(f"threshold {args.opt_threshold:g} x this task's gap {_gap(problem):.4g} ({_metric_name(problem)}) "
+              f"= {scaled.threshold:.4g}", flush=True)
 
 
 def _warn_if_long(problem: Any, options: Any, journal: Path | None) -> None:
@@ -96,13 +122,13 @@ def _smaller_threshold(problem: Any) -> str:
     if gap <= 0:
         return ("this task's metric does not rise when every edge is removed (gap M(empty) - M(full) = "
                 f"{gap:.4g}): check the task's prompts, corruption and --metric")
-    return (f"use a smaller threshold, e.g. one relative to this task's gap: --threshold {SUGGESTED_SHARE * gap:.3g} "
-            f"({SUGGESTED_SHARE:g} x the gap {gap:.4g})")
+    return (f"use a smaller threshold, e.g. one relative to this task's gap: --threshold {SUGGESTED_SHARE:g} "
+            f"--threshold-scale relative ({SUGGESTED_SHARE:g} x the gap {gap:.4g} = {SUGGESTED_SHARE * gap:.3g})")
 
 
-def _warn_if_threshold_too_big(problem: Any, options: Any) -> None:
-    """Warn (stderr) before an ACDC run whose threshold is at least GAP_SHARE x the task's metric gap: removing
-    edges one at a time, each rise stays under it, so the run removes every edge."""
+def _warn_if_threshold_too_big(problem: Any, options: Any, args: argparse.Namespace) -> None:
+    """Warn (stderr) before an ACDC run whose threshold (`options`: absolute) is at least GAP_SHARE x the task's
+    metric gap: removing edges one at a time, each rise stays under it, so the run removes every edge."""
     from acdc_compare.algorithms.acdc import AcdcOptions
 
     if not isinstance(options, AcdcOptions):
@@ -111,7 +137,9 @@ def _warn_if_threshold_too_big(problem: Any, options: Any) -> None:
     if options.threshold < GAP_SHARE * gap and gap > 0:
         return
     share = f"{options.threshold / gap:.3g} x" if gap > 0 else "not below"
-    print(f"acdc-compare: warning: --threshold {options.threshold:g} is {share} this task's gap M(empty) - M(full) "
+    given = f"--threshold {args.opt_threshold:g} --threshold-scale relative (= {options.threshold:.4g})" \
+        if args.threshold_scale == "relative" else f"--threshold {options.threshold:g}"
+    print(f"acdc-compare: warning: {given} is {share} this task's gap M(empty) - M(full) "
           f"= {gap:.4g} ({_metric_name(problem)}): it removes every edge or nearly; {_smaller_threshold(problem)}.",
           file=sys.stderr, flush=True)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 def task_label(task: str) -> str:
     """The task's name in output file names: a prompts file's stem, else the registered name."""
-    from acdc_compare.tasks.build import is_prompts_file
+    from acdc_compare.tasks.prompts_file import is_prompts_file
 
     return Path(task).stem if is_prompts_file(task) else task
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from acdc_compare.cli.checks import check_task_args, writable_dir
 from acdc_compare.cli.common import EXIT_FAILURE, EXIT_OK, HELP_FORMAT, add_common, add_out, add_reference, \
-    problem_from_args, reference_circuit
+    add_threshold_scale, problem_from_args, reference_circuit
 from acdc_compare.cli.method_options import add_method_args, method_options, progress_option
 from acdc_compare.cli.output import print_paths, task_label
 from acdc_compare.fmt import num
@@ -29,7 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     add_method_args(p, SWEEP_EXCLUDE)
     p.add_argument("--thresholds", type=float, nargs="+", default=None,
-                   help="the thresholds, in --threshold's units (absolute, the metric's own); without SPEC")
+                   help="the thresholds, read as --threshold-scale says (absolute: the metric's own units); "
+                        "without SPEC")
+    add_threshold_scale(p, "--thresholds")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="prompt seeds (with --executor and no SPEC; default: --seed)")
     p.add_argument("--executor", choices=["local", "ray"], default=None,
@@ -46,13 +48,15 @@ def run(args: argparse.Namespace) -> int:
         return _grid_sweep(args)
     if args.thresholds is None:
         raise ValueError("give a sweep SPEC file, or --thresholds (with --executor to run them as a resumable sweep)")
-    from acdc_compare.algorithms.registry import run as run_method
+    from acdc_compare.api import check_threshold_scale, run_scaled
     from acdc_compare.compare import roc_auc
     from acdc_compare.export import save_circuit
     from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
 
     all_options = [method_options(args, SWEEP_EXCLUDE, threshold=tau, **progress_option(args))
                    for tau in args.thresholds]
+    for options in all_options:
+        check_threshold_scale(args.threshold_scale, options)
     out = writable_dir(args.out, "--out")
     check_task_args(args)
     problem = problem_from_args(args)
@@ -61,12 +65,15 @@ def run(args: argparse.Namespace) -> int:
     args.interrupt_note = f"the circuits of the thresholds that finished are in {out}; the others were not saved"
     circuits, rows = [], []
     for tau, options in zip(args.thresholds, all_options):
-        c = run_method(problem, options)
+        c = run_scaled(problem, options, args.threshold_scale)
         circuits.append(c)
-        path = save_circuit(c, out / f"{task_label(args.task)}_{args.method}_tau{tau:g}.json")
+        tag = "reltau" if args.threshold_scale == "relative" else "tau"  # a relative run's files apart
+        path = save_circuit(c, out / f"{task_label(args.task)}_{args.method}_{tag}{tau:g}.json")
         rows.append({"threshold": tau, "edges": c.n_kept, "faithfulness": faithfulness(c), "file": str(path)})
-        print(f"threshold {tau:g}: {c.n_kept} edges, normalised faithfulness {num(faithfulness(c), fixed=3)}")
-    summary: dict[str, Any] = {"task": args.task, "method": args.method, "rows": rows}
+        print(f"threshold {_threshold_text(tau, c)}: {c.n_kept} edges, normalised faithfulness "
+              f"{num(faithfulness(c), fixed=3)}")
+    summary: dict[str, Any] = {"task": args.task, "method": args.method, "threshold_scale": args.threshold_scale,
+                               "rows": rows}
     if reference is not None:
         summary["edge_auc"] = roc_auc(circuits, reference, over="edges")
         summary["node_auc"] = roc_auc(circuits, reference, over="nodes")
@@ -109,8 +116,9 @@ def _spec(args: argparse.Namespace) -> Any:
     from acdc_compare.sweeps import load_spec, spec_from_mapping
 
     if args.spec is not None:
-        if args.thresholds is not None or args.seeds is not None:
-            raise ValueError("the spec file holds the grid: give --thresholds/--seeds in it, not as flags")
+        if args.thresholds is not None or args.seeds is not None or args.threshold_scale != "absolute":
+            raise ValueError("the spec file holds the grid: give thresholds, threshold_scale and seeds in it, not "
+                             "as flags")
         return load_spec(args.spec)
     if args.thresholds is None:
         raise ValueError("--executor without a SPEC file needs --thresholds")
@@ -119,9 +127,17 @@ def _spec(args: argparse.Namespace) -> Any:
     given = {k: v for k, v in options.items() if v != defaults[k]}
     return spec_from_mapping({
         "models": [args.model], "tasks": [args.task], "corruptions": [args.corruption or "default"],
-        "methods": [args.method], "thresholds": args.thresholds, "seeds": args.seeds or [args.seed],
+        "methods": [args.method], "thresholds": args.thresholds, "threshold_scale": args.threshold_scale,
+        "seeds": args.seeds or [args.seed],
         "n_prompts": args.n_prompts, "metric": args.metric, "ablation": args.ablation,
         "include_direct": not args.no_direct, "options": {args.method: given} if given else {}})
+
+
+def _threshold_text(tau: float, circuit: Any) -> str:
+    """`tau`, and for a relative one the absolute threshold it became on this task."""
+    if circuit.settings.get("threshold_scale") != "relative":
+        return f"{tau:g}"
+    return f"{tau:g} x the gap = {circuit.settings['threshold']:.4g}"
 
 
 def _num(x: float | None) -> str:

@@ -38,9 +38,8 @@ from acdc_compare.metrics import parse_metric
 from acdc_compare.patching import parse_ablation
 from acdc_compare.tasks.base import Corruption
 from acdc_compare.tasks.registry import task_spec
-from acdc_compare.types import Ablation, Metric
+from acdc_compare.types import Ablation, Metric, ThresholdScale
 
-ThresholdScale = Literal["absolute", "relative"]
 DEFAULT_CORRUPTION = "default"
 SPEC_SCHEMA = "acdc_compare.sweep_spec/1"
 # options a sweep sets itself: the threshold comes from `thresholds`, the journal lives in the job's folder

@@ -7,12 +7,8 @@ must be exactly one token.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,6 +68,52 @@ def require_pool(tokenizer: Any, words: Sequence[str], need: int, what: str) -> 
     return kept
 
 
+MAX_LISTED = 10  # an error lists at most this many problems, then how many more there are
+GLUED_HINT = "pass check_spaces=False if a glued token is meant"
+
+
+@dataclass(frozen=True)
+class RowNames:
+    """How errors name a task's prompts: `source` (a file) and one label per prompt (its "line 5"), plus a
+    hint on keeping an answer's leading space in that source. Default (None): "task 'NAME'", "prompt i",
+    GLUED_HINT."""
+
+    source: str
+    labels: Sequence[str]
+    space_hint: str = ""
+
+
+class RowProblems:
+    """Every problem found in a task's rows, raised together as one TaskError (at most MAX_LISTED listed,
+    then how many more), followed once by each distinct hint."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[tuple[str, str]] = []
+        self.hints: dict[str, None] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, row: str, what: str, hint: str = "") -> None:
+        self.items.append((row, what))
+        if hint:
+            self.hints[hint] = None
+
+    def raise_any(self) -> None:
+        if not self.items:
+            return
+        hints = "".join(f"; {h}" for h in self.hints)
+        if len(self.items) == 1:
+            row, what = self.items[0]
+            raise TaskError(f"{self.source}, {row}: {what}{hints}")
+        listed = [f"  {row}: {what}" for row, what in self.items[:MAX_LISTED]]
+        if len(self.items) > MAX_LISTED:
+            listed.append(f"  ... and {len(self.items) - MAX_LISTED} more")
+        raise TaskError(f"{self.source}: {len(self.items)} problems\n" + "\n".join(listed) +
+                        (f"\n{hints[2:]}" if hints else ""))
+
+
 def task_from_prompts(
     tokenizer: Any,
     name: str,
@@ -87,6 +129,7 @@ def task_from_prompts(
     info: dict[str, Any] | None = None,
     corruption: Corruption | str | None = None,
     check_spaces: bool = True,
+    where: RowNames | None = None,
 ) -> Task:
     """A next-token Task scored at each prompt's last token.
 
@@ -99,19 +142,25 @@ def task_from_prompts(
     An answer written without its leading space ("Mary" after "... gave a drink to") is the token glued to
     the previous word, not the next word " Mary": it is refused with that hint when the spaced form is one
     token too (`check_spaces=False` accepts it as written, for answers that really continue a word).
+
+    Every offending prompt is named in one TaskError ("prompt i", 0-based; `where` names them otherwise,
+    e.g. by a file's lines).
     """
     _check_columns(name, prompts, corrupted_prompts, correct_answers, wrong_answers)
-    clean_ids, corrupted_ids = _tokenize_twins(tokenizer, name, prompts, corrupted_prompts)
+    where = where or RowNames(f"task {name!r}", [f"prompt {i} {p!r}" for i, p in enumerate(prompts)], GLUED_HINT)
+    problems = RowProblems(where.source)
+    clean_ids = [encode(tokenizer, p) for p in prompts]
+    corrupted_ids = [encode(tokenizer, p) for p in corrupted_prompts]
     lengths = [len(c) for c in clean_ids]
-    if pad_token_id is None:
-        _check_equal_lengths(name, prompts, lengths)
+    ids: dict[str, list[int]] = {"correct": [], "wrong": []}
+    for i, prompt in enumerate(prompts):  # every row checked, its problems in row order
+        _check_lengths(i, prompt, corrupted_prompts[i], lengths, len(corrupted_ids[i]), pad_token_id is None,
+                       where, problems)
+        for kind, answer in (("correct", correct_answers[i]), ("wrong", wrong_answers[i])):
+            ids[kind].append(_answer_id(tokenizer, prompt, kind, answer, check_spaces, where, i, problems))
     pad = 0 if pad_token_id is None else int(pad_token_id)
-    correct = _answer_ids(tokenizer, name, prompts, correct_answers, "correct")
-    wrong = _answer_ids(tokenizer, name, prompts, wrong_answers, "wrong")
-    if check_spaces:
-        for i, prompt in enumerate(prompts):
-            for kind, answer in (("correct", correct_answers[i]), ("wrong", wrong_answers[i])):
-                _check_leading_space(tokenizer, name, i, prompt, kind, answer)
+    correct, wrong = torch.tensor(ids["correct"]), torch.tensor(ids["wrong"])
+    problems.raise_any()
     extra = dict(info or {})
     extra.setdefault("lengths", lengths)
     extra.setdefault("correct_answers", list(correct_answers))
@@ -144,32 +193,22 @@ def _check_columns(name: str, prompts: Sequence[str], corrupted_prompts: Sequenc
             raise TaskError(f"task {name!r}: {len(seq)} {what} for {n} prompts")
 
 
-def _tokenize_twins(tokenizer: Any, name: str, prompts: Sequence[str],
-                    corrupted_prompts: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of each clean prompt and its corrupted twin; none empty, each pair of one length."""
-    clean_ids = [encode(tokenizer, p) for p in prompts]
-    corrupted_ids = [encode(tokenizer, p) for p in corrupted_prompts]
-    for i, (c, k) in enumerate(zip(clean_ids, corrupted_ids)):
-        if not c:
-            raise TaskError(f"task {name!r}: prompt {i} {prompts[i]!r} is empty")
-        if len(c) != len(k):
-            raise TaskError(
-                f"task {name!r}: corrupted prompt {i} {corrupted_prompts[i]!r} tokenizes to {len(k)} tokens, "
-                f"but its clean prompt {prompts[i]!r} to {len(c)}; a corrupted prompt must have the same "
-                "token length as its clean twin"
-            )
-    return clean_ids, corrupted_ids
-
-
-def _check_equal_lengths(name: str, prompts: Sequence[str], lengths: Sequence[int]) -> None:
-    """Without padding, every prompt must tokenize to prompt 0's length."""
-    for i, length in enumerate(lengths):
-        if length != lengths[0]:
-            raise TaskError(
-                f"task {name!r}: prompt {i} {prompts[i]!r} tokenizes to {length} tokens, but prompt 0 "
-                f"{prompts[0]!r} to {lengths[0]}; all prompts of a task must have the same token length "
-                "(or build it with pad_token_id to score each prompt at its own last token)"
-            )
+def _check_lengths(i: int, prompt: str, corrupted: str, lengths: Sequence[int], corrupted_length: int,
+                   equal: bool, where: RowNames, problems: RowProblems) -> None:
+    """Prompt i is not empty, its corrupted twin has its token length, and (`equal`: unpadded) it has the first
+    prompt's length; each failure noted."""
+    length = lengths[i]
+    if not length:
+        problems.add(where.labels[i], f"prompt {prompt!r} is empty")
+    elif length != corrupted_length:
+        problems.add(where.labels[i], f"corrupted prompt {corrupted!r} tokenizes to {corrupted_length} tokens, "
+                     f"but its clean prompt {prompt!r} to {length}",
+                     "a corrupted prompt must have the same token length as its clean twin (the engine patches "
+                     "position by position)")
+    if equal and length != lengths[0]:
+        problems.add(where.labels[i], f"tokenizes to {length} tokens, but {where.labels[0]} to {lengths[0]}",
+                     "all prompts of a task must have the same token length (or build it with pad_token_id to "
+                     "score each prompt at its own last token)")
 
 
 def _padded(ids: Sequence[Sequence[int]], pad: int) -> torch.Tensor:
@@ -180,127 +219,30 @@ def _padded(ids: Sequence[Sequence[int]], pad: int) -> torch.Tensor:
     return out
 
 
-def _answer_ids(tokenizer: Any, name: str, prompts: Sequence[str], answers: Sequence[str | None],
-                kind: str) -> torch.Tensor:
-    """Each answer's one token id ([n]); a missing (None) wrong answer is -1."""
-    return torch.tensor([-1 if a is None and kind == "wrong" else
-                         single_token_id(tokenizer, a, f"task {name!r}, prompt {i} {prompts[i]!r}: {kind} ")
-                         for i, a in enumerate(answers)])
-
-
-def _check_leading_space(tokenizer: Any, name: str, i: int, prompt: str, kind: str, answer: str | None) -> None:
-    """A word answer after a prompt that does not end in a space must start with one (see task_from_prompts)."""
-    if answer is None or not answer[:1].isalpha() or prompt[-1:].isspace():
-        return
-    if len(encode(tokenizer, " " + answer)) == 1:
-        raise TaskError(
-            f"task {name!r}, prompt {i} {prompt!r}: {kind} answer {answer!r} has no leading space, so it is the "
-            f"token {answer!r} glued to the previous word, not the next word {' ' + answer!r}. Write "
-            f"{' ' + answer!r} (in a CSV file: keep the space after the comma, or quote it), or pass "
-            "check_spaces=False if the glued token is meant"
-        )
-
-
-PROMPT_COLUMNS = ("prompt", "corrupted", "answer", "wrong answer")
-_COLUMN_ALIASES = {"prompt": "prompt", "clean": "prompt", "clean prompt": "prompt",
-                   "corrupted": "corrupted", "corrupted prompt": "corrupted",
-                   "answer": "answer", "correct": "answer", "correct answer": "answer",
-                   "wrong answer": "wrong answer", "wrong": "wrong answer"}
-PROMPT_FILE_SUFFIXES = (".jsonl", ".csv")
-
-
-@dataclass(frozen=True)
-class PromptsFile:
-    """The rows of a prompts file, checked for shape (not yet tokenized): what `task_from_file` builds on."""
-
-    path: Path
-    prompts: tuple[str, ...]
-    corrupted: tuple[str, ...]
-    answers: tuple[str, ...]
-    wrong_answers: tuple[str | None, ...]
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
-
-def is_prompts_file(task: str) -> bool:
-    """Whether a --task value names a prompts file (by its .jsonl/.csv suffix) rather than a registered task."""
-    return Path(task).suffix.lower() in PROMPT_FILE_SUFFIXES
-
-
-def read_prompts_file(path: str | Path) -> PromptsFile:
-    """Read a JSONL file (one object per line) or a CSV file (a header row) with the columns prompt,
-    corrupted, answer and wrong answer ("wrong_answer" and "correct" are accepted too; an empty wrong
-    answer means none, KL metric only). A TaskError names the file, the line and what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise TaskError(f"prompts file {str(path)!r} not found (a task is a registered name or a .jsonl/.csv "
-                        f"file with the columns {', '.join(PROMPT_COLUMNS)})")
+def _answer_id(tokenizer: Any, prompt: str, kind: str, answer: str | None, check_spaces: bool, where: RowNames,
+               i: int, problems: RowProblems) -> int:
+    """The answer's one token id (a missing wrong answer: -1); an answer lacking its leading space, or of
+    several tokens, noted (-1)."""
+    if answer is None and kind == "wrong":
+        return -1
+    if check_spaces and _glued(tokenizer, prompt, answer):
+        problems.add(where.labels[i], f"{kind} answer {answer!r} has no leading space, so it is the token "
+                     f"{answer!r} glued to the previous word, not the next word {' ' + answer!r}. Write "
+                     f"{' ' + answer!r}", where.space_hint)
+        return -1
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise TaskError(f"cannot read prompts file {path}: {err}") from None
-    rows = _jsonl_rows(path, text) if path.suffix.lower() == ".jsonl" else _csv_rows(path, text)
-    if not rows:
-        raise TaskError(f"prompts file {path} holds no rows")
-    out: dict[str, list[Any]] = {c: [] for c in PROMPT_COLUMNS}
-    for line, row in rows:
-        named = {_COLUMN_ALIASES.get(str(k).strip().lower().replace("_", " ").replace("-", " ")): v
-                 for k, v in row.items()}
-        missing = [c for c in PROMPT_COLUMNS if c not in named and c != "wrong answer"]
-        if missing:
-            raise TaskError(f"{path}, line {line}: no column {', '.join(map(repr, missing))}; the columns are "
-                            f"{', '.join(PROMPT_COLUMNS)} (got {', '.join(map(str, row))})")
-        for c in PROMPT_COLUMNS:
-            value = named.get(c)
-            if c == "wrong answer" and value in (None, ""):
-                value = None
-            elif not isinstance(value, str) or not value:
-                raise TaskError(f"{path}, line {line}: column {c!r} must be a non-empty string, got {value!r}")
-            out[c].append(value)
-    return PromptsFile(path, *(tuple(out[c]) for c in PROMPT_COLUMNS))
+        return single_token_id(tokenizer, answer, f"{kind} ")
+    except TaskError as err:
+        problems.add(where.labels[i], str(err))
+        return -1
 
 
-def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    for line, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise TaskError(f"{path}, line {line}: not valid JSON ({err.msg}); each line holds one object like "
-                            '{"prompt": ..., "corrupted": ..., "answer": " Mary", "wrong answer": " John"}') from None
-        if not isinstance(row, dict):
-            raise TaskError(f"{path}, line {line}: a JSON object is expected, got {type(row).__name__}")
-        rows.append((line, row))
-    return rows
-
-
-def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
-    """The CSV's rows after the header, each with the line it starts on; quoted fields keep their newlines."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
-        raise TaskError(f"{path} is empty; the first row names the columns {', '.join(PROMPT_COLUMNS)}")
-    rows = []
-    while True:
-        line = reader.line_num + 1
-        values = next(reader, None)
-        if values is None:
-            return rows
-        if values:
-            rows.append((line, {k: values[i] if i < len(values) else None for i, k in enumerate(header)}))
-
-
-def task_from_file(tokenizer: Any, path: str | Path | PromptsFile) -> Task:
-    """A Task from a prompts file (see `read_prompts_file`), named after the file; prompts of different
-    token lengths are right-padded and each is scored at its own last token."""
-    rows = path if isinstance(path, PromptsFile) else read_prompts_file(path)
-    return task_from_prompts(tokenizer, rows.name, rows.prompts, rows.corrupted, rows.answers, rows.wrong_answers,
-                             f"prompts from {rows.path}", pad_token_id=pad_id(tokenizer),
-                             info={"source": str(rows.path)})
+def _glued(tokenizer: Any, prompt: str, answer: str) -> bool:
+    """A word answer, after a prompt not ending in a space, that lacks the leading space its one-token spaced
+    form has (see task_from_prompts)."""
+    if not isinstance(answer, str) or not answer[:1].isalpha() or prompt[-1:].isspace():
+        return False
+    return len(encode(tokenizer, " " + answer)) == 1
 
 
 def pad_id(tokenizer: Any) -> int:

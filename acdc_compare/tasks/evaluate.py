@@ -123,3 +123,11 @@ def _set_probs(logits: torch.Tensor, sets: tuple[tuple[int, ...], ...]) -> torch
     for i, s in enumerate(sets):
         mask[i, list(s)] = 1.0
     return (probs * mask).sum(-1)
+
+
+def format_evaluation(e: TaskEvaluation) -> str:
+    """One line: prompts, accuracy, logit difference and KL(clean || corrupted), each saying what it means."""
+    ld = "-" if e.logit_diff is None else f"{e.logit_diff:.2f}"
+    return (f"{e.n} prompts, accuracy {100 * e.accuracy:.0f}% (correct answer beats the wrong one), logit difference "
+            f"{ld}, KL(clean || corrupted) {e.kl:.3f} nats (how far the corruption moves the output: the signal "
+            "discovery attributes)")

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
 from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.tasks.base import Corruption, Task, TaskError
+from acdc_compare.tasks.prompts_file import is_prompts_file, read_prompts_file, task_from_file
 from acdc_compare.tasks.comparison import (
     CORRUPTIONS,
     make_analogy,
@@ -150,26 +151,44 @@ def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = 
     """Every (or the named) registered task evaluated on the model, with the model's own tokenizer: one
     evaluation per task and corruption ("all", default task order then corruption order), per task with
     its default corruption ("default"), or per task with the corruption a mapping gives it (a task the
-    mapping lacks: its default). `progress`: one bar over the evaluations."""
+    mapping lacks: its default). A name may be a prompts file (.jsonl / .csv: its first `n` rows, one row
+    of the table with the file's own corrupted prompts). `progress`: one bar over the evaluations."""
     tok = model_tokenizer(model)
-    chosen = [task_spec(name) for name in (list(TASKS) if names is None else names)]
-    if isinstance(corruptions, Mapping):
-        rows = [(spec.name, corruptions.get(spec.name, spec.default_corruption)) for spec in chosen]
-    elif corruptions in ("default", "all"):
-        rows = [(spec.name, c) for spec in chosen
-                for c in (spec.corruptions if corruptions == "all" else spec.corruptions[:1])]
-    else:
-        raise ValueError(f"corruptions must be 'default', 'all' or a mapping, got {corruptions!r}")
+    rows = _table_rows(list(TASKS) if names is None else list(names), corruptions)
+    files = {name: read_prompts_file(name) for name, _ in rows if is_prompts_file(name)}  # all checked first
     bar = as_progress(progress)("tasks", len(rows), unit="task")
     out = []
     try:
         for name, corruption in rows:
             bar.set_postfix(task=name)
-            out.append(evaluate_task(model, make_task(name, tok, n=n, seed=seed, corruption=corruption)))
+            task = first_prompts(task_from_file(tok, files[name]), n) if name in files else \
+                make_task(name, tok, n=n, seed=seed, corruption=corruption)
+            out.append(evaluate_task(model, task))
             bar.update(1)
     finally:
         bar.close()
     return out
+
+
+def first_prompts(task: Task, n: int | None) -> Task:
+    """The task's first `n` prompts, or all of them when it holds no more than `n` (None: all)."""
+    return task.subset(n) if n is not None and n < task.n_prompts else task
+
+
+def _table_rows(names: list[str], corruptions: CorruptionRows) -> list[tuple[str, Corruption | None]]:
+    """(task name or prompts file, corruption) per row of `tasks_table`; a file's row has no corruption."""
+    chosen = [None if is_prompts_file(name) else task_spec(name) for name in names]
+    if not (isinstance(corruptions, Mapping) or corruptions in ("default", "all")):
+        raise ValueError(f"corruptions must be 'default', 'all' or a mapping, got {corruptions!r}")
+    rows: list[tuple[str, Corruption | None]] = []
+    for name, spec in zip(names, chosen):
+        if spec is None:
+            rows.append((name, None))
+        elif isinstance(corruptions, Mapping):
+            rows.append((spec.name, corruptions.get(spec.name, spec.default_corruption)))
+        else:
+            rows += [(spec.name, c) for c in (spec.corruptions if corruptions == "all" else spec.corruptions[:1])]
+    return rows
 
 
 def format_task_list(tokenizer: Any) -> str:

@@ -141,3 +141,26 @@ def test_reference_order_covers_every_edge_once():
     graph = Graph(GraphConfig(n_layers=2, n_heads=4, n_kv_heads=2))
     edges = [e for step in reference_order(graph) for e in step.edges]
     assert sorted(edges) == list(range(graph.n_edges))
+
+
+def test_discover_takes_a_threshold_relative_to_the_task_s_gap():
+    """threshold_scale="relative" (as a sweep spec spells it): the threshold is a fraction of M(empty) - M(full),
+    the circuit records both; a top_n selection has nothing to scale and is refused, as is an unknown scale."""
+    from conftest import make_tiny, tiny_task
+
+    from acdc_compare import discover
+    from acdc_compare.api import sweep
+
+    model, task = make_tiny("gpt2"), tiny_task()
+    found = discover(task, 0.05, model=model, threshold_scale="relative")
+    gap = found.metrics["empty"] - found.metrics["full"]
+    assert gap > 0 and found.settings["threshold"] == pytest.approx(0.05 * gap)
+    assert found.settings["threshold_scale"] == "relative" and found.settings["relative_threshold"] == 0.05
+    absolute = discover(task, 0.05 * gap, model=model)
+    assert absolute.kept.tolist() == found.kept.tolist() and "threshold_scale" not in absolute.settings
+    [swept] = sweep(task, [0.05], model=model, threshold_scale="relative")
+    assert swept.kept.tolist() == found.kept.tolist()
+    with pytest.raises(ValueError, match="threshold_scale='relative' scales a threshold, but none was given"):
+        discover(task, model=model, method="eap", top_n=3, threshold_scale="relative")
+    with pytest.raises(ValueError, match=r"threshold_scale must be one of \['absolute', 'relative'\], got 'rel'"):
+        discover(task, 0.05, model=model, threshold_scale="rel")

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from acdc_compare import TaskError, task_from_prompts
-from acdc_compare.tasks.build import encode, read_prompts_file, task_from_file
+from acdc_compare.tasks.build import encode
+from acdc_compare.tasks.prompts_file import read_prompts_file, task_from_file
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Anna and Paul went to the store, Paul gave a drink to"
@@ -105,3 +106,85 @@ def test_csv_errors_after_a_multiline_row_name_the_row_s_first_line(tmp_path):
                       ["Bern is in", "", " Switzerland", ""]])
     with pytest.raises(TaskError, match=r"multi\.csv, line 5: column 'corrupted'"):
         read_prompts_file(path)
+
+
+# ----- issue 22 row 11: every offending row, numbered by file line, in one message -----------------------------
+ROWS = [("The capital of France is", "The capital of Italy is", " Paris", " Rome"),
+        ("The capital of Japan is", "The capital of Egypt is", " Tokyo", " Cairo")]
+
+
+def _write(path, rows, keys=("prompt", "corrupted", "answer", "wrong answer")):
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(dict(zip(keys, r))) + "\n" for r in rows))
+    else:
+        _write_csv_header(path, keys, rows)
+    return path
+
+
+def _write_csv_header(path, header, rows):
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([list(header), *rows])
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_every_bad_row_is_listed_by_its_file_line(tmp_path, suffix):
+    rows = [ROWS[0], ("", "x", " a", ""), ROWS[1], ("p", "c", "", " b"), ("q", "", " c", "")]
+    with pytest.raises(TaskError) as caught:
+        read_prompts_file(_write(tmp_path / f"rows{suffix}", rows))
+    message = str(caught.value)
+    first = 1 if suffix == ".jsonl" else 2  # a CSV's line 1 is its header
+    assert "3 problems" in message
+    assert f"line {first + 1}: column 'prompt' must be a non-empty string" in message
+    assert f"line {first + 3}: column 'answer' must be a non-empty string" in message
+    assert f"line {first + 4}: column 'corrupted' must be a non-empty string" in message
+
+
+def test_bad_json_lines_are_all_listed_and_the_list_is_capped(tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join("{not json\n" for _ in range(14)))
+    with pytest.raises(TaskError) as caught:
+        read_prompts_file(path)
+    message = str(caught.value)
+    assert "14 problems" in message and "line 10: not valid JSON" in message and "line 11:" not in message
+    assert "... and 4 more" in message and message.count("each line holds one object") == 1
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_an_unknown_column_is_refused_naming_the_known_ones(tmp_path, suffix):
+    path = _write(tmp_path / f"typo{suffix}", ROWS, keys=("prompt", "corrupted", "answer", "wrong_anwser"))
+    with pytest.raises(TaskError) as caught:
+        read_prompts_file(path)
+    message = str(caught.value)
+    assert "line 1: unknown column 'wrong_anwser'" in message
+    assert "the columns are prompt, corrupted, answer, wrong answer (also accepted: clean" in message
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_token_problems_in_a_file_are_all_listed_by_file_line_with_the_format_s_space_hint(tok, tmp_path, suffix):
+    rows = [ROWS[0],
+            ("The capital of Japan is", "The capital of Kyrgyzstan is", " Tokyo", " Cairo"),  # lengths differ
+            ("The capital of Peru is", "The capital of Chad is", "Lima", " Cairo"),  # no leading space
+            ("The capital of Peru is", "The capital of Chad is", " Lima Peru", " Cairo")]  # two tokens
+    path = _write(tmp_path / f"cap{suffix}", rows)
+    with pytest.raises(TaskError) as caught:
+        task_from_file(tok, path)
+    message = str(caught.value)
+    first = 1 if suffix == ".jsonl" else 2
+    assert f"{path}: 3 problems" in message
+    assert f"line {first + 1}: corrupted prompt 'The capital of Kyrgyzstan is' tokenizes to" in message
+    assert "a corrupted prompt must have the same token length as its clean twin" in message
+    assert f"line {first + 2}: correct answer 'Lima' has no leading space" in message
+    assert f"line {first + 3}: correct answer ' Lima Peru' is not a single token" in message
+    hint = "in a JSONL file put the space inside the quotes" if suffix == ".jsonl" else \
+        "in a CSV file keep the space after the comma"
+    assert hint in message and "check_spaces" not in message  # a file cannot pass check_spaces
+
+
+def test_python_lists_still_name_prompts_by_index(tok):
+    with pytest.raises(TaskError) as caught:
+        task_from_prompts(tok, "t", [PROMPT, PROMPT], [CORRUPTED, CORRUPTED], ["Mary", " Mary"], [" John", "John"])
+    message = str(caught.value)
+    assert "task 't': 2 problems" in message and f"prompt 0 {PROMPT!r}: correct answer 'Mary'" in message
+    assert f"prompt 1 {PROMPT!r}: wrong answer 'John'" in message and "check_spaces=False" in message

@@ -1,0 +1,167 @@
+"""Prompts files: a JSONL file (one object per line) or a CSV file (a header row) with the columns prompt,
+corrupted, answer and wrong answer, read into a `PromptsFile` and built into a `Task`.
+
+Every offending row is reported at once, each by its line in the file (1-based, the same way for JSONL and
+CSV, and the same lines when the rows are tokenized), in one TaskError (`build.RowProblems`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from acdc_compare.tasks.base import Task, TaskError
+from acdc_compare.tasks.build import RowNames, RowProblems, pad_id, task_from_prompts
+
+PROMPT_COLUMNS = ("prompt", "corrupted", "answer", "wrong answer")
+_COLUMN_ALIASES = {"prompt": "prompt", "clean": "prompt", "clean prompt": "prompt",
+                   "corrupted": "corrupted", "corrupted prompt": "corrupted",
+                   "answer": "answer", "correct": "answer", "correct answer": "answer",
+                   "wrong answer": "wrong answer", "wrong": "wrong answer"}
+PROMPT_FILE_SUFFIXES = (".jsonl", ".csv")
+KNOWN_COLUMNS = (f"the columns are {', '.join(PROMPT_COLUMNS)} (also accepted: "
+                 f"{', '.join(a for a in _COLUMN_ALIASES if a not in PROMPT_COLUMNS)}; '_' or '-' for a space; "
+                 "wrong answer may be left empty)")
+# how each format keeps an answer's leading space
+SPACE_HINTS = {".csv": "in a CSV file keep the space after the comma (`..., Paris`) or quote the field (`\" Paris\"`)",
+               ".jsonl": "in a JSONL file put the space inside the quotes: `\"answer\": \" Paris\"`"}
+
+
+@dataclass(frozen=True)
+class PromptsFile:
+    """The rows of a prompts file, checked for shape (not yet tokenized): what `task_from_file` builds on.
+    `lines`: each row's line in the file (1-based; a CSV row spanning lines: its first)."""
+
+    path: Path
+    prompts: tuple[str, ...]
+    corrupted: tuple[str, ...]
+    answers: tuple[str, ...]
+    wrong_answers: tuple[str | None, ...]
+    lines: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def is_prompts_file(task: str) -> bool:
+    """Whether a --task value names a prompts file (by its .jsonl/.csv suffix) rather than a registered task."""
+    return Path(task).suffix.lower() in PROMPT_FILE_SUFFIXES
+
+
+def read_prompts_file(path: str | Path) -> PromptsFile:
+    """Read a JSONL file (one object per line) or a CSV file (a header row) with the columns prompt,
+    corrupted, answer and wrong answer ("wrong_answer" and "correct" are accepted too; an empty wrong
+    answer means none, KL metric only). One TaskError names the file and every offending line: bad JSON,
+    unknown or missing columns, empty values."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"prompts file {str(path)!r} not found (a task is a registered name or a .jsonl/.csv "
+                        f"file with the columns {', '.join(PROMPT_COLUMNS)})")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise TaskError(f"cannot read prompts file {path}: {err}") from None
+    problems = RowProblems(str(path))
+    reader = _jsonl_rows if path.suffix.lower() == ".jsonl" else _csv_rows
+    rows = reader(path, text, problems)
+    if not rows and not problems:
+        raise TaskError(f"prompts file {path} holds no rows")
+    out: dict[str, list[Any]] = {c: [] for c in PROMPT_COLUMNS}
+    lines = []
+    for line, row in rows:
+        named = _named(line, row, problems, check_unknown=reader is _jsonl_rows)
+        if named is None:
+            continue
+        for c in PROMPT_COLUMNS:
+            out[c].append(named[c])
+        lines.append(line)
+    problems.raise_any()
+    return PromptsFile(path, *(tuple(out[c]) for c in PROMPT_COLUMNS), lines=tuple(lines))
+
+
+def _column(key: Any) -> str | None:
+    """The column a file's key names (aliases, case, '_' / '-' for spaces), or None for an unknown key."""
+    return _COLUMN_ALIASES.get(str(key).strip().lower().replace("_", " ").replace("-", " "))
+
+
+def _named(line: int, row: dict[str, Any], problems: RowProblems, check_unknown: bool) -> dict[str, Any] | None:
+    """One row's values by column (an empty wrong answer: None), or None after noting its problems."""
+    found = len(problems)
+    named: dict[str, Any] = {}
+    for key, value in row.items():
+        column = _column(key)
+        if column is None:
+            if check_unknown:
+                problems.add(f"line {line}", f"unknown column {key!r}", KNOWN_COLUMNS)
+        elif column in named:
+            problems.add(f"line {line}", f"two columns give {column!r} (one is {key!r})", KNOWN_COLUMNS)
+        else:
+            named[column] = value
+    missing = [c for c in PROMPT_COLUMNS if c not in named and c != "wrong answer"]
+    if missing:
+        problems.add(f"line {line}", f"no column {', '.join(map(repr, missing))} (got {', '.join(map(str, row))})",
+                     KNOWN_COLUMNS)
+    for c in PROMPT_COLUMNS:
+        value = named.get(c)
+        if c == "wrong answer" and value in (None, ""):
+            named[c] = None
+        elif c not in missing and (not isinstance(value, str) or not value):
+            problems.add(f"line {line}", f"column {c!r} must be a non-empty string, got {value!r}")
+    return named if len(problems) == found else None
+
+
+def _jsonl_rows(path: Path, text: str, problems: RowProblems) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for line, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as err:
+            problems.add(f"line {line}", f"not valid JSON ({err.msg})", 'each line holds one object like {"prompt": '
+                         '..., "corrupted": ..., "answer": " Mary", "wrong answer": " John"}')
+            continue
+        if not isinstance(row, dict):
+            problems.add(f"line {line}", f"a JSON object is expected, got {type(row).__name__}")
+            continue
+        rows.append((line, row))
+    return rows
+
+
+def _csv_rows(path: Path, text: str, problems: RowProblems) -> list[tuple[int, dict[str, Any]]]:
+    """The CSV's rows after the header, each with the line it starts on; quoted fields keep their newlines.
+    Unknown header names are noted once, at line 1."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise TaskError(f"{path} is empty; the first row names the columns {', '.join(PROMPT_COLUMNS)}")
+    unknown = [name for name in header if _column(name) is None]
+    if unknown:
+        problems.add("line 1", f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
+                     KNOWN_COLUMNS)
+    rows = []
+    while True:
+        line = reader.line_num + 1
+        values = next(reader, None)
+        if values is None:
+            return rows
+        if values:
+            row = {k: values[i] if i < len(values) else None for i, k in enumerate(header) if _column(k)}
+            rows.append((line, row))
+
+
+def task_from_file(tokenizer: Any, path: str | Path | PromptsFile) -> Task:
+    """A Task from a prompts file (see `read_prompts_file`), named after the file; prompts of different
+    token lengths are right-padded and each is scored at its own last token. A corrupted prompt must
+    tokenize to its clean prompt's length; every row where it does not (or an answer is not one token, or
+    lacks its leading space) is named by its line."""
+    rows = path if isinstance(path, PromptsFile) else read_prompts_file(path)
+    where = RowNames(str(rows.path), tuple(f"line {n}" for n in rows.lines),
+                     SPACE_HINTS.get(rows.path.suffix.lower(), ""))
+    return task_from_prompts(tokenizer, rows.name, rows.prompts, rows.corrupted, rows.answers, rows.wrong_answers,
+                             f"prompts from {rows.path}", pad_token_id=pad_id(tokenizer),
+                             info={"source": str(rows.path)}, where=where)
