@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import torch
 

@@ -11,7 +11,12 @@ Variants:
 - `top-k`: the top-k EAP-IG edges alone, no test (k: the demo's);
 - `top-k-functional`: the same reduced to its input->logits paths (no metric changes);
 - `demo`: the demo's hybrid (`ExperimentConfig()`): top-k, functional, exact ACDC over the lowest-ranked
-  `tested` candidates.
+  `tested` candidates;
+- `budget-ranked-on-8`, `budget-ranked-on-16`, `budget-ranked-on-32`: the most top EAP-IG edges whose
+  input->logits part fits the demo's edge budget (`max_edge_fraction` of the graph), ranked by EAP-IG on the
+  first 8, 16 or 32 prompts of the discovery seed; its in-sample faithfulness is on those prompts, its seconds
+  the EAP-IG run on them (ranked on 8: the shared run). How much the ranking prompts move the circuit's
+  faithfulness on new prompts.
 
     python benchmarks/bench_frontier.py [--tasks ioi pet-last ...] [--variants demo top-k ...]
                                         [--skip pet-last:acdc-among-top-k ...]
@@ -22,6 +27,7 @@ Writes results/frontier_<cpu|cuda>.json after every row, so a cut run keeps what
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -32,7 +38,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import RESULTS, save  # noqa: E402
 
 from acdc_compare.algorithms.eap import eap_ig_scores  # noqa: E402
 from acdc_compare.algorithms.problem import Problem  # noqa: E402
@@ -42,6 +48,7 @@ from acdc_compare.experiment import ExperimentConfig, held_out_faithfulness, tas
 from acdc_compare.faithfulness import normalized_faithfulness  # noqa: E402
 
 Variant = Callable[[Problem, ExperimentConfig, torch.Tensor], tuple[Circuit, dict[str, Any]]]
+Ranked = tuple[Circuit, dict[str, Any], Problem]  # a variant with its own discovery prompts
 
 
 def _acdc_among_top_k(problem: Problem, config: ExperimentConfig, prior: torch.Tensor) -> tuple[Circuit, dict]:
@@ -70,12 +77,37 @@ def _demo(problem: Problem, config: ExperimentConfig, prior: torch.Tensor) -> tu
 
 VARIANTS: dict[str, Variant] = {"acdc-among-top-k": _acdc_among_top_k, "top-k": _top_k,
                                 "top-k-functional": _top_k_functional, "demo": _demo}
+RANKED_ON: dict[str, int] = {"budget-ranked-on-8": 8, "budget-ranked-on-16": 16, "budget-ranked-on-32": 32}
+
+
+def largest_within(graph: Any, scores: torch.Tensor, budget: int) -> Circuit:
+    """The functional part of the top-k edges for the largest k whose functional part has <= budget edges."""
+    lo, hi = 1, graph.n_edges
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if Circuit.from_scores(graph, scores, top_n=mid).functional().n_kept <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return Circuit.from_scores(graph, scores, top_n=lo).functional()
+
+
+def _ranked_on(n: int, problem: Problem, model: Any, config: ExperimentConfig, prior: torch.Tensor) -> Ranked:
+    if n != problem.task.n_prompts:
+        problem = prepare(problem.task.name, model=model, n_prompts=n, seed=config.seed,
+                          corruption=config.corruption_of(problem.task.name), check=False)
+        prior = eap_ig_scores(problem, config.steps)
+    budget = int(config.max_edge_fraction * problem.graph.n_edges)
+    return largest_within(problem.graph, prior, budget), {"ranked_on_prompts": n, "edge_budget": budget}, problem
 
 
 def _row(name: str, problem: Problem, model: Any, config: ExperimentConfig, prior: torch.Tensor) -> dict[str, Any]:
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    circuit, info = VARIANTS[name](problem, config, prior)
+    if name in RANKED_ON:
+        circuit, info, problem = _ranked_on(RANKED_ON[name], problem, model, config, prior)
+    else:
+        circuit, info = VARIANTS[name](problem, config, prior)
     seconds = time.perf_counter() - started
     full, empty = problem.metric_ends
     return {"variant": name, **info, "edges": circuit.n_kept, "edge_share": circuit.n_kept / circuit.n_edges,
@@ -85,25 +117,38 @@ def _row(name: str, problem: Problem, model: Any, config: ExperimentConfig, prio
             "seconds": seconds, "load_average": [load, os.getloadavg()[0]]}
 
 
+def _saved_tasks(device: torch.device) -> dict[str, Any]:
+    """The per-task entries of the saved frontier file of this device kind (none when there is no file)."""
+    path = RESULTS / f"frontier_{device.type}.json"
+    return json.loads(path.read_text()).get("tasks", {}) if path.exists() else {}
+
+
 def main() -> None:
     config = ExperimentConfig(progress=False)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=config.circuit_tasks)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *RANKED_ON])
     ap.add_argument("--skip", nargs="*", default=[], metavar="TASK:VARIANT",
                     help="rows not to run, e.g. pet-last:acdc-among-top-k (slow on long prompts)")
+    ap.add_argument("--merge", action="store_true",
+                    help="add the rows to results/frontier_<device>.json (replacing rows of the same task and variant) "
+                         "instead of starting a new file")
     args = ap.parse_args()
     model = get_model(config.model)
     device = next(model.parameters()).device
     record: dict[str, Any] = {"model": config.model, "n_prompts": config.n_prompts, "steps": config.steps,
                               "corruption": config.corruption.value, "n_held_out": config.n_held_out,
-                              "held_out_seed": config.held_out_seed, "tasks": {}}
+                              "held_out_seed": config.held_out_seed,
+                              "tasks": _saved_tasks(device) if args.merge else {}}
     for task in args.tasks:
         problem = prepare(task, model=model, n_prompts=config.n_prompts, seed=config.seed,
                           corruption=config.corruption_of(task))
         started = time.perf_counter()
         prior = eap_ig_scores(problem, config.steps)
         entry: dict[str, Any] = {"eap_seconds": time.perf_counter() - started, "rows": []}
+        if args.merge:
+            saved = record["tasks"].get(task, {}).get("rows", [])
+            entry["rows"] = [r for r in saved if r["variant"] not in args.variants]
         record["tasks"][task] = entry
         for name in args.variants:
             if f"{task}:{name}" in args.skip:

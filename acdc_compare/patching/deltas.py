@@ -39,6 +39,7 @@ class Deltas:
     def __init__(self, prefix: torch.Tensor | None, own: torch.Tensor, s0: int, select_rows: bool = False) -> None:
         self.prefix, self.own, self.s0 = prefix, own, s0
         self.select_rows = select_rows
+        self._sum: tuple[int, torch.Tensor] | None = None  # (n, sum of the deltas of senders 0..n-1)
 
     def gather(self, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """bias + sum_s mask[k, s, r] * delta[k, s] -> [K, R, X] over senders 0..mask.shape[1]-1.
@@ -46,10 +47,31 @@ class Deltas:
         With `select_rows`, a mask that reads few of the senders (a sparse circuit) reads only those rows:
         the dense product is bound by reading every upstream sender's delta, most of them multiplied by 0."""
         if self.select_rows:
+            if bool((mask == 1).all()):
+                return self._gather_all(mask.shape, bias)
             used = torch.nonzero(mask.any(2).any(0)).flatten()
             if used.numel() * _SELECT_BELOW < mask.shape[1]:
                 return self._gather_rows(mask, used, bias)
         return self._gather_dense(mask, bias)
+
+    def _gather_all(self, shape: torch.Size, bias: torch.Tensor | None) -> torch.Tensor:
+        """`gather` of a mask keeping every sender: each receiver reads the same running sum, extended by the
+        senders added since the last stage instead of summing all of them again ([K, R, X], a broadcast view)."""
+        K, n_up, R = shape
+        total = self._running_sum(n_up)
+        total = total if bias is None else total + bias
+        return total[:, None].expand(K, R, total.shape[-1])
+
+    def _running_sum(self, n_up: int) -> torch.Tensor:
+        n, total = self._sum if self._sum is not None and self._sum[0] <= n_up else (0, None)
+        for part, first in ((self.prefix, 0), (self.own, self.s0)):
+            lo, hi = max(n, first), min(n_up, first + (0 if part is None else part.shape[1]))
+            if lo < hi:
+                chunk = part[:, lo - first:hi - first].sum(1)  # type: ignore[index]
+                total = chunk if total is None else total + chunk
+        assert total is not None
+        self._sum = (n_up, total)
+        return total
 
     def _gather_rows(self, mask: torch.Tensor, used: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """`gather` over the senders `used` (ascending) only: every other sender's mask is 0 everywhere."""

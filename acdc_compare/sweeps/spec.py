@@ -29,7 +29,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from acdc_compare.algorithms.eap import check_eap_metric
 from acdc_compare.algorithms.registry import algorithm, make_options

@@ -184,3 +184,30 @@ def test_sparse_circuits_read_only_their_kept_senders_and_agree(kind, batch, mon
     assert (restarted - dense_restarted).abs().max() <= 1e-9
     want = hook_patched_logits(model, g, clean, kept[0], corrupted=corrupted)
     assert (rows[0] - want).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_full_circuits_read_one_running_sum_and_agree(kind, batch, monkeypatch):
+    """A mask keeping every sender reads one running sum of the deltas (`Deltas._gather_all`): the same logits
+    and states as the dense product, restarted runs included."""
+    from acdc_compare.patching.deltas import Deltas
+
+    model = make_tiny(kind)
+    clean, corrupted = batch
+    patcher = make_patcher(model)
+    g = patcher.graph
+    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    full = torch.ones(2, g.n_edges, dtype=torch.bool)
+    calls = []
+    original = Deltas._gather_all
+    monkeypatch.setattr(Deltas, "_gather_all", lambda self, *a: calls.append(1) or original(self, *a))
+    runs = {}
+    for select in (True, False):
+        patcher.select_rows = select
+        logits, state = patcher.run(ctx, full[:1], keep_state=True)
+        restarted, _ = patcher.run(ctx, full, start_stage=3, base=state)
+        runs[select] = (logits, state.deltas, restarted)
+    assert len(calls) == 2 * patcher.n_stages - 2 - 3, "not every stage read the running sum"
+    for fast, dense in zip(runs[True], runs[False]):
+        assert (fast - dense).abs().max() <= 1e-9
+    assert (runs[True][0][0] - run_logits(model, clean)).abs().max() <= 1e-4
