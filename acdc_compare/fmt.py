@@ -25,3 +25,10 @@ def num(x: float | None, digits: int = 4, *, fixed: int | None = None, scale: fl
     if fixed is None and float(text) == 0:
         return "0"
     return text
+
+
+def duration(seconds: float) -> str:
+    """A wall time as people read it: "12 min", "5 h 3 min"."""
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:.0f} min"

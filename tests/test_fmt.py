@@ -29,3 +29,16 @@ def test_discover_prints_a_zero_full_kl_as_0_and_no_minus_zero(capsys):
     out = capsys.readouterr().out
     assert "metric full 0, circuit 2, empty 2; normalised faithfulness 0.000" in out
     assert "e-13" not in out and "-0" not in out
+
+
+def test_one_duration_text_for_every_time_estimate() -> None:
+    """Issue 22 row 12: the same exact run was quoted as "hours", "about a day" and a computed estimate; the
+    report now states `estimated_seconds` in the words `discover`'s warning uses."""
+    from acdc_compare.experiment import ExperimentConfig
+    from acdc_compare.experiment.layout import _method_note
+    from acdc_compare.fmt import duration
+
+    assert duration(90) == "2 min" and duration(5 * 3600 + 180) == "5 h 3 min"
+    note = _method_note(ExperimentConfig(), 26 * 3600.0)
+    assert "about 26 h 0 min here" in note and "a day" not in note
+    assert "would take" not in _method_note(ExperimentConfig(), float("nan"))

@@ -95,6 +95,7 @@ def _print_threshold(args: argparse.Namespace, problem: Any, scaled: Any) -> Non
 def _warn_if_long(problem: Any, options: Any, journal: Path | None) -> None:
     """Warn (stderr) before an exact ACDC run on the CPU estimated to take longer than LONG_RUN_S."""
     from acdc_compare.algorithms.acdc import AcdcOptions, estimated_seconds
+    from acdc_compare.fmt import duration
 
     if not isinstance(options, AcdcOptions) or problem.patcher.device.type != "cpu":
         return
@@ -107,7 +108,7 @@ def _warn_if_long(problem: Any, options: Any, journal: Path | None) -> None:
     resume = (f"Every decision is journalled to {journal}: Ctrl-C (or a kill) loses nothing, and the same "
               "command resumes." if journal is not None else "")
     print(f"acdc-compare: warning: exact ACDC tests up to {n_tests:,} edges one forward each: about "
-          f"{_duration(seconds)} on this CPU. For a result in minutes use --method hybrid --k 250 (EAP-IG picks "
+          f"{duration(seconds)} on this CPU. For a result in minutes use --method hybrid --k 250 (EAP-IG picks "
           f"the candidates, exact ACDC decides among them), or run on a GPU. {resume}", file=sys.stderr, flush=True)
 
 
@@ -158,12 +159,6 @@ def _warn_if_empty(circuit: Any, problem: Any, options: Any) -> None:
 
 def _metric_name(problem: Any) -> str:
     return "KL(full || empty) in nats" if problem.metric_kind.value == "kl" else problem.metric_kind.value
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:.0f} min"
 
 
 def _print_circuit(c: Any) -> None:

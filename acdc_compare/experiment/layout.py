@@ -17,6 +17,7 @@ from acdc_compare.experiment.conclusion import EvalKey, conclusion_section, weak
 from acdc_compare.experiment.config import ExperimentConfig, ExperimentResult, TaskRun
 from acdc_compare.experiment.stages import AttentionStage, Comparison, RoleScores
 from acdc_compare.export import edge_kind, prune_to_paths
+from acdc_compare.fmt import duration
 from acdc_compare.graph import parse_head
 from acdc_compare.movers import MoverOverlap
 from acdc_compare.plots import faithfulness_plot
@@ -133,7 +134,7 @@ def _summary_sections(r: ReportInputs) -> list[Any]:
                                    f"{config.n_held_out} ({config.held_out_seed})",
                                "graph": anchor.graph.config.key,
                                "edges in the graph": anchor.n_edges}),
-        Text("Method", _method_note(config), preformatted=False),
+        Text("Method", _method_note(config, r.result.exact_acdc_seconds), preformatted=False),
         Table("Example prompt per task (prompt 0 of each; the corrupted prompt differs only where shown)",
               ["task", "prompt", "correct", "wrong", "corrupted prompt"],
               [_example_row(r.tasks[t]) for t in config.circuit_tasks]),
@@ -274,7 +275,15 @@ def _target_note(runs: dict[str, TaskRun], config: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
-def _method_note(config: ExperimentConfig) -> str:
+def _exact_note(config: ExperimentConfig, exact_seconds: float) -> str:
+    """What exact ACDC over every edge would cost where the demo ran (the estimate `discover` warns with)."""
+    if not math.isfinite(exact_seconds):
+        return ""
+    return (f" Exact ACDC over all edges of the {config.task} graph would take about {duration(exact_seconds)} "
+            "here (estimated from one timed forward, as `discover` warns); on a GPU use --method acdc.")
+
+
+def _method_note(config: ExperimentConfig, exact_seconds: float) -> str:
     if config.method == "hybrid":
         return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top "
                 f"{candidates_description(config)} are the candidate circuit and every other edge is removed "
@@ -287,8 +296,7 @@ def _method_note(config: ExperimentConfig) -> str:
                 "task offers it (the answer-like words replaced by fresh ones, as IOI's ABC distribution does), so "
                 "the ablation removes what the answer is copied from. Each circuit is also evaluated on "
                 f"{config.n_held_out} prompts of seed {config.held_out_seed}, which it was not discovered on. "
-                "Exact ACDC over all edges of this model takes about a day on 2 CPU cores; on a GPU use "
-                "--method acdc.")
+                + _exact_note(config, exact_seconds))
     return f"Method {config.method}, threshold {config.threshold}."
 
 

@@ -49,6 +49,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
     for t in config.circuit_tasks:
         with clock(f"discovery: {t}"):
             found = stages.discover(tasks[t], model, config, bars, log)
+            if t == config.task:
+                result.exact_acdc_seconds = stages.exact_acdc_seconds(found)
         with clock("held-out evaluation"):
             held_out = stages.held_out_faithfulness(found.circuit, t, model, config)
         with clock("curves"):

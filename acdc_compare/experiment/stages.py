@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from acdc_compare.algorithms.acdc import estimated_seconds
 from acdc_compare.algorithms.eap import eap_ig_scores, faithfulness_of_scores
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.api import get_model, prepare, run_method
@@ -132,6 +133,11 @@ def _run_method(problem: Problem, config: ExperimentConfig, prior: torch.Tensor 
     return run_method(problem, config.method, threshold, k=None if config.coverage is not None else k,
                       coverage=config.coverage, steps=config.steps, progress=bars, prior=prior,
                       tested=config.tested_of(problem.task.name), functional=config.functional)
+
+
+def exact_acdc_seconds(found: Discovery) -> float:
+    """The estimated wall time of exact ACDC over every edge of the task's graph here (one timed forward)."""
+    return estimated_seconds(found.problem, found.problem.graph.n_edges)
 
 
 def held_out_faithfulness(circuit: Circuit, task: str, model: Any, config: ExperimentConfig) -> float:
