@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if reference is not None:
         summary["edge_auc"] = roc_auc(circuits, reference, over="edges")
         summary["node_auc"] = roc_auc(circuits, reference, over="nodes")
-        print(f"edge AUC {summary['edge_auc']:.3f}, node AUC {summary['node_auc']:.3f} against {args.reference}")
+        print(f"edge AUC {num(summary['edge_auc'], fixed=3)}, node AUC {num(summary['node_auc'], fixed=3)} "
+              f"against {args.reference}")
     (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print_paths([out / "sweep.json"])
     return EXIT_OK

@@ -17,7 +17,7 @@ from acdc_compare.experiment.conclusion import EvalKey, conclusion_section, weak
 from acdc_compare.experiment.config import ExperimentConfig, ExperimentResult, TaskRun
 from acdc_compare.experiment.stages import AttentionStage, Comparison, RoleScores
 from acdc_compare.export import edge_kind, prune_to_paths
-from acdc_compare.fmt import duration
+from acdc_compare.fmt import duration, num
 from acdc_compare.graph import parse_head
 from acdc_compare.movers import MoverOverlap
 from acdc_compare.plots import faithfulness_plot
@@ -367,6 +367,7 @@ def _edge_table(run: TaskRun, limit: int = 40) -> Table:
 
 
 def _fmt(x: Any) -> str:
+    """A table cell: floats through the one number formatter (`fmt.num`), None empty."""
     if isinstance(x, float):
-        return "nan" if math.isnan(x) else f"{x:.3g}"
+        return num(x, 3)
     return "" if x is None else str(x)
