@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from acdc_compare.cli.checks import check_task_args, writable_dir, writable_file
-from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_out, problem_from_args
+from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_max_memory, add_out, problem_from_args
 from acdc_compare.cli.method_options import add_method_args, method_options, option_names, progress_option
 from acdc_compare.cli.output import draw, print_paths, task_label
 
@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, formatter_class=HELP_FORMAT,
                        help="discover one task's circuit; writes JSON, SVG and PNG to --out")
     add_common(p)
+    add_max_memory(p)
     add_method_args(p)
     add_out(p, "results/discover",
             "output folder: TASK_METHOD.json/.svg/.png; exact ACDC and the hybrid journal their "
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from acdc_compare.algorithms.registry import run as run_method
+    from acdc_compare.api import needs_gradients
     from acdc_compare.export import save_circuit
 
     out = writable_dir(args.out, "--out")
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     extra = {"journal": str(journal)} if journal is not None else {}
     options = method_options(args, **progress_option(args), **extra)
     check_task_args(args)
-    problem = problem_from_args(args)
+    problem = problem_from_args(args, grad=needs_gradients(options))
     _warn_if_long(problem, options, journal)
     _warn_if_threshold_too_big(problem, options)
     args.journal_in_use = journal
