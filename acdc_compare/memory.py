@@ -139,7 +139,8 @@ class MemoryModel:
     def peak_bytes(self, w: Workload, batch: int = 1, *, grad: bool = False) -> int:
         """Peak activation bytes of a run (weights excluded): the context plus, for ACDC (`grad` False), a
         checkpoint run and `batch` candidates per forward; for EAP / EAP-IG the reference differences and
-        `batch` interpolation steps per differentiable forward. Preparing the context is never the peak."""
+        `batch` interpolation steps per differentiable forward. Preparing the context stays below this.
+        Live tensors: on the CPU with `acdc_compare.allocator`'s tuning the resident size can exceed it."""
         g, X = self.graph, w.tokens * self.cfg.d_model
         if grad:
             return self.context_bytes(w) + self.reference_bytes(w) + self.pass_bytes(w, batch, grad=True)
@@ -192,13 +193,18 @@ class MemoryModel:
         return max(attn, mlp)
 
     def _saved_layer_bytes(self, w: Workload) -> int:
-        """What one layer keeps for backward per circuit in a differentiable forward."""
+        """What one layer keeps for backward per circuit in a differentiable forward: the normed q/k/v inputs
+        (and, in half precision, the float32 copy the RMSNorm saves), the q/k/v vectors, attention scores,
+        the head results' post-norm shares (Gemma 2), the MLP's hidden activations."""
         c, T = self.cfg, w.tokens
         X = T * c.d_model
         R, H, P = self._r_attn, c.n_heads, w.seq_len
+        half = 4 if self.elem < 4 else 0  # bytes per element of the float32 copies half precision adds
         attn = (R * X + 4 * R * T * c.d_head + 2 * w.n_prompts * H * P * P + H * T * c.d_head) * self.elem
-        mlp = (2 * X + (4 if c.gated_mlp else 2) * T * c.d_mlp) * self.elem
-        return attn + mlp + 2 * X * self._float
+        attn += R * X * half
+        mlp = (X + (3 if c.gated_mlp else 2) * T * c.d_mlp) * self.elem + X * half
+        post = (H * X + 2 * X) * self._float if c.post_norms else 0
+        return attn + mlp + post + 2 * X * self._float
 
     def _logits(self, w: Workload, batch: int) -> int:
         """Logits at the scored positions in the dtype and the metric's float64 log-softmax temporaries."""
