@@ -101,6 +101,19 @@ class MemoryModel:
         embed = V * d * (1 if self.tied_embeddings else 2) + V + d * (2 if c.normalization == "LN" else 1)
         return c.n_layers * layer + embed + self.n_ctx * d
 
+    def layer_parameters(self) -> int:
+        """Parameters of the layers alone (no embedding, unembedding or final norm)."""
+        c = self.cfg
+        embed = c.d_vocab * c.d_model * (1 if self.tied_embeddings else 2) + c.d_vocab
+        embed += c.d_model * (2 if c.normalization == "LN" else 1) + self.n_ctx * c.d_model
+        return self.n_parameters() - embed
+
+    def bridge_weight_bytes(self) -> int:
+        """Weights resident when the model is loaded through TransformerLens (`load_model` + `make_patcher`):
+        the transformers model's own parameters, plus the engine's stacked copies of the layer weights
+        (`ModelWeights` shares only the embeddings with the model) and its fused q/k/v copy."""
+        return self.weight_bytes() + self.layer_parameters() * self.elem
+
     def weight_bytes(self) -> int:
         """The weights plus the engine's fused q/k/v copy (`Patcher._w_qkv`, `_b_qkv`)."""
         c = self.cfg
@@ -127,7 +140,7 @@ class MemoryModel:
                     + self._logits(w, batch))
         kept = batch * c.n_layers * self._saved_layer_bytes(w)
         return (2 * batch * g.n_senders * X * self.elem + 3 * masks + index + kept
-                + 2 * batch * self._stage_bytes(w) + self._logits(w, batch))
+                + batch * self._stage_bytes(w) + self._logits(w, batch))
 
     def reference_bytes(self, w: Workload) -> int:
         """EAP-IG's clean-minus-ablated differences (`GradReference`) and the clean context built for them."""

@@ -167,19 +167,36 @@ def shape_record(name: str, dtype: torch.dtype) -> dict[str, Any]:
 
 
 def gpu_fit(name: str, dtype: torch.dtype, seq_len: int) -> dict[str, Any]:
-    """What the memory model says fits on each GPU: prompts of `seq_len` tokens at batch 1 (ACDC, EAP-IG), and
-    the largest batch at 16 prompts."""
+    """What the memory model says fits on each GPU, with the weights loaded through TransformerLens (the
+    model's own plus the engine's copies) and handed straight to the engine (`random_weights`, or a backend
+    that shares them): prompts of `seq_len` tokens at one circuit per forward (ACDC, EAP-IG), and the largest
+    batch at 16 prompts."""
     cfg, tied = SHAPES[name]
     model = MemoryModel(cfg, dtype, tied_embeddings=tied)
-    out = {}
+    w16 = Workload(16, seq_len)
+    out: dict[str, Any] = {}
     for gpu, total in GPUS.items():
-        budget = total - model.weight_bytes()
-        w16 = Workload(16, seq_len)
-        out[gpu] = {"weights_fit": budget > 0,
-                    "max_prompts_acdc": model.largest_prompts(w16, budget, grad=False) if budget > 0 else 0,
-                    "max_prompts_eap_ig": model.largest_prompts(w16, budget, grad=True) if budget > 0 else 0,
-                    "acdc_batch_at_16_prompts": model.largest_batch(w16, budget, grad=False) if budget > 0 else 0,
-                    "eap_ig_batch_at_16_prompts": model.largest_batch(w16, budget, grad=True) if budget > 0 else 0}
+        for how, weights in (("loaded_via_transformer_lens", model.bridge_weight_bytes()),
+                             ("weights_given_to_engine", model.weight_bytes())):
+            budget = total - weights
+            ok = budget > 0
+            out.setdefault(gpu, {})[how] = {
+                "weights_bytes": weights, "weights_fit": ok,
+                "max_prompts_acdc": model.largest_prompts(w16, budget, grad=False) if ok else 0,
+                "max_prompts_eap_ig": model.largest_prompts(w16, budget, grad=True) if ok else 0,
+                "acdc_batch_at_16_prompts": model.largest_batch(w16, budget, grad=False) if ok else 0,
+                "eap_ig_batch_at_16_prompts": model.largest_batch(w16, budget, grad=True) if ok else 0}
+    return out
+
+
+def predicted_only(w: Workload) -> list[dict[str, Any]]:
+    """The shapes not measured here: their graph, weights and peak at `w`, and what fits on each GPU."""
+    out = []
+    for name in PREDICTED_ONLY:
+        cfg, tied = SHAPES[name]
+        bridge = MemoryModel(cfg, torch.bfloat16, tied_embeddings=tied).bridge_weight_bytes()
+        out.append({**shape_record(name, torch.bfloat16), **prediction(name, torch.bfloat16, w, 1),
+                    "predicted_bridge_weight_bytes": bridge, "fits_at_64_tokens": gpu_fit(name, torch.bfloat16, 64)})
     return out
 
 
@@ -205,7 +222,21 @@ def main() -> None:
     p.add_argument("--dtype", default=None, help="(child) the dtype; parent: every shape's dtype")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default="scale", help="result name (results/<out>_cpu.json)")
+    p.add_argument("--predict-only", action="store_true",
+                   help="recompute the predictions in results/<out>_cpu.json with the current memory model "
+                        "(measurements unchanged)")
     args = p.parse_args()
+    if args.predict_only:
+        path = Path(__file__).parent / "results" / f"{args.out}_cpu.json"
+        record = json.loads(path.read_text())
+        w = Workload(record["prompts"], record["tokens"])
+        for m in record["models"]:  # measurements stay as measured; predictions from the current model
+            m.update(prediction(m["shape"], getattr(torch, m["dtype"]), w, m["eap_ig_batch"]))
+            m["prediction_error"] = m["predicted_peak_bytes"] / m["measured_peak_bytes"] - 1
+        record["predicted_only"] = predicted_only(w)
+        record["predictions_recomputed"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        return
     if args.child:
         dtype = getattr(torch, args.dtype)
         print(json.dumps(child(args.child, dtype, args.prompts, args.tokens, args.steps, args.tests)))
@@ -222,8 +253,7 @@ def main() -> None:
             record["prediction_error"] = record["predicted_peak_bytes"] / record["measured_peak_bytes"] - 1
         print(json.dumps({k: v for k, v in record.items() if not isinstance(v, dict)}), flush=True)
         models.append(record)
-    predicted = [{**shape_record(n, torch.bfloat16), **prediction(n, torch.bfloat16, w, 1),
-                  "fits": gpu_fit(n, torch.bfloat16, 64)} for n in PREDICTED_ONLY]
+    predicted = predicted_only(w)
     save(args.out, torch.device("cpu"), {
         "prompts": args.prompts, "tokens": args.tokens, "eap_ig_steps": args.steps, "acdc_tests": args.tests,
         "memory_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),

@@ -130,3 +130,21 @@ def test_a_batch_that_cannot_fit_is_refused_naming_the_batch_that_does():
     with pytest.raises(MemoryBudgetError, match="use at most 2 per forward"):
         eap_ig_scores(problem, steps=5, batch=5)
     assert eap_ig_scores(problem, steps=5, batch=2).shape == (problem.graph.n_edges,)
+
+
+def test_bridge_weights_are_the_models_own_plus_the_engines_layer_copies():
+    from conftest import make_tiny
+
+    from acdc_compare.backends import make_patcher
+
+    bridge = make_tiny("llama", dtype=torch.float32)
+    patcher = make_patcher(bridge, check=False)
+    storages: dict[int, int] = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                                for t in bridge.parameters()}
+    for value in [*vars(patcher.w).values(), patcher._w_qkv, patcher._b_qkv]:
+        if isinstance(value, torch.Tensor):
+            storages.setdefault(value.untyped_storage().data_ptr(), value.untyped_storage().nbytes())
+    model = memory_model(patcher)
+    tied = patcher.w.W_U.untyped_storage().data_ptr() == patcher.w.W_E.untyped_storage().data_ptr()
+    model = MemoryModel(model.cfg, model.dtype, tied_embeddings=tied)
+    assert model.bridge_weight_bytes() == pytest.approx(sum(storages.values()), rel=0.02)
