@@ -148,3 +148,14 @@ def test_bridge_weights_are_the_models_own_plus_the_engines_layer_copies():
     tied = patcher.w.W_U.untyped_storage().data_ptr() == patcher.w.W_E.untyped_storage().data_ptr()
     model = MemoryModel(model.cfg, model.dtype, tied_embeddings=tied)
     assert model.bridge_weight_bytes() == pytest.approx(sum(storages.values()), rel=0.02)
+
+
+def test_an_acdc_batch_that_cannot_fit_is_refused_before_any_test():
+    from acdc_compare.algorithms.acdc import acdc
+
+    patcher, task = _patcher(), tiny_task(n=6, p=7)
+    work = Workload(task.n_prompts, task.clean.shape[1])
+    problem = make_problem(patcher, task, max_memory=memory_model(patcher).peak_bytes(work, 3))
+    with pytest.raises(MemoryBudgetError, match="use at most 3 per forward"):
+        acdc(problem, 0.01, max_batch=8)
+    assert torch.equal(acdc(problem, 0.01, max_batch=3).kept, acdc(problem, 0.01, max_batch=1).kept)

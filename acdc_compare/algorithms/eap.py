@@ -42,7 +42,6 @@ import torch
 
 from acdc_compare.algorithms.base import AlgorithmSpec, option
 from acdc_compare.algorithms.problem import Problem, memory_model
-from acdc_compare.memory import MemoryBudgetError, size_text
 from acdc_compare.circuit import Circuit, check_selection
 from acdc_compare.faithfulness import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
 from acdc_compare.progress import Bar, ProgressLike, as_progress
@@ -113,7 +112,7 @@ def eap_ig_scores(problem: Problem, steps: int = 5, *, absolute: bool = True, pa
         raise ValueError(f"path must be 'input' or 'mask', got {path!r}")
     alphas = ig_alphas(steps, rule)
     if batch is not None:
-        check_batch(problem, min(batch, steps), grad=True)
+        problem.check_batch(min(batch, steps), grad=True)
     batch = batch or circuits_per_pass(problem, grad=True)
     bar = as_progress(progress)("EAP-IG", steps, unit="step")
     try:
@@ -225,7 +224,7 @@ def evaluate_many(problem: Problem, kept: torch.Tensor, batch: int | None = None
     """Metric of each circuit in `kept` [B, n_edges] (bool or float), `batch` circuits per forward:
     float64 [B] on the CPU. `progress` gets one bar of B units named `desc`."""
     if batch is not None:
-        check_batch(problem, min(batch, max(1, int(kept.shape[0]))), grad=False)
+        problem.check_batch(min(batch, max(1, int(kept.shape[0]))), grad=False)
     batch = batch or circuits_per_pass(problem, grad=False)
     bar = as_progress(progress)(desc, int(kept.shape[0]), unit="circuit")
     out = []
@@ -272,16 +271,6 @@ def circuits_per_pass(problem: Problem, *, grad: bool, budget_bytes: float | Non
     if budget_bytes is None:
         return max(1, problem.batch_that_fits(grad=grad))
     return max(1, memory_model(problem.patcher).largest_batch(problem.workload, budget_bytes, grad=grad))
-
-
-def check_batch(problem: Problem, batch: int, *, grad: bool) -> None:
-    """Refuse a batch the memory model says cannot fit the problem's budget, naming the largest that does."""
-    fits = problem.batch_that_fits(grad=grad, limit=batch)
-    if fits < batch:
-        raise MemoryBudgetError(
-            f"{batch} circuits per forward need more than the {size_text(problem.memory_budget())} budget on "
-            f"{problem.patcher.device} ({problem.task.n_prompts} prompts of {problem.ctx.seq_len} tokens): use "
-            f"at most {max(fits, 1)} per forward" + ("" if fits else ", or fewer prompts"))
 
 
 EAP_SPEC = AlgorithmSpec("eap", EapOptions, run_eap, "edge attribution patching: one forward + backward "

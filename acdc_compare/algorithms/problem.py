@@ -106,6 +106,16 @@ class Problem:
             return float(self.max_memory)
         return available_memory(self.patcher.device) + memory_model(self.patcher).context_bytes(self.workload)
 
+    def check_batch(self, batch: int, *, grad: bool) -> None:
+        """Refuse `batch` circuits per (differentiable) forward when the memory model says they cannot fit the
+        budget, naming the largest batch that does."""
+        fits = self.batch_that_fits(grad=grad, limit=batch)
+        if fits < batch:
+            raise MemoryBudgetError(
+                f"{batch} circuits per forward need more than the {size_text(self.memory_budget())} budget on "
+                f"{self.patcher.device} ({self.task.n_prompts} prompts of {self.ctx.seq_len} tokens): use at "
+                f"most {max(fits, 1)} per forward" + ("" if fits else ", or fewer prompts"))
+
     def batch_that_fits(self, *, grad: bool, limit: int = MAX_BATCH) -> int:
         """The most circuits per (differentiable) forward the memory model fits in the budget (0: none)."""
         return memory_model(self.patcher).largest_batch(self.workload, self.memory_budget(), grad=grad,
