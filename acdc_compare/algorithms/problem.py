@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from acdc_compare.allocator import allocator_tuned
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
 from acdc_compare.memory import (MAX_BATCH, MemoryBudgetError, MemoryModel, Workload, available_memory,
@@ -101,10 +102,15 @@ class Problem:
 
     def memory_budget(self) -> float:
         """Bytes a run on this problem may hold at its peak, the prepared context included: `max_memory`, or
-        what the device has free now plus what the context already holds."""
+        what the device has free now plus what the context already holds; half the free memory on a CPU whose
+        allocator keeps what it frees (`acdc_compare.allocator`: its resident size measured up to twice the
+        live peak), so batches chosen there leave room."""
         if self.max_memory is not None:
             return float(self.max_memory)
-        return available_memory(self.patcher.device) + memory_model(self.patcher).context_bytes(self.workload)
+        free = available_memory(self.patcher.device)
+        if self.patcher.device.type == "cpu" and allocator_tuned():
+            free //= 2
+        return free + memory_model(self.patcher).context_bytes(self.workload)
 
     def check_batch(self, batch: int, *, grad: bool) -> None:
         """Refuse `batch` circuits per (differentiable) forward when the memory model says they cannot fit the
