@@ -15,6 +15,7 @@ from acdc_compare.algorithms.problem import Problem, check_fits, make_problem
 from acdc_compare.algorithms.registry import algorithm, make_options, run, spec_of
 from acdc_compare.backends import DEFAULT_MODEL, load_model, make_patcher, model_name, tokenizer
 from acdc_compare.circuit import Circuit
+from acdc_compare.memory import parse_size
 from acdc_compare.metrics import parse_metric
 from acdc_compare.patching import parse_ablation
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
@@ -62,22 +63,28 @@ def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metri
             ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
             n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
             dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
-            check: bool = True) -> Problem:
+            check: bool = True, max_memory: int | str | None = None, grad: bool = False) -> Problem:
     """Load the model, build the task and run the ablated and full forwards once (shared by every method
     and threshold run on it). The engine is checked against the model's own forward first (`make_patcher`);
-    `check=False` skips that probe (never the refusal of unsupported settings)."""
+    `check=False` skips that probe (never the refusal of unsupported settings). `max_memory` (bytes, or
+    '24GiB', '80GB') bounds what the run may hold beyond the weights (default: what the device has free);
+    a task that cannot fit it (with `grad`: EAP's and EAP-IG's differentiable run) is refused before any
+    activation is computed, naming the prompt count that fits."""
     parse_metric(metric)
     parse_ablation(ablation)
+    budget = None if max_memory is None else parse_size(max_memory)
     bridge = get_model(model, device=device, dtype=dtype)
     if isinstance(task, str) and not is_prompts_file(task) and n_prompts is not None and n_prompts > _PROBE_PROMPTS:
         probe = resolve_task(task, bridge, n_prompts=_PROBE_PROMPTS, seed=seed, corruption=corruption)
         patcher = make_patcher(bridge, include_direct=include_direct, check=check)
-        check_fits(patcher, n_prompts, probe.clean.shape[1], probe.positions.shape[1])  # before building them all
+        check_fits(patcher, n_prompts, probe.clean.shape[1], probe.positions.shape[1], grad=grad,
+                   max_memory=budget)  # before building them all
         the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
     else:
         the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
         patcher = make_patcher(bridge, include_direct=include_direct, check=check)
-    return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge))
+    return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge),
+                        grad=grad, max_memory=budget)
 
 
 _PROBE_PROMPTS = 16  # a generated task this big is built first to size a large one before all its prompts are made
@@ -115,7 +122,8 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
              ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
              n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
              dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
-             threshold_scale: ThresholdScale = "absolute", **options: Any) -> Circuit:
+             threshold_scale: ThresholdScale = "absolute", max_memory: int | str | None = None,
+             **options: Any) -> Circuit:
     """Discover the circuit behind a task.
 
     task: a `Task`, or a task name ("ioi", "pet-last", ...) built with the model's tokenizer.
@@ -131,6 +139,8 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
     metric: "kl" (KL(full || circuit) at the scored positions) or "logit_diff" (negated).
     ablation: "corrupted" (the task's corrupted prompts), "zero" or "mean".
     corruption: which corrupted prompts a named task gets ("meaning", "answers"; None: the task's default).
+    max_memory: bytes (or '24GiB') the run may hold beyond the weights (default: what the device has free);
+        batches are chosen to fit it, and a run that cannot fit is refused before any activation is computed.
     options: the method's own (ACDC: order, abs_value, journal, progress, max_batch, max_tests; hybrid also
         k, coverage, steps; EAP: top_n, absolute; EAP-IG also steps, path, rule). They are validated before
         the model is loaded.
@@ -141,7 +151,8 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
         check_eap_metric(metric)  # before the model loads
     check_threshold_scale(threshold_scale, chosen)
     problem = prepare(task, model=model, metric=metric, ablation=ablation, include_direct=include_direct,
-                      n_prompts=n_prompts, seed=seed, device=device, dtype=dtype, corruption=corruption)
+                      n_prompts=n_prompts, seed=seed, device=device, dtype=dtype, corruption=corruption,
+                      max_memory=max_memory, grad=needs_gradients(chosen))
     return run_scaled(problem, chosen, threshold_scale)
 
 
@@ -173,6 +184,12 @@ def run_scaled(problem: Problem, options: Any, threshold_scale: ThresholdScale =
         return found
     settings = {**found.settings, "threshold_scale": "relative", "relative_threshold": options.threshold}
     return Circuit(found.graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
+
+
+def needs_gradients(options: Any) -> bool:
+    """Whether a method's run takes a differentiable forward (every method but exact ACDC: EAP, EAP-IG and the
+    hybrid, which ranks by EAP-IG)."""
+    return spec_of(options).name != "acdc"
 
 
 def sweep(task: Task | str | Any, thresholds: Sequence[float] | None = None, *, method: str = "acdc",

@@ -81,3 +81,37 @@ def tensors_digest(named: Iterable[tuple[str, torch.Tensor]]) -> str:
         if t.numel():
             h.update(t.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def random_weights(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, seed: int = 0,
+                   tied_embeddings: bool = False, n_ctx: int = 0, std: float = 0.02) -> ModelWeights:
+    """Random weights of shape `cfg` (normal, `std`; norms 1, biases 0), made straight in `dtype` without
+    any model library: what memory and time depend on, for shapes whose real weights are not at hand.
+    `tied_embeddings` makes W_U a view of W_E (one copy, as tied models hold it); `n_ctx` > 0 adds a learned
+    position table."""
+    gen = torch.Generator().manual_seed(seed)
+    L, H, G, d, dh, F, V = (cfg.n_layers, cfg.n_heads, cfg.kv_heads, cfg.d_model, cfg.d_head, cfg.d_mlp,
+                            cfg.d_vocab)
+
+    def normal(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=dtype).mul_(std)
+
+    def const(value: float, *shape: int) -> torch.Tensor:
+        return torch.full(shape, value, dtype=dtype)
+
+    layer_norm = cfg.normalization == "LN"
+    pre = cfg.pre_norms
+    W_E = normal(V, d)
+    q_width = H * dh if cfg.qk_norm == "full" else dh
+    k_width = G * dh if cfg.qk_norm == "full" else dh
+    return ModelWeights(
+        config=cfg, W_E=W_E, W_pos=normal(n_ctx, d) if n_ctx else None,
+        W_Q=normal(L, H, d, dh), W_K=normal(L, G, d, dh), W_V=normal(L, G, d, dh), W_O=normal(L, H, dh, d),
+        b_Q=const(0, L, H, dh), b_K=const(0, L, G, dh), b_V=const(0, L, G, dh), b_O=const(0, L, d),
+        ln1_w=const(1, L, d) if pre else None, ln1_b=const(0, L, d) if pre and layer_norm else None,
+        ln2_w=const(1, L, d) if pre else None, ln2_b=const(0, L, d) if pre and layer_norm else None,
+        W_in=normal(L, d, F), W_gate=normal(L, d, F) if cfg.gated_mlp else None, b_in=const(0, L, F),
+        W_out=normal(L, F, d), b_out=const(0, L, d), lnf_w=const(1, d), lnf_b=const(0, d) if layer_norm else None,
+        W_U=W_E.T if tied_embeddings else normal(d, V), b_U=const(0, V),
+        ln1_post_w=const(1, L, d) if cfg.post_norms else None, ln2_post_w=const(1, L, d) if cfg.post_norms else None,
+        q_norm_w=const(1, L, q_width) if cfg.qk_norm else None, k_norm_w=const(1, L, k_width) if cfg.qk_norm else None)

@@ -297,9 +297,9 @@ def test_too_many_prompts_are_refused_naming_the_size_that_fits(tiny_dir, tmp_pa
     fits = int(re.search(r"--n-prompts (\d+)", err).group(1))
     seq_len = int(re.search(r"prompts of (\d+) tokens", err).group(1))
     patcher = make_patcher(get_model(str(tiny_dir)))
-    problem_module.check_fits(patcher, fits, seq_len)  # the size named fits ...
+    problem_module.check_fits(patcher, fits, seq_len, grad=True)  # the size named fits EAP-IG's run ...
     with pytest.raises(problem_module.MemoryBudgetError):
-        problem_module.check_fits(patcher, fits + 1, seq_len)  # ... and is the largest that does
+        problem_module.check_fits(patcher, fits + 1, seq_len, grad=True)  # ... and is the largest that does
 
 
 def test_a_prompts_file_is_sized_by_its_rows_not_by_n_prompts(tiny_dir, tmp_path, monkeypatch, capsys):
@@ -517,3 +517,14 @@ def test_version(capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"acdc-compare {acdc_compare.__version__}"
+
+
+def test_max_memory_bounds_the_run_and_nonsense_is_refused_before_the_model_loads(tiny_dir, tmp_path, capsys):
+    base = ["discover", "--model", str(tiny_dir), "--task", "ioi-acdc", "--method", "eap-ig", "--top-n", "5",
+            "--quiet", "--out", str(tmp_path)]
+    assert main([*base, "--max-memory", "lots"]) == EXIT_USAGE
+    assert "--max-memory: a memory size must be" in capsys.readouterr().err
+    assert main([*base, "--n-prompts", "3000", "--max-memory", "20MB"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "3000 prompts of" in err and "only 20.0 MB is the --max-memory budget" in err
+    assert re.search(r"use at most \d+ prompts \(--n-prompts \d+\)", err)

@@ -13,7 +13,7 @@ PACKAGE = Path(acdc_compare.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("types", "allocator", "files", "progress", "stats", "fmt"),
     ("graph",),
-    ("circuit", "metrics", "weights", "forward", "faithfulness", "journal"),
+    ("circuit", "metrics", "weights", "forward", "faithfulness", "journal", "memory"),
     ("patching",),
     ("backends",),
     ("tasks",),

@@ -220,6 +220,8 @@ def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | 
     """The run before its first test: every edge kept, less the non-candidates (the fixed ones stay), then the
     journal's decisions replayed; the journal reopened for appending and the bar started at the replayed
     count."""
+    if options.max_batch is not None and hasattr(problem, "check_batch"):
+        problem.check_batch(options.max_batch, grad=False)  # a refusal naming the batch that fits, before any test
     graph = problem.graph
     kept = torch.ones(graph.n_edges, dtype=torch.bool)
     scores = torch.full((graph.n_edges,), math.nan, dtype=torch.float64)

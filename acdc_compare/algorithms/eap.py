@@ -41,7 +41,7 @@ from typing import Any, Literal
 import torch
 
 from acdc_compare.algorithms.base import AlgorithmSpec, option
-from acdc_compare.algorithms.problem import Problem, available_memory, pass_bytes
+from acdc_compare.algorithms.problem import Problem, memory_model
 from acdc_compare.circuit import Circuit, check_selection
 from acdc_compare.faithfulness import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
 from acdc_compare.metrics import parse_metric
@@ -116,6 +116,8 @@ def eap_ig_scores(problem: Problem, steps: int = 5, *, absolute: bool = True, pa
     if path not in ("input", "mask"):
         raise ValueError(f"path must be 'input' or 'mask', got {path!r}")
     alphas = ig_alphas(steps, rule)
+    if batch is not None:
+        problem.check_batch(min(batch, steps), grad=True)
     batch = batch or circuits_per_pass(problem, grad=True)
     bar = as_progress(progress)("EAP-IG", steps, unit="step")
     try:
@@ -228,6 +230,8 @@ def evaluate_many(problem: Problem, kept: torch.Tensor, batch: int | None = None
                   progress: ProgressLike = None, desc: str = "circuits") -> torch.Tensor:
     """Metric of each circuit in `kept` [B, n_edges] (bool or float), `batch` circuits per forward:
     float64 [B] on the CPU. `progress` gets one bar of B units named `desc`."""
+    if batch is not None:
+        problem.check_batch(min(batch, max(1, int(kept.shape[0]))), grad=False)
     batch = batch or circuits_per_pass(problem, grad=False)
     bar = as_progress(progress)(desc, int(kept.shape[0]), unit="circuit")
     out = []
@@ -267,19 +271,13 @@ def faithfulness_of_scores(problem: Problem, scores: torch.Tensor,
     return faithfulness_curve(scores, graph, evaluate, fractions, m_full=m_full, m_empty=m_empty, log_x=log_x)
 
 
-def circuits_per_pass(problem: Problem, *, grad: bool, budget_bytes: int | None = None) -> int:
-    """How many circuits one (differentiable) patched forward can hold in the memory budget (default: 60%
-    of the GPU's free memory, or 40% of the available RAM, at most 8 GiB, on the CPU)."""
-    patcher, ctx = problem.patcher, problem.ctx
-    per_circuit = pass_bytes(patcher, ctx.n_prompts, ctx.seq_len, grad=grad)
+def circuits_per_pass(problem: Problem, *, grad: bool, budget_bytes: float | None = None) -> int:
+    """How many circuits one (differentiable) patched forward takes: the largest batch whose peak the memory
+    model (`acdc_compare.memory`) fits in `budget_bytes` (default: the problem's budget, `max_memory` or what
+    the device has free), at least 1."""
     if budget_bytes is None:
-        budget_bytes = _memory_budget(patcher.device)
-    return max(1, min(256, int(budget_bytes // per_circuit)))
-
-
-def _memory_budget(device: torch.device) -> int:
-    available = available_memory(device)
-    return int(0.6 * available) if device.type == "cuda" else int(min(0.4 * available, 8 << 30))
+        return max(1, problem.batch_that_fits(grad=grad))
+    return max(1, memory_model(problem.patcher).largest_batch(problem.workload, budget_bytes, grad=grad))
 
 
 EAP_SPEC = AlgorithmSpec("eap", EapOptions, run_eap, "edge attribution patching: one forward + backward "

@@ -5,16 +5,19 @@ circuit's run and evaluates candidate circuits from a receiver's stage on, hidin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from acdc_compare.allocator import allocator_tuned
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
+from acdc_compare.memory import (MAX_BATCH, MemoryBudgetError, MemoryModel, Workload, available_memory,
+                                 size_text)
 from acdc_compare.metrics import MetricFn, kl_divergence, parse_metric
 from acdc_compare.patching import PatchContext, Patcher, RunState, parse_ablation
 from acdc_compare.tasks.base import Task
@@ -36,6 +39,7 @@ class Problem:
     metric: MetricFn
     clean_logits: torch.Tensor  # [N, Q, V], all edges kept
     model_name: str
+    max_memory: int | None = None  # bytes a run may hold beyond the weights (None: what the device has free)
 
     @property
     def graph(self) -> Graph:
@@ -86,9 +90,42 @@ class Problem:
 
     @property
     def default_batch(self) -> int:
-        """Speculative candidates per forward. On a GPU a batch of K costs little more than one; on a CPU it
-        costs K times one (measured: 8 circuits 8.5x one on SmolLM2), so speculation only wastes work there."""
-        return 64 if self.patcher.device.type == "cuda" else 1
+        """Speculative candidates per forward: 64 on a GPU, where a batch of K costs little more than one, as
+        far as the memory budget allows; 1 on a CPU, where it costs K times one (measured: 8 circuits 8.5x one
+        on SmolLM2), so speculation only wastes work there."""
+        return max(1, self.batch_that_fits(grad=False, limit=64 if self.patcher.device.type == "cuda" else 1))
+
+    # ----- memory -------------------------------------------------------------------------------------
+    @property
+    def workload(self) -> Workload:
+        return Workload(self.ctx.n_prompts, self.ctx.seq_len, int(self.ctx.positions.shape[1]))
+
+    def memory_budget(self) -> float:
+        """Bytes a run on this problem may hold at its peak, the prepared context included: `max_memory`, or
+        what the device has free now plus what the context already holds; half the free memory on a CPU whose
+        allocator keeps what it frees (`acdc_compare.allocator`: its resident size measured up to twice the
+        live peak), so batches chosen there leave room."""
+        if self.max_memory is not None:
+            return float(self.max_memory)
+        free = available_memory(self.patcher.device)
+        if self.patcher.device.type == "cpu" and allocator_tuned():
+            free //= 2
+        return free + memory_model(self.patcher).context_bytes(self.workload)
+
+    def check_batch(self, batch: int, *, grad: bool) -> None:
+        """Refuse `batch` circuits per (differentiable) forward when the memory model says they cannot fit the
+        budget, naming the largest batch that does."""
+        fits = self.batch_that_fits(grad=grad, limit=batch)
+        if fits < batch:
+            raise MemoryBudgetError(
+                f"{batch} circuits per forward need more than the {size_text(self.memory_budget())} budget on "
+                f"{self.patcher.device} ({self.task.n_prompts} prompts of {self.ctx.seq_len} tokens): use at "
+                f"most {max(fits, 1)} per forward" + ("" if fits else ", or fewer prompts"))
+
+    def batch_that_fits(self, *, grad: bool, limit: int = MAX_BATCH) -> int:
+        """The most circuits per (differentiable) forward the memory model fits in the budget (0: none)."""
+        return memory_model(self.patcher).largest_batch(self.workload, self.memory_budget(), grad=grad,
+                                                        limit=limit)
 
     def run_settings(self) -> dict[str, Any]:
         """What a result records about where it ran."""
@@ -124,88 +161,47 @@ def make_metric(metric: Metric | str, task: Task, clean_logits: torch.Tensor) ->
 
 def make_problem(patcher: Patcher, task: Task, *, metric: Metric | str = Metric.KL,
                  ablation: Ablation | str = Ablation.CORRUPTED, model_name: str | None = None,
-                 reference: torch.Tensor | None = None) -> Problem:
+                 reference: torch.Tensor | None = None, grad: bool = False,
+                 max_memory: int | None = None) -> Problem:
     """Prepare the ablated run and the full model's logits for a task (validates the inputs first, the
-    memory they need included)."""
+    memory they need included: `grad` for a run of EAP / EAP-IG, within `max_memory` bytes, default what
+    the device has free)."""
     metric_kind, ablation_kind = parse_metric(metric), parse_ablation(ablation)
     task.check_vocab(patcher.vocab_size)
-    check_fits(patcher, task.n_prompts, task.clean.shape[1], task.positions.shape[1])
+    check_fits(patcher, task.n_prompts, task.clean.shape[1], task.positions.shape[1], grad=grad,
+               max_memory=max_memory)
     ctx = patcher.prepare(task.clean, ablation_kind, corrupted=task.corrupted, positions=task.positions,
                           reference=reference)
     clean_logits = patcher.logits(ctx, Circuit.full(patcher.graph))[0]
     return Problem(patcher=patcher, ctx=ctx, task=task, metric_kind=metric_kind, ablation=ablation_kind,
                    metric=make_metric(metric_kind, task, clean_logits), clean_logits=clean_logits,
-                   model_name=model_name or patcher.cfg.name)
+                   model_name=model_name or patcher.cfg.name, max_memory=max_memory)
 
 
-# ----- memory -------------------------------------------------------------------------------------------
-def pass_bytes(patcher: Patcher, n_prompts: int, seq_len: int, *, grad: bool) -> float:
-    """Bytes one circuit's patched forward holds (with `grad`: differentiable, uniform masks): the sender
-    buffer plus what each layer keeps, all [n_prompts * seq_len, d_model]-sized."""
-    cfg, g = patcher.cfg, patcher.graph
-    r_attn = cfg.n_heads + 2 * cfg.kv_heads
-    if grad:  # sender buffer + its gradient + what each layer keeps for backward
-        units = 2 * g.n_senders + cfg.n_layers * (r_attn + 8 + 4 * cfg.d_mlp / cfg.d_model)
-    else:
-        units = g.n_senders + 3 * r_attn + 4 * cfg.d_mlp / cfg.d_model
-    return units * _activation_bytes(patcher, n_prompts, seq_len)
+# ----- memory (the model is `acdc_compare.memory`) -------------------------------------------------------
+def memory_model(patcher: Patcher) -> MemoryModel:
+    """The memory model of the patcher's model, graph and dtype."""
+    cfg = dataclasses.replace(patcher.cfg, d_vocab=patcher.vocab_size)
+    return MemoryModel(cfg, patcher.dtype, include_direct=patcher.graph.config.include_direct)
 
 
-def context_bytes(patcher: Patcher, n_prompts: int, seq_len: int) -> float:
-    """Bytes of the prepared ablated run (`Patcher.prepare`): every sender's ablated output and each layer's
-    ablated attention and MLP inputs."""
-    units = patcher.graph.n_senders + 2 * patcher.cfg.n_layers
-    return units * _activation_bytes(patcher, n_prompts, seq_len)
-
-
-def _activation_bytes(patcher: Patcher, n_prompts: int, seq_len: int) -> float:
-    return n_prompts * seq_len * patcher.cfg.d_model * (torch.finfo(patcher.dtype).bits // 8)
-
-
-def available_memory(device: torch.device) -> int:
-    """Free GPU memory, or the RAM available to new allocations (MemAvailable; 8 GiB where unknown)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30
-
-
-def logits_bytes(patcher: Patcher, n_prompts: int, n_positions: int) -> float:
-    """Bytes of the logits a metric evaluation holds at once: the full model's (kept), one circuit's and the
-    metric's two log-softmax temporaries, each [n_prompts, n_positions, vocab]."""
-    return 4 * n_prompts * n_positions * patcher.vocab_size * (torch.finfo(patcher.dtype).bits // 8)
-
-
-def check_fits(patcher: Patcher, n_prompts: int, seq_len: int, n_positions: int = 1) -> None:
-    """Refuse, before anything is allocated, a task whose ablated run, logits and one circuit's forward cannot
-    fit in the device's available memory; the message names how many prompts would."""
-    per_prompt = (context_bytes(patcher, 1, seq_len) + pass_bytes(patcher, 1, seq_len, grad=False)
-                  + logits_bytes(patcher, 1, n_positions))
-    available = available_memory(patcher.device)
-    if n_prompts * per_prompt <= available:
+def check_fits(patcher: Patcher, n_prompts: int, seq_len: int, n_positions: int = 1, *, grad: bool = False,
+               max_memory: int | None = None) -> None:
+    """Refuse, before any activation is computed, a task whose run cannot fit in `max_memory` bytes (default:
+    what the device has free now): the ablated run, a checkpoint and one circuit per forward (`grad`: EAP's
+    and EAP-IG's differentiable forward with its reference). The message names how many prompts would fit."""
+    model = memory_model(patcher)
+    work = Workload(n_prompts, seq_len, n_positions)
+    need = model.peak_bytes(work, 1, grad=grad)
+    budget = available_memory(patcher.device) if max_memory is None else max_memory
+    if need <= budget:
         return
-    fits = int(available // per_prompt)
+    fits = model.largest_prompts(work, budget, grad=grad)
     dtype = str(patcher.dtype).replace("torch.", "")
+    what = "EAP/EAP-IG's differentiable run" if grad else "the patched run"
+    where = "the --max-memory budget" if max_memory is not None else "available"
     raise MemoryBudgetError(
-        f"{n_prompts} prompts of {seq_len} tokens need about {_size(n_prompts * per_prompt)} for the patching "
-        f"buffers and logits on {patcher.device} ({patcher.graph.n_senders} senders x {patcher.cfg.d_model} "
-        f"values per token, {patcher.vocab_size} logits per scored position, {dtype}), but only "
-        f"{_size(available)} is available: use at most {fits} prompts (--n-prompts {max(fits, 1)}; EAP-IG and "
-        "the hybrid need fewer still, for gradients)" + ("" if fits else ", or a machine with more memory"))
-
-
-class MemoryBudgetError(ValueError):
-    """A run would need more memory than the device has; the message names the size that fits."""
-
-
-def _size(n_bytes: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.1f} {unit}"
-    return f"{n_bytes / 1e3:.1f} kB"
+        f"{n_prompts} prompts of {seq_len} tokens need about {size_text(need)} for {what} on {patcher.device} "
+        f"({model.graph.n_senders} senders x {patcher.cfg.d_model} values per token, {patcher.vocab_size} "
+        f"logits per scored position, {dtype}), but only {size_text(budget)} is {where}: use at most {fits} "
+        f"prompts (--n-prompts {max(fits, 1)})" + ("" if fits else ", or a machine with more memory"))

@@ -110,3 +110,10 @@ def check_task_args(args: argparse.Namespace, *names: str) -> None:
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if getattr(args, "max_memory", None) is not None:
+        from acdc_compare.memory import parse_size
+
+        try:
+            parse_size(args.max_memory)
+        except ValueError as err:
+            raise ValueError(f"--max-memory: {err}") from None

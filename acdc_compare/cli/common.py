@@ -46,6 +46,13 @@ def add_common(p: argparse.ArgumentParser, task: bool = True) -> None:
     add_quiet(p)
 
 
+def add_max_memory(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-memory", default=None,
+                   help="memory the run may hold beyond the weights, e.g. 24GiB or 80GB; batches are chosen to "
+                        "fit it and a run that cannot fit is refused before any activation is computed, naming "
+                        "the prompt count that fits. None: what the device has free")
+
+
 def add_metric_and_ablation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", default="kl", choices=["kl", "logit_diff"], help=METRIC_HELP)
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "zero", "mean"], help=ABLATION_HELP)
@@ -67,13 +74,14 @@ def add_reference(p: argparse.ArgumentParser, text: str) -> None:
     p.add_argument("--reference", choices=REFERENCES, default=None, help=text)
 
 
-def problem_from_args(args: argparse.Namespace) -> Any:
-    """The prepared problem the task/model/metric flags describe."""
+def problem_from_args(args: argparse.Namespace, grad: bool = False) -> Any:
+    """The prepared problem the task/model/metric flags describe (`grad`: sized for a differentiable run)."""
     from acdc_compare.api import prepare
 
     return prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
                    include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
-                   device=args.device, corruption=args.corruption)
+                   device=args.device, corruption=args.corruption, max_memory=getattr(args, "max_memory", None),
+                   grad=grad)
 
 
 def reference_circuit(name: str, graph: Any) -> Any:

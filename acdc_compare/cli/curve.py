@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from acdc_compare.cli.checks import check_task_args, writable_dir
-from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_metric_and_ablation, add_no_direct, \
-    add_out, problem_from_args
+from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_max_memory, add_metric_and_ablation, \
+    add_no_direct, add_out, problem_from_args
 from acdc_compare.cli.output import print_paths, task_label
 from acdc_compare.fmt import num
 
@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, formatter_class=HELP_FORMAT, help="faithfulness curve (MIB's CPR and CMD) of edge "
                                                                "rankings: EAP, EAP-IG, or a saved circuit's scores")
     add_common(p)
+    add_max_memory(p)
     p.add_argument("--scores", nargs="+", default=["eap-ig"],
                    help="what ranks the edges: 'eap', 'eap-ig' and/or saved circuit files (their scores; "
                         "untested edges rank last): this tool's JSON or MIB / EAP-IG's JSON or .pt (read onto "

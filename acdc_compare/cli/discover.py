@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from acdc_compare.cli.checks import check_task_args, writable_dir, writable_file
-from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_out, add_threshold_scale, problem_from_args
+from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_max_memory, add_out, add_threshold_scale, \
+    problem_from_args
 from acdc_compare.cli.method_options import add_method_args, method_options, option_names, progress_option
 from acdc_compare.cli.output import draw, print_paths, task_label
 
@@ -23,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, formatter_class=HELP_FORMAT,
                        help="discover one task's circuit; writes JSON, SVG and PNG to --out")
     add_common(p)
+    add_max_memory(p)
     add_method_args(p)
     add_threshold_scale(p, "--threshold")
     add_out(p, "results/discover",
@@ -31,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from acdc_compare.api import check_threshold_scale, run_scaled, scaled_options
+    from acdc_compare.api import check_threshold_scale, needs_gradients, run_scaled, scaled_options
     from acdc_compare.export import save_circuit
 
     out = writable_dir(args.out, "--out")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     options = method_options(args, **progress_option(args), **extra)
     check_threshold_scale(args.threshold_scale, options)
     check_task_args(args)
-    problem = problem_from_args(args)
+    problem = problem_from_args(args, grad=needs_gradients(options))
     _print_task(args, problem)
     scaled = scaled_options(problem, options, args.threshold_scale)
     _print_threshold(args, problem, scaled)

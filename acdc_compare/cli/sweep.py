@@ -10,8 +10,8 @@ import sys
 from typing import Any
 
 from acdc_compare.cli.checks import check_task_args, writable_dir
-from acdc_compare.cli.common import EXIT_FAILURE, EXIT_OK, HELP_FORMAT, add_common, add_out, add_reference, \
-    add_threshold_scale, problem_from_args, reference_circuit
+from acdc_compare.cli.common import EXIT_FAILURE, EXIT_OK, HELP_FORMAT, add_common, add_max_memory, add_out, \
+    add_reference, add_threshold_scale, problem_from_args, reference_circuit
 from acdc_compare.cli.method_options import add_method_args, method_options, progress_option
 from acdc_compare.cli.output import print_paths, task_label
 from acdc_compare.fmt import num
@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "a threshold grid in this process")
     p.add_argument("spec", nargs="?", default=None, help="sweep spec (TOML; see README 'Sweeps')")
     add_common(p)
+    add_max_memory(p)
     add_method_args(p, SWEEP_EXCLUDE)
     p.add_argument("--thresholds", type=float, nargs="+", default=None,
                    help="the thresholds, read as --threshold-scale says (absolute: the metric's own units); "

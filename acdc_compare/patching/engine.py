@@ -107,7 +107,6 @@ class Patcher:
         clean = self._check_tokens(clean, "clean")
         n, p = clean.shape
         positions = scored_positions(positions, n, p, self.device)
-        zero = torch.zeros(self.graph.n_senders, n * p * self.cfg.d_model, device=self.device, dtype=self.dtype)
         if ablation is Ablation.CORRUPTED:
             if corrupted is None:
                 raise PatchingError("corrupted ablation needs the corrupted prompts (corrupted=...)")
@@ -117,7 +116,8 @@ class Patcher:
                                     "differ in shape: each corrupted prompt must have its clean prompt's length")
             corr_out = self.sender_outputs(corrupted)
         elif ablation is Ablation.ZERO:
-            corr_out = zero
+            corr_out = torch.zeros(self.graph.n_senders, n * p * self.cfg.d_model, device=self.device,
+                                   dtype=self.dtype)
         else:
             ref = clean if reference is None else self._check_tokens(reference, "reference")
             if ref.shape[1] != p:
@@ -161,11 +161,12 @@ class Patcher:
         tokens = self._check_tokens(tokens, "tokens")
         n, p = tokens.shape
         positions = torch.full((n, 1), p - 1, dtype=torch.long, device=self.device)
-        zero = torch.zeros(self.graph.n_senders, n * p * self.cfg.d_model, device=self.device, dtype=self.dtype)
-        ctx = self._context(tokens, positions, Ablation.ZERO, zero)
+        # every ablated output is zero: one zero row broadcast, not a zero buffer as large as the outputs
+        zero = torch.zeros(1, n * p * self.cfg.d_model, device=self.device, dtype=self.dtype)
+        ctx = self._context(tokens, positions, Ablation.ZERO, zero.expand(self.graph.n_senders, -1))
         full = torch.ones(1, self.graph.n_edges, dtype=torch.bool, device=self.device)
         _, state = self.run(ctx, full, keep_state=True)
-        return state.deltas[0] + zero  # ablated outputs are zero, so deltas are the outputs
+        return state.deltas[0]  # ablated outputs are zero, so deltas are the outputs
 
     # ----- running circuits ---------------------------------------------------------------------------
     @torch.no_grad()
