@@ -392,12 +392,14 @@
   };
 
   /* Fit the layout's width to the panel: the graph spans the viewer, its height follows (at most most of the
-     window's; a taller graph starts at the logits, drag to see the rest). Refit when the panel's width changes. */
+     window's, or the --acdc-height a host sets, as a notebook cell does; a taller graph starts at the logits,
+     drag to see the rest). Refit when the panel's width changes. */
   Viewer.prototype.fit = function () {
     var L = this.data.layout, width = this.svg.clientWidth || this.root.clientWidth || 800;
     var scale = Math.min(width / L.width, MAX_SCALE);
     var cap = Math.max(MIN_HEIGHT, MAX_WINDOW_SHARE * (window.innerHeight || 800));
-    var height = Math.min(L.height * scale, cap);
+    var fixed = parseFloat(window.getComputedStyle(this.svg).getPropertyValue("--acdc-height"));
+    var height = fixed > 0 ? fixed : Math.min(L.height * scale, cap);  /* a host's fixed height (notebooks) */
     this.svg.style.height = height + "px";
     this.fittedWidth = width;
     this.setView({ x: (L.width - width / scale) / 2, y: 0, w: width / scale, h: height / scale });

@@ -161,6 +161,6 @@ def test_discover_takes_a_threshold_relative_to_the_task_s_gap():
     [swept] = sweep(task, [0.05], model=model, threshold_scale="relative")
     assert swept.kept.tolist() == found.kept.tolist()
     with pytest.raises(ValueError, match="threshold_scale='relative' scales a threshold, but none was given"):
-        discover(task, model=model, method="eap", top_n=3, threshold_scale="relative")
+        discover(task, model=model, method="eap-ig", top_n=3, threshold_scale="relative")
     with pytest.raises(ValueError, match=r"threshold_scale must be one of \['absolute', 'relative'\], got 'rel'"):
         discover(task, 0.05, model=model, threshold_scale="rel")
