@@ -35,6 +35,14 @@ def test_float32_matches_the_bridge():
     assert (out[0, :, 0] - run_logits(model, clean)[:, -1]).abs().max() <= 1e-4
 
 
+def _every_position(kind: str, batch):
+    """A tiny model, its patcher and a corrupted-ablation context scoring every position."""
+    model = make_tiny(kind)
+    clean, corrupted = batch
+    patcher = make_patcher(model)
+    return model, patcher, patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+
+
 def _one_edge_of_each_kind(graph: Graph) -> list[str]:
     last = graph.n_layers - 1
     kv = "kv" if graph.grouped else "h"
@@ -48,11 +56,8 @@ def _one_edge_of_each_kind(graph: Graph) -> list[str]:
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_single_removed_edges_match_the_hook_oracle(kind, batch):
-    model = make_tiny(kind)
-    clean, corrupted = batch
-    patcher = make_patcher(model)
-    g = patcher.graph
-    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    model, patcher, ctx = _every_position(kind, batch)
+    g, (clean, corrupted) = patcher.graph, batch
     names = _one_edge_of_each_kind(g)
     assert len(names) >= 9
     circuits = [Circuit.from_edge_names(g, [n for n in g.edge_names if n != name]) for name in names]
@@ -65,11 +70,8 @@ def test_single_removed_edges_match_the_hook_oracle(kind, batch):
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_random_circuits_match_the_hook_oracle(kind, batch):
-    model = make_tiny(kind)
-    clean, corrupted = batch
-    patcher = make_patcher(model)
-    g = patcher.graph
-    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    model, patcher, ctx = _every_position(kind, batch)
+    g, (clean, corrupted) = patcher.graph, batch
     gen = torch.Generator().manual_seed(3)
     for frac in (0.2, 0.7):
         kept = torch.rand(g.n_edges, generator=gen) < frac
@@ -159,11 +161,8 @@ def test_sparse_circuits_read_only_their_kept_senders_and_agree(kind, batch, mon
     for sparse circuits."""
     from acdc_compare.patching.deltas import Deltas
 
-    model = make_tiny(kind)
-    clean, corrupted = batch
-    patcher = make_patcher(model)
-    g = patcher.graph
-    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    model, patcher, ctx = _every_position(kind, batch)
+    g, (clean, corrupted) = patcher.graph, batch
     gen = torch.Generator().manual_seed(11)
     kept = torch.stack([torch.rand(g.n_edges, generator=gen) < 0.04, torch.zeros(g.n_edges, dtype=torch.bool)])
     kept[0, g.edge_index(f"m{g.n_layers - 1}->logits")] = True
@@ -192,11 +191,8 @@ def test_full_circuits_read_one_running_sum_and_agree(kind, batch, monkeypatch):
     and states as the dense product, restarted runs included."""
     from acdc_compare.patching.deltas import Deltas
 
-    model = make_tiny(kind)
-    clean, corrupted = batch
-    patcher = make_patcher(model)
-    g = patcher.graph
-    ctx = patcher.prepare(clean, "corrupted", corrupted, positions=torch.arange(P).expand(N, P))
+    model, patcher, ctx = _every_position(kind, batch)
+    g, (clean, corrupted) = patcher.graph, batch
     full = torch.ones(2, g.n_edges, dtype=torch.bool)
     calls = []
     original = Deltas._gather_all
