@@ -346,11 +346,14 @@ class Patcher:
 
     # ----- pieces -------------------------------------------------------------------------------------
     def _norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The model's norm over the last dim; an input broadcast over receivers in a differentiable run is
-        normalised once (`SharedLayerNorm`)."""
-        if (self.cfg.normalization == "LN" and weight.dim() == 1 and x.dim() > 2 and x.shape[1] > 1
-                and x.stride(1) == 0 and torch.is_grad_enabled()):
-            return SharedLayerNorm.apply(x, weight, bias, self.cfg.eps)
+        """The model's norm over the last dim; an input broadcast over receivers (a uniform mask's running sum,
+        `Deltas.gather`) is normalised once: by `SharedLayerNorm` in a differentiable run, else on one receiver."""
+        shared = weight.dim() == 1 and x.dim() > 2 and x.shape[1] > 1 and x.stride(1) == 0
+        if shared and torch.is_grad_enabled():
+            if self.cfg.normalization == "LN":
+                return SharedLayerNorm.apply(x, weight, bias, self.cfg.eps)
+        elif shared:
+            return forward.norm(x[:, :1], weight, bias, self.cfg.normalization, self.cfg.eps).expand_as(x)
         return forward.norm(x, weight, bias, self.cfg.normalization, self.cfg.eps)
 
     def _resid_attn_bias(self) -> torch.Tensor:
