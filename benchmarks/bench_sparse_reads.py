@@ -47,6 +47,7 @@ def _times(problem: Problem, kept: torch.Tensor, device: torch.device) -> dict[s
 
 def _row(problem: Problem, circuit: Circuit, device: torch.device) -> dict[str, Any]:
     patcher = problem.patcher
+    default = patcher.select_rows
     row: dict[str, Any] = {"edges": circuit.n_kept, "load_average_start": os.getloadavg()[0]}
     logits = {}
     for select, name in ((False, "dense"), (True, "sparse")):
@@ -56,7 +57,7 @@ def _row(problem: Problem, circuit: Circuit, device: torch.device) -> dict[str, 
     row["max_abs_logit_difference"] = float((logits["dense"] - logits["sparse"]).abs().max())
     row["speedup"] = {k: row["dense"][k] / row["sparse"][k] for k in row["dense"]}
     row["load_average_end"] = os.getloadavg()[0]
-    patcher.select_rows = device.type == "cpu"
+    patcher.select_rows = default
     return row
 
 
