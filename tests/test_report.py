@@ -309,7 +309,7 @@ def test_the_conclusion_is_derived_from_the_result_and_leads_the_report(tmp_path
         evals[e] = TaskEvaluation(e[0], 2000, 0.9 if e[0].endswith("last") else 0.88, 1.5, 0.1, 0.3, 1.0, 0.0,
                                   corruption="answers")
     rows = {row[0]: row[1:] for row in conclusion_section(config, result, evals, n_heads=12).rows}
-    assert rows["verb-last: are its verb movers IOI's name movers?"][0] == "no: 1 movers of its own (a0.h2)"
+    assert rows["verb-last: are its verb movers IOI's name movers?"][0] == "no: 1 mover of its own (a0.h2)"
     assert rows["adjective recall: does the model answer by meaning or by word order?"][0] == "answers by meaning"
     text = write_report(tmp_path / "r.html", title="t", sections=[Text("Later", "x")], lead=[table]).read_text()
     assert text.index("<h1>") < text.index("Conclusion (each answer") < text.index("<nav>") < text.index("Later")

@@ -73,7 +73,8 @@ def _mover_row(t: str, run: TaskRun, config: ExperimentConfig, result: Experimen
     if not run.movers.heads:
         answer = "no: no head of its circuit moves the answer"
     elif not overlap.shared:
-        answer = f"no: {len(run.movers.heads)} movers of its own ({', '.join(run.movers.heads)})"
+        n = len(run.movers.heads)
+        answer = f"no: {n} mover{'s' if n > 1 else ''} of its own ({', '.join(run.movers.heads)})"
     else:
         share = "yes" if 2 * len(overlap.shared) >= len(run.movers.heads) else "partly"
         answer = (f"{share}: {len(overlap.shared)} of its {len(run.movers.heads)} movers are IOI's "
