@@ -102,6 +102,21 @@ class Circuit:
             kept = torch.nan_to_num(scores, nan=-math.inf) >= float(threshold)  # type: ignore[arg-type]
         return cls(graph, kept, scores, **kwargs)
 
+    @classmethod
+    def functional_within(cls, graph: Graph, scores: torch.Tensor, budget: int, **kwargs: Any) -> "Circuit":
+        """The functional part (`functional`) of the top-k edges by `scores` for the largest k whose
+        functional part keeps at most `budget` edges: an edge budget spent only on edges that can matter."""
+        if isinstance(budget, bool) or int(budget) != budget or not 0 <= budget:
+            raise ValueError(f"an edge budget must be a whole number >= 0, got {budget!r}")
+        lo, hi = 0, graph.n_edges
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if cls.from_scores(graph, scores, top_n=mid).functional().n_kept <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        return cls.from_scores(graph, scores, top_n=lo, **kwargs).functional()
+
     def with_kept(self, kept: torch.Tensor) -> "Circuit":
         return replace(self, kept=kept)
 

@@ -176,7 +176,7 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
     for name, run in result.runs.items():
         assert run.circuit.settings["corruption"] == ("meaning" if name == "greater-than" else "answers")
         assert math.isfinite(run.held_out_faithfulness)
-        same_prompts = replace(config, held_out_seed=config.seed, n_held_out=config.n_prompts)
+        same_prompts = replace(config, held_out_seed=config.seed, n_held_out=config.prompts_of(name))
         assert held_out_faithfulness(run.circuit, name, get_model(str(tiny_dir)), same_prompts) == \
             pytest.approx(run.faithfulness, abs=1e-6)
     rows = {row["task"]: row for row in result.mover_table}

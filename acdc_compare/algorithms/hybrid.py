@@ -12,6 +12,10 @@ What it does, exactly:
    With `functional`, the candidates are first reduced to their part on input->logits paths
    (`Circuit.functional`): the dropped edges change no metric, so no test is spent on them and the edge
    budget goes to edges that can matter.
+   With `ranking="learned"`, the EAP-IG scores only start a mask-learning run (`algorithms.learned`) whose
+   edge budget is k, and its learned logits rank the candidates instead: on IOI the learned top 1,422 keep
+   0.80-0.86 of the behaviour on new prompts where EAP-IG's keep 0.70-0.76. With `rank_prompts=n`, EAP-IG
+   scores the first n prompts only (the learning and ACDC use them all).
    With `tested=t`, ACDC tests only the t lowest-ranked candidates; the higher-ranked ones are kept without a
    test (`run_acdc(..., fixed=...)`). A circuit of a few hundred edges chosen by ACDC on 8 prompts keeps
    less of the behaviour on new prompts than a larger one chosen by attribution: the fixed edges carry the
@@ -34,17 +38,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from acdc_compare.algorithms.acdc import AcdcOptions, run_acdc
 from acdc_compare.algorithms.base import AlgorithmSpec, option
 from acdc_compare.algorithms.eap import IGRule, check_steps, eap_ig_scores, evaluate_many, ig_alphas
+from acdc_compare.algorithms.learned import MaskLearning, learned_mask_scores
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.circuit import Circuit
 from acdc_compare.faithfulness import normalized_faithfulness
 from acdc_compare.progress import ProgressLike
+
+
+Ranking = Literal["eap-ig", "learned"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,12 @@ class HybridOptions(AcdcOptions):
                                       "higher-ranked ones are kept untested (None: test every candidate)")
     functional: bool = option(False, "hybrid: reduce the candidates to their input->logits paths first (the "
                                      "dropped edges change nothing)")
+    ranking: Ranking = option("eap-ig", "hybrid: rank the candidates by EAP-IG, or by masks learned from it "
+                                        "with an edge budget of --k (see acdc_compare.algorithms.learned)")
+    learn_steps: int = option(20, "hybrid, --ranking learned: optimisation steps")
+    learn_batch: int = option(8, "hybrid, --ranking learned: prompts per step (minibatches, in order)")
+    rank_prompts: int | None = option(None, "hybrid: EAP-IG scores only the first this many prompts "
+                                            "(None: all)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +91,15 @@ class HybridOptions(AcdcOptions):
                 raise ValueError(f"coverage must be a faithfulness in (0, 1], got {coverage!r}")
         check_steps(self.steps)
         ig_alphas(1, self.rule)
+        if self.ranking not in ("eap-ig", "learned"):
+            raise ValueError(f"ranking must be 'eap-ig' or 'learned', got {self.ranking!r}")
+        if self.ranking == "learned":
+            if k is None and coverage is None:
+                raise ValueError("ranking='learned' needs k (or coverage), the learned circuit's edge budget")
+            MaskLearning(budget=max(1, int(k or 1)), steps=self.learn_steps, batch_prompts=self.learn_batch)
+        r = self.rank_prompts
+        if r is not None and (isinstance(r, bool) or int(r) != r or r < 1):
+            raise ValueError(f"rank_prompts must be a whole number >= 1 (or None for all), got {r!r}")
         t = self.tested
         if t is not None and (isinstance(t, bool) or int(t) != t or t < 0):
             raise ValueError(f"tested must be a whole number >= 0 (or None for every candidate), got {t!r}")
@@ -102,8 +125,8 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
     extra: dict[str, Any] = {}
     if ranked:
         if prior is None:
-            prior = eap_ig_scores(problem, options.steps, absolute=options.absolute, rule=options.rule,
-                                  progress=options.progress)
+            prior = eap_ig_scores(ranking_problem(problem, options.rank_prompts), options.steps,
+                                  absolute=options.absolute, rule=options.rule, progress=options.progress)
         else:
             prior = torch.as_tensor(prior, dtype=torch.float64).detach().cpu()
             if prior.shape != (n,):
@@ -111,6 +134,11 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
         if coverage is not None:
             k, reached = smallest_covering_k(problem, prior, float(coverage), progress=options.progress)
             extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
+        if options.ranking == "learned":
+            budget = min(int(k), n)  # type: ignore[arg-type]
+            learning = MaskLearning(budget=budget, steps=options.learn_steps, batch_prompts=options.learn_batch,
+                                    candidates=max(MaskLearning.candidates, budget))
+            prior = learned_mask_scores(problem, prior, learning, progress=options.progress)
         prior_seconds = time.perf_counter() - started
         top = Circuit.from_scores(graph, prior, top_n=n if k is None else min(int(k), n))
         candidates = (top.functional() if options.functional else top).kept
@@ -120,11 +148,21 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
         extra["n_fixed"] = int(fixed.sum())
     found = run_acdc(problem, options, candidates=candidates, fixed=fixed)
     settings = {**found.settings, "method": "hybrid", "k": n if k is None else int(k), **extra,
-                "tested": options.tested, "functional": options.functional,
+                "tested": options.tested, "functional": options.functional, "ranking": options.ranking,
+                **({"learn_steps": options.learn_steps, "learn_batch": options.learn_batch}
+                   if options.ranking == "learned" else {}),
+                "rank_prompts": options.rank_prompts,
                 "steps": options.steps if ranked else 0, "absolute": options.absolute, "rule": options.rule,
                 "prior_seconds": prior_seconds, "acdc_seconds": found.settings["seconds"],
                 "seconds": time.perf_counter() - started}
     return Circuit(graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
+
+
+def ranking_problem(problem: Problem, n_prompts: int | None) -> Problem:
+    """The problem EAP-IG ranks on: the first `n_prompts` prompts (None, or at least all: the problem)."""
+    if n_prompts is None or n_prompts >= problem.task.n_prompts:
+        return problem
+    return problem.batches(n_prompts)[0]
 
 
 def split_by_rank(chosen: torch.Tensor, scores: torch.Tensor, n_low: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,4 +209,5 @@ def smallest_covering_k(problem: Problem, scores: torch.Tensor, coverage: float,
 SPEC = AlgorithmSpec("hybrid", HybridOptions, run_hybrid, "EAP-IG picks the candidates (top k, or by coverage), "
                      "exact greedy ACDC decides among them")
 
-__all__ = ["SPEC", "HybridOptions", "coverage_grid", "hybrid", "run_hybrid", "smallest_covering_k", "split_by_rank"]
+__all__ = ["SPEC", "HybridOptions", "Ranking", "coverage_grid", "hybrid", "ranking_problem", "run_hybrid",
+           "smallest_covering_k", "split_by_rank"]

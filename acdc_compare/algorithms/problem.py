@@ -40,6 +40,7 @@ class Problem:
     clean_logits: torch.Tensor  # [N, Q, V], all edges kept
     model_name: str
     max_memory: int | None = None  # bytes a run may hold beyond the weights (None: what the device has free)
+    reference: torch.Tensor | None = None  # mean ablation's reference prompts [M, P] (None: the clean ones)
 
     @property
     def graph(self) -> Graph:
@@ -68,6 +69,19 @@ class Problem:
         of another; a fraction of each task's own gap makes them comparable."""
         full, empty = self.metric_ends
         return max(empty - full, 0.0) * fraction
+
+    def batches(self, size: int) -> list["Problem"]:
+        """The prompts in consecutive minibatches of `size` (the last one may be smaller), each a problem on
+        the same patcher, metric and ablation; a mean ablation keeps this problem's reference, so every
+        minibatch patches in the same means."""
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"minibatch size must be a whole number >= 1, got {size!r}")
+        n = self.task.n_prompts
+        reference = self.task.clean if self.reference is None else self.reference
+        return [make_problem(self.patcher, self.task.select(range(lo, min(lo + size, n))), metric=self.metric_kind,
+                             ablation=self.ablation, model_name=self.model_name, max_memory=self.max_memory,
+                             reference=reference if self.ablation is Ablation.MEAN else None)
+                for lo in range(0, n, size)]
 
     # ----- the evaluator seam (greedy ACDC) -----------------------------------------------------------
     @property
@@ -175,7 +189,7 @@ def make_problem(patcher: Patcher, task: Task, *, metric: Metric | str = Metric.
     clean_logits = patcher.logits(ctx, Circuit.full(patcher.graph))[0]
     return Problem(patcher=patcher, ctx=ctx, task=task, metric_kind=metric_kind, ablation=ablation_kind,
                    metric=make_metric(metric_kind, task, clean_logits), clean_logits=clean_logits,
-                   model_name=model_name or patcher.cfg.name, max_memory=max_memory)
+                   model_name=model_name or patcher.cfg.name, max_memory=max_memory, reference=reference)
 
 
 # ----- memory (the model is `acdc_compare.memory`) -------------------------------------------------------

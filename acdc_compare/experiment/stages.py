@@ -15,6 +15,7 @@ import torch
 
 from acdc_compare.algorithms.acdc import estimated_seconds
 from acdc_compare.algorithms.eap import eap_ig_scores, faithfulness_of_scores
+from acdc_compare.algorithms.hybrid import ranking_problem
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.api import get_model, prepare, run_method
 from acdc_compare.attention import Analogy, head_analogies, viewer_attention
@@ -102,6 +103,7 @@ class Discovery:
     problem: Problem
     circuit: Circuit
     ranking: torch.Tensor | None
+    ranked_on: Problem  # the prompts EAP-IG ranked on (the first `n_prompts`), where its curve is measured
 
 
 def task_threshold(problem: Problem, relative: float) -> float:
@@ -114,10 +116,14 @@ def discover(task: Task, model: Any, config: ExperimentConfig, bars: ProgressLik
     """The task's circuit by the configured method (hybrid: EAP-IG candidates, exact ACDC among them)."""
     log(f"discovering the circuit of {task.name} ({config.method}, {config.corruption_of(task.name).value} "
         f"corruption, threshold {config.threshold}) ...")
+    n = config.prompts_of(task.name)
+    if n != task.n_prompts:
+        task = make_task(task.name, model.tokenizer, n=n, seed=config.seed, corruption=config.corruption_of(task.name))
     problem = prepare(task, model=model)
-    prior = eap_ig_scores(problem, config.steps, progress=bars) if config.method == "hybrid" else None
+    ranked_on = ranking_problem(problem, config.n_prompts)
+    prior = eap_ig_scores(ranked_on, config.steps, progress=bars) if config.method == "hybrid" else None
     circuit = _run_method(problem, config, prior, bars)
-    return Discovery(problem, circuit, circuit.scores if config.method == "eap-ig" else prior)
+    return Discovery(problem, circuit, circuit.scores if config.method == "eap-ig" else prior, ranked_on)
 
 
 def _run_method(problem: Problem, config: ExperimentConfig, prior: torch.Tensor | None,
@@ -132,7 +138,9 @@ def _run_method(problem: Problem, config: ExperimentConfig, prior: torch.Tensor 
         return run_method(problem, config.method, threshold, progress=bars)
     return run_method(problem, config.method, threshold, k=None if config.coverage is not None else k,
                       coverage=config.coverage, steps=config.steps, progress=bars, prior=prior,
-                      tested=config.tested_of(problem.task.name), functional=config.functional)
+                      tested=config.tested_of(problem.task.name), functional=config.functional,
+                      ranking=config.ranking_of(problem.task.name), learn_steps=config.learn_steps,
+                      learn_batch=config.n_prompts)
 
 
 def exact_acdc_seconds(found: Discovery) -> float:
@@ -153,7 +161,7 @@ def eap_ig_curve(found: Discovery, config: ExperimentConfig, bars: ProgressLike)
     """Faithfulness of the top-ranked edges at CURVE_FRACTIONS: how many edges the task's mechanism needs."""
     if not config.curve or found.ranking is None:
         return None
-    return faithfulness_of_scores(found.problem, found.ranking, CURVE_FRACTIONS, progress=bars)
+    return faithfulness_of_scores(found.ranked_on, found.ranking, CURVE_FRACTIONS, progress=bars)
 
 
 def save_and_draw(found: Discovery, out: Path, roles: dict[str, str], model_label: str,

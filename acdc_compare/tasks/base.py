@@ -141,12 +141,24 @@ class Task:
         """The first n prompts (for quick runs)."""
         if not 1 <= n <= self.n_prompts:
             raise TaskError(f"task {self.name!r} has {self.n_prompts} prompts; cannot take {n}")
+        return self.select(range(n))
+
+    def select(self, indices: Sequence[int]) -> "Task":
+        """The prompts at `indices`, in that order (minibatches of a discovery run)."""
+        idx = [int(i) for i in indices]
+        if not idx or min(idx) < 0 or max(idx) >= self.n_prompts:
+            raise TaskError(f"task {self.name!r} has {self.n_prompts} prompts; cannot take prompts {idx}")
+        rows = torch.tensor(idx, dtype=torch.long)
+
+        def pick(items: Sequence[Any]) -> tuple[Any, ...]:
+            return tuple(items[i] for i in idx) if items else tuple(items)
+
         return Task(
-            name=self.name, clean=self.clean[:n], corrupted=self.corrupted[:n], positions=self.positions[:n],
-            correct=self.correct[:n], wrong=self.wrong[:n], description=self.description,
-            prompts=self.prompts[:n], corrupted_prompts=self.corrupted_prompts[:n],
-            correct_sets=None if self.correct_sets is None else self.correct_sets[:n],
-            wrong_sets=None if self.wrong_sets is None else self.wrong_sets[:n], info=dict(self.info),
+            name=self.name, clean=self.clean[rows], corrupted=self.corrupted[rows], positions=self.positions[rows],
+            correct=self.correct[rows], wrong=self.wrong[rows], description=self.description,
+            prompts=pick(self.prompts), corrupted_prompts=pick(self.corrupted_prompts),
+            correct_sets=None if self.correct_sets is None else pick(self.correct_sets),
+            wrong_sets=None if self.wrong_sets is None else pick(self.wrong_sets), info=dict(self.info),
             corruption=self.corruption,
         )
 
