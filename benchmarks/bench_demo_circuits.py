@@ -1,6 +1,7 @@
 """The demo's circuits, recorded: runs the demo's configuration (`ExperimentConfig()` on the default model,
 everything `make demo` does, into a temporary folder) and writes, per task, the circuit's edges, its
-normalised faithfulness on the discovery prompts and on the held-out prompts (`n_held_out` prompts of
+normalised faithfulness on the discovery prompts (`n_prompts` per task: IOI's masks are learned over 32)
+and on the held-out prompts (`n_held_out` prompts of
 `held_out_seed`), and its discovery seconds; then the demo's total seconds, the per-stage times and the
 machine's load average at the start and end (other processes on the cores inflate the times).
 
@@ -34,7 +35,9 @@ def record(config: ExperimentConfig, result: ExperimentResult, load: list[float]
                        "held_out_faithfulness": run.held_out_faithfulness,
                        "seconds": result.stage_seconds.get(f"discovery: {name}", c.settings.get("seconds")),
                        "n_tested": c.settings.get("n_tested"), "k": c.settings.get("k"),
-                       "tested": c.settings.get("tested"), "n_fixed": c.settings.get("n_fixed")}
+                       "tested": c.settings.get("tested"), "n_fixed": c.settings.get("n_fixed"),
+                       "n_prompts": c.settings.get("n_prompts"), "ranking": c.settings.get("ranking"),
+                       "learn_steps": c.settings.get("learn_steps")}
     return {"model": config.model, "method": config.method, "relative_threshold": config.threshold,
             "n_prompts": config.n_prompts, "n_held_out": config.n_held_out, "held_out_seed": config.held_out_seed,
             "targets": {"faithfulness": config.target_faithfulness, "held_out_faithfulness": config.target_held_out,

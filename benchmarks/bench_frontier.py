@@ -11,7 +11,10 @@ Variants:
 - `top-k`: the top-k EAP-IG edges alone, no test (k: the demo's);
 - `top-k-functional`: the same reduced to its input->logits paths (no metric changes);
 - `demo`: the demo's hybrid (`ExperimentConfig()`): top-k, functional, exact ACDC over the lowest-ranked
-  `tested` candidates;
+  `tested` candidates; for IOI the candidates are masks learned from EAP-IG over 32 discovery prompts
+  (`ranking="learned"`), its in-sample faithfulness is on those 32;
+- `learned-budget-12`, `learned-budget-20`: masks learned from EAP-IG (12 or 20 steps, minibatches of 8 over
+  32 prompts of the discovery seed), their functional top within the edge budget, no ACDC; in-sample on the 32;
 - `budget-ranked-on-8`, `budget-ranked-on-16`, `budget-ranked-on-32`: the most top EAP-IG edges whose
   input->logits part fits the demo's edge budget (`max_edge_fraction` of the graph), ranked by EAP-IG on the
   first 8, 16 or 32 prompts of the discovery seed; its in-sample faithfulness is on those prompts, its seconds
@@ -41,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, save  # noqa: E402
 
 from acdc_compare.algorithms.eap import eap_ig_scores  # noqa: E402
+from acdc_compare.algorithms.learned import MaskLearning, learned_mask_scores  # noqa: E402
 from acdc_compare.algorithms.problem import Problem  # noqa: E402
 from acdc_compare.api import get_model, prepare, run_method  # noqa: E402
 from acdc_compare.circuit import Circuit  # noqa: E402
@@ -67,29 +71,43 @@ def _top_k_functional(problem: Problem, config: ExperimentConfig, prior: torch.T
     return circuit.functional(), info
 
 
-def _demo(problem: Problem, config: ExperimentConfig, prior: torch.Tensor) -> tuple[Circuit, dict]:
+def _discovery_problem(problem: Problem, model: Any, config: ExperimentConfig) -> Problem:
+    """The demo's discovery prompts for the task (`prompts_of`: 32 for IOI, whose first 8 are `problem`'s)."""
+    n = config.prompts_of(problem.task.name)
+    if n == problem.task.n_prompts:
+        return problem
+    return prepare(problem.task.name, model=model, n_prompts=n, seed=config.seed,
+                   corruption=config.corruption_of(problem.task.name), check=False)
+
+
+def _demo(problem: Problem, model: Any, config: ExperimentConfig, prior: torch.Tensor) -> Ranked:
     name = problem.task.name
-    c = run_method(problem, "hybrid", task_threshold(problem, config.threshold), k=config.k_of(name), prior=prior,
-                   tested=config.tested_of(name), functional=config.functional)
+    found_on = _discovery_problem(problem, model, config)
+    c = run_method(found_on, "hybrid", task_threshold(found_on, config.threshold), k=config.k_of(name), prior=prior,
+                   tested=config.tested_of(name), functional=config.functional, ranking=config.ranking_of(name),
+                   learn_steps=config.learn_steps, learn_batch=config.n_prompts)
     return c, {"k": config.k_of(name), "tested": config.tested_of(name), "relative_threshold": config.threshold,
-               "n_tested": c.settings["n_tested"]}
+               "n_tested": c.settings["n_tested"], "ranking": config.ranking_of(name),
+               "discovery_prompts": found_on.task.n_prompts}, found_on
+
+
+def _learned_budget(steps: int) -> Callable[[Problem, Any, ExperimentConfig, torch.Tensor], Ranked]:
+    def variant(problem: Problem, model: Any, config: ExperimentConfig, prior: torch.Tensor) -> Ranked:
+        found_on = prepare(problem.task.name, model=model, n_prompts=32, seed=config.seed,
+                           corruption=config.corruption_of(problem.task.name), check=False)
+        budget = int(config.max_edge_fraction * problem.graph.n_edges)
+        learned = learned_mask_scores(found_on, prior, MaskLearning(budget=budget, steps=steps,
+                                                                    batch_prompts=config.n_prompts))
+        return (Circuit.functional_within(problem.graph, learned, budget),
+                {"learn_steps": steps, "edge_budget": budget, "discovery_prompts": 32}, found_on)
+    return variant
 
 
 VARIANTS: dict[str, Variant] = {"acdc-among-top-k": _acdc_among_top_k, "top-k": _top_k,
-                                "top-k-functional": _top_k_functional, "demo": _demo}
+                                "top-k-functional": _top_k_functional}
+OWN_PROMPTS: dict[str, Callable[[Problem, Any, ExperimentConfig, torch.Tensor], Ranked]] = {
+    "demo": _demo, "learned-budget-12": _learned_budget(12), "learned-budget-20": _learned_budget(20)}
 RANKED_ON: dict[str, int] = {"budget-ranked-on-8": 8, "budget-ranked-on-16": 16, "budget-ranked-on-32": 32}
-
-
-def largest_within(graph: Any, scores: torch.Tensor, budget: int) -> Circuit:
-    """The functional part of the top-k edges for the largest k whose functional part has <= budget edges."""
-    lo, hi = 1, graph.n_edges
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if Circuit.from_scores(graph, scores, top_n=mid).functional().n_kept <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return Circuit.from_scores(graph, scores, top_n=lo).functional()
 
 
 def _ranked_on(n: int, problem: Problem, model: Any, config: ExperimentConfig, prior: torch.Tensor) -> Ranked:
@@ -98,7 +116,7 @@ def _ranked_on(n: int, problem: Problem, model: Any, config: ExperimentConfig, p
                           corruption=config.corruption_of(problem.task.name), check=False)
         prior = eap_ig_scores(problem, config.steps)
     budget = int(config.max_edge_fraction * problem.graph.n_edges)
-    return largest_within(problem.graph, prior, budget), {"ranked_on_prompts": n, "edge_budget": budget}, problem
+    return Circuit.functional_within(problem.graph, prior, budget), {"ranked_on_prompts": n, "edge_budget": budget}, problem
 
 
 def _row(name: str, problem: Problem, model: Any, config: ExperimentConfig, prior: torch.Tensor) -> dict[str, Any]:
@@ -106,6 +124,8 @@ def _row(name: str, problem: Problem, model: Any, config: ExperimentConfig, prio
     started = time.perf_counter()
     if name in RANKED_ON:
         circuit, info, problem = _ranked_on(RANKED_ON[name], problem, model, config, prior)
+    elif name in OWN_PROMPTS:
+        circuit, info, problem = OWN_PROMPTS[name](problem, model, config, prior)
     else:
         circuit, info = VARIANTS[name](problem, config, prior)
     seconds = time.perf_counter() - started
@@ -127,7 +147,7 @@ def main() -> None:
     config = ExperimentConfig(progress=False)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=config.circuit_tasks)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *RANKED_ON])
+    ap.add_argument("--variants", nargs="+", default=[*VARIANTS, "demo"], choices=[*VARIANTS, *OWN_PROMPTS, *RANKED_ON])
     ap.add_argument("--skip", nargs="*", default=[], metavar="TASK:VARIANT",
                     help="rows not to run, e.g. pet-last:acdc-among-top-k (slow on long prompts)")
     ap.add_argument("--merge", action="store_true",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import acdc_compare
+from acdc_compare.algorithms.hybrid import HybridOptions
 from acdc_compare.experiment.config import ExperimentConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -29,10 +30,17 @@ def test_the_readme_has_the_python_examples_this_test_runs():
 def test_the_first_example_uses_the_demo_s_settings():
     first = python_blocks(README.read_text(encoding="utf-8"))[0]
     demo = ExperimentConfig()
-    assert f'method="{demo.method}"' in first and f"k={demo.k}" in first and f"tested={demo.tested}" in first
-    assert f"functional={demo.functional}" in first and f"n_prompts={demo.n_prompts}" in first
+    ioi = first[first.index('discover("ioi"'):first.index("pet = ")]
+    pet = first[first.index('discover("pet-last"'):].splitlines()[0]
+    assert f'method="{demo.method}"' in first and f"functional={demo.functional}" in first
     assert 'threshold_scale="relative"' in first and first.count(f", {demo.threshold}, **settings") == 2
     assert f'corruption="{demo.corruption.value}"' in first
+    assert f"k={demo.k_of('ioi')}" in ioi and f"tested={demo.tested_of('ioi')}" in ioi
+    assert f'ranking="{demo.ranking_of("ioi")}"' in ioi and f"n_prompts={demo.prompts_of('ioi')}" in ioi
+    assert f"rank_prompts={demo.n_prompts}" in ioi and HybridOptions.learn_steps == demo.learn_steps
+    assert HybridOptions.learn_batch == demo.n_prompts
+    assert f"k={demo.k_of('pet-last')}" in pet and f"tested={demo.tested_of('pet-last')}" in pet
+    assert f"n_prompts={demo.prompts_of('pet-last')}" in pet and demo.ranking_of("pet-last") == "eap-ig"
 
 
 def test_every_python_example_in_the_readme_runs(tiny_dir, tmp_path, monkeypatch):

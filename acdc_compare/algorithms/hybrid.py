@@ -61,7 +61,8 @@ class HybridOptions(AcdcOptions):
     top edges whose circuit reaches that normalised faithfulness; `prior`: EAP-IG scores [n_edges] already
     computed for this problem, used instead of running EAP-IG again."""
 
-    k: int | None = option(None, "hybrid: number of EAP-IG candidates ACDC tests (None: all edges)")
+    k: int | None = option(None, "hybrid: number of candidates, the top k by the ranking; with --ranking learned "
+                                 "also the learned circuit's edge budget (None: all edges)")
     coverage: float | None = option(None, "hybrid, instead of --k: the fewest top EAP-IG edges whose circuit "
                                           "reaches this normalised faithfulness (e.g. 0.8) become the candidates")
     steps: int = option(5, "EAP-IG integration steps")

@@ -80,7 +80,8 @@ def learned_mask_scores(problem: Problem, prior: torch.Tensor, options: MaskLear
     index = torch.nonzero(candidates).flatten()
     patcher = problem.patcher
     device, dtype = patcher.device, patcher.dtype
-    theta = torch.where(start[index], 1.0, -1.0).to(device, dtype).requires_grad_(True)
+    param_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # Adam never in half precision
+    theta = torch.where(start[index], 1.0, -1.0).to(device, param_dtype).requires_grad_(True)
     optimiser = torch.optim.Adam([theta], lr=options.lr)
     batches = problem.batches(options.batch_prompts)
     index = index.to(device)
@@ -89,7 +90,7 @@ def learned_mask_scores(problem: Problem, prior: torch.Tensor, options: MaskLear
         for step, temperature in enumerate(temperatures(options.steps, options.final_temperature)):
             part = batches[step % len(batches)]
             mask = torch.sigmoid(theta / temperature)
-            kept = torch.zeros(n, device=device, dtype=dtype).index_put((index,), mask)[None]
+            kept = torch.zeros(n, device=device, dtype=dtype).index_put((index,), mask.to(dtype))[None]
             loss = part.metric(patcher.run_grad(part.ctx, kept)).sum()
             loss = loss + options.penalty * torch.relu(mask.sum() - options.budget) / options.budget
             optimiser.zero_grad()

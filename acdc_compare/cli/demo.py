@@ -19,7 +19,8 @@ NAME = "demo"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from acdc_compare.experiment import ExperimentConfig, candidates_description, tested_description
+    from acdc_compare.experiment import (ExperimentConfig, candidates_description, prompts_description,
+                                         tested_description)
 
     demo = ExperimentConfig()
     p = sub.add_parser(NAME, formatter_class=HELP_FORMAT,
@@ -41,7 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coverage", type=float, default=None,
                    help="hybrid, instead of --k: fewest top EAP-IG edges reaching this faithfulness (slow on CPU "
                         "for diffuse tasks)")
-    p.add_argument("--n-prompts", type=int, default=demo.n_prompts, help="prompts per discovery")
+    p.add_argument("--n-prompts", type=int, default=demo.n_prompts,
+                   help=f"prompts per discovery, and the prompts EAP-IG ranks on (default {demo.n_prompts}; "
+                        f"{prompts_description(demo)} where masks are learned)")
     p.add_argument("--comparison", default=demo.comparison, help="the task compared with IOI")
     p.add_argument("--control", default=demo.control, help="the comparison task's order-vs-meaning twin")
     p.add_argument("--extra", nargs="*", default=list(demo.extra),
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_result(config: ExperimentConfig, result: Any) -> None:
     """The tasks table, each circuit's size and faithfulness, the movers, the EAP-IG curves, the duration."""
-    from acdc_compare.experiment import candidates_description, stage_table
+    from acdc_compare.experiment import candidates_description, prompts_description, stage_table
 
     print()
     print(result.tasks_table)
@@ -80,7 +83,7 @@ def _print_result(config: ExperimentConfig, result: Any) -> None:
     candidates = (f"top-{candidates_description(config)}" if config.coverage is None
                   else f"coverage {config.coverage}")
     print(f"circuits ({config.method}, threshold {config.threshold}, {candidates} EAP-IG candidates, "
-          f"{config.n_prompts} prompts each):")
+          f"prompts per discovery {prompts_description(config)}):")
     for run in result.runs.values():
         c = run.circuit
         print(f"  {run.name:16s} {c.n_kept:5d} edges ({100 * c.n_kept / c.n_edges:.2f}%), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from typing import Any
 
@@ -54,8 +55,8 @@ def _option_args(p: argparse.ArgumentParser, exclude: frozenset[str]) -> None:
         else:
             text += f" (default: {'none' if f.default is None else f.default})"
         kwargs: dict[str, Any] = {"dest": f"opt_{name}", "default": argparse.SUPPRESS, "help": text}
-        base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-        kind = base[0]
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kind = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
         if kind is bool:
             p.add_argument(_flag(f), action=argparse.BooleanOptionalAction, **kwargs)
             continue

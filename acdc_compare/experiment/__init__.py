@@ -10,6 +10,8 @@ from acdc_compare.experiment.layout import (
     MOVER_COLUMNS,
     candidates_description,
     mover_rows,
+    prompts_description,
+    ranking_description,
     stage_table,
     tested_description,
 )
@@ -17,5 +19,6 @@ from acdc_compare.experiment.run import run_experiment
 from acdc_compare.experiment.stages import StageClock, held_out_faithfulness, task_threshold
 
 __all__ = ["CURVE_FRACTIONS", "MOVER_COLUMNS", "ExperimentConfig", "ExperimentResult", "StageClock", "TaskRun",
-           "candidates_description", "held_out_faithfulness", "mover_rows", "run_experiment", "stage_table",
+           "candidates_description", "held_out_faithfulness", "mover_rows", "prompts_description",
+           "ranking_description", "run_experiment", "stage_table",
            "task_threshold", "tested_description"]

@@ -47,7 +47,7 @@ def _circuit_evidence(run: TaskRun, evaluation: TaskEvaluation | None, config: E
     """'accuracy 80% [58-92%] (n=20); circuit of 780 edges found on 8 prompts, faithfulness 0.92 (0.86 on 32
     new prompts)'."""
     acc = f"accuracy {evaluation.accuracy_interval.short()} (n={evaluation.n}); " if evaluation else ""
-    return (f"{acc}circuit of {run.circuit.n_kept} edges found on {config.n_prompts} prompts, faithfulness "
+    return (f"{acc}circuit of {run.circuit.n_kept} edges found on {config.prompts_of(run.name)} prompts, faithfulness "
             f"{_num(run.faithfulness)} ({_num(run.held_out_faithfulness)} on {config.n_held_out} new prompts)")
 
 

@@ -78,12 +78,23 @@ def candidates_description(config: ExperimentConfig) -> str:
     return _per_task(config.k, config.task_k, config)
 
 
+def ranking_description(config: ExperimentConfig) -> str:
+    """How each task's candidates are ranked: EAP-IG, or masks learned from it."""
+    learned = f"masks learned from EAP-IG, {config.learn_steps} steps"
+    return _per_task("EAP-IG", tuple((t, learned if r == "learned" else r) for t, r in config.task_ranking), config)
+
+
+def prompts_description(config: ExperimentConfig) -> str:
+    """How many prompts each task's circuit is discovered on."""
+    return _per_task(config.n_prompts, config.task_prompts, config)
+
+
 def tested_description(config: ExperimentConfig) -> str:
     """How many of each task's lowest-ranked candidates exact ACDC tests."""
     return _per_task("all" if config.tested is None else config.tested, config.task_tested, config)
 
 
-def _per_task(default: object, overrides: tuple[tuple[str, int], ...], config: ExperimentConfig) -> str:
+def _per_task(default: object, overrides: tuple[tuple[str, object], ...], config: ExperimentConfig) -> str:
     """'default (task: value, ...)' for the overrides of the experiment's circuit tasks."""
     extra = ", ".join(f"{t}: {v}" for t, v in overrides if t in config.circuit_tasks)
     return f"{default}" + (f" ({extra})" if extra else "")
@@ -124,12 +135,15 @@ def _summary_sections(r: ReportInputs) -> list[Any]:
     anchor = runs[config.task].circuit
     return [
         KeyValues("Settings", {"model": r.model_label, "method": config.method, "threshold": config.threshold,
-                               "hybrid candidates (top-k EAP-IG edges)": candidates_description(config),
+                               "hybrid candidates (top-k edges by the ranking)": candidates_description(config),
+                               "candidate ranking": ranking_description(config),
                                "candidates reduced to input->logits paths": config.functional,
                                "candidates ACDC tests (lowest-ranked; the rest kept untested)":
                                    tested_description(config),
                                "EAP-IG steps": config.steps,
-                               "prompts per discovery": config.n_prompts, "prompts per task evaluation": config.n_eval,
+                               "prompts per discovery (EAP-IG ranks on the first "
+                               f"{config.n_prompts})": prompts_description(config),
+                               "prompts per task evaluation": config.n_eval,
                                "seed": config.seed, "held-out prompts (seed)":
                                    f"{config.n_held_out} ({config.held_out_seed})",
                                "graph": anchor.graph.config.key,
@@ -285,7 +299,13 @@ def _exact_note(config: ExperimentConfig, exact_seconds: float) -> str:
 
 def _method_note(config: ExperimentConfig, exact_seconds: float) -> str:
     if config.method == "hybrid":
-        return (f"Hybrid discovery: EAP-IG ({config.steps} steps) scores all edges; the top "
+        learned = [t for t, r in config.task_ranking if r == "learned" and t in config.circuit_tasks]
+        learning = (f"; for {', '.join(learned)} those scores only start {config.learn_steps} steps of mask "
+                    "learning (each candidate edge a sigmoid mask, Adam on the KL of the masked circuit over "
+                    f"minibatches of {config.n_prompts} of its discovery prompts, with an edge budget of k, "
+                    "annealed towards 0/1), and the learned masks rank the edges instead") if learned else ""
+        return (f"Hybrid discovery: EAP-IG ({config.steps} steps, on the first {config.n_prompts} discovery "
+                f"prompts) scores all edges{learning}; the top "
                 f"{candidates_description(config)} are the candidate circuit and every other edge is removed "
                 "untested" + (", then the candidates are reduced to their input-to-logits paths (the others "
                               "change no metric)" if config.functional else "")
