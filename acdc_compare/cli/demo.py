@@ -75,15 +75,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_result(config: ExperimentConfig, result: Any) -> None:
     """The tasks table, each circuit's size and faithfulness, the movers, the EAP-IG curves, the duration."""
-    from acdc_compare.experiment import candidates_description, prompts_description, stage_table
+    from acdc_compare.experiment import candidates_description, prompts_description, ranking_description, stage_table
 
     print()
     print(result.tasks_table)
     print()
     candidates = (f"top-{candidates_description(config)}" if config.coverage is None
                   else f"coverage {config.coverage}")
-    print(f"circuits ({config.method}, threshold {config.threshold}, {candidates} EAP-IG candidates, "
-          f"prompts per discovery {prompts_description(config)}):")
+    print(f"circuits ({config.method}, threshold {config.threshold}, {candidates} candidates ranked by "
+          f"{ranking_description(config)}, prompts per discovery {prompts_description(config)}):")
     for run in result.runs.values():
         c = run.circuit
         print(f"  {run.name:16s} {c.n_kept:5d} edges ({100 * c.n_kept / c.n_edges:.2f}%), "

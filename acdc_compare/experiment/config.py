@@ -29,9 +29,10 @@ class ExperimentConfig:
     highest-ranked of them are kept untested, and exact ACDC decides the lowest-ranked `tested` ones.
 
     Why this split: circuits of ~100 edges that ACDC picked on 8 prompts kept IOI's behaviour on new prompts
-    only at 0.43 (32 held-out prompts), while the top ~1,400 EAP-IG edges keep ~0.74 on the same prompts
-    (`benchmarks/results/frontier_cpu.json`): a larger circuit chosen by attribution generalises, and ACDC
-    spends its exact tests on the uncertain boundary."""
+    only at 0.43 (32 held-out prompts), while the top ~1,400 EAP-IG edges keep ~0.75 on the same prompts and
+    masks learned from them over 32 prompts 0.84 (`benchmarks/results/frontier_cpu.json`): a larger circuit
+    chosen by attribution, for IOI by learned masks, generalises, and ACDC spends its exact tests on the
+    uncertain boundary."""
 
     model: str = DEFAULT_MODEL
     task: str = "ioi"
@@ -45,7 +46,7 @@ class ExperimentConfig:
     method: str = "hybrid"  # a registered method (acdc_compare.algorithms.registry.ALGORITHMS)
     threshold: float = 0.001  # relative: a fraction of each task's metric gap M(empty) - M(full)
     k: int = 1000  # hybrid: the top-k EAP-IG edges are the candidate circuit
-    # more candidates for IOI, whose mechanism is spread over more edges (its top 1,000 keep 0.63 on new prompts)
+    # IOI's mechanism is spread over more edges: its learned masks get the whole 2% budget (1,422 edges)
     task_k: tuple[tuple[str, int], ...] = (("ioi", 1422),)
     tested: int | None = 20  # hybrid: exact ACDC tests the lowest-ranked this many candidates (None: all)
     # more tests where the prompts are short and a test is cheap (IOI's run on its 32 discovery prompts, 4x the
@@ -53,8 +54,8 @@ class ExperimentConfig:
     task_tested: tuple[tuple[str, int], ...] = (("ioi", 20), ("greater-than", 40), ("verb-last", 0),
                                                 ("adjective-first", 0))
     functional: bool = True  # hybrid: candidates reduced to their input->logits paths (exact: no metric changes)
-    # hybrid: how candidates are ranked, per task (default EAP-IG). IOI's top EAP-IG edges keep 0.70-0.76 of its
-    # behaviour on new prompts at the edge budget; masks learned from them keep 0.80-0.86
+    # hybrid: how candidates are ranked, per task (default EAP-IG). IOI's top EAP-IG edges keep 0.75 of its
+    # behaviour on new prompts at the edge budget; masks learned from them keep 0.84
     # (`algorithms.learned`, `benchmarks/results/frontier_cpu.json`)
     task_ranking: tuple[tuple[str, Ranking], ...] = (("ioi", "learned"),)
     learn_steps: int = 20
