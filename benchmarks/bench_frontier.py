@@ -13,7 +13,8 @@ Variants:
 - `demo`: the demo's hybrid (`ExperimentConfig()`): top-k, functional, exact ACDC over the lowest-ranked
   `tested` candidates; for IOI the candidates are masks learned from EAP-IG over 32 discovery prompts
   (`ranking="learned"`), its in-sample faithfulness is on those 32;
-- `learned-budget-12`, `learned-budget-20`: masks learned from EAP-IG (12 or 20 steps, minibatches of 8 over
+- `learned-budget-12`, `-16`, `-20`: masks learned from EAP-IG (12, 16 or 20 steps at `MaskLearning`'s learning
+  rate, minibatches of 8 over
   32 prompts of the discovery seed), their functional top within the edge budget, no ACDC; in-sample on the 32;
 - `budget-ranked-on-8`, `budget-ranked-on-16`, `budget-ranked-on-32`: the most top EAP-IG edges whose
   input->logits part fits the demo's edge budget (`max_edge_fraction` of the graph), ranked by EAP-IG on the
@@ -99,14 +100,14 @@ def _learned_budget(steps: int) -> Callable[[Problem, Any, ExperimentConfig, tor
         learned = learned_mask_scores(found_on, prior, MaskLearning(budget=budget, steps=steps,
                                                                     batch_prompts=config.n_prompts))
         return (Circuit.functional_within(problem.graph, learned, budget),
-                {"learn_steps": steps, "edge_budget": budget, "discovery_prompts": 32}, found_on)
+                {"learn_steps": steps, "lr": MaskLearning.lr, "edge_budget": budget, "discovery_prompts": 32}, found_on)
     return variant
 
 
 VARIANTS: dict[str, Variant] = {"acdc-among-top-k": _acdc_among_top_k, "top-k": _top_k,
                                 "top-k-functional": _top_k_functional}
 OWN_PROMPTS: dict[str, Callable[[Problem, Any, ExperimentConfig, torch.Tensor], Ranked]] = {
-    "demo": _demo, "learned-budget-12": _learned_budget(12), "learned-budget-20": _learned_budget(20)}
+    "demo": _demo, **{f"learned-budget-{steps}": _learned_budget(steps) for steps in (12, 16, 20)}}
 RANKED_ON: dict[str, int] = {"budget-ranked-on-8": 8, "budget-ranked-on-16": 16, "budget-ranked-on-32": 32}
 
 

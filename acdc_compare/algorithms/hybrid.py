@@ -75,7 +75,7 @@ class HybridOptions(AcdcOptions):
                                      "dropped edges change nothing)")
     ranking: Ranking = option("eap-ig", "hybrid: rank the candidates by EAP-IG, or by masks learned from it "
                                         "with an edge budget of --k (see acdc_compare.algorithms.learned)")
-    learn_steps: int = option(20, "hybrid, --ranking learned: optimisation steps")
+    learn_steps: int = option(16, "hybrid, --ranking learned: optimisation steps")
     learn_batch: int = option(8, "hybrid, --ranking learned: prompts per step (minibatches, in order)")
     rank_prompts: int | None = option(None, "hybrid: EAP-IG scores only the first this many prompts "
                                             "(None: all)")

@@ -35,9 +35,9 @@ class MaskLearning:
     """How the masks are learned (see the module docstring)."""
 
     budget: int  # edges the learned circuit should keep
-    steps: int = 30
+    steps: int = 16
     batch_prompts: int = 8
-    lr: float = 0.1
+    lr: float = 0.15
     candidates: int = 5000
     penalty: float = 2.0
     final_temperature: float = 0.05

@@ -58,7 +58,7 @@ class ExperimentConfig:
     # behaviour on new prompts at the edge budget; masks learned from them keep 0.84
     # (`algorithms.learned`, `benchmarks/results/frontier_cpu.json`)
     task_ranking: tuple[tuple[str, Ranking], ...] = (("ioi", "learned"),)
-    learn_steps: int = 20
+    learn_steps: int = 16
     coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness
     steps: int = 5
     n_prompts: int = 8  # prompts each circuit is discovered on; EAP-IG always ranks on the first this many
