@@ -14,7 +14,7 @@ What it does, exactly:
    budget goes to edges that can matter.
    With `ranking="learned"`, the EAP-IG scores only start a mask-learning run (`algorithms.learned`) whose
    edge budget is k, and its learned logits rank the candidates instead: on IOI the learned top 1,422 keep
-   0.84 of the behaviour on new prompts where EAP-IG's keep 0.75. With `rank_prompts=n`, EAP-IG
+   0.87 of the behaviour on new prompts where EAP-IG's keep 0.75. With `rank_prompts=n`, EAP-IG
    scores the first n prompts only (the learning and ACDC use them all).
    With `tested=t`, ACDC tests only the t lowest-ranked candidates; the higher-ranked ones are kept without a
    test (`run_acdc(..., fixed=...)`). A circuit of a few hundred edges chosen by ACDC on 8 prompts keeps

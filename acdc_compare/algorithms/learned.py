@@ -3,7 +3,7 @@
 
 Why: EAP-IG scores each edge by a linear estimate at the full model, but a circuit keeps ~2% of the edges,
 where they interact. On IOI (SmolLM2-135M, KL) the top 1,422 EAP-IG edges keep 0.75 of the behaviour on 32
-held-out prompts; the same budget learned here keeps 0.84 (`benchmarks/results/frontier_cpu.json`).
+held-out prompts; the same budget learned here keeps 0.87 (`benchmarks/results/frontier_cpu.json`).
 
 What it does: each of the `candidates` highest-ranked edges gets a logit theta (+1 for the functional top
 `budget`, -1 for the rest); every other edge stays removed. The circuit's mask is sigmoid(theta / T), and

@@ -30,7 +30,7 @@ class ExperimentConfig:
 
     Why this split: circuits of ~100 edges that ACDC picked on 8 prompts kept IOI's behaviour on new prompts
     only at 0.43 (32 held-out prompts), while the top ~1,400 EAP-IG edges keep ~0.75 on the same prompts and
-    masks learned from them over 32 prompts 0.84 (`benchmarks/results/frontier_cpu.json`): a larger circuit
+    masks learned from them over 32 prompts 0.87 (`benchmarks/results/frontier_cpu.json`): a larger circuit
     chosen by attribution, for IOI by learned masks, generalises, and ACDC spends its exact tests on the
     uncertain boundary."""
 
@@ -55,7 +55,7 @@ class ExperimentConfig:
                                                 ("adjective-first", 0))
     functional: bool = True  # hybrid: candidates reduced to their input->logits paths (exact: no metric changes)
     # hybrid: how candidates are ranked, per task (default EAP-IG). IOI's top EAP-IG edges keep 0.75 of its
-    # behaviour on new prompts at the edge budget; masks learned from them keep 0.84
+    # behaviour on new prompts at the edge budget; masks learned from them keep 0.87
     # (`algorithms.learned`, `benchmarks/results/frontier_cpu.json`)
     task_ranking: tuple[tuple[str, Ranking], ...] = (("ioi", "learned"),)
     learn_steps: int = 16
