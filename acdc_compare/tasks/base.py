@@ -144,7 +144,8 @@ class Task:
         return self.select(range(n))
 
     def select(self, indices: Sequence[int]) -> "Task":
-        """The prompts at `indices`, in that order (minibatches of a discovery run)."""
+        """The prompts at `indices`, in that order (minibatches of a discovery run). Per-prompt `info` entries
+        (lists or tuples with one item per prompt, e.g. `correct_answers`) are selected with them."""
         idx = [int(i) for i in indices]
         if not idx or min(idx) < 0 or max(idx) >= self.n_prompts:
             raise TaskError(f"task {self.name!r} has {self.n_prompts} prompts; cannot take prompts {idx}")
@@ -158,9 +159,14 @@ class Task:
             correct=self.correct[rows], wrong=self.wrong[rows], description=self.description,
             prompts=pick(self.prompts), corrupted_prompts=pick(self.corrupted_prompts),
             correct_sets=None if self.correct_sets is None else pick(self.correct_sets),
-            wrong_sets=None if self.wrong_sets is None else pick(self.wrong_sets), info=dict(self.info),
+            wrong_sets=None if self.wrong_sets is None else pick(self.wrong_sets),
+            info={key: type(value)(pick(value)) if self._per_prompt(value) else value
+                  for key, value in self.info.items()},
             corruption=self.corruption,
         )
+
+    def _per_prompt(self, value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and len(value) == self.n_prompts
 
 
 def _as_2d(value: Any, n: int, what: str, task: str) -> torch.Tensor:

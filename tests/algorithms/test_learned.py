@@ -10,6 +10,7 @@ What is asserted, and why it must hold:
 - The hybrid's learned ranking is the hybrid over the learned scores (same candidates, same exact ACDC).
 """
 
+import dataclasses
 import math
 
 import pytest
@@ -49,6 +50,11 @@ def test_task_select_takes_rows_in_the_order_given():
     picked = task.select([4, 1])
     assert torch.equal(picked.clean, task.clean[[4, 1]]) and torch.equal(picked.wrong, task.wrong[[4, 1]])
     assert torch.equal(task.subset(3).clean, task.clean[:3])
+    answers = dataclasses.replace(task.subset(3), info={"correct_answers": [" b", " c", " d"],
+                                                         "scale": (1, 2, 3), "kind": "x"})
+    picked = answers.select([2, 0])
+    assert picked.info["correct_answers"] == [" d", " b"]
+    assert picked.info["scale"] == (3, 1) and picked.info["kind"] == "x"  # per-prompt entries follow the rows
     with pytest.raises(ValueError, match="cannot take"):
         task.select([6])
 
