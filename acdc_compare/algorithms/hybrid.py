@@ -163,7 +163,7 @@ def ranking_problem(problem: Problem, n_prompts: int | None) -> Problem:
     """The problem EAP-IG ranks on: the first `n_prompts` prompts (None, or at least all: the problem)."""
     if n_prompts is None or n_prompts >= problem.task.n_prompts:
         return problem
-    return problem.batches(n_prompts)[0]
+    return problem.select(range(n_prompts))
 
 
 def split_by_rank(chosen: torch.Tensor, scores: torch.Tensor, n_low: int) -> tuple[torch.Tensor, torch.Tensor]:

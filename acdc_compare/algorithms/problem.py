@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -77,11 +78,15 @@ class Problem:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"minibatch size must be a whole number >= 1, got {size!r}")
         n = self.task.n_prompts
+        return [self.select(range(lo, min(lo + size, n))) for lo in range(0, n, size)]
+
+    def select(self, indices: Sequence[int]) -> "Problem":
+        """The prompts at `indices` as a problem on the same patcher, metric and ablation (a mean ablation
+        keeps this problem's reference)."""
         reference = self.task.clean if self.reference is None else self.reference
-        return [make_problem(self.patcher, self.task.select(range(lo, min(lo + size, n))), metric=self.metric_kind,
-                             ablation=self.ablation, model_name=self.model_name, max_memory=self.max_memory,
-                             reference=reference if self.ablation is Ablation.MEAN else None)
-                for lo in range(0, n, size)]
+        return make_problem(self.patcher, self.task.select(indices), metric=self.metric_kind, ablation=self.ablation,
+                            model_name=self.model_name, max_memory=self.max_memory,
+                            reference=reference if self.ablation is Ablation.MEAN else None)
 
     # ----- the evaluator seam (greedy ACDC) -----------------------------------------------------------
     @property
