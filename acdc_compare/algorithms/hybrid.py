@@ -97,7 +97,7 @@ class HybridOptions(AcdcOptions):
         if self.ranking == "learned":
             if k is None and coverage is None:
                 raise ValueError("ranking='learned' needs k (or coverage), the learned circuit's edge budget")
-            MaskLearning(budget=max(1, int(k or 1)), steps=self.learn_steps, batch_prompts=self.learn_batch)
+            mask_learning(self, max(1, int(k or 1)))
         r = self.rank_prompts
         if r is not None and (isinstance(r, bool) or int(r) != r or r < 1):
             raise ValueError(f"rank_prompts must be a whole number >= 1 (or None for all), got {r!r}")
@@ -136,9 +136,7 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
             k, reached = smallest_covering_k(problem, prior, float(coverage), progress=options.progress)
             extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
         if options.ranking == "learned":
-            budget = min(int(k), n)  # type: ignore[arg-type]
-            learning = MaskLearning(budget=budget, steps=options.learn_steps, batch_prompts=options.learn_batch,
-                                    candidates=max(MaskLearning.candidates, budget))
+            learning = mask_learning(options, min(int(k), n))  # type: ignore[arg-type]
             prior = learned_mask_scores(problem, prior, learning, progress=options.progress)
         prior_seconds = time.perf_counter() - started
         top = Circuit.from_scores(graph, prior, top_n=n if k is None else min(int(k), n))
@@ -157,6 +155,13 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
                 "prior_seconds": prior_seconds, "acdc_seconds": found.settings["seconds"],
                 "seconds": time.perf_counter() - started}
     return Circuit(graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
+
+
+def mask_learning(options: HybridOptions, budget: int) -> MaskLearning:
+    """The mask learning of `ranking="learned"` for an edge budget: the options' steps and minibatch, and at
+    least as many candidates as the budget."""
+    return MaskLearning(budget=budget, steps=options.learn_steps, batch_prompts=options.learn_batch,
+                        candidates=max(MaskLearning.candidates, budget))
 
 
 def ranking_problem(problem: Problem, n_prompts: int | None) -> Problem:

@@ -136,6 +136,11 @@ def test_bad_learning_options_are_refused_with_what_to_give(options, message):
         HybridOptions(threshold=0.01, **options)
 
 
+def test_a_learned_budget_above_the_default_candidates_is_taken():
+    options = HybridOptions(threshold=0.01, k=8000, ranking="learned")  # learns among the top 8,000
+    assert options.k == 8000
+
+
 def test_mask_learning_refuses_bad_settings():
     with pytest.raises(ValueError, match="candidates"):
         MaskLearning(budget=100, candidates=50)
