@@ -183,7 +183,7 @@ def run_scaled(problem: Problem, options: Any, threshold_scale: ThresholdScale =
     if threshold_scale == "absolute":
         return found
     settings = {**found.settings, "threshold_scale": "relative", "relative_threshold": options.threshold}
-    return Circuit(found.graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
+    return dataclasses.replace(found, settings=settings)
 
 
 def needs_gradients(options: Any) -> bool:

@@ -13,9 +13,25 @@ from typing import Any
 import torch
 
 from acdc_compare.graph import Graph
-from acdc_compare.types import ReceiverKind
+from acdc_compare.types import ReceiverKind, ScoreKind
 
 Vertex = tuple[str, int]  # ("s", sender index) or ("r", receiver index)
+
+SCORE_KINDS: tuple[ScoreKind, ...] = tuple(ScoreKind)  # a kind's code in `Circuit.score_kinds` is its index here
+# Where an edge falls in `Circuit.ranking`: kept edges before removed ones; among kept edges those kept on the
+# method's ranking (untested by ACDC) before those ACDC tested and kept (the hybrid tests the lowest-ranked
+# candidates); among removed ones those ACDC tested (they were candidates) before the ranking's rest.
+_KEPT_TIER = {ScoreKind.LEARNED: 0, ScoreKind.EAP_IG: 0, ScoreKind.EAP: 0, ScoreKind.GIVEN: 0,
+              ScoreKind.ACDC: 1, ScoreKind.NONE: 2}
+_REMOVED_TIER = {ScoreKind.ACDC: 3, ScoreKind.LEARNED: 4, ScoreKind.EAP_IG: 5, ScoreKind.EAP: 5,
+                 ScoreKind.GIVEN: 5, ScoreKind.NONE: 6}
+_UNRANKED_TIER = 6
+
+
+def kind_codes(kind: ScoreKind | str, scores: torch.Tensor) -> torch.Tensor:
+    """Per-edge kind codes (int8) for scores all of one kind: `kind` where the score is not NaN, else NONE."""
+    code = SCORE_KINDS.index(ScoreKind(kind))
+    return torch.where(torch.isnan(scores), SCORE_KINDS.index(ScoreKind.NONE), code).to(torch.int8)
 
 
 # The notebook renderer (HTML of a circuit or a comparison), plugged in from above: the viewer lives in a higher
@@ -44,8 +60,12 @@ class Circuit:
     """Graph + kept edges + per-edge scores (+ the numbers and settings of the run that found it).
 
     `kept` is a bool vector over the graph's edges, `scores` a float vector (NaN where an edge was never
-    scored; for ACDC the metric change its removal caused). Both are private copies: nothing outside can
-    change a circuit after it is made.
+    scored) holding for each edge the evidence it was kept or removed on, and `score_kinds` what each score
+    is (`ScoreKind`: ACDC's metric change where ACDC tested the edge, else the ranking that chose it - a
+    learned mask logit, an EAP-IG or EAP score): int8 codes into `SCORE_KINDS`, or one `ScoreKind` for every
+    scored edge (default GIVEN). `ranking()` orders the edges by that evidence; figures, tables, curves, the
+    viewer and the MIB export all rank by it. Tensors are private copies: nothing outside can change a
+    circuit after it is made.
     """
 
     graph: Graph
@@ -53,6 +73,7 @@ class Circuit:
     scores: torch.Tensor = field(default=None)  # type: ignore[assignment]
     metrics: Mapping[str, float] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    score_kinds: torch.Tensor | ScoreKind | str = ScoreKind.GIVEN
 
     def __post_init__(self) -> None:
         n = self.graph.n_edges
@@ -66,6 +87,17 @@ class Circuit:
         scores = scores.detach().to("cpu", torch.float64)
         if scores.shape != (n,):
             raise ValueError(f"scores has shape {tuple(scores.shape)}; {self.graph!r} needs ({n},)")
+        kinds = self.score_kinds
+        if isinstance(kinds, (ScoreKind, str)):
+            kinds = kind_codes(kinds, scores)
+        kinds = torch.as_tensor(kinds).detach().to("cpu")
+        if kinds.shape != (n,) or kinds.dtype != torch.int8:
+            raise ValueError(f"score_kinds must be int8 codes of shape ({n},), got {kinds.dtype} {tuple(kinds.shape)}")
+        if n and not 0 <= int(kinds.min()) <= int(kinds.max()) < len(SCORE_KINDS):
+            raise ValueError(f"score_kinds holds a code outside 0..{len(SCORE_KINDS) - 1}")
+        none, given = SCORE_KINDS.index(ScoreKind.NONE), SCORE_KINDS.index(ScoreKind.GIVEN)
+        kinds = torch.where(torch.isnan(scores), none, torch.where(kinds == none, given, kinds)).to(torch.int8)
+        object.__setattr__(self, "score_kinds", kinds)
         object.__setattr__(self, "kept", kept.clone())
         object.__setattr__(self, "scores", scores.clone())
         object.__setattr__(self, "metrics", _frozen(self.metrics))
@@ -135,6 +167,51 @@ class Circuit:
 
     def edge_score(self, name: str) -> float:
         return float(self.scores[self.graph.edge_index(name)])
+
+    def score_kind(self, e: int | str) -> ScoreKind:
+        """What edge `e`'s (index or name) score is."""
+        index = self.graph.edge_index(e) if isinstance(e, str) else int(e)
+        return SCORE_KINDS[int(self.score_kinds[index])]
+
+    def kept_score_kinds(self) -> dict[ScoreKind, int]:
+        """How many kept edges hold a score of each kind, most common first."""
+        codes = torch.bincount(self.score_kinds[self.kept].long(), minlength=len(SCORE_KINDS)).tolist()
+        found = {SCORE_KINDS[i]: c for i, c in enumerate(codes) if c}
+        return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+    # ----- ranking by evidence ------------------------------------------------------------------------
+    def ranking(self) -> torch.Tensor:
+        """Every edge index, most important first: kept edges before removed ones, then by the kind of
+        evidence (see `_KEPT_TIER`, `_REMOVED_TIER`), then by score (a learned logit as it is, other kinds
+        by |score|), ties by edge index. Edges that are neither kept nor scored come last."""
+        kinds = self.score_kinds.long()
+        kept_tier = torch.tensor([_KEPT_TIER[k] for k in SCORE_KINDS])[kinds]
+        removed_tier = torch.tensor([_REMOVED_TIER[k] for k in SCORE_KINDS])[kinds]
+        tier = torch.where(self.kept, kept_tier, removed_tier)
+        learned = kinds == SCORE_KINDS.index(ScoreKind.LEARNED)
+        value = torch.where(learned, self.scores, self.scores.abs()).nan_to_num(nan=-math.inf)
+        order = torch.sort(-value, stable=True).indices
+        return order[torch.sort(tier[order], stable=True).indices]
+
+    def n_ranked(self) -> int:
+        """How many edges `ranking` can place: kept or scored (the rest trail in edge order)."""
+        return int((self.kept | (self.score_kinds != SCORE_KINDS.index(ScoreKind.NONE))).sum())
+
+    def rank_scores(self) -> torch.Tensor:
+        """float64 [n_edges]: n_ranked - position in `ranking` for the first `n_ranked` edges (higher = more
+        important), NaN for the rest: the ranking as scores, for anything that ranks edges by a score."""
+        out = torch.full((self.n_edges,), math.nan, dtype=torch.float64)
+        n = self.n_ranked()
+        out[self.ranking()[:n]] = torch.arange(n, 0, -1, dtype=torch.float64)
+        return out
+
+    def importance(self) -> torch.Tensor:
+        """float64 [n_edges]: a kept edge's place in `ranking` as a share, 1 for the first kept edge down to
+        1 / n_kept for the last; 0 for removed edges. Comparable across kinds of evidence, and summable."""
+        out = torch.zeros(self.n_edges, dtype=torch.float64)
+        n = self.n_kept
+        out[self.ranking()[:n]] = torch.arange(n, 0, -1, dtype=torch.float64) / max(n, 1)
+        return out
 
     def nodes(self) -> set[str]:
         """Every node that a kept edge touches."""

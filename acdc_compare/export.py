@@ -1,6 +1,6 @@
 """Circuits out of (and back into) Python: a JSON file format, a networkx view, and pruning to live paths.
 
-JSON file (schema `acdc_compare.circuit/1`), one object:
+JSON file (schema `acdc_compare.circuit/2`), one object:
 
 - `schema`: the schema and version string; a loader refuses any other;
 - `graph`: every `GraphConfig` field, so the `Graph` is rebuilt from the file alone;
@@ -9,9 +9,15 @@ JSON file (schema `acdc_compare.circuit/1`), one object:
   written before key-value heads had names of their own (`a3.h1<k>` for key-value head 1 of a grouped
   model, now `a3.kv1<k>`) load with their names mapped;
 - `scores`: one entry per graph edge, in graph order: a number, `null` for NaN, `"inf"` / `"-inf"`;
+- `score_kinds`: what each score is (`ScoreKind`: "acdc", "learned", "eap-ig", ...), as runs `[kind, count]`
+  over the edges in graph order;
 - `metrics`, `settings`: JSON objects. Non-finite floats inside them are written as
   `{"__float__": "nan" | "inf" | "-inf"}` (strict JSON has no NaN), so a mapping whose only key is
   `__float__` is refused as reserved.
+
+Files of schema `acdc_compare.circuit/1` (no `score_kinds`) still load: the kinds are inferred from the
+method that wrote them, and a warning says what the file lacks (a hybrid circuit of schema 1 scored only the
+edges ACDC tested, so its other kept edges have no score to be ranked by).
 
 Floats are written with `repr` (json's default), so float64 scores and metrics read back bit for bit.
 Tuples in settings come back as lists and str-valued enums as plain str (equal to the enum); numpy scalars
@@ -25,6 +31,7 @@ import dataclasses
 import json
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,11 +39,13 @@ from typing import Any
 import networkx as nx
 import torch
 
-from acdc_compare.circuit import Circuit
+from acdc_compare.circuit import SCORE_KINDS, Circuit, kind_codes
 from acdc_compare.files import PathLike, atomic_write
 from acdc_compare.graph import INPUT, LOGITS, Graph, GraphConfig
+from acdc_compare.types import ScoreKind
 
-SCHEMA = "acdc_compare.circuit/1"
+SCHEMA = "acdc_compare.circuit/2"
+SCHEMA_1 = "acdc_compare.circuit/1"
 _FLOAT_TAG = "__float__"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -123,6 +132,54 @@ def _scores_from_json(entries: Any, n_edges: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)
 
 
+def _kinds_to_json(codes: torch.Tensor) -> list[list[Any]]:
+    """Runs [kind, count] of the per-edge kind codes, in graph order."""
+    runs: list[list[Any]] = []
+    for code in codes.tolist():
+        kind = SCORE_KINDS[code].value
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] += 1
+        else:
+            runs.append([kind, 1])
+    return runs
+
+
+def _kinds_from_json(runs: Any, n_edges: int) -> torch.Tensor:
+    if not isinstance(runs, list):
+        raise ValueError(f"'score_kinds' must be a list of [kind, count] runs, got {type(runs).__name__}")
+    known = {k.value: i for i, k in enumerate(SCORE_KINDS)}
+    codes: list[int] = []
+    for i, run in enumerate(runs):
+        if not (isinstance(run, list) and len(run) == 2 and run[0] in known and isinstance(run[1], int)
+                and not isinstance(run[1], bool) and run[1] >= 1):
+            raise ValueError(f"'score_kinds'[{i}] is {run!r:.80}; expected [kind, count >= 1] with kind one of "
+                             f"{sorted(known)}")
+        codes.extend([known[run[0]]] * run[1])
+        if len(codes) > n_edges:
+            break
+    if len(codes) != n_edges:
+        raise ValueError(f"'score_kinds' covers {len(codes)} edges but the graph has {n_edges}")
+    return torch.tensor(codes, dtype=torch.int8)
+
+
+_METHOD_KINDS = {"acdc": ScoreKind.ACDC, "hybrid": ScoreKind.ACDC, "eap": ScoreKind.EAP, "eap-ig": ScoreKind.EAP_IG}
+
+
+def _legacy_kinds(scores: torch.Tensor, kept: torch.Tensor, settings: Mapping[str, Any],
+                  where: str) -> torch.Tensor:
+    """The kinds of a schema-1 file's scores, from the method that wrote it; warns about kept edges without a
+    score (a schema-1 hybrid circuit scored only the edges ACDC tested)."""
+    kinds = kind_codes(_METHOD_KINDS.get(str(settings.get("method")), ScoreKind.GIVEN), scores)
+    unscored = int((kept & torch.isnan(scores)).sum())
+    if unscored:
+        warnings.warn(f"{where}: a circuit file of schema {SCHEMA_1!r}: {unscored} of its {int(kept.sum())} kept "
+                      "edges have no score (files of that schema kept only the scores of the edges ACDC tested, "
+                      "not the ranking score that chose the others), so figures, tables and exports rank those "
+                      "after the scored edges, in edge order. Rediscover the circuit to keep every edge's score.",
+                      stacklevel=3)
+    return kinds
+
+
 # ----- graph -----------------------------------------------------------------------------------------
 def _graph_config_from_json(d: Any) -> GraphConfig:
     """Rebuild a GraphConfig, checking field names and types (the file is untrusted input)."""
@@ -179,18 +236,23 @@ def circuit_to_json(c: Circuit) -> dict[str, Any]:
         "n_edges": c.graph.n_edges,
         "kept": c.kept_edge_names(),
         "scores": _scores_to_json(c.scores),
+        "score_kinds": _kinds_to_json(c.score_kinds),
         "metrics": _mapping_to_json(c.metrics, "metrics"),
         "settings": _mapping_to_json(c.settings, "settings"),
     }
 
 
-def circuit_from_json(d: Mapping[str, Any]) -> Circuit:
-    """Rebuild a circuit from `circuit_to_json`'s dict; ValueError naming the problem for a bad one."""
+def circuit_from_json(d: Mapping[str, Any], where: str = "circuit") -> Circuit:
+    """Rebuild a circuit from `circuit_to_json`'s dict (or one of schema 1); ValueError naming the problem for a
+    bad one. `where` names the source in the schema-1 warning."""
     if not isinstance(d, Mapping):
         raise ValueError(f"a circuit file holds a JSON object, got {type(d).__name__}")
-    if d.get("schema") != SCHEMA:
-        raise ValueError(f"not a circuit of schema {SCHEMA!r}: the file's schema is {d.get('schema')!r}")
-    for key in ("graph", "graph_key", "n_edges", "kept", "scores", "metrics", "settings"):
+    if d.get("schema") not in (SCHEMA, SCHEMA_1):
+        raise ValueError(f"not a circuit of schema {SCHEMA!r} (or {SCHEMA_1!r}): the file's schema is "
+                         f"{d.get('schema')!r}")
+    legacy = d["schema"] == SCHEMA_1
+    for key in ("graph", "graph_key", "n_edges", "kept", "scores", "metrics", "settings",
+                *(() if legacy else ("score_kinds",))):
         if key not in d:
             raise ValueError(f"the circuit has no {key!r} field")
     graph = Graph(_graph_config_from_json(d["graph"]))
@@ -201,13 +263,14 @@ def circuit_from_json(d: Mapping[str, Any]) -> Circuit:
     for key in ("metrics", "settings"):
         if not isinstance(d[key], Mapping):
             raise ValueError(f"{key!r} must be a JSON object, got {type(d[key]).__name__}")
-    return Circuit(
-        graph,
-        _kept_from_json(d["kept"], graph),
-        _scores_from_json(d["scores"], graph.n_edges),
-        metrics=_from_json_value(dict(d["metrics"])),
-        settings=_from_json_value(dict(d["settings"])),
-    )
+    kept, scores = _kept_from_json(d["kept"], graph), _scores_from_json(d["scores"], graph.n_edges)
+    settings = _from_json_value(dict(d["settings"]))
+    kinds = (_legacy_kinds(scores, kept, settings, where) if legacy
+             else _kinds_from_json(d["score_kinds"], graph.n_edges))
+    if bool((torch.isnan(scores) != (kinds == SCORE_KINDS.index(ScoreKind.NONE))).any()):
+        raise ValueError("'score_kinds' must be \"none\" exactly where 'scores' is null")
+    return Circuit(graph, kept, scores, metrics=_from_json_value(dict(d["metrics"])), settings=settings,
+                   score_kinds=kinds)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -230,7 +293,7 @@ def load_circuit(path: PathLike) -> Circuit:
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, NaN constants
         raise ValueError(f"{path} is not a valid circuit JSON file: {err}") from None
     try:
-        return circuit_from_json(d)
+        return circuit_from_json(d, str(path))
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
 

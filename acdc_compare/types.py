@@ -47,6 +47,22 @@ class Role(str, enum.Enum):
         return self.value
 
 
+class ScoreKind(str, enum.Enum):
+    """What a circuit's score of an edge is: the evidence the method kept (or removed) the edge on."""
+
+    NONE = "none"  # never scored (a legacy file's untested edge, an edge removed untested)
+    ACDC = "acdc"  # the metric change when exact ACDC tested removing it
+    LEARNED = "learned"  # the learned mask logit (higher = keep; its sign matters)
+    EAP_IG = "eap-ig"  # EAP-IG attribution score
+    EAP = "eap"  # EAP attribution score
+    GIVEN = "given"  # a score of another origin (`Circuit.from_scores`, a MIB file, a sweep's stability)
+
+    __hash__ = str.__hash__
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class ReceiverKind(str, enum.Enum):
     Q = "q"
     K = "k"

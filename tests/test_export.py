@@ -13,7 +13,7 @@ import networkx as nx
 import pytest
 import torch
 
-from acdc_compare.circuit import Circuit
+from acdc_compare.circuit import SCORE_KINDS, Circuit
 from acdc_compare.export import (
     SCHEMA,
     circuit_from_json,
@@ -24,7 +24,7 @@ from acdc_compare.export import (
     to_networkx,
 )
 from acdc_compare.graph import Graph, GraphConfig
-from acdc_compare.types import Metric
+from acdc_compare.types import Metric, ScoreKind
 
 SMALL = Graph(GraphConfig(n_layers=3, n_heads=4, n_kv_heads=4))
 GQA = Graph(GraphConfig(n_layers=3, n_heads=4, n_kv_heads=2))
@@ -53,7 +53,9 @@ def _rich_circuit(graph: Graph, seed: int = 0) -> Circuit:
         "tau": 1e-3, "metric": "kl", "order": ["logits", "m2"], "nested": {"a": [1, 2.5, None, True]},
         "none": None, "flag": False, "unicode": "héllo <b>", "neg_inf": -math.inf,
     }
-    return Circuit(graph, kept, _random_scores(graph.n_edges, seed), metrics=metrics, settings=settings)
+    scores = _random_scores(graph.n_edges, seed)
+    kinds = torch.randint(1, len(SCORE_KINDS), (graph.n_edges,), generator=g).to(torch.int8)
+    return Circuit(graph, kept, scores, metrics=metrics, settings=settings, score_kinds=kinds)
 
 
 def _same_float(a: float, b: float) -> bool:
@@ -76,6 +78,7 @@ def _assert_same_circuit(a: Circuit, b: Circuit) -> None:
     nan_a, nan_b = torch.isnan(a.scores), torch.isnan(b.scores)
     assert torch.equal(nan_a, nan_b)
     assert torch.equal(a.scores[~nan_a].view(torch.int64), b.scores[~nan_b].view(torch.int64))  # bit-exact
+    assert torch.equal(a.score_kinds, b.score_kinds)
     assert _same_value(dict(a.metrics), dict(b.metrics))
     assert _same_value(dict(a.settings), dict(b.settings))
 
@@ -95,13 +98,15 @@ def test_file_is_standard_json_with_names_and_checks(tmp_path: Path) -> None:
     c = _rich_circuit(SMALL)
     text = save_circuit(c, tmp_path / "c.json").read_text()
     d = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard constant {name}"))
-    assert d["schema"] == SCHEMA == "acdc_compare.circuit/1"
+    assert d["schema"] == SCHEMA == "acdc_compare.circuit/2"
     assert d["graph"] == {"n_layers": 3, "n_heads": 4, "n_kv_heads": 4, "has_mlp": True,
                           "parallel_attn_mlp": False, "include_direct": True}
     assert d["graph_key"] == SMALL.config.key and d["n_edges"] == SMALL.n_edges
     assert d["kept"] == c.kept_edge_names()
     assert len(d["scores"]) == SMALL.n_edges and d["scores"][0] is None and d["scores"][1:3] == ["inf", "-inf"]
     assert d["metrics"]["empty"] == {"__float__": "nan"}
+    assert sum(count for _, count in d["score_kinds"]) == SMALL.n_edges
+    assert d["score_kinds"][0] == ["none", 1]  # scores[0] is NaN
 
 
 def test_str_enums_and_tuples_come_back_as_plain_values() -> None:
@@ -121,7 +126,12 @@ def _good() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda d: d.update(schema="acdc_compare.circuit/2"), "schema"),
+    (lambda d: d.update(schema="acdc_compare.circuit/3"), "schema"),
+    (lambda d: d.pop("score_kinds"), "score_kinds"),
+    (lambda d: d["score_kinds"].append(["given", 1]), "score_kinds"),
+    (lambda d: d["score_kinds"].__setitem__(0, ["magic", d["score_kinds"][0][1]]), "magic"),
+    (lambda d: d["score_kinds"].__setitem__(0, ["given", "3"]), "score_kinds"),
+    (lambda d: d.update(score_kinds=[["acdc", SMALL.n_edges]]), "null"),
     (lambda d: d.pop("schema"), "schema"),
     (lambda d: d["kept"].append("a2.h3->a0.h1<q>"), "a2.h3->a0.h1<q>"),
     (lambda d: d["kept"].append(PATH[0]), "twice"),
@@ -268,3 +278,30 @@ def test_prune_on_random_circuits_keeps_only_live_edges() -> None:
         for node in g.nodes:  # every node lies between input and logits
             assert node == "input" or nx.has_path(g, "input", node)
             assert node == "logits" or nx.has_path(g, node, "logits")
+
+
+# ----- schema 1 files --------------------------------------------------------------------------------
+def _schema_1(c: Circuit) -> dict[str, Any]:
+    d = circuit_to_json(c)
+    d["schema"] = "acdc_compare.circuit/1"
+    del d["score_kinds"]
+    return d
+
+
+def test_schema_1_files_load_with_kinds_from_their_method() -> None:
+    scores = torch.full((SMALL.n_edges,), math.nan, dtype=torch.float64)
+    scores[SMALL.edge_index(PATH[0])] = 0.5
+    for method, kind in (("acdc", ScoreKind.ACDC), ("eap-ig", ScoreKind.EAP_IG), ("custom", ScoreKind.GIVEN)):
+        c = Circuit.from_edge_names(SMALL, PATH[:1], scores=scores, settings={"method": method})
+        back = circuit_from_json(_schema_1(c))
+        assert back.score_kind(PATH[0]) is kind and back.score_kind(PATH[1]) is ScoreKind.NONE
+
+
+def test_schema_1_hybrid_says_which_kept_edges_have_no_score() -> None:
+    scores = torch.full((SMALL.n_edges,), math.nan, dtype=torch.float64)
+    scores[SMALL.edge_index(PATH[3])] = 0.01  # the one edge ACDC tested
+    c = Circuit.from_edge_names(SMALL, PATH, scores=scores, settings={"method": "hybrid"})
+    with pytest.warns(UserWarning, match=r"3 of its 4 kept edges have no score"):
+        back = circuit_from_json(_schema_1(c), "old.json")
+    assert back.score_kind(PATH[3]) is ScoreKind.ACDC
+    assert int(back.ranking()[0]) == SMALL.edge_index(PATH[3])  # the scored edge ranks first

@@ -30,6 +30,7 @@ from acdc_compare.circuit import Circuit, Liveness
 from acdc_compare.graph import Graph
 from acdc_compare.journal import Decision, JournalWriter, read_journal
 from acdc_compare.progress import Bar, ProgressLike, as_progress
+from acdc_compare.types import ScoreKind
 
 EdgeOrder = Literal["reference"]
 
@@ -331,7 +332,7 @@ def _result(problem: Evaluator, run: _Run, started: float) -> Circuit:
     empty_metric = float(problem.evaluate(torch.zeros(1, graph.n_edges, dtype=torch.bool))[0])
     circuit_metric = float(problem.evaluate(run.kept[None])[0])
     return Circuit(
-        graph, run.kept, run.scores,
+        graph, run.kept, run.scores, score_kinds=ScoreKind.ACDC,
         metrics={"full": run.full_metric, "circuit": circuit_metric, "empty": empty_metric,
                  "final_greedy": run.current},
         settings={**run.identity, "method": "acdc", "seconds": time.perf_counter() - started,

@@ -46,7 +46,7 @@ from acdc_compare.circuit import Circuit, check_selection
 from acdc_compare.faithfulness import DEFAULT_FRACTIONS, FaithfulnessCurve, faithfulness_curve
 from acdc_compare.metrics import parse_metric
 from acdc_compare.progress import Bar, ProgressLike, as_progress
-from acdc_compare.types import Metric
+from acdc_compare.types import Metric, ScoreKind
 
 IGPath = Literal["input", "mask"]
 IGRule = Literal["left", "midpoint"]
@@ -218,7 +218,7 @@ def _circuit(problem: Problem, scores: torch.Tensor, options: EapOptions, starte
     selected = Circuit.from_scores(problem.graph, scores, top_n=options.top_n, threshold=options.threshold)
     full, empty = problem.metric_ends
     circuit = float(problem.evaluate(selected)[0])
-    return Circuit(problem.graph, selected.kept, scores,
+    return Circuit(problem.graph, selected.kept, scores, score_kinds=ScoreKind(settings["method"]),
                    metrics={"full": full, "circuit": circuit, "empty": empty},
                    settings={**problem.fingerprint(), **settings, "top_n": options.top_n,
                              "threshold": options.threshold, "seconds": seconds, **problem.run_settings()})

@@ -22,7 +22,9 @@ What it does, exactly:
    mechanism, ACDC decides the uncertain boundary exactly.
 3. Run greedy ACDC (`acdc(problem, threshold, candidates=...)`) from that circuit: same reference order,
    same threshold rule, same dead-receiver rule, testing only candidates. Scores of tested edges are
-   ACDC's (the metric change their removal caused, on the circuit at that moment).
+   ACDC's (the metric change their removal caused, on the circuit at that moment); every other edge keeps the
+   ranking's score that placed it (the learned logit, or EAP-IG's score), with its kind (`Circuit.score_kinds`),
+   so the circuit can be ranked by the evidence each edge was kept on (`Circuit.ranking`).
 
 How its circuit relates to exact ACDC's: with k = None or k >= n_edges (and no `tested`) nothing is filtered
 and EAP-IG is not even run: the result is exact ACDC's, edge for edge. With fewer candidates it is a subset of the candidates,
@@ -47,9 +49,10 @@ from acdc_compare.algorithms.base import AlgorithmSpec, option
 from acdc_compare.algorithms.eap import IGRule, check_steps, eap_ig_scores, evaluate_many, ig_alphas
 from acdc_compare.algorithms.learned import MaskLearning, learned_mask_scores
 from acdc_compare.algorithms.problem import Problem
-from acdc_compare.circuit import Circuit
+from acdc_compare.circuit import SCORE_KINDS, Circuit, kind_codes
 from acdc_compare.faithfulness import normalized_faithfulness
 from acdc_compare.progress import ProgressLike
+from acdc_compare.types import ScoreKind
 
 
 Ranking = Literal["eap-ig", "learned"]
@@ -121,7 +124,7 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
     started = time.perf_counter()
     filtered = coverage is not None or (k is not None and k < n)
     ranked = filtered or options.tested is not None  # `tested` picks the lowest-ranked: it needs the ranking
-    candidates = None
+    candidates = attribution = None
     prior_seconds = 0.0
     extra: dict[str, Any] = {}
     if ranked:
@@ -135,6 +138,7 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
         if coverage is not None:
             k, reached = smallest_covering_k(problem, prior, float(coverage), progress=options.progress)
             extra = {"coverage": float(coverage), "candidate_faithfulness": reached}
+        attribution = prior
         if options.ranking == "learned":
             learning = mask_learning(options, min(int(k), n))  # type: ignore[arg-type]
             prior = learned_mask_scores(problem, prior, learning, progress=options.progress)
@@ -154,7 +158,24 @@ def run_hybrid(problem: Problem, options: HybridOptions) -> Circuit:
                 "steps": options.steps if ranked else 0, "absolute": options.absolute, "rule": options.rule,
                 "prior_seconds": prior_seconds, "acdc_seconds": found.settings["seconds"],
                 "seconds": time.perf_counter() - started}
-    return Circuit(graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
+    scores, kinds = found.scores, found.score_kinds
+    if ranked:
+        scores, kinds = evidence(found, prior, attribution, options.ranking)  # type: ignore[arg-type]
+    return Circuit(graph, found.kept, scores, metrics=found.metrics, settings=settings, score_kinds=kinds)
+
+
+def evidence(found: Circuit, ranking: torch.Tensor, attribution: torch.Tensor,
+             kind: Ranking) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per edge, the score it was kept or removed on, and its kind: ACDC's metric change where ACDC tested
+    it, else the ranking's score (a learned logit; EAP-IG's score outside the learned candidates)."""
+    tested = found.score_kinds == SCORE_KINDS.index(ScoreKind.ACDC)
+    ranked = torch.as_tensor(ranking, dtype=torch.float64)
+    ranking_kind = ScoreKind.LEARNED if kind == "learned" else ScoreKind.EAP_IG
+    from_ranking = torch.where(torch.isnan(ranked), attribution, ranked)
+    from_ranking_kinds = torch.where(torch.isnan(ranked), kind_codes(ScoreKind.EAP_IG, attribution),
+                                     kind_codes(ranking_kind, ranked))
+    return (torch.where(tested, found.scores, from_ranking),
+            torch.where(tested, found.score_kinds, from_ranking_kinds))
 
 
 def mask_learning(options: HybridOptions, budget: int) -> MaskLearning:

@@ -143,7 +143,7 @@ class Worker:
                                                                  algorithm(job.method).option_fields()} else {}
         found = run(problem, make_options(job.method, tau, **dict(job.options), **extra))
         settings = {**found.settings, "sweep_job": job.job_id, "sweep": job.settings()}
-        return Circuit(found.graph, found.kept, found.scores, metrics=found.metrics, settings=settings)
+        return dataclasses.replace(found, settings=settings)
 
 
 def record_failure(job: Job, sweep_folder: str | os.PathLike, err: BaseException, seconds: float) -> JobOutcome:

@@ -11,6 +11,7 @@ What is asserted, and why it must hold:
 """
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -22,6 +23,8 @@ from acdc_compare.algorithms.learned import MaskLearning, learned_mask_scores, t
 from acdc_compare.algorithms.problem import make_problem
 from acdc_compare.backends import make_patcher
 from acdc_compare.circuit import Circuit
+from acdc_compare.export import circuit_from_json, circuit_to_json
+from acdc_compare.types import ScoreKind
 from conftest import make_tiny, tiny_task
 
 
@@ -115,6 +118,34 @@ def test_hybrid_learned_ranking_is_the_hybrid_over_the_learned_scores(problem):
     assert torch.equal(found.kept, same.kept) and found.n_kept <= k
     assert found.settings["ranking"] == "learned" and found.settings["learn_steps"] == 6
     assert found.settings["n_fixed"] == same.settings["n_fixed"]
+    _assert_evidence(found, learned, prior, ScoreKind.LEARNED)
+
+
+def _assert_evidence(found: Circuit, ranking: torch.Tensor, attribution: torch.Tensor, kind: ScoreKind) -> None:
+    """Every kept edge keeps the score that chose it: ACDC's where ACDC tested it, else the ranking's (EAP-IG's
+    where the ranking has none), and a saved and loaded circuit keeps all of them."""
+    tested = found.settings["tested"]
+    acdc = [e for e in range(found.n_edges) if found.score_kind(e) is ScoreKind.ACDC]
+    assert 0 < len(acdc) <= tested
+    for e in torch.nonzero(found.kept).flatten().tolist():
+        if found.score_kind(e) is ScoreKind.ACDC:
+            continue
+        expected = float(ranking[e]) if not math.isnan(float(ranking[e])) else float(attribution[e])
+        expected_kind = kind if not math.isnan(float(ranking[e])) else ScoreKind.EAP_IG
+        assert found.score_kind(e) is expected_kind and float(found.scores[e]) == expected
+    back = circuit_from_json(json.loads(json.dumps(circuit_to_json(found))))
+    assert bool(torch.isfinite(back.scores[back.kept]).all())
+    assert torch.equal(back.ranking(), found.ranking())
+    ranked_kept = back.ranking()[:back.n_kept]
+    assert set(ranked_kept.tolist()) == set(torch.nonzero(back.kept).flatten().tolist())
+    untested_first = [back.score_kind(e) is not ScoreKind.ACDC for e in ranked_kept.tolist()]
+    assert untested_first == sorted(untested_first, reverse=True)  # ranked, then ACDC's tested ones
+
+
+def test_hybrid_keeps_eap_ig_scores_of_its_untested_edges(problem):
+    prior = eap_ig_scores(problem, steps=5)
+    found = hybrid(problem, 0.002, k=40, prior=prior, tested=10)
+    _assert_evidence(found, prior, prior, ScoreKind.EAP_IG)
 
 
 def test_hybrid_ranks_on_the_first_prompts_when_asked(problem):
