@@ -19,8 +19,11 @@ The mapping (never silent: everything without a counterpart is counted or named 
   reaching the head). Import keeps a direct edge exactly when its q/k/v input has a kept residual edge, and
   leaves its score NaN. (An input with no kept residual edge carries its ablated value either way, so this
   is the smallest circuit computing what the MIB circuit computes.)
-- Scores: export writes a finite score as is and a NaN or infinite one as 0.0 (MIB needs a float), counting
-  them in the report. Import reads every number (NaN included); a residual edge the file lacks is left out
+- Scores: export writes the circuit's ranking (`Circuit.ranking`: kept edges first, each by the evidence it
+  was kept on), as scores in (0, 1] (1 = first) so that MIB's order by |score| is that ranking; a circuit's
+  evidence mixes kinds (ACDC's metric changes, learned logits, EAP-IG scores) that no single number of MIB's
+  can order. Edges the ranking cannot place (removed and never scored) are written as 0.0, and the report
+  counts them and says what the file does not carry (the evidence itself, metrics, settings). Import reads every number (NaN included); a residual edge the file lacks is left out
   with a NaN score and named in the report.
 - Nodes: export marks a node in_graph when a written kept edge touches it (`logits` always, as EAP-IG does)
   and writes no node scores. Import derives nodes from edges: node in_graph flags are not read, node names
@@ -63,18 +66,28 @@ class MibExportReport:
     n_kept_written: int
     dropped_direct: tuple[str, ...]  # kept direct edges (no MIB counterpart), not written
     blocked_by_direct: tuple[str, ...]  # kept residual edges into a q/k/v input whose direct edge is removed
-    nonfinite_scores: int  # edges whose NaN / infinite score was written as 0.0
+    unranked: int  # MIB edges the ranking cannot place (removed and never scored), written as 0.0
+    kept_unscored: int = 0  # MIB edges kept without a score: ranked after the scored kept edges, in edge order
+    kinds: Mapping[str, int] = field(default_factory=dict)  # kept edges per kind of evidence
 
     def lines(self) -> list[str]:
         """A human summary, one fact per line."""
-        out = [f"wrote {self.n_edges_written} MIB edges, {self.n_kept_written} in the circuit"]
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.kinds.items()) or "none"
+        out = [f"wrote {self.n_edges_written} MIB edges, {self.n_kept_written} in the circuit",
+               "scores are the circuit's ranking (1 = its first edge, kept edges above the rest), not its evidence "
+               f"(kept edges scored by: {kinds}), which stays in the circuit's JSON with its metrics and "
+               "settings: MIB's file has no place for them"]
         if self.dropped_direct:
             out.append(f"{len(self.dropped_direct)} kept direct edges have no MIB counterpart and were not written")
         if self.blocked_by_direct:
             out.append(f"{len(self.blocked_by_direct)} kept residual edges feed a q/k/v input whose direct edge is "
                        f"removed; MIB reads them as reaching the head (e.g. {self.blocked_by_direct[0]})")
-        if self.nonfinite_scores:
-            out.append(f"{self.nonfinite_scores} NaN or infinite scores were written as 0.0")
+        if self.unranked:
+            out.append(f"{self.unranked} edges were never scored nor kept, so the ranking cannot place them: "
+                       "written with score 0.0")
+        if self.kept_unscored:
+            out.append(f"{self.kept_unscored} kept edges have no score (an old circuit file?): ranked after the "
+                       "scored kept edges in edge order; rediscover the circuit to rank them")
         return out
 
 
@@ -127,17 +140,23 @@ def mib_edge_names(graph: Graph, e: int) -> tuple[str, ...]:
     return (graph.edge_names[e],)
 
 
+def mib_scores(c: Circuit) -> torch.Tensor:
+    """float64 [n_edges]: the circuit's ranking as MIB scores, `rank_scores` / n_ranked in (0, 1]; 0.0 for
+    edges it cannot place."""
+    return (c.rank_scores() / max(c.n_ranked(), 1)).nan_to_num(nan=0.0)
+
+
 def circuit_to_mib(c: Circuit, d_model: int = 0) -> dict[str, Any]:
     """The circuit as EAP-IG's `Graph.to_json` object: every residual edge (per query head under GQA) with its
-    score and in_graph = kept; direct edges are not written (see `mib_export_report`)."""
+    ranking score (`mib_scores`) and in_graph = kept; direct edges are not written (see `mib_export_report`)."""
     graph = c.graph
     _check_has_mlp(graph)
     edges: dict[str, dict[str, Any]] = {}
     touched: set[str] = {LOGITS}
-    scores, kept = c.scores.tolist(), c.kept.tolist()
+    scores, kept = mib_scores(c).tolist(), c.kept.tolist()
     for e in range(graph.n_edges):
         names = mib_edge_names(graph, e)
-        score = scores[e] if math.isfinite(scores[e]) else 0.0
+        score = scores[e]
         for name in names:
             edges[name] = {"score": score, "in_graph": kept[e]}
         if names and kept[e]:
@@ -168,9 +187,11 @@ def mib_export_report(c: Circuit) -> MibExportReport:
             direct = int(graph.direct_index[graph.edge_receiver(e)])
             if direct >= 0 and not kept[direct]:
                 blocked.append(names[e])
-    nonfinite = sum(len(mib_edge_names(graph, e)) for e in
-                    torch.nonzero(~torch.isfinite(c.scores)).flatten().tolist())
-    return MibExportReport(written, kept_written, tuple(dropped), tuple(blocked), nonfinite)
+    unscored = torch.isnan(c.scores)
+    unranked = sum(len(mib_edge_names(graph, e)) for e in torch.nonzero(unscored & ~c.kept).flatten().tolist())
+    kept_unscored = sum(len(mib_edge_names(graph, e)) for e in torch.nonzero(unscored & c.kept).flatten().tolist())
+    kinds = {kind.value: n for kind, n in c.kept_score_kinds().items()}
+    return MibExportReport(written, kept_written, tuple(dropped), tuple(blocked), unranked, kept_unscored, kinds)
 
 
 def save_mib(c: Circuit, path: PathLike, d_model: int = 0) -> MibExportReport:

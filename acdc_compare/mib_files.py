@@ -11,10 +11,11 @@ Each such folder holds either
   MIB graph's edges. MIB names no file names for these; this tool writes `edges_{p}pct.json` (`.pt`) and reads
   any `edges_*pct` file back.
 
-The binary circuits keep the highest-|score| residual edges (`absolute=False`: the highest signed scores), a
-prefix of one ranking, so each is contained in the next. Edge counts are MIB edges: under grouped-query
+The binary circuits keep a prefix of the circuit's ranking (`Circuit.ranking`: its kept edges first, each by
+the evidence it was kept on), so each is contained in the next, the smallest within the circuit and the
+largest holding all of it once the size limit allows. Edge counts are MIB edges: under grouped-query
 attention one k/v edge of this tool is one MIB edge per query head of its group, and counts that many. Edges
-with a NaN score are never kept. Direct edges have no MIB counterpart (see `acdc_compare.mib`).
+the ranking cannot place (removed and never scored) are never kept. Direct edges have no MIB counterpart (see `acdc_compare.mib`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.export import load_circuit
 from acdc_compare.files import PathLike
 from acdc_compare.graph import Graph
-from acdc_compare.mib import MibExportReport, MibImportReport, circuit_from_mib, load_mib, mib_edge_names, save_mib
+from acdc_compare.mib import (MibExportReport, MibImportReport, circuit_from_mib, load_mib, mib_edge_names,
+                              mib_export_report, save_mib)
 from acdc_compare.mib_pt import load_pt
 
 MIB_PERCENTAGES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
@@ -62,18 +64,17 @@ def n_mib_edges(graph: Graph) -> int:
     return sum(len(mib_edge_names(graph, e)) for e in range(graph.n_edges))
 
 
-def binary_circuits(c: Circuit, percentages: tuple[float, ...] = MIB_PERCENTAGES,
-                    absolute: bool = True) -> dict[float, Circuit]:
-    """Per size limit p (percent of the MIB graph's edges): the circuit of the best-scored residual edges whose
-    MIB edge count stays within p% (a prefix of the ranking by |score|, or by score with absolute=False)."""
+def binary_circuits(c: Circuit, percentages: tuple[float, ...] = MIB_PERCENTAGES) -> dict[float, Circuit]:
+    """Per size limit p (percent of the MIB graph's edges): the circuit of the first residual edges of `c`'s
+    ranking whose MIB edge count stays within p%. Each circuit is scored by `c`'s ranking (`rank_scores`), so
+    its MIB file ranks its edges as `c` does."""
     graph = c.graph
     if any(not 0 < p <= 100 for p in percentages):
         raise ValueError(f"MIB percentages must lie in (0, 100]; got {list(percentages)}")
     weight = [len(mib_edge_names(graph, e)) for e in range(graph.n_edges)]
     total = sum(weight)
-    key = c.scores.abs() if absolute else c.scores
-    ranked = [e for e in torch.argsort(key, descending=True, stable=True).tolist()
-              if weight[e] and not math.isnan(float(c.scores[e]))]
+    ranked = [e for e in c.ranking()[:c.n_ranked()].tolist() if weight[e]]
+    scores = c.rank_scores()
     out: dict[float, Circuit] = {}
     for p in percentages:
         limit, used = math.floor(p / 100 * total), 0
@@ -82,7 +83,7 @@ def binary_circuits(c: Circuit, percentages: tuple[float, ...] = MIB_PERCENTAGES
             if used + weight[e] > limit:
                 break
             kept[e], used = True, used + weight[e]
-        out[p] = Circuit(graph, kept, c.scores, settings={**c.settings, "mib_percent": p})
+        out[p] = Circuit(graph, kept, scores, settings={**c.settings, "mib_percent": p})
     return out
 
 
@@ -94,7 +95,7 @@ class MibSubmissionReport:
     paths: tuple[Path, ...]
     n_mib_edges: int
     kept_per_file: dict[str, int]  # file name -> MIB edges in the circuit
-    export: MibExportReport  # of the importances file, or of the largest binary circuit
+    export: MibExportReport  # of the circuit written (the binary files are prefixes of its ranking)
 
     def lines(self) -> list[str]:
         out = [f"wrote {len(self.paths)} files to {self.folder} (the MIB graph has {self.n_mib_edges} edges)"]
@@ -103,7 +104,7 @@ class MibSubmissionReport:
 
 
 def write_submission(c: Circuit, root: PathLike, method: str, task: str, model: str, *, d_model: int = 0,
-                     binary: bool = False, fmt: str = "json", absolute: bool = True) -> MibSubmissionReport:
+                     binary: bool = False, fmt: str = "json") -> MibSubmissionReport:
     """Write circuit c as a MIB submission under `root` (see the module docstring): `importances.{fmt}`, or with
     binary=True the 9 binary circuits. `d_model` goes into each file's cfg (give the model's)."""
     if fmt not in ("json", "pt"):
@@ -114,7 +115,7 @@ def write_submission(c: Circuit, root: PathLike, method: str, task: str, model: 
     if stale:
         raise ValueError(f"{folder} already holds MIB circuit files ({', '.join(sorted(stale))}); "
                               "remove them or write to another folder, so no old circuit stays mixed in")
-    circuits = binary_circuits(c, absolute=absolute) if binary else {None: c}
+    circuits = binary_circuits(c) if binary else {None: c}
     paths, counts = [], {}
     report = None
     for p, circuit in circuits.items():
@@ -123,7 +124,7 @@ def write_submission(c: Circuit, root: PathLike, method: str, task: str, model: 
         paths.append(path)
         counts[path.name] = report.n_kept_written
     assert report is not None
-    return MibSubmissionReport(folder, tuple(paths), n_mib_edges(c.graph), counts, report)
+    return MibSubmissionReport(folder, tuple(paths), n_mib_edges(c.graph), counts, mib_export_report(c))
 
 
 @dataclass(frozen=True)

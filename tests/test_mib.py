@@ -17,7 +17,8 @@ from acdc_compare.circuit import Circuit, random_circuit
 from acdc_compare.cli import EXIT_OK, EXIT_USAGE, main
 from acdc_compare.export import load_circuit, save_circuit
 from acdc_compare.graph import Graph, GraphConfig
-from acdc_compare.mib import circuit_from_mib, circuit_to_mib, load_mib, mib_export_report, save_mib
+from acdc_compare.mib import circuit_from_mib, circuit_to_mib, load_mib, mib_export_report, mib_scores, save_mib
+from acdc_compare.mib_files import n_mib_edges
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
@@ -58,7 +59,7 @@ def test_round_trip_keeps_residual_edges_and_scores(graph: Graph, tmp_path: Path
     back, imported = load_mib(tmp_path / "c.json", graph, d_model=48)
     resid = _resid(c)
     assert torch.equal(back.kept[resid], c.kept[resid])
-    assert torch.equal(back.scores[resid], c.scores[resid])
+    assert torch.equal(back.scores[resid], mib_scores(c)[resid])
     assert imported.complete and not imported.missing_edges
     assert torch.isnan(back.scores[~resid]).all()
 
@@ -69,7 +70,8 @@ def test_gqa_writes_one_entry_per_query_head_with_the_group_edge(tiny_llama) -> 
     c = Circuit.from_edge_names(graph, ["m0->a1.kv1<v>"], scores=torch.full((graph.n_edges,), 0.25))
     edges = circuit_to_mib(c)["edges"]
     for h in range(6):
-        assert edges[f"m0->a1.h{h}<v>"] == {"score": 0.25, "in_graph": h in (3, 4, 5)}
+        group_edge = graph.edge_index(f"m0->a1.kv{h // 3}<v>")
+        assert edges[f"m0->a1.h{h}<v>"] == {"score": float(mib_scores(c)[group_edge]), "in_graph": h in (3, 4, 5)}
     assert not any(".kv" in name for name in edges)
 
 
@@ -101,10 +103,14 @@ def test_export_reports_what_mib_cannot_hold() -> None:
     report = mib_export_report(c)
     assert report.dropped_direct == ("a1.h0<k>",)
     assert report.blocked_by_direct == ("input->a1.h0<q>",)
-    assert report.nonfinite_scores == 2
-    edges = circuit_to_mib(c)["edges"]
-    assert edges["input->m0"]["score"] == 0.0 and edges["input->a1.h0<k>"]["score"] == 0.0
-    assert any("0.0" in line for line in report.lines())
+    assert report.unranked == 1 and report.kept_unscored == 0  # input->m0: removed, never scored
+    unscored = Circuit.from_edge_names(graph, ["input->a1.h0<q>"])
+    report = mib_export_report(unscored)
+    assert report.kept_unscored == 1 and report.unranked == n_mib_edges(graph) - 1
+    edges = circuit_to_mib(unscored)["edges"]
+    assert edges["input->a1.h0<q>"]["score"] == 1.0 and edges["input->m0"]["score"] == 0.0
+    assert any("0.0" in line for line in report.lines()) and any("no score" in line for line in report.lines())
+    assert any("metrics" in line for line in report.lines())
 
 
 def test_other_model_shapes_are_refused(graph: Graph) -> None:
@@ -173,7 +179,7 @@ def test_cli_convert_both_ways(tiny_dir, tmp_path: Path, capsys) -> None:
     assert "kept" in capsys.readouterr().out
     back = load_circuit(tmp_path / "back.json")
     assert torch.equal(back.kept, c.kept)
-    assert torch.equal(back.scores[_resid(c)], c.scores[_resid(c)])
+    assert torch.equal(back.scores[_resid(c)], mib_scores(c)[_resid(c)])
     for args in (["native.json", "mib.pt", "--to", "mib"], ["mib.pt", "back_pt.json", "--to", "native"]):
         assert main(["convert", *(str(tmp_path / a) for a in args[:2]), *args[2:], "--model", str(tiny_dir)]) == 0
     assert torch.equal(load_circuit(tmp_path / "back_pt.json").kept, c.kept)
@@ -200,7 +206,7 @@ def test_pt_round_trip_and_layout(graph: Graph, tmp_path: Path) -> None:
     assert p["dst_nodes"][:2] == ["a0.h0<q>", "a0.h1<q>"] and p["dst_nodes"][-1] == "logits"
     back, report = load_mib(tmp_path / "c.pt", graph)
     resid = _resid(c)
-    assert torch.equal(back.kept[resid], c.kept[resid]) and torch.equal(back.scores[resid], c.scores[resid])
+    assert torch.equal(back.kept[resid], c.kept[resid]) and torch.equal(back.scores[resid], mib_scores(c)[resid])
     assert report.complete
     assert torch.equal(back.kept, circuit_from_mib(circuit_to_mib(c), graph)[0].kept)
 

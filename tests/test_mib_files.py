@@ -22,6 +22,7 @@ from acdc_compare.compare import compare_circuits
 from acdc_compare.export import save_circuit
 from acdc_compare.graph import Graph
 from acdc_compare.mib import save_mib
+from acdc_compare.mib import mib_scores
 from acdc_compare.mib_files import (MIB_PERCENTAGES, binary_circuits, binary_file_name, is_mib_file,
                                     load_any_circuit, n_mib_edges, read_submission, write_submission)
 
@@ -48,7 +49,10 @@ def test_importances_submission_round_trips(found: Circuit, tmp_path: Path, fmt:
     assert sub.importances is not None and not sub.circuits and not sub.ignored
     resid = _resid(found)
     assert torch.equal(sub.importances.kept[resid], found.kept[resid])
-    assert torch.equal(sub.importances.scores[resid], found.scores[resid])
+    ranks = mib_scores(found)
+    assert torch.equal(sub.importances.scores[resid], ranks[resid])  # the circuit's ranking, as scores
+    in_circuit = found.kept & resid
+    assert float(ranks[in_circuit].min()) > float(ranks[resid & ~found.kept].max())
     assert all(r.complete for r in sub.reports.values())
 
 
@@ -65,7 +69,7 @@ def test_binary_circuits_have_the_right_edge_counts(found: Circuit, tmp_path: Pa
     report = write_submission(found, tmp_path, "m", "ioi", "tiny", binary=True)
     folder = tmp_path / "m" / "ioi_tiny"
     assert sorted(p.name for p in folder.iterdir()) == sorted(binary_file_name(p) for p in MIB_PERCENTAGES)
-    n_scored = sum(_weight(graph, e) for e in range(graph.n_edges) if not math.isnan(float(found.scores[e])))
+    n_scored = sum(_weight(graph, e) for e in range(graph.n_edges) if not math.isnan(float(found.rank_scores()[e])))
     previous: set[str] = set()
     for p in MIB_PERCENTAGES:
         d = json.loads((folder / binary_file_name(p)).read_text())
@@ -187,3 +191,22 @@ def test_cli_curve_scores_a_mib_file(tiny_dir, tmp_path: Path, capsys) -> None:
     assert "MIB circuit file" in capsys.readouterr().out
     curve = json.loads((out / "ioi_curve.json").read_text())["curves"][str(tmp_path / "theirs.json")]
     assert curve["sizes"][-1] == graph.n_edges and curve["faithfulness"][-1] == pytest.approx(1.0)
+
+
+def test_a_hybrid_submission_ranks_its_kept_edges_first(tmp_path: Path) -> None:
+    """The binary circuits are prefixes of the circuit's ranking: the smallest within the kept edges, the
+    largest holding them all (a hybrid scored only ACDC's tested edges once, so all nine held those)."""
+    problem = make_problem(make_patcher(make_tiny("llama")), tiny_task(), metric="kl")
+    found = run_method(problem, "hybrid", 1e-9, k=60, tested=8, abs_value=True)  # ACDC keeps some
+    assert found.kept_score_kinds().keys() >= {"acdc", "eap-ig"}
+    circuits = binary_circuits(found)
+    resid = _resid(found)
+    kept = found.kept & resid
+    sizes = [int((c.kept & resid).sum()) for c in circuits.values()]
+    assert sizes == sorted(sizes) and 0 < min(s for s in sizes if s) < int(kept.sum())
+    smallest = next(c for c in circuits.values() if (c.kept & resid).any())
+    largest = circuits[max(circuits)]
+    assert not bool((smallest.kept & resid & ~found.kept).any())
+    assert bool((largest.kept[kept]).all())
+    report = write_submission(found, tmp_path, "m", "ioi", "tiny", binary=True)
+    assert any("ranking" in line and "eap-ig" in line for line in report.lines())
