@@ -528,3 +528,19 @@ def test_max_memory_bounds_the_run_and_nonsense_is_refused_before_the_model_load
     err = capsys.readouterr().err
     assert "3000 prompts of" in err and "only 20.0 MB is the --max-memory budget" in err
     assert re.search(r"use at most \d+ prompts \(--n-prompts \d+\)", err)
+
+
+def test_a_prompts_file_where_some_rows_lack_a_wrong_answer_is_named_before_the_model_loads(no_model, tmp_path,
+                                                                                           capsys):
+    path = tmp_path / "partial.jsonl"
+    rows = [{"prompt": "The capital of France is", "corrupted": "The capital of Italy is", "answer": " Paris",
+             "wrong answer": " Rome"},
+            {"prompt": "The capital of Japan is", "corrupted": "The capital of Egypt is", "answer": " Tokyo"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(_discover("--task", str(path), "--metric", "logit_diff", out=tmp_path / "out")) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--metric logit_diff needs a wrong answer on every row" in err and "(line 2)" in err
+    with pytest.raises(AssertionError, match="a model was loaded"):
+        main(_discover("--task", str(path), out=tmp_path / "out"))
+    warned = capsys.readouterr().err
+    assert "warning:" in warned and "1 of 2 rows give no wrong answer (line 2)" in warned

@@ -46,6 +46,23 @@ class PromptsFile:
     def name(self) -> str:
         return self.path.stem
 
+    def lines_without_wrong_answer(self) -> tuple[int, ...]:
+        """The lines of the rows that give no wrong answer when other rows give one; () when every row gives
+        one, or none does."""
+        missing = tuple(line for line, wrong in zip(self.lines, self.wrong_answers) if wrong is None)
+        return missing if len(missing) < len(self.wrong_answers) else ()
+
+
+def partial_wrong_answers_note(rows: PromptsFile) -> str:
+    """What is wrong when only some rows of a prompts file give a wrong answer (naming those that do not), or ""."""
+    missing = rows.lines_without_wrong_answer()
+    if not missing:
+        return ""
+    shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    return (f"{rows.path}: {len(missing)} of {len(rows.wrong_answers)} rows give no wrong answer (line"
+            f"{'s' if len(missing) > 1 else ''} {shown}), so the task has no logit difference or accuracy and "
+            "only --metric kl works; give those rows a wrong answer, or leave it empty on every row")
+
 
 def is_prompts_file(task: str) -> bool:
     """Whether a --task value names a prompts file (by its .jsonl/.csv suffix) rather than a registered task."""
@@ -149,7 +166,10 @@ def _csv_rows(path: Path, text: str, problems: RowProblems) -> list[tuple[int, d
         values = next(reader, None)
         if values is None:
             return rows
-        if values:
+        if len(values) > len(header):
+            problems.add(f"line {line}", f"{len(values)} values but the header names {len(header)} columns",
+                         "quote a value that holds a comma (\"Paris, France\"), or add the column to the header")
+        elif values:
             row = {k: values[i] if i < len(values) else None for i, k in enumerate(header) if _column(k)}
             rows.append((line, row))
 
