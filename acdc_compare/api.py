@@ -147,6 +147,7 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
     Returns a `Circuit` carrying kept edges, scores, the full/circuit/empty metric values and the settings.
     """
     chosen = method_options(threshold, method, **options)
+    check_candidates(chosen)
     if spec_of(chosen).name == "eap":
         check_eap_metric(metric)  # before the model loads
     check_threshold_scale(threshold_scale, chosen)
@@ -154,6 +155,16 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
                       n_prompts=n_prompts, seed=seed, device=device, dtype=dtype, corruption=corruption,
                       max_memory=max_memory, grad=needs_gradients(chosen))
     return run_scaled(problem, chosen, threshold_scale)
+
+
+def check_candidates(options: Any, flag: str = "k") -> None:
+    """Refuse a hybrid's `k` below 1 (a ValueError saying why): no candidate leaves an empty circuit, found
+    only after the EAP-IG ranking's minutes."""
+    k = getattr(options, "k", None)
+    if k is not None and k < 1:
+        raise ValueError(f"{flag} must be at least 1, got {k}: {flag} {k} gives EAP-IG no candidate to keep, so the "
+                         "circuit would be empty after the whole ranking run; give the number of top EAP-IG edges "
+                         "exact ACDC decides among (e.g. 250), or leave it out for all edges")
 
 
 def check_threshold_scale(threshold_scale: str, options: Any = None) -> ThresholdScale:

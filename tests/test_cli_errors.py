@@ -544,3 +544,28 @@ def test_a_prompts_file_where_some_rows_lack_a_wrong_answer_is_named_before_the_
         main(_discover("--task", str(path), out=tmp_path / "out"))
     warned = capsys.readouterr().err
     assert "warning:" in warned and "1 of 2 rows give no wrong answer (line 2)" in warned
+
+
+def test_a_hybrid_k_below_1_is_refused_before_the_model_loads(no_model, tmp_path, capsys):
+    from acdc_compare.api import discover
+
+    assert main(["discover", "--method", "hybrid", "--k", "0", "--threshold", "0.01", "--quiet",
+                 "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "--k must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="k must be at least 1, got 0"):
+        discover("ioi", 0.01, method="hybrid", k=0)
+
+
+def test_a_circuit_whose_kept_edges_never_reach_the_logits_is_warned_about(capsys):
+    from acdc_compare.circuit import Circuit
+    from acdc_compare.cli.discover import _warn_if_empty
+    from acdc_compare.graph import Graph, GraphConfig
+
+    graph = Graph(GraphConfig(n_layers=3, n_heads=4, n_kv_heads=4))
+    dangling = Circuit.from_edge_names(graph, ["input->a0.h1<q>", "a0.h1<q>", "a0.h1->a2.h2<q>"])
+    _warn_if_empty(dangling, None, None)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: none of the 3 kept edges lies on an input->logits path" in err and "--top-n" in err
+    _warn_if_empty(Circuit.from_edge_names(graph, ["input->a0.h1<q>", "a0.h1<q>", "a0.h1->m1", "m1->logits"]),
+                   None, None)
+    assert capsys.readouterr().err == ""

@@ -148,9 +148,14 @@ def _warn_if_threshold_too_big(problem: Any, options: Any, args: argparse.Namesp
 
 
 def _warn_if_empty(circuit: Any, problem: Any, options: Any) -> None:
-    """Warn (stderr) when the circuit found keeps no edge, with what to change."""
+    """Warn (stderr) when the circuit found keeps no edge, or none on an input->logits path, with what to
+    change."""
     from acdc_compare.algorithms.acdc import AcdcOptions
 
+    if circuit.n_kept and not circuit.n_functional_edges:
+        print(f"acdc-compare: warning: none of the {circuit.n_kept:,} kept edges lies on an input->logits path of "
+              "kept edges, so the circuit acts like the empty one; keep more edges (a larger --top-n or a smaller "
+              "--threshold) until some reach the logits.", file=sys.stderr, flush=True)
     if circuit.n_kept:
         return
     fix = _smaller_threshold(problem) if isinstance(options, AcdcOptions) else \
