@@ -10,7 +10,7 @@ from typing import Any
 
 from acdc_compare.cli.checks import check_task_args, writable_dir, writable_file
 from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_max_memory, add_out, add_threshold_scale, \
-    problem_from_args
+    prepare_kwargs, problem_from_args
 from acdc_compare.cli.method_options import add_method_args, method_options, option_names, progress_option
 from acdc_compare.cli.output import draw, print_paths, task_label
 
@@ -27,14 +27,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_max_memory(p)
     add_method_args(p)
     add_threshold_scale(p, "--threshold")
+    p.add_argument("--held-out", type=float, default=None, metavar="FRACTION",
+                   help="with a prompts file: hold out this fraction of its rows (the last ones after a shuffle "
+                        "seeded by --seed), discover on the others (the first --n-prompts of them) and report the "
+                        "circuit's normalised faithfulness on the held-out rows; at least 8 held-out rows are "
+                        "needed for a number to trust. None: no held-out check")
     add_out(p, "results/discover",
             "output folder: TASK_METHOD.json/.svg/.png; exact ACDC and the hybrid journal their "
             "decisions to TASK_METHOD.journal.jsonl there until the circuit is saved (rerun to resume)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from acdc_compare.api import check_threshold_scale, needs_gradients, run_scaled, scaled_options
+    from acdc_compare.api import check_threshold_scale, needs_gradients, run_scaled, scaled_options, with_held_out
     from acdc_compare.export import save_circuit
+    from acdc_compare.tasks.prompts_file import split_rows
 
     out = writable_dir(args.out, "--out")
     stem = f"{task_label(args.task)}_{args.method}"
@@ -43,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
     options = method_options(args, **progress_option(args), **extra)
     check_threshold_scale(args.threshold_scale, options)
     check_task_args(args)
-    problem = problem_from_args(args, grad=needs_gradients(options))
+    split = None if args.held_out is None else split_rows(args.task, args.held_out, args.seed, "--held-out")
+    if split is not None:
+        print(split.describe(), flush=True)
+        if split.warning():
+            print(f"acdc-compare: warning: {split.warning()}", file=sys.stderr, flush=True)
+    problem = problem_from_args(args, grad=needs_gradients(options), task=None if split is None else split.fit)
     _print_task(args, problem)
     scaled = scaled_options(problem, options, args.threshold_scale)
     _print_threshold(args, problem, scaled)
@@ -51,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     _warn_if_threshold_too_big(problem, scaled, args)
     args.journal_in_use = journal
     circuit = run_scaled(problem, options, args.threshold_scale)
+    if split is not None:
+        circuit = with_held_out(circuit, split, **prepare_kwargs(args))
     _warn_if_empty(circuit, problem, scaled)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{task_label(args.task)} ({args.method})"
@@ -81,7 +94,8 @@ def _print_task(args: argparse.Namespace, problem: Any) -> None:
 
     task = problem.task
     if task.n_prompts < args.n_prompts:
-        print(f"acdc-compare: note: --n-prompts {args.n_prompts}, but {args.task} holds only {task.n_prompts} "
+        source = args.task if args.held_out is None else f"{args.task} less its held-out rows"
+        print(f"acdc-compare: note: --n-prompts {args.n_prompts}, but {source} holds only {task.n_prompts} "
               f"prompts; using all {task.n_prompts}", file=sys.stderr, flush=True)
     evaluation = evaluate_task(get_model(args.model, device=args.device), task)
     print(f"task {task.name} on the model: {format_evaluation(evaluation)}", flush=True)
@@ -177,6 +191,10 @@ def _print_circuit(c: Any) -> None:
     m = {k: c.metrics.get(k, float("nan")) for k in ("full", "circuit", "empty")}
     scale = max((abs(v) for v in m.values() if v == v), default=1.0)
     full, circuit, empty = (num(m[k], scale=scale) for k in ("full", "circuit", "empty"))
+    held_out = ""
+    if "held_out_faithfulness" in c.metrics:
+        held_out = (f" ({num(c.metrics['held_out_faithfulness'], fixed=3)} on the "
+                    f"{len(c.settings.get('held_out_lines', ()))} held-out rows)")
     print(f"{edge_counts(c)}; {len(c.heads())} heads; metric full {full}, circuit {circuit}, "
-          f"empty {empty}; normalised faithfulness {num(faithfulness(c), fixed=3)}; "
+          f"empty {empty}; normalised faithfulness {num(faithfulness(c), fixed=3)}{held_out}; "
           f"{c.settings.get('seconds', 0):.1f} s")
