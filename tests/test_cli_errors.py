@@ -388,8 +388,27 @@ def test_a_long_exact_run_on_cpu_warns_with_its_estimate(tiny_dir, tmp_path, mon
     assert "warning: exact ACDC tests up to 2 edges one forward each: about" in err
     assert "--method hybrid --k 250" in err and f"journalled to {tmp_path / 'ioi_acdc.journal.jsonl'}" in err
     assert (tmp_path / "ioi_acdc.journal.jsonl").exists()  # a partial result keeps its journal
-    assert main([*argv, "--method", "hybrid", "--k", "5"]) == EXIT_OK  # a filtered hybrid: no warning
-    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_hybrid_k_above_the_edge_count_is_clamped_and_its_exact_run_estimated(tiny_dir, tmp_path, monkeypatch,
+                                                                              capsys):
+    import acdc_compare.algorithms.acdc as acdc
+    import acdc_compare.cli.discover as cli
+
+    monkeypatch.setattr(cli, "LONG_RUN_S", 50.0)
+    monkeypatch.setattr(acdc, "estimated_seconds", lambda problem, n_tests: float(n_tests))  # 1 s an edge
+    argv = ["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--threshold", "0.05",
+            "--device", "cpu", "--method", "hybrid", "--steps", "1", "--quiet", "--out", str(tmp_path)]
+    assert main([*argv, "--k", "5"]) == EXIT_OK  # a few candidates: no estimate, no note
+    err = capsys.readouterr().err
+    assert "exact ACDC tests" not in err and "note: --k" not in err
+    assert main([*argv, "--k", "100000000"]) == EXIT_OK
+    err = " ".join(capsys.readouterr().err.split())
+    n_edges = json.loads((tmp_path / "ioi_hybrid.json").read_text())["n_edges"]
+    assert f"note: --k 100,000,000 is more than this graph's {n_edges:,} edges; using --k {n_edges:,}" in err
+    assert "runs exact ACDC over all edges" in err
+    assert f"warning: exact ACDC tests up to {n_edges:,} edges one forward each: about" in err
+    assert "a smaller --k, e.g. 250" in err
 
 
 def test_curve_of_a_partly_scored_circuit_says_where_its_ranking_ends(tiny_dir, tmp_path, capsys):

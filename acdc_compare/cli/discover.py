@@ -4,6 +4,7 @@ their decisions so an interrupted run resumes."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if split.warning():
             print(f"acdc-compare: warning: {split.warning()}", file=sys.stderr, flush=True)
     problem = problem_from_args(args, grad=needs_gradients(options), task=None if split is None else split.fit)
+    options = _clamp_k(problem, options)
     _print_task(args, problem)
     scaled = scaled_options(problem, options, args.threshold_scale)
     _print_threshold(args, problem, scaled)
@@ -108,24 +110,47 @@ def _print_threshold(args: argparse.Namespace, problem: Any, scaled: Any) -> Non
               f"= {scaled.threshold:.4g}", flush=True)
 
 
+def _clamp_k(problem: Any, options: Any) -> Any:
+    """A hybrid's `k` above the graph's edge count made that count, with a note (stderr) saying so."""
+    k, n = getattr(options, "k", None), problem.graph.n_edges
+    if k is None or k <= n:
+        return options
+    print(f"acdc-compare: note: --k {k:,} is more than this graph's {n:,} edges; using --k {n:,}: every edge is a "
+          "candidate, so the hybrid runs exact ACDC over all edges", file=sys.stderr, flush=True)
+    return dataclasses.replace(options, k=n)
+
+
+def tested_edges(problem: Any, options: Any) -> int | None:
+    """At most how many edges an ACDC-deciding run tests (exact ACDC: every edge; a hybrid: its `k` candidates
+    or `tested` of them; both capped by `max_tests`), or None when only the run knows (a hybrid's `coverage`)."""
+    if getattr(options, "coverage", None) is not None:
+        return None
+    n = problem.graph.n_edges
+    caps = (getattr(options, "k", None), getattr(options, "tested", None), options.max_tests)
+    return min([n, *(c for c in caps if c is not None)])
+
+
 def _warn_if_long(problem: Any, options: Any, journal: Path | None) -> None:
-    """Warn (stderr) before an exact ACDC run on the CPU estimated to take longer than LONG_RUN_S."""
-    from acdc_compare.algorithms.acdc import AcdcOptions, estimated_seconds
+    """Warn (stderr) before an exact ACDC or hybrid run on the CPU whose tested edges are estimated to take
+    longer than LONG_RUN_S."""
+    from acdc_compare.algorithms import acdc
     from acdc_compare.fmt import duration
 
-    if not isinstance(options, AcdcOptions) or problem.patcher.device.type != "cpu":
+    if not isinstance(options, acdc.AcdcOptions) or problem.patcher.device.type != "cpu":
         return
-    if getattr(options, "k", None) is not None or getattr(options, "coverage", None) is not None:
-        return  # a filtered hybrid tests only its candidates
-    n_tests = min(problem.graph.n_edges, options.max_tests or problem.graph.n_edges)
-    seconds = estimated_seconds(problem, n_tests)
+    n_tests = tested_edges(problem, options)
+    if not n_tests:
+        return
+    seconds = acdc.estimated_seconds(problem, n_tests)
     if seconds <= LONG_RUN_S:
         return
     resume = (f"Every decision is journalled to {journal}: Ctrl-C (or a kill) loses nothing, and the same "
               "command resumes." if journal is not None else "")
+    faster = ("For a result in minutes use a smaller --k, e.g. 250" if getattr(options, "k", None) is not None
+              else "For a result in minutes use --method hybrid --k 250 (EAP-IG picks the candidates, exact ACDC "
+                   "decides among them)")
     print(f"acdc-compare: warning: exact ACDC tests up to {n_tests:,} edges one forward each: about "
-          f"{duration(seconds)} on this CPU. For a result in minutes use --method hybrid --k 250 (EAP-IG picks "
-          f"the candidates, exact ACDC decides among them), or run on a GPU. {resume}", file=sys.stderr, flush=True)
+          f"{duration(seconds)} on this CPU. {faster}, or run on a GPU. {resume}", file=sys.stderr, flush=True)
 
 
 def _gap(problem: Any) -> float:
