@@ -588,3 +588,26 @@ def test_a_circuit_whose_kept_edges_never_reach_the_logits_is_warned_about(capsy
     _warn_if_empty(Circuit.from_edge_names(graph, ["input->a0.h1<q>", "a0.h1<q>", "a0.h1->m1", "m1->logits"]),
                    None, None)
     assert capsys.readouterr().err == ""
+
+
+def test_a_corruption_that_barely_moves_the_metric_is_warned_about_naming_the_better_one(tiny_dir, tmp_path,
+                                                                                        monkeypatch, capsys):
+    import acdc_compare.cli.discover as cli
+    from acdc_compare.api import prepare
+
+    argv = ["discover", "--model", str(tiny_dir), "--task", "pet-last", "--n-prompts", "2", "--method", "eap-ig",
+            "--top-n", "5", "--quiet", "--out", str(tmp_path)]
+    gaps = {c: (lambda ends: ends[1] - ends[0])(prepare("pet-last", model=str(tiny_dir), n_prompts=2,
+                                                         corruption=c, check=False).metric_ends)
+            for c in ("meaning", "answers")}
+    monkeypatch.setattr(cli, "WEAK_CORRUPTION_SHARE", 2 * gaps["meaning"] / gaps["answers"])  # meaning: "tiny"
+    assert main(argv) == EXIT_OK
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"warning: under --corruption meaning removing every edge moves the metric by only "
+            f"{gaps['meaning']:.4g}") in err
+    assert f"against {gaps['answers']:.4g} under --corruption answers" in err and "use --corruption answers" in err
+    assert main([*argv, "--corruption", "answers"]) == EXIT_OK  # the better one: no warning
+    assert "under --corruption" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "WEAK_CORRUPTION_SHARE", 0.5 * gaps["meaning"] / gaps["answers"])
+    assert main(argv) == EXIT_OK
+    assert "under --corruption" not in capsys.readouterr().err

@@ -19,6 +19,7 @@ NAME = "discover"
 LONG_RUN_S = 600.0  # an exact run estimated longer than this on a CPU gets a warning
 GAP_SHARE = 0.5  # an ACDC threshold at least this share of the task's metric gap gets a warning
 SUGGESTED_SHARE = 0.05  # the relative threshold a warning suggests, as a share of the gap
+WEAK_CORRUPTION_SHARE = 0.25  # a corruption whose gap is below this share of another's gets a warning
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     problem = problem_from_args(args, grad=needs_gradients(options), task=None if split is None else split.fit)
     options = _clamp_k(problem, options)
     _print_task(args, problem)
+    _warn_if_weak_corruption(args, problem)
     scaled = scaled_options(problem, options, args.threshold_scale)
     _print_threshold(args, problem, scaled)
     _warn_if_long(problem, scaled, journal)
@@ -101,6 +103,34 @@ def _print_task(args: argparse.Namespace, problem: Any) -> None:
               f"prompts; using all {task.n_prompts}", file=sys.stderr, flush=True)
     evaluation = evaluate_task(get_model(args.model, device=args.device), task)
     print(f"task {task.name} on the model: {format_evaluation(evaluation)}", flush=True)
+
+
+def _warn_if_weak_corruption(args: argparse.Namespace, problem: Any) -> None:
+    """Warn (stderr) before the search when the task's gap M(empty) - M(full) under the chosen corruption is below
+    WEAK_CORRUPTION_SHARE x its gap under another corruption the task offers, naming that one: the corrupted
+    prompts barely change the answer, so any circuit explains little of it."""
+    from acdc_compare.api import prepare
+    from acdc_compare.tasks.prompts_file import is_prompts_file
+    from acdc_compare.tasks.registry import task_spec
+
+    if is_prompts_file(args.task) or args.ablation != "corrupted" or problem.task.corruption is None:
+        return
+    others = [c for c in task_spec(args.task).corruptions if c is not problem.task.corruption]
+    if not others:
+        return
+    gap = _gap(problem)
+    gaps = {c: _gap(prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
+                            include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
+                            device=args.device, corruption=c, check=False)) for c in others}
+    best = max(gaps, key=gaps.__getitem__)
+    if not gap < WEAK_CORRUPTION_SHARE * gaps[best]:
+        return
+    chosen = problem.task.corruption.value
+    demo = " (the demo's choice for such tasks)" if best.value == "answers" else ""
+    print(f"acdc-compare: warning: under --corruption {chosen} removing every edge moves the metric by only "
+          f"{gap:.4g} ({_metric_name(problem)}), against {gaps[best]:.4g} under --corruption {best.value}: these "
+          "corrupted prompts barely change the model's answer, so a circuit found on them explains little of "
+          f"the task; use --corruption {best.value}{demo}", file=sys.stderr, flush=True)
 
 
 def _print_threshold(args: argparse.Namespace, problem: Any, scaled: Any) -> None:
