@@ -611,3 +611,18 @@ def test_a_corruption_that_barely_moves_the_metric_is_warned_about_naming_the_be
     monkeypatch.setattr(cli, "WEAK_CORRUPTION_SHARE", 0.5 * gaps["meaning"] / gaps["answers"])
     assert main(argv) == EXIT_OK
     assert "under --corruption" not in capsys.readouterr().err
+
+
+def test_report_lists_every_file_it_wrote_and_shows_settings_as_short_numbers(circuit_file, tmp_path, capsys):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    record = json.loads(circuit_file.read_text())
+    record["settings"]["threshold"] = 0.0040101220275755465
+    for name in ("a", "b"):
+        (folder / f"{name}.json").write_text(json.dumps(record))
+    assert main(["report", str(folder)]) == EXIT_OK
+    out = capsys.readouterr().out
+    listed = out.split("wrote:")[1].split()
+    assert set(listed) == {str(folder / n) for n in ("a.png", "b.png", "a_vs_b.png", "report.html")}
+    html = (folder / "report.html").read_text()
+    assert "0.0040101220275755465" not in html and "0.00401" in html
