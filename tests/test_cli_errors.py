@@ -355,10 +355,12 @@ def test_ctrl_c_names_the_default_journal_and_the_rerun_resumes(tiny_dir, tmp_pa
     monkeypatch.setattr(acdc_module.JournalWriter, "write", real_write)
 
     assert main(argv) == EXIT_OK
+    assert f"resuming: 6 decisions from {journal}" in capsys.readouterr().out
     resumed = load_circuit(out / "ioi_acdc.json")
     assert resumed.settings["resumed_decisions"] == 6 and resumed.settings["complete"]
     assert not journal.exists()  # the saved circuit holds every decision
     assert main([*argv[:-1], str(tmp_path / "fresh")]) == EXIT_OK
+    assert "resuming" not in capsys.readouterr().out
     fresh = load_circuit(tmp_path / "fresh" / "ioi_acdc.json")
     assert fresh.settings["resumed_decisions"] == 0
     assert torch.equal(resumed.kept, fresh.kept)

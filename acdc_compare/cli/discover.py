@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     _warn_if_long(problem, scaled, journal)
     _warn_if_threshold_too_big(problem, scaled, args)
     args.journal_in_use = journal
+    _print_resume(journal)
     circuit = run_scaled(problem, options, args.threshold_scale)
     if split is not None:
         circuit = with_held_out(circuit, split, **prepare_kwargs(args))
@@ -88,6 +89,20 @@ def _journal(args: argparse.Namespace, default: Path) -> tuple[Path | None, bool
     if "journal" not in option_names(args.method):
         return None, False
     return writable_file(default, "--out"), True
+
+
+def _print_resume(journal: Path | None) -> None:
+    """Say when the run resumes from a journal's decisions (a journal of another run is refused by the run)."""
+    from acdc_compare.journal import read_journal
+
+    if journal is None or not journal.is_file():
+        return
+    try:
+        n = len(read_journal(journal, {}))
+    except ValueError:
+        return
+    if n:
+        print(f"resuming: {n:,} decisions from {journal}", flush=True)
 
 
 def _print_task(args: argparse.Namespace, problem: Any) -> None:
