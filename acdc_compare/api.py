@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 
@@ -15,11 +17,12 @@ from acdc_compare.algorithms.problem import Problem, check_fits, make_problem
 from acdc_compare.algorithms.registry import algorithm, make_options, run, spec_of
 from acdc_compare.backends import DEFAULT_MODEL, load_model, make_patcher, model_name, tokenizer
 from acdc_compare.circuit import Circuit
+from acdc_compare.faithfulness import normalized_faithfulness
 from acdc_compare.memory import parse_size
 from acdc_compare.metrics import parse_metric
 from acdc_compare.patching import parse_ablation
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
-from acdc_compare.tasks.prompts_file import is_prompts_file, task_from_file
+from acdc_compare.tasks.prompts_file import HeldOutSplit, PromptsFile, is_prompts_file, split_rows, task_from_file
 from acdc_compare.tasks.registry import make_task
 from acdc_compare.types import Ablation, Metric, ThresholdScale
 
@@ -39,13 +42,13 @@ def get_model(model: str | Any = DEFAULT_MODEL, device: str | torch.device | Non
     return _loaded[key]
 
 
-def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, seed: int = 0,
+def resolve_task(task: Task | PromptsFile | str, model: Any, n_prompts: int | None = None, seed: int = 0,
                  corruption: Corruption | str | None = None) -> Task:
     """A Task value, building a named task (e.g. "ioi", "pet-last") with the model's tokenizer and the given
     corruption (None: the task's default), or a prompts file ("my_prompts.jsonl" / ".csv": columns prompt,
     corrupted, answer, wrong answer; its first `n_prompts` rows). A Task given as a value (or a file) keeps
     its own corrupted prompts, so a `corruption` other than the one it was built with is refused."""
-    if isinstance(task, str) and is_prompts_file(task):
+    if isinstance(task, PromptsFile) or (isinstance(task, str) and is_prompts_file(task)):
         task = task_from_file(tokenizer(model), task)
     if isinstance(task, Task):
         wanted = None if corruption is None else parse_corruption(corruption, tuple(Corruption), task.name)
@@ -59,7 +62,7 @@ def resolve_task(task: Task | str, model: Any, n_prompts: int | None = None, see
     return make_task(task, tokenizer(model), n=n_prompts, seed=seed, corruption=corruption)
 
 
-def prepare(task: Task | str, *, model: str | Any = DEFAULT_MODEL, metric: Metric | str = Metric.KL,
+def prepare(task: Task | PromptsFile | str, *, model: str | Any = DEFAULT_MODEL, metric: Metric | str = Metric.KL,
             ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
             n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
             dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
@@ -123,10 +126,11 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
              n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
              dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
              threshold_scale: ThresholdScale = "absolute", max_memory: int | str | None = None,
-             **options: Any) -> Circuit:
+             held_out: float | None = None, **options: Any) -> Circuit:
     """Discover the circuit behind a task.
 
-    task: a `Task`, or a task name ("ioi", "pet-last", ...) built with the model's tokenizer.
+    task: a `Task`, a task name ("ioi", "pet-last", ...) built with the model's tokenizer, or a prompts file
+        (.jsonl / .csv).
     threshold: ACDC's tau (an edge is removed when the metric rises by less); for "eap"/"eap-ig" a score
         threshold (or give `top_n`); or a method's options value (`AcdcOptions(...)`, `HybridOptions(...)`).
     threshold_scale: "absolute" (default): the threshold is in the metric's own units (KL in nats);
@@ -141,19 +145,58 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
     corruption: which corrupted prompts a named task gets ("meaning", "answers"; None: the task's default).
     max_memory: bytes (or '24GiB') the run may hold beyond the weights (default: what the device has free);
         batches are chosen to fit it, and a run that cannot fit is refused before any activation is computed.
+    held_out: with a prompts file, the fraction of its rows (in (0, 1)) never discovered on: the last ones after
+        a shuffle seeded by `seed` (`split_rows`; `n_prompts` then counts the other rows). The circuit's
+        normalised faithfulness on them is `metrics["held_out_faithfulness"]`, and which file lines they are
+        `settings["held_out_lines"]`; fewer than 8 held-out rows give a warning (too noisy to trust).
     options: the method's own (ACDC: order, abs_value, journal, progress, max_batch, max_tests; hybrid also
         k, coverage, steps; EAP: top_n, absolute; EAP-IG also steps, path, rule). They are validated before
         the model is loaded.
     Returns a `Circuit` carrying kept edges, scores, the full/circuit/empty metric values and the settings.
     """
     chosen = method_options(threshold, method, **options)
+    check_candidates(chosen)
     if spec_of(chosen).name == "eap":
         check_eap_metric(metric)  # before the model loads
     check_threshold_scale(threshold_scale, chosen)
-    problem = prepare(task, model=model, metric=metric, ablation=ablation, include_direct=include_direct,
-                      n_prompts=n_prompts, seed=seed, device=device, dtype=dtype, corruption=corruption,
-                      max_memory=max_memory, grad=needs_gradients(chosen))
-    return run_scaled(problem, chosen, threshold_scale)
+    split = None
+    if held_out is not None:
+        split = split_rows(task if isinstance(task, (str, PromptsFile)) else repr(task), held_out, seed)
+        if split.warning():
+            warnings.warn(split.warning(), UserWarning, stacklevel=2)
+    shared = dict(model=model, metric=metric, ablation=ablation, include_direct=include_direct, device=device,
+                  dtype=dtype, corruption=corruption, max_memory=max_memory)
+    problem = prepare(task if split is None else split.fit, n_prompts=n_prompts, seed=seed,
+                      grad=needs_gradients(chosen), **shared)
+    found = run_scaled(problem, chosen, threshold_scale)
+    return found if split is None else with_held_out(found, split, **shared)
+
+
+def with_held_out(circuit: Circuit, split: HeldOutSplit, **prepare_kwargs: Any) -> Circuit:
+    """`circuit` with its normalised faithfulness on the split's held-out rows (metrics "held_out_faithfulness";
+    NaN where the task has no effect there) and which rows those are (settings "held_out", "held_out_seed",
+    "held_out_lines"). `prepare_kwargs`: `prepare`'s model, metric, ablation, ... as the discovery used them."""
+    problem = prepare(split.held, check=False, **{k: v for k, v in prepare_kwargs.items()
+                                                  if k not in ("n_prompts", "seed", "grad", "check")})
+    full, empty = problem.metric_ends
+    try:
+        faithfulness = normalized_faithfulness(float(problem.evaluate(circuit)[0]), full, empty)
+    except ValueError:
+        faithfulness = math.nan
+    metrics = {**circuit.metrics, "held_out_faithfulness": faithfulness}
+    settings = {**circuit.settings, "held_out": split.fraction, "held_out_seed": split.seed,
+                "held_out_lines": list(split.held.lines)}
+    return dataclasses.replace(circuit, metrics=metrics, settings=settings)
+
+
+def check_candidates(options: Any, flag: str = "k") -> None:
+    """Refuse a hybrid's `k` below 1 (a ValueError saying why): no candidate leaves an empty circuit, found
+    only after the EAP-IG ranking's minutes."""
+    k = getattr(options, "k", None)
+    if k is not None and k < 1:
+        raise ValueError(f"{flag} must be at least 1, got {k}: {flag} {k} gives EAP-IG no candidate to keep, so the "
+                         "circuit would be empty after the whole ranking run; give the number of top EAP-IG edges "
+                         "exact ACDC decides among (e.g. 250), or leave it out for all edges")
 
 
 def check_threshold_scale(threshold_scale: str, options: Any = None) -> ThresholdScale:

@@ -15,10 +15,11 @@ from acdc_compare.graph import Graph
 
 def normalized_faithfulness(m_circuit: float, m_full: float, m_empty: float) -> float:
     """f = (m(C) - m(empty)) / (m(full) - m(empty)) (MIB, Mueller et al. 2025): 1 = the circuit performs like
-    the full model, 0 = like the empty circuit. Undefined (ValueError) when m(full) == m(empty)."""
+    the full model, 0 = like the empty circuit (never -0.0, which KL's m(full) < m(empty) would give it).
+    Undefined (ValueError) when m(full) == m(empty)."""
     if m_full == m_empty:
         raise ValueError(f"m(full) == m(empty) == {m_full}: normalised faithfulness is undefined")
-    return (m_circuit - m_empty) / (m_full - m_empty)
+    return (m_circuit - m_empty) / (m_full - m_empty) + 0.0
 
 
 def log_spaced_fractions(n: int = 16, smallest: float = 1e-3) -> tuple[float, ...]:

@@ -2,7 +2,7 @@
 
 Algorithms and analyses never decide whether or where to draw a bar: they call `progress(desc, total)` once
 per long step and `update` the bar it returns. The command line passes `terminal_progress()` (tqdm bars on
-stderr, and only when stderr is a terminal) or `silent` (under --quiet); tests pass a recorder. `as_progress`
+stderr when it is a terminal, else one plain line per step) or `silent` (under --quiet); tests pass a recorder. `as_progress`
 turns the `progress=True/False` shorthand of the Python API into one of those.
 """
 
@@ -63,13 +63,21 @@ class _TqdmBar:
         self._bar.close()
 
 
+def stage_line(desc: str, total: int, unit: str = "it", initial: int = 0) -> str:
+    """The one line a step prints where no bar can be drawn, e.g. "ACDC: 120 edges (30 already done)"."""
+    units = unit if total == 1 or unit.endswith("s") else f"{unit}s"
+    done = f" ({initial:,} already done)" if initial else ""
+    return f"{desc}: {total:,} {units}{done}"
+
+
 def terminal_progress(stream: TextIO | None = None) -> Progress:
-    """tqdm bars on `stream` (default: sys.stderr at the time a bar starts), shown only when that stream
-    is a terminal: piped or redirected output gets no bar characters."""
+    """tqdm bars on `stream` (default: sys.stderr at the time a bar starts) when that stream is a terminal;
+    piped or redirected output gets one plain line per step as it starts (`stage_line`), no bar characters."""
 
     def progress(desc: str, total: int, *, unit: str = "it", initial: int = 0) -> Bar:
         out = stream if stream is not None else sys.stderr
         if not _is_terminal(out):
+            print(stage_line(desc, total, unit, initial), file=out, flush=True)
             return _NoBar()
         from tqdm.auto import tqdm
 
@@ -102,4 +110,4 @@ def as_progress(progress: ProgressLike) -> Progress:
     return progress
 
 
-__all__ = ["Bar", "Progress", "ProgressLike", "as_progress", "silent", "terminal_progress"]
+__all__ = ["Bar", "Progress", "ProgressLike", "as_progress", "silent", "stage_line", "terminal_progress"]

@@ -355,10 +355,12 @@ def test_ctrl_c_names_the_default_journal_and_the_rerun_resumes(tiny_dir, tmp_pa
     monkeypatch.setattr(acdc_module.JournalWriter, "write", real_write)
 
     assert main(argv) == EXIT_OK
+    assert f"resuming: 6 decisions from {journal}" in capsys.readouterr().out
     resumed = load_circuit(out / "ioi_acdc.json")
     assert resumed.settings["resumed_decisions"] == 6 and resumed.settings["complete"]
     assert not journal.exists()  # the saved circuit holds every decision
     assert main([*argv[:-1], str(tmp_path / "fresh")]) == EXIT_OK
+    assert "resuming" not in capsys.readouterr().out
     fresh = load_circuit(tmp_path / "fresh" / "ioi_acdc.json")
     assert fresh.settings["resumed_decisions"] == 0
     assert torch.equal(resumed.kept, fresh.kept)
@@ -388,8 +390,27 @@ def test_a_long_exact_run_on_cpu_warns_with_its_estimate(tiny_dir, tmp_path, mon
     assert "warning: exact ACDC tests up to 2 edges one forward each: about" in err
     assert "--method hybrid --k 250" in err and f"journalled to {tmp_path / 'ioi_acdc.journal.jsonl'}" in err
     assert (tmp_path / "ioi_acdc.journal.jsonl").exists()  # a partial result keeps its journal
-    assert main([*argv, "--method", "hybrid", "--k", "5"]) == EXIT_OK  # a filtered hybrid: no warning
-    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_hybrid_k_above_the_edge_count_is_clamped_and_its_exact_run_estimated(tiny_dir, tmp_path, monkeypatch,
+                                                                              capsys):
+    import acdc_compare.algorithms.acdc as acdc
+    import acdc_compare.cli.discover as cli
+
+    monkeypatch.setattr(cli, "LONG_RUN_S", 50.0)
+    monkeypatch.setattr(acdc, "estimated_seconds", lambda problem, n_tests: float(n_tests))  # 1 s an edge
+    argv = ["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "2", "--threshold", "0.05",
+            "--device", "cpu", "--method", "hybrid", "--steps", "1", "--quiet", "--out", str(tmp_path)]
+    assert main([*argv, "--k", "5"]) == EXIT_OK  # a few candidates: no estimate, no note
+    err = capsys.readouterr().err
+    assert "exact ACDC tests" not in err and "note: --k" not in err
+    assert main([*argv, "--k", "100000000"]) == EXIT_OK
+    err = " ".join(capsys.readouterr().err.split())
+    n_edges = json.loads((tmp_path / "ioi_hybrid.json").read_text())["n_edges"]
+    assert f"note: --k 100,000,000 is more than this graph's {n_edges:,} edges; using --k {n_edges:,}" in err
+    assert "runs exact ACDC over all edges" in err
+    assert f"warning: exact ACDC tests up to {n_edges:,} edges one forward each: about" in err
+    assert "a smaller --k, e.g. 250" in err
 
 
 def test_curve_of_a_partly_scored_circuit_says_where_its_ranking_ends(tiny_dir, tmp_path, capsys):
@@ -528,3 +549,82 @@ def test_max_memory_bounds_the_run_and_nonsense_is_refused_before_the_model_load
     err = capsys.readouterr().err
     assert "3000 prompts of" in err and "only 20.0 MB is the --max-memory budget" in err
     assert re.search(r"use at most \d+ prompts \(--n-prompts \d+\)", err)
+
+
+def test_a_prompts_file_where_some_rows_lack_a_wrong_answer_is_named_before_the_model_loads(no_model, tmp_path,
+                                                                                           capsys):
+    path = tmp_path / "partial.jsonl"
+    rows = [{"prompt": "The capital of France is", "corrupted": "The capital of Italy is", "answer": " Paris",
+             "wrong answer": " Rome"},
+            {"prompt": "The capital of Japan is", "corrupted": "The capital of Egypt is", "answer": " Tokyo"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(_discover("--task", str(path), "--metric", "logit_diff", out=tmp_path / "out")) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--metric logit_diff needs a wrong answer on every row" in err and "(line 2)" in err
+    with pytest.raises(AssertionError, match="a model was loaded"):
+        main(_discover("--task", str(path), out=tmp_path / "out"))
+    warned = capsys.readouterr().err
+    assert "warning:" in warned and "1 of 2 rows give no wrong answer (line 2)" in warned
+
+
+def test_a_hybrid_k_below_1_is_refused_before_the_model_loads(no_model, tmp_path, capsys):
+    from acdc_compare.api import discover
+
+    assert main(["discover", "--method", "hybrid", "--k", "0", "--threshold", "0.01", "--quiet",
+                 "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "--k must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="k must be at least 1, got 0"):
+        discover("ioi", 0.01, method="hybrid", k=0)
+
+
+def test_a_circuit_whose_kept_edges_never_reach_the_logits_is_warned_about(capsys):
+    from acdc_compare.circuit import Circuit
+    from acdc_compare.cli.discover import _warn_if_empty
+    from acdc_compare.graph import Graph, GraphConfig
+
+    graph = Graph(GraphConfig(n_layers=3, n_heads=4, n_kv_heads=4))
+    dangling = Circuit.from_edge_names(graph, ["input->a0.h1<q>", "a0.h1<q>", "a0.h1->a2.h2<q>"])
+    _warn_if_empty(dangling, None, None)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: none of the 3 kept edges lies on an input->logits path" in err and "--top-n" in err
+    _warn_if_empty(Circuit.from_edge_names(graph, ["input->a0.h1<q>", "a0.h1<q>", "a0.h1->m1", "m1->logits"]),
+                   None, None)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_corruption_that_barely_moves_the_metric_is_warned_about_naming_the_better_one(tiny_dir, tmp_path,
+                                                                                        monkeypatch, capsys):
+    import acdc_compare.cli.discover as cli
+    from acdc_compare.api import prepare
+
+    argv = ["discover", "--model", str(tiny_dir), "--task", "pet-last", "--n-prompts", "2", "--method", "eap-ig",
+            "--top-n", "5", "--quiet", "--out", str(tmp_path)]
+    gaps = {c: (lambda ends: ends[1] - ends[0])(prepare("pet-last", model=str(tiny_dir), n_prompts=2,
+                                                         corruption=c, check=False).metric_ends)
+            for c in ("meaning", "answers")}
+    monkeypatch.setattr(cli, "WEAK_CORRUPTION_SHARE", 2 * gaps["meaning"] / gaps["answers"])  # meaning: "tiny"
+    assert main(argv) == EXIT_OK
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"warning: under --corruption meaning removing every edge moves the metric by only "
+            f"{gaps['meaning']:.4g}") in err
+    assert f"against {gaps['answers']:.4g} under --corruption answers" in err and "use --corruption answers" in err
+    assert main([*argv, "--corruption", "answers"]) == EXIT_OK  # the better one: no warning
+    assert "under --corruption" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "WEAK_CORRUPTION_SHARE", 0.5 * gaps["meaning"] / gaps["answers"])
+    assert main(argv) == EXIT_OK
+    assert "under --corruption" not in capsys.readouterr().err
+
+
+def test_report_lists_every_file_it_wrote_and_shows_settings_as_short_numbers(circuit_file, tmp_path, capsys):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    record = json.loads(circuit_file.read_text())
+    record["settings"]["threshold"] = 0.0040101220275755465
+    for name in ("a", "b"):
+        (folder / f"{name}.json").write_text(json.dumps(record))
+    assert main(["report", str(folder)]) == EXIT_OK
+    out = capsys.readouterr().out
+    listed = out.split("wrote:")[1].split()
+    assert set(listed) == {str(folder / n) for n in ("a.png", "b.png", "a_vs_b.png", "report.html")}
+    html = (folder / "report.html").read_text()
+    assert "0.0040101220275755465" not in html and "0.00401" in html

@@ -42,3 +42,17 @@ def test_one_duration_text_for_every_time_estimate() -> None:
     note = _method_note(ExperimentConfig(), 26 * 3600.0)
     assert "about 26 h 0 min here" in note and "a day" not in note
     assert "would take" not in _method_note(ExperimentConfig(), float("nan"))
+
+
+def test_an_empty_circuit_s_faithfulness_is_0_not_minus_0() -> None:
+    from acdc_compare.circuit import Circuit
+    from acdc_compare.faithfulness import circuit_faithfulness, normalized_faithfulness
+    from acdc_compare.graph import Graph, GraphConfig
+
+    graph = Graph(GraphConfig(n_layers=2, n_heads=2, n_kv_heads=2))
+    empty = Circuit(graph, torch.zeros(graph.n_edges, dtype=torch.bool),
+                    metrics={"full": 0.0, "circuit": 2.5, "empty": 2.5})  # KL: m(full) < m(empty)
+    value = circuit_faithfulness(empty)
+    assert value == 0 and math.copysign(1.0, value) == 1.0
+    assert str(value) == "0.0" and f"{value:.2f}" == "0.00"
+    assert math.copysign(1.0, normalized_faithfulness(-1.0, -3.0, -1.0)) == 1.0

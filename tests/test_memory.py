@@ -159,3 +159,12 @@ def test_an_acdc_batch_that_cannot_fit_is_refused_before_any_test():
     with pytest.raises(MemoryBudgetError, match="use at most 3 per forward"):
         acdc(problem, 0.01, max_batch=8)
     assert torch.equal(acdc(problem, 0.01, max_batch=3).kept, acdc(problem, 0.01, max_batch=1).kept)
+
+
+def test_a_budget_too_small_for_one_prompt_says_so_instead_of_at_most_0():
+    patcher = _patcher()
+    with pytest.raises(MemoryBudgetError) as caught:
+        check_fits(patcher, 4, 7, max_memory=1000)
+    message = str(caught.value)
+    assert "even 1 prompt does not fit" in message and "a larger --max-memory" in message
+    assert "at most 0" not in message and "--n-prompts" not in message

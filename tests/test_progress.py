@@ -15,7 +15,7 @@ from acdc_compare.algorithms.eap import eap_ig, eap_ig_scores, faithfulness_of_s
 from acdc_compare.algorithms.hybrid import hybrid
 from acdc_compare.algorithms.problem import make_problem
 from acdc_compare.backends import make_patcher
-from acdc_compare.progress import as_progress, silent, terminal_progress
+from acdc_compare.progress import as_progress, silent, stage_line, terminal_progress
 from conftest import make_tiny, tiny_task
 
 
@@ -122,8 +122,18 @@ def test_terminal_bars_only_on_a_terminal():
         bar.update(4)
         bar.set_postfix(kept=3)
         bar.close()
-    assert pipe.getvalue() == ""
+    assert pipe.getvalue() == "ACDC: 10 edges\n"  # one plain line per step where no bar can be drawn
     assert "ACDC" in tty.getvalue() and "kept=3" in tty.getvalue()
+
+
+def test_progress_true_prints_one_line_per_step_when_stderr_is_not_a_terminal(problem, monkeypatch):
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    hybrid(problem, 0.002, k=15, steps=2, progress=True)
+    lines = err.getvalue().splitlines()
+    assert lines[:1] == ["EAP-IG: 2 steps"] and any(line.startswith("ACDC: ") for line in lines)
+    assert all("it/s" not in line and "%" not in line for line in lines)
+    assert stage_line("ACDC", 120, "edge", initial=30) == "ACDC: 120 edges (30 already done)"
 
 
 def test_as_progress():
@@ -153,7 +163,8 @@ def test_cli_bars_on_a_terminal_unless_quiet(tiny_dir, tmp_path, monkeypatch, ca
     text = err.getvalue()
     assert ("EAP-IG" in text and "ACDC" in text and "20/20" in text) == shows
     if not shows:
-        assert "EAP-IG" not in text and "ACDC" not in text and "it/s" not in text and "edge/s" not in text
+        assert "it/s" not in text and "edge/s" not in text and "20/20" not in text
+        assert ("EAP-IG: 2 steps" in text and "ACDC: 20 edges" in text) == (not tty)  # piped: one line per step
 
 
 def test_tasks_command_shows_a_bar_on_a_terminal_only(tiny_dir, monkeypatch, capsys):

@@ -59,3 +59,11 @@ def test_every_python_example_in_the_readme_runs(tiny_dir, tmp_path, monkeypatch
     assert first["pet"].settings["task"] == "pet-last" and first["pet"].settings.get("corruption") == "answers"
     assert second["circuit"].n_kept > 0
     assert {"ioi.json", "ioi_vs_pet.png", "pet.svg"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_the_small_sweep_s_time_estimate_agrees_with_the_readme_s_measurement():
+    toml = (README.parent / "examples" / "sweep_small.toml").read_text()
+    estimate = int(re.search(r"about (\d+) minutes", toml).group(1))
+    text = " ".join(README.read_text().split())
+    measured = int(re.search(r"`examples/sweep_small\.toml` \(.*?(\d+) min on 2 CPU cores", text).group(1))
+    assert abs(estimate - measured) <= 0.25 * measured, (estimate, measured)

@@ -352,3 +352,16 @@ def test_head_tables_put_the_most_important_head_first_and_wide_tables_scroll(tm
     path = write_report(tmp_path / "r.html", title="t", sections=[Table("wide", ["a"], [["x" * 500]])])
     text = Path(path).read_text()
     assert '<div class="wide"><table>' in text and "overflow-x: auto" in text
+
+
+def test_the_head_role_table_gives_each_rule_once_in_a_footnote() -> None:
+    from acdc_compare.experiment.layout import role_table_sections
+
+    rule = "score >= 0.2 and in the top 5 heads"
+    rows = [{"head": f"a{i}.h0", "role": "name mover", "score": 0.5, "rank": i + 1, "rule": rule}
+            for i in range(3)] + [{"head": "a5.h1", "role": "induction", "score": 0.3, "rank": 1, "rule": "r2"}]
+    table, note = role_table_sections(rows, "ioi")
+    assert isinstance(table, Table) and "rule" not in table.headers and len(table.rows) == 4
+    assert not any(rule in str(cell) for row in table.rows for cell in row)
+    assert isinstance(note, Text) and note.body.count(rule) == 1 and "induction: r2" in note.body
+    assert role_table_sections([], "ioi") == []

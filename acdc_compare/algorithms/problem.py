@@ -222,5 +222,6 @@ def check_fits(patcher: Patcher, n_prompts: int, seq_len: int, n_positions: int 
     raise MemoryBudgetError(
         f"{n_prompts} prompts of {seq_len} tokens need about {size_text(need)} for {what} on {patcher.device} "
         f"({model.graph.n_senders} senders x {patcher.cfg.d_model} values per token, {patcher.vocab_size} "
-        f"logits per scored position, {dtype}), but only {size_text(budget)} is {where}: use at most {fits} "
-        f"prompts (--n-prompts {max(fits, 1)})" + ("" if fits else ", or a machine with more memory"))
+        f"logits per scored position, {dtype}), but only {size_text(budget)} is {where}: "
+        + (f"use at most {fits} prompts (--n-prompts {fits})" if fits else
+           "even 1 prompt does not fit; give a larger --max-memory, or use a machine with more memory"))

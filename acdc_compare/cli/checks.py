@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -91,12 +92,22 @@ def readable_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def check_task_name(value: str) -> None:
-    """A registered task name, or a prompts file that reads cleanly; a TaskError saying what is wrong otherwise."""
-    from acdc_compare.tasks.prompts_file import is_prompts_file, read_prompts_file
+def check_task_name(value: str, metric: str = "kl") -> None:
+    """A registered task name, or a prompts file that reads cleanly; a TaskError saying what is wrong otherwise.
+    A prompts file where only some rows give a wrong answer is refused under `metric` logit_diff, and named in
+    a warning (stderr) otherwise."""
+    from acdc_compare.tasks.base import TaskError
+    from acdc_compare.tasks.prompts_file import is_prompts_file, partial_wrong_answers_note, read_prompts_file
     from acdc_compare.tasks.registry import task_spec
 
-    read_prompts_file(value) if is_prompts_file(value) else task_spec(value)
+    if not is_prompts_file(value):
+        task_spec(value)
+        return
+    note = partial_wrong_answers_note(read_prompts_file(value))
+    if note and metric == "logit_diff":
+        raise TaskError(f"--metric logit_diff needs a wrong answer on every row: {note}")
+    if note:
+        print(f"acdc-compare: warning: {note}", file=sys.stderr, flush=True)
 
 
 def check_task_args(args: argparse.Namespace, *names: str) -> None:
@@ -105,7 +116,7 @@ def check_task_args(args: argparse.Namespace, *names: str) -> None:
 
     check_device(args.device)
     for name in names or ("task",):
-        check_task_name(getattr(args, name))
+        check_task_name(getattr(args, name), getattr(args, "metric", "kl"))
     for flag in ("n_prompts", "n"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:

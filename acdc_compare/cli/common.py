@@ -74,11 +74,18 @@ def add_reference(p: argparse.ArgumentParser, text: str) -> None:
     p.add_argument("--reference", choices=REFERENCES, default=None, help=text)
 
 
-def problem_from_args(args: argparse.Namespace, grad: bool = False) -> Any:
-    """The prepared problem the task/model/metric flags describe (`grad`: sized for a differentiable run)."""
+def prepare_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """`prepare`'s model, metric, ablation, graph, device and memory settings from the flags (not the task's)."""
+    return dict(model=args.model, metric=args.metric, ablation=args.ablation, include_direct=not args.no_direct,
+                device=args.device, corruption=args.corruption, max_memory=getattr(args, "max_memory", None))
+
+
+def problem_from_args(args: argparse.Namespace, grad: bool = False, task: Any = None) -> Any:
+    """The prepared problem the task/model/metric flags describe (`grad`: sized for a differentiable run;
+    `task`: these prompts instead of --task's, e.g. the rows a held-out split leaves)."""
     from acdc_compare.api import prepare
 
-    return prepare(args.task, model=args.model, metric=args.metric, ablation=args.ablation,
+    return prepare(args.task if task is None else task, model=args.model, metric=args.metric, ablation=args.ablation,
                    include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
                    device=args.device, corruption=args.corruption, max_memory=getattr(args, "max_memory", None),
                    grad=grad)

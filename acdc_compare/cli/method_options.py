@@ -81,7 +81,11 @@ def method_options(args: argparse.Namespace, exclude: frozenset[str] = frozenset
         from acdc_compare.algorithms.eap import check_eap_metric
 
         check_eap_metric(args.metric)  # refused before the model loads
-    return make_options(args.method, **{**given, **extra})
+    from acdc_compare.api import check_candidates
+
+    options = make_options(args.method, **{**given, **extra})
+    check_candidates(options, "--k")
+    return options
 
 
 def option_names(method: str) -> set[str]:

@@ -18,12 +18,14 @@ def task_label(task: str) -> str:
 def draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".svg", ".png")) -> list[Path]:
     """Draw the circuit once per format (one layout); print what a large circuit's drawing leaves out."""
     from acdc_compare.draw import draw_circuit, plan_drawing
+    from acdc_compare.native_stderr import fontconfig_warnings_dropped
 
     paths = [stem.parent / (stem.name + suffix) for suffix in suffixes]
     note = plan_drawing(circuit).note
     if note:
         print(f"{stem.name}: {note}")
-    draw_circuit(circuit, paths, title=title)
+    with fontconfig_warnings_dropped():
+        draw_circuit(circuit, paths, title=title)
     return paths
 
 

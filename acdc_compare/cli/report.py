@@ -31,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{folder} is not a folder; give the folder holding the circuit JSON files")
     report_path = writable_file(Path(args.out) if args.out else folder / "report.html", "--out")
     circuits, broken = _load_circuits(folder)
-    sections = _sections(folder, report_path, circuits, broken)
+    written: list[Path] = []
+    sections = _sections(folder, report_path, circuits, broken, written)
     write_report(report_path, title=f"acdc_compare report: {folder}", sections=sections)
-    print_paths([report_path])
+    print_paths([*written, report_path])
     if broken:
         print(f"acdc-compare: {len(broken)} circuit file(s) could not be read and are not in the report: "
               f"{', '.join(str(f) for f in broken)}; fix or remove them", file=sys.stderr)
@@ -61,8 +62,10 @@ def _load_circuits(folder: Path) -> tuple[list[tuple[Path, Any]], list[Path]]:
     return circuits, broken
 
 
-def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]], broken: list[Path]) -> list[Any]:
-    """The report's sections; each circuit's PNG is drawn beside the report unless it is newer than its JSON."""
+def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]], broken: list[Path],
+              written: list[Path]) -> list[Any]:
+    """The report's sections; each circuit's PNG is drawn beside the report unless it is newer than its JSON.
+    Every file drawn is appended to `written`."""
     from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
     from acdc_compare.fmt import num
     from acdc_compare.report import Image, KeyValues, Table, Text
@@ -70,19 +73,19 @@ def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]],
     sections: list[Any] = [Table("Circuits", ["file", "edges kept", "heads", "method", "threshold",
                                                "normalised faithfulness"],
                                  [[f.name, str(c.n_kept), str(len(c.heads())), str(c.settings.get("method", "")),
-                                   str(c.settings.get("threshold", "")), num(faithfulness(c), fixed=3)]
+                                   _setting(c.settings.get("threshold", "")), num(faithfulness(c), fixed=3)]
                                   for f, c in circuits])]
     if broken:
         sections.append(Text("Unreadable circuit files (left out)", "\n".join(str(f) for f in broken)))
     for f, c in circuits:
-        sections.append(KeyValues(f"Settings: {f.name}", {k: str(v) for k, v in c.settings.items()}))
+        sections.append(KeyValues(f"Settings: {f.name}", {k: _setting(v) for k, v in c.settings.items()}))
         png = report_path.parent / f"{f.stem}.png"
         if png.is_file() and png.stat().st_mtime >= f.stat().st_mtime:
             print(f"{png.name}: up to date, not redrawn")
         else:
-            draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
+            written += draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
         sections.append(Image(f"Circuit: {f.stem}", png.name, embed=True))
-    sections += _viewer_and_comparisons(circuits, report_path)
+    sections += _viewer_and_comparisons(circuits, report_path, written)
     sweep = folder / "sweep.json"
     if sweep.is_file():
         from acdc_compare.plots import sweep_plot
@@ -91,11 +94,24 @@ def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]],
     return sections
 
 
-def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path) -> list[Any]:
+def _setting(value: Any) -> str:
+    """A setting as the report shows it: floats through `fmt.num` (4 significant digits), lists item by item."""
+    from acdc_compare.fmt import num
+
+    if isinstance(value, float):
+        return num(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_setting(v) for v in value) + "]"
+    return str(value)
+
+
+def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path, written: list[Path]) -> list[Any]:
     """Per graph the folder's circuits share: the interactive viewer of them and, for two or more, a table of
-    every pair's overlap and the side-by-side figures of the first MAX_PAIR_FIGURES pairs."""
+    every pair's overlap and the side-by-side figures of the first MAX_PAIR_FIGURES pairs (appended to
+    `written`)."""
     from acdc_compare.compare import compare_circuits
     from acdc_compare.draw import draw_comparison
+    from acdc_compare.native_stderr import fontconfig_warnings_dropped
     from acdc_compare.report import Image, Table, Text
     from acdc_compare.viewer import viewer_section
 
@@ -117,7 +133,9 @@ def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path)
                                               "head Jaccard", "heads in both"], rows))
         for (fa, a), (fb, b) in pairs[:MAX_PAIR_FIGURES]:
             png = report_path.parent / f"{fa.stem}_vs_{fb.stem}.png"
-            draw_comparison(a, b, png, fa.stem, fb.stem)
+            with fontconfig_warnings_dropped():
+                draw_comparison(a, b, png, fa.stem, fb.stem)
+            written.append(png)
             sections.append(Image(f"Comparison: {fa.stem} vs {fb.stem}", png.name, embed=True))
         if len(pairs) > MAX_PAIR_FIGURES:
             sections.append(Text("More comparisons", f"{len(pairs) - MAX_PAIR_FIGURES} more pair(s) are in the "

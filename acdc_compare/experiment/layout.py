@@ -224,15 +224,24 @@ def _comparison_sections(r: ReportInputs) -> list[Any]:
     return sections
 
 
+def role_table_sections(rows: list[dict[str, Any]], task: str) -> list[Any]:
+    """The head-role table (one row per labelled head, no rule column) and its footnote giving each role's
+    rule once; nothing without rows."""
+    if not rows:
+        return []
+    headers = [h for h in rows[0] if h != "rule"]
+    rules = {row["role"]: row["rule"] for row in rows}
+    return [Table(f"Head roles on {task} (each role's rule below the table)", headers,
+                  [[_fmt(row[h]) for h in headers] for row in rows]),
+            Text("", "Rules: " + "; ".join(f"{role}: {rule}" for role, rule in rules.items()) + ".")]
+
+
 def _role_sections(r: ReportInputs) -> list[Any]:
     config, roles = r.config, r.roles
     sections: list[Any] = []
     name_movers = r.result.name_movers
-    rows = role_table(roles.scores[config.task], roles.roles, name_movers=name_movers)
-    if rows:
-        headers = list(rows[0].keys())
-        sections.append(Table(f"Head roles on {config.task} (thresholds in the rule column)", headers,
-                              [[_fmt(row[h]) for h in headers] for row in rows]))
+    sections += role_table_sections(role_table(roles.scores[config.task], roles.roles, name_movers=name_movers),
+                                    config.task)
     sections.append(Table(f"Are the comparison tasks' movers IOI's name movers ({name_movers.describe()})? "
                           "Over all heads, by the same rule",
                           ["task", "top mover scores", "movers", "shared with IOI's name movers", "chance overlap",

@@ -7,8 +7,11 @@ CSV, and the same lines when the rows are tokenized), in one TaskError (`build.R
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,23 @@ class PromptsFile:
     @property
     def name(self) -> str:
         return self.path.stem
+
+    def lines_without_wrong_answer(self) -> tuple[int, ...]:
+        """The lines of the rows that give no wrong answer when other rows give one; () when every row gives
+        one, or none does."""
+        missing = tuple(line for line, wrong in zip(self.lines, self.wrong_answers) if wrong is None)
+        return missing if len(missing) < len(self.wrong_answers) else ()
+
+
+def partial_wrong_answers_note(rows: PromptsFile) -> str:
+    """What is wrong when only some rows of a prompts file give a wrong answer (naming those that do not), or ""."""
+    missing = rows.lines_without_wrong_answer()
+    if not missing:
+        return ""
+    shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    return (f"{rows.path}: {len(missing)} of {len(rows.wrong_answers)} rows give no wrong answer (line"
+            f"{'s' if len(missing) > 1 else ''} {shown}), so the task has no logit difference or accuracy and "
+            "only --metric kl works; give those rows a wrong answer, or leave it empty on every row")
 
 
 def is_prompts_file(task: str) -> bool:
@@ -149,9 +169,76 @@ def _csv_rows(path: Path, text: str, problems: RowProblems) -> list[tuple[int, d
         values = next(reader, None)
         if values is None:
             return rows
-        if values:
+        if len(values) > len(header):
+            problems.add(f"line {line}", f"{len(values)} values but the header names {len(header)} columns",
+                         "quote a value that holds a comma (\"Paris, France\"), or add the column to the header")
+        elif values:
             row = {k: values[i] if i < len(values) else None for i, k in enumerate(header) if _column(k)}
             rows.append((line, row))
+
+
+MIN_HELD_OUT_ROWS = 8  # fewer held-out rows than this give a faithfulness too noisy to trust
+
+
+@dataclass(frozen=True)
+class HeldOutSplit:
+    """A prompts file's rows split in two: `fit` to discover on, `held` (never discovered on) to evaluate on.
+    The held-out rows are the last round(fraction x rows) after a shuffle seeded by `seed` (`split_rows`)."""
+
+    fit: PromptsFile
+    held: PromptsFile
+    fraction: float
+    seed: int
+
+    def describe(self) -> str:
+        """Which rows are held out, e.g. "held out 8 of 40 rows of x.csv (... file lines 3, 7, ...)"."""
+        n = len(self.fit.prompts) + len(self.held.prompts)
+        return (f"held out {len(self.held.prompts)} of {n} rows of {self.fit.path} (the last "
+                f"{len(self.held.prompts)} after a shuffle with seed {self.seed}: file line"
+                f"{'s' if len(self.held.lines) > 1 else ''} {', '.join(map(str, self.held.lines))}); "
+                f"discovering on the other {len(self.fit.prompts)}")
+
+    def warning(self) -> str:
+        """Why the split is too small for a meaningful held-out faithfulness, or ""."""
+        n_held = len(self.held.prompts)
+        if n_held >= MIN_HELD_OUT_ROWS:
+            return ""
+        return (f"only {n_held} held-out row{'s' if n_held > 1 else ''} of {self.fit.path}: a faithfulness on "
+                f"fewer than {MIN_HELD_OUT_ROWS} prompts is too noisy to trust; add rows to the file or hold out a "
+                f"larger fraction (at least {MIN_HELD_OUT_ROWS} rows)")
+
+
+def split_rows(rows: str | Path | PromptsFile, fraction: float, seed: int = 0,
+               flag: str = "held_out") -> HeldOutSplit:
+    """Hold out `fraction` of a prompts file's rows: after a shuffle of the rows seeded by `seed`, the last
+    round(fraction x rows) (at least 1) are held out; both parts keep file order. A fraction outside (0, 1), or
+    one that leaves no row to discover on, is refused (a TaskError naming `flag`)."""
+    if isinstance(rows, (str, Path)) and not is_prompts_file(str(rows)):
+        raise TaskError(f"{flag} holds out rows of a prompts file (.jsonl/.csv), but the task is {str(rows)!r}; "
+                        "a registered task is checked on new prompts by building it with another seed")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise TaskError(f"{flag} must be a fraction of the rows strictly between 0 and 1 (e.g. 0.25), "
+                        f"got {fraction!r}")
+    read = rows if isinstance(rows, PromptsFile) else read_prompts_file(rows)
+    n = len(read.prompts)
+    n_held = max(1, math.floor(fraction * n + 0.5))
+    if n_held >= n:
+        raise TaskError(f"{flag} {fraction:g} of the {n} row{'s' if n > 1 else ''} of {read.path} holds out "
+                        f"{n_held}, leaving no row to discover on; use a smaller fraction or a file with more rows")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    held = set(order[n - n_held:])
+    return HeldOutSplit(_rows_at(read, [i for i in range(n) if i not in held]), _rows_at(read, sorted(held)),
+                        float(fraction), seed)
+
+
+def _rows_at(rows: PromptsFile, indices: list[int]) -> PromptsFile:
+    def pick(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(items[i] for i in indices)
+
+    return dataclasses.replace(rows, prompts=pick(rows.prompts), corrupted=pick(rows.corrupted),
+                               answers=pick(rows.answers), wrong_answers=pick(rows.wrong_answers),
+                               lines=pick(rows.lines) if rows.lines else ())
 
 
 def task_from_file(tokenizer: Any, path: str | Path | PromptsFile) -> Task:

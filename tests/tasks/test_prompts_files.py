@@ -188,3 +188,25 @@ def test_python_lists_still_name_prompts_by_index(tok):
     message = str(caught.value)
     assert "task 't': 2 problems" in message and f"prompt 0 {PROMPT!r}: correct answer 'Mary'" in message
     assert f"prompt 1 {PROMPT!r}: wrong answer 'John'" in message and "check_spaces=False" in message
+
+
+# ----- issue 35 finding 6 ------------------------------------------------------------------------------------------
+def test_a_csv_row_with_more_values_than_the_header_is_refused_naming_its_line(tmp_path):
+    path = tmp_path / "extra.csv"
+    path.write_text("prompt,corrupted,answer,wrong answer\n"
+                    "The capital of France is,The capital of Italy is, Paris, Rome\n"
+                    "The capital of Japan is,The capital of Egypt is, Tokyo, Cairo, Kyoto\n")
+    with pytest.raises(TaskError, match=r"extra\.csv, line 3: 5 values but the header names 4 columns.*quote"):
+        read_prompts_file(path)
+
+
+def test_rows_lacking_a_wrong_answer_among_rows_that_give_one_are_named(tmp_path):
+    rows = [ROWS[0], ("The capital of Peru is", "The capital of Chile is", " Lima", ""), ROWS[1]]
+    path = _write(tmp_path / "partial.csv", rows)
+    from acdc_compare.tasks.prompts_file import partial_wrong_answers_note
+
+    read = read_prompts_file(path)
+    assert read.lines_without_wrong_answer() == (3,)
+    assert "1 of 3 rows give no wrong answer (line 3)" in partial_wrong_answers_note(read)
+    none = _write(tmp_path / "none.csv", [(p, c, a, "") for p, c, a, _ in ROWS])
+    assert partial_wrong_answers_note(read_prompts_file(none)) == ""
