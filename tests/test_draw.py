@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+from functools import partial
 import sys
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 import torch
 
 from acdc_compare.circuit import Circuit, random_circuit
-from acdc_compare.draw import COMPARISON_COLORS, EDGE_STYLES, ROLE_COLORS, draw_circuit, draw_comparison
+from acdc_compare import draw
+from acdc_compare.draw import COMPARISON_COLORS, EDGE_STYLES, ROLE_COLORS
 from acdc_compare.export import prune_to_paths
 from acdc_compare.graph import Graph, GraphConfig
 
@@ -25,6 +27,8 @@ IOI_ROLES = {"a9.h9": "name mover", "a9.h6": "name mover", "a10.h0": "name mover
              "a11.h2": "backup name mover", "a7.h3": "S-inhibition", "a8.h6": "S-inhibition", "a5.h5": "induction",
              "a3.h0": "duplicate token", "a2.h2": "previous token", "a4.h11": "previous token", "m5": "mover"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+draw_circuit = partial(draw.draw_circuit, level="edges")  # this file tests the edge level (test_draw_heads: heads)
+draw_comparison = partial(draw.draw_comparison, level="edges")
 
 
 def _circuit_edges(dot: str) -> dict[tuple[str, str, str], dict[str, str]]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
 from acdc_compare.circuit import Circuit
+from acdc_compare.draw.head_figure import draw_head_comparison
+from acdc_compare.draw.head_plan import MAX_DRAWN_NODES, DrawLevel, head_level
 from acdc_compare.draw.legend import comparison_legend, legend_table, runs
 from acdc_compare.draw.plan import (
     MAX_DRAWN_EDGES,
@@ -33,6 +34,7 @@ from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_STYLES
 from acdc_compare.export import check_roles
 from acdc_compare.files import PathLike
 from acdc_compare.graph import INPUT, LOGITS
+from acdc_compare.types import Role
 
 
 def _membership(name: str, left: set[str], right: set[str]) -> str:
@@ -50,8 +52,7 @@ def _comparison_plans(left: Circuit, right: Circuit, prune: bool,
     n_all = len({name for name, _, _ in union})
     n_ranked = n_all
     if max_edges is not None and len(union) > max_edges:
-        best = left.with_kept(left.kept | right.kept)
-        best = replace(best, scores=torch.fmax(left.scores.abs(), right.scores.abs()))
+        best = Circuit(left.graph, left.kept | right.kept, torch.fmax(left.importance(), right.importance()))
         ranked = ranked_edges(best, union.values())
 
         def n_arrows(top: Sequence[int]) -> int:
@@ -65,12 +66,18 @@ def _comparison_plans(left: Circuit, right: Circuit, prune: bool,
 
 def draw_comparison(left: Circuit, right: Circuit, path: PathLike | Sequence[PathLike], left_label: str,
                     right_label: str, roles: Mapping[str, str] | None = None, title: str | None = None,
-                    prune: bool = True, max_edges: int | None = MAX_DRAWN_EDGES) -> str:
-    """Draw the union of two circuits on the same graph, edges and nodes coloured shared / only left /
-    only right, to `path` (.svg, .png, .dot, or a list sharing one layout); return the DOT source. Edge
-    style still tells q/k/v/mlp/logits apart; roles, when given, are written under the node name. Each
-    circuit is pruned to paths first; over `max_edges` arrows in the union only the highest-|score| edges
-    are drawn, with a note in the legend."""
+                    prune: bool = True, max_edges: int | None = MAX_DRAWN_EDGES, level: DrawLevel = "auto",
+                    max_nodes: int | None = MAX_DRAWN_NODES, marked: Collection[str] | None = None) -> str:
+    """Draw two circuits on the same graph to `path` (.svg, .png, .dot, or a list sharing one layout); return
+    the DOT source.
+
+    At head level (`level="heads"`, or "auto" when either circuit has more than `HEAD_LEVEL_ABOVE` edges on
+    input-to-logits paths): one panel per circuit, nodes filled in both / only this circuit, the `marked`
+    heads (default: those `roles` calls name movers) outlined in both panels, at most `max_nodes` per panel.
+    At edge level: the union, edges and nodes coloured shared / only left / only right; edge style still
+    tells q/k/v/mlp/logits apart; roles, when given, are written under the node name. Each circuit is pruned
+    to paths first; over `max_edges` arrows in the union only the edges ranked first (by importance, in
+    either circuit) are drawn, with a note in the legend."""
     paths = check_paths(path)
     if left.graph != right.graph:
         raise ValueError(
@@ -80,6 +87,10 @@ def draw_comparison(left: Circuit, right: Circuit, path: PathLike | Sequence[Pat
     if max_edges is not None and max_edges < 1:
         raise ValueError(f"max_edges must be a whole number >= 1 (or None for no limit), got {max_edges!r}")
     roles = check_roles(left.graph, roles)
+    if head_level(level, left, right):
+        marked = [n for n, r in roles.items() if r == Role.NAME_MOVER] if marked is None else list(marked)
+        return draw_head_comparison(left, right, paths, (left_label, right_label), roles, marked, title,
+                                    max_nodes)
     plans, n_all, n_drawn, n_ranked = _comparison_plans(left, right, prune, max_edges)
     drawn = [(p.edges, p.g) for p in plans]
     names = [{e.name for e in edges} for edges, _ in drawn]
@@ -89,7 +100,8 @@ def draw_comparison(left: Circuit, right: Circuit, path: PathLike | Sequence[Pat
     counts = {m: sum(1 for n in names[0] | names[1] if _membership(n, *names) == m) for m in labels}
     legend = comparison_legend(labels, counts)
     if n_drawn < n_all:
-        note = truncation_note(n_drawn, n_all, n_ranked, max_edges).replace("|score|", "|score| in either circuit")
+        note = truncation_note(n_drawn, n_all, n_ranked, max_edges).replace("ranked first", "ranked first in either "
+                                                                                "circuit")
         legend.append(("", runs([(note, "#b00000")])))
     ag = new_agraph(legend_table(title, legend))
     nodes = sorted_nodes(left.graph, node_sets[0] | node_sets[1] | {INPUT, LOGITS})

@@ -44,11 +44,11 @@ def legend_table(title: str | None, lines: list[LegendLine]) -> str:
 
 
 def circuit_legend(c: Circuit, roles: Mapping[str, str], used: list[str],
-                    palette: Mapping[str, str], scale: float, prune: bool, note: str = "") -> list[LegendLine]:
+                    palette: Mapping[str, str], prune: bool, note: str = "") -> list[LegendLine]:
     summary = edge_counts(c) if prune else f"{c.n_kept:,} of {c.n_edges:,} edges kept, all drawn"
     lines = [
         ("edges:", runs([(f"{kind} ({style})", colour) for kind, (colour, style) in EDGE_STYLES.items()])),
-        ("width:", runs([(f"~ |score|, max {scale:.3g}" if scale else "no scores", None)])),
+        ("width:", runs([(importance_text(c), None)])),
         ("", runs([(summary, "#555555")])),
     ]
     if note:
@@ -56,6 +56,13 @@ def circuit_legend(c: Circuit, roles: Mapping[str, str], used: list[str],
     if roles:
         lines.insert(0, ("roles:", swatches([(role, palette[role], None) for role in used])))
     return lines
+
+
+def importance_text(c: Circuit) -> str:
+    """What widths and sizes stand for: each kept edge's place in the circuit's ranking by its evidence."""
+    kinds = ", ".join(f"{n:,} {kind.value}" for kind, n in c.kept_score_kinds().items()) or "none"
+    return ("~ importance: a kept edge's place in the circuit's ranking by the score that kept it (first = 1, "
+            f"last = 1/{c.n_kept:,}); kept edges scored by {kinds}")
 
 
 def edge_counts(c: Circuit) -> str:

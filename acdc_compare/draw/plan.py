@@ -1,5 +1,6 @@
 """What a drawing shows: a circuit's residual edges as arrows (`drawn_edges`), the nodes they touch
-(`nodes_of`), and, over `max_edges` arrows, the top edges by |score| that still fit (`plan_drawing`)."""
+(`nodes_of`), and, over `max_edges` arrows, the first edges of the circuit's ranking (`Circuit.ranking`: by
+the evidence that kept each) that still fit (`plan_drawing`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from acdc_compare.circuit import Circuit
 from acdc_compare.export import prune_to_paths, to_networkx
 from acdc_compare.graph import LOGITS, Graph
 
-MAX_DRAWN_EDGES = 300  # arrows; above it the top-|score| edges are drawn, with a note
+MAX_DRAWN_EDGES = 300  # arrows; above it the first-ranked edges are drawn, with a note
 
 
 @dataclass(frozen=True)
@@ -85,15 +86,14 @@ class DrawingPlan:
 
 def truncation_note(n_drawn: int, n_all: int, n_ranked: int, max_edges: int | None) -> str:
     return (f"drawn: {n_drawn} of {n_all} residual edges on input-to-logits paths, those still on such a path "
-            f"among the {n_ranked} with the highest |score| (at most {max_edges} arrows, so that the layout "
-            "stays fast); every kept edge is in the circuit's JSON")
+            f"among the {n_ranked} ranked first by the score that kept them (at most {max_edges} arrows, so that "
+            "the layout stays fast); every kept edge is in the circuit's JSON")
 
 
 def ranked_edges(c: Circuit, edges: Iterable[DrawnEdge]) -> list[int]:
-    """The drawn edges' indices by |score|, highest first; NaN scores last; ties by index."""
-    index = {e.name: c.graph.edge_index(e.name) for e in edges}
-    scores = c.scores.abs().nan_to_num(nan=-math.inf)
-    return sorted(index.values(), key=lambda i: (-float(scores[i]), i))
+    """The drawn edges' indices in the circuit's ranking by evidence (`Circuit.ranking`), first first."""
+    wanted = {c.graph.edge_index(e.name) for e in edges}
+    return [e for e in c.ranking().tolist() if e in wanted]
 
 
 def restricted(c: Circuit, residual: Sequence[int]) -> Circuit:

@@ -4,7 +4,7 @@ pygraphviz is imported inside the functions only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,13 +22,14 @@ FAST_LAYOUT_ARROWS = 150  # above it dot runs with fewer layout iterations
 _FAST_LAYOUT = {"nslimit": "2", "nslimit1": "2", "mclimit": "0.2"}
 
 
-def new_agraph(label_html: str) -> "pygraphviz.AGraph":
-    """An empty bottom-to-top graph (input at the bottom) with the drawings' fonts and spacing, labelled by `label_html`."""
+def new_agraph(label_html: str, splines: str = "spline") -> "pygraphviz.AGraph":
+    """An empty bottom-to-top graph (input at the bottom) with the drawings' fonts and spacing, labelled by
+    `label_html`; `splines` as Graphviz's (head-level drawings use "polyline": fewer detours)."""
     import pygraphviz
 
     ag = pygraphviz.AGraph(directed=True, strict=False, name="circuit")
     ag.graph_attr.update(
-        rankdir="BT", splines="spline", nodesep="0.18", ranksep="0.55", outputorder="edgesfirst",
+        rankdir="BT", splines=splines, nodesep="0.18", ranksep="0.55", outputorder="edgesfirst",
         labelloc="t", labeljust="l", fontname="Helvetica", fontsize="12", dpi="96", newrank="true",
         label=f"<{label_html}>",
     )
@@ -56,19 +57,21 @@ def _rank_label(graph: Graph, rank: tuple[int, int]) -> str:
     return f"L{layer} mlp" if is_mlp else f"L{layer} attn"
 
 
-def add_ranks(ag: "pygraphviz.AGraph", graph: Graph, nodes: list[str]) -> None:
+def add_ranks(ag: "pygraphviz.AGraph", graph: Graph, nodes: list[str],
+              node_of: Callable[[str], str] = lambda node: node, prefix: str = "") -> None:
     """One `rank=same` subgraph per occupied rank, led by a layer label chained from input up to
-    logits (rankdir BT: input at the bottom, logits at the top, as in the viewer)."""
+    logits (rankdir BT: input at the bottom, logits at the top, as in the viewer). `nodes` are drawing ids,
+    `node_of` gives each one's graph node, `prefix` starts the ids of the labels and subgraphs (a comparison
+    panel, a cluster subgraph `ag`, has ranks of its own)."""
     ranks: dict[tuple[int, int], list[str]] = {}
     for node in nodes:
-        ranks.setdefault(_rank_of(graph, node), []).append(node)
+        ranks.setdefault(_rank_of(graph, node_of(node)), []).append(node)
     previous: str | None = None
     for i, rank in enumerate(sorted(ranks)):
-        label = f"_rank{i}"
+        label = f"_{prefix}rank{i}"
         ag.add_node(label, label=_rank_label(graph, rank), shape="plaintext", style="", fontcolor="#888888",
                     fontsize="10", width="0.6")
-        members = [label, *ranks[rank]]
-        ag.add_subgraph(members, name=f"rank{i}", rank="same")
+        ag.add_subgraph([label, *ranks[rank]], name=f"{prefix}rank{i}", rank="same")
         for node in ranks[rank]:  # flat edges put the label left of its rank; dot orders the nodes
             ag.add_edge(label, node, key="_order", style="invis", **{"class": "layout"})
         if previous is not None:
@@ -91,9 +94,11 @@ def direct_text(g: nx.MultiDiGraph, node: str) -> str:
 
 
 def add_node(ag: "pygraphviz.AGraph", graph: Graph, node: str, fill: str, label: str, tooltip: str,
-             direct: str) -> None:
-    """A node shaped by its kind (input/logits, head, MLP); `direct` lists its kept direct edges."""
-    ag.add_node(node, label=label, fillcolor=fill, tooltip=tooltip, direct=direct, **_node_style(graph, node))
+             direct: str, node_id: str | None = None, **style: str) -> None:
+    """A node shaped by its kind (input/logits, head, MLP); `direct` lists its kept direct edges; `node_id`
+    (default: the node's name) is its id in the drawing, `style` overrides Graphviz attributes."""
+    ag.add_node(node_id or node, label=label, fillcolor=fill, tooltip=tooltip, direct=direct,
+                **{**_node_style(graph, node), **style})
 
 
 def write_drawing(ag: "pygraphviz.AGraph", paths: Sequence[Path], n_arrows: int) -> str:

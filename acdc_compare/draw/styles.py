@@ -1,12 +1,11 @@
 """The colours and widths of drawn circuits: role fills, q/k/v/mlp/logits edge styles, shared / only-left /
-only-right colours of a comparison, and edge width from |score|."""
+only-right colours of a comparison, and edge width from importance."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
-from acdc_compare.draw.plan import DrawnEdge
 from acdc_compare.types import Role
 
 ROLE_COLORS: dict[str, str] = {
@@ -47,14 +46,8 @@ def role_palette(roles: Mapping[str, str]) -> dict[str, str]:
     return palette
 
 
-def edge_width(score: float, scale: float) -> float:
-    """Edge width from |score|, scaled to `scale` and clipped; NaN scores get a middling width."""
-    if math.isnan(score) or scale <= 0:
-        return 1.2
-    return _MIN_WIDTH + (_MAX_WIDTH - _MIN_WIDTH) * min(1.0, abs(score) / scale)
-
-
-def score_scale(edges: Iterable[DrawnEdge]) -> float:
-    """The largest finite |score| of the arrows (0 when none is finite): the full edge width."""
-    finite = [abs(e.score) for e in edges if math.isfinite(e.score)]
-    return max(finite, default=0.0)
+def edge_width(importance: float, scale: float = 1.0) -> float:
+    """Edge width from an importance (`Circuit.importance`, or a sum of them) as a share of `scale`, clipped."""
+    if not scale > 0 or math.isnan(importance):
+        return _MIN_WIDTH
+    return _MIN_WIDTH + (_MAX_WIDTH - _MIN_WIDTH) * min(1.0, importance / scale)
