@@ -10,7 +10,7 @@ from typing import Any
 from acdc_compare.cli.checks import readable_file, writable_dir
 from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, MODEL_HELP, REFERENCES, add_no_direct, add_out, \
     add_reference, reference_circuit
-from acdc_compare.cli.output import print_paths
+from acdc_compare.cli.output import add_level, print_paths
 
 NAME = "compare"
 
@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", nargs=2, default=None, metavar=("LEFT", "RIGHT"),
                    help="names of the two circuits in the output; None: the file names")
     add_out(p, "results/compare", "output folder of the side-by-side SVG and PNG")
+    add_level(p)
     p.add_argument("--model", default=None,
                    help="the model whose graph MIB files are read onto (loaded on the CPU); None: the graph of "
                         f"the other, native circuit file. {MODEL_HELP}")
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{labels[0]}_vs_{labels[1]}{suffix}".replace(" ", "_") for suffix in (".svg", ".png")]
     with fontconfig_warnings_dropped():
-        draw_comparison(left, right, paths, labels[0], labels[1])
+        draw_comparison(left, right, paths, labels[0], labels[1], title=f"{labels[0]} vs {labels[1]}",
+                        level=args.level)
     print_paths(paths)
     return EXIT_OK
 

@@ -13,7 +13,7 @@ from acdc_compare.cli.checks import check_task_args, writable_dir, writable_file
 from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_max_memory, add_out, add_threshold_scale, \
     prepare_kwargs, problem_from_args
 from acdc_compare.cli.method_options import add_method_args, method_options, option_names, progress_option
-from acdc_compare.cli.output import draw, print_paths, task_label
+from acdc_compare.cli.output import add_level, draw, print_paths, task_label
 
 NAME = "discover"
 LONG_RUN_S = 600.0  # an exact run estimated longer than this on a CPU gets a warning
@@ -34,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "seeded by --seed), discover on the others (the first --n-prompts of them) and report the "
                         "circuit's normalised faithfulness on the held-out rows; at least 8 held-out rows are "
                         "needed for a number to trust. None: no held-out check")
+    add_level(p)
     add_out(p, "results/discover",
             "output folder: TASK_METHOD.json/.svg/.png; exact ACDC and the hybrid journal their "
             "decisions to TASK_METHOD.journal.jsonl there until the circuit is saved (rerun to resume)")
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     _warn_if_empty(circuit, problem, scaled)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{task_label(args.task)} ({args.method})"
-    paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(circuit, out / stem, title)]
+    paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(circuit, out / stem, title, level=args.level)]
     if default_journal and circuit.settings.get("complete", True):
         journal.unlink(missing_ok=True)  # the saved circuit holds every decision; a rerun starts afresh
     _print_circuit(circuit)

@@ -15,18 +15,27 @@ def task_label(task: str) -> str:
     return Path(task).stem if is_prompts_file(task) else task
 
 
-def draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".svg", ".png")) -> list[Path]:
-    """Draw the circuit once per format (one layout); print what a large circuit's drawing leaves out."""
-    from acdc_compare.draw import draw_circuit, plan_drawing
+def draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".svg", ".png"),
+         level: str = "auto") -> list[Path]:
+    """Draw the circuit once per format (one layout) at `level` (auto, heads, edges); print what a large
+    circuit's drawing leaves out."""
+    from acdc_compare.draw import draw_circuit, figure_note
     from acdc_compare.native_stderr import fontconfig_warnings_dropped
 
     paths = [stem.parent / (stem.name + suffix) for suffix in suffixes]
-    note = plan_drawing(circuit).note
+    note = figure_note(circuit, level=level)  # type: ignore[arg-type]
     if note:
         print(f"{stem.name}: {note}")
     with fontconfig_warnings_dropped():
-        draw_circuit(circuit, paths, title=title)
+        draw_circuit(circuit, paths, title=title, level=level)  # type: ignore[arg-type]
     return paths
+
+
+def add_level(p: Any) -> None:
+    """The --level flag of commands that draw circuits."""
+    p.add_argument("--level", default="auto", choices=["auto", "heads", "edges"],
+                   help="figures: heads and MLPs with merged arrows (heads), every edge (edges), or heads above "
+                        "150 edges on input-to-logits paths (auto)")
 
 
 def print_paths(paths: Sequence[Path]) -> None:

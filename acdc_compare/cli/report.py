@@ -11,7 +11,7 @@ from typing import Any
 
 from acdc_compare.cli.checks import writable_file
 from acdc_compare.cli.common import EXIT_OK, EXIT_USAGE, HELP_FORMAT, add_out
-from acdc_compare.cli.output import draw, print_paths
+from acdc_compare.cli.output import add_level, draw, print_paths
 
 NAME = "report"
 MAX_PAIR_FIGURES = 3  # comparison figures drawn per graph; every pair is in the table
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, formatter_class=HELP_FORMAT, help="HTML report of the circuits in a folder")
     p.add_argument("folder", help="folder holding circuit JSON files (e.g. results/discover)")
     add_out(p, None, "report path; None: FOLDER/report.html (PNGs beside it)")
+    add_level(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     report_path = writable_file(Path(args.out) if args.out else folder / "report.html", "--out")
     circuits, broken = _load_circuits(folder)
     written: list[Path] = []
-    sections = _sections(folder, report_path, circuits, broken, written)
+    sections = _sections(folder, report_path, circuits, broken, written, args.level)
     write_report(report_path, title=f"acdc_compare report: {folder}", sections=sections)
     print_paths([*written, report_path])
     if broken:
@@ -63,16 +64,17 @@ def _load_circuits(folder: Path) -> tuple[list[tuple[Path, Any]], list[Path]]:
 
 
 def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]], broken: list[Path],
-              written: list[Path]) -> list[Any]:
+              written: list[Path], level: str = "auto") -> list[Any]:
     """The report's sections; each circuit's PNG is drawn beside the report unless it is newer than its JSON.
     Every file drawn is appended to `written`."""
     from acdc_compare.faithfulness import circuit_faithfulness as faithfulness
     from acdc_compare.fmt import num
     from acdc_compare.report import Image, KeyValues, Table, Text
 
-    sections: list[Any] = [Table("Circuits", ["file", "edges kept", "heads", "method", "threshold",
-                                               "normalised faithfulness"],
-                                 [[f.name, str(c.n_kept), str(len(c.heads())), str(c.settings.get("method", "")),
+    sections: list[Any] = [Table("Circuits", ["file", "edges kept", "heads on input-to-logits paths", "method",
+                                               "threshold", "normalised faithfulness"],
+                                 [[f.name, str(c.n_kept), str(len(c.functional_heads())),
+                                   str(c.settings.get("method", "")),
                                    _setting(c.settings.get("threshold", "")), num(faithfulness(c), fixed=3)]
                                   for f, c in circuits])]
     if broken:
@@ -83,9 +85,9 @@ def _sections(folder: Path, report_path: Path, circuits: list[tuple[Path, Any]],
         if png.is_file() and png.stat().st_mtime >= f.stat().st_mtime:
             print(f"{png.name}: up to date, not redrawn")
         else:
-            written += draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",))
+            written += draw(c, report_path.parent / f.stem, f.stem, suffixes=(".png",), level=level)
         sections.append(Image(f"Circuit: {f.stem}", png.name, embed=True))
-    sections += _viewer_and_comparisons(circuits, report_path, written)
+    sections += _viewer_and_comparisons(circuits, report_path, written, level)
     sweep = folder / "sweep.json"
     if sweep.is_file():
         from acdc_compare.plots import sweep_plot
@@ -105,7 +107,8 @@ def _setting(value: Any) -> str:
     return str(value)
 
 
-def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path, written: list[Path]) -> list[Any]:
+def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path, written: list[Path],
+                            level: str = "auto") -> list[Any]:
     """Per graph the folder's circuits share: the interactive viewer of them and, for two or more, a table of
     every pair's overlap and the side-by-side figures of the first MAX_PAIR_FIGURES pairs (appended to
     `written`)."""
@@ -134,7 +137,7 @@ def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path,
         for (fa, a), (fb, b) in pairs[:MAX_PAIR_FIGURES]:
             png = report_path.parent / f"{fa.stem}_vs_{fb.stem}.png"
             with fontconfig_warnings_dropped():
-                draw_comparison(a, b, png, fa.stem, fb.stem)
+                draw_comparison(a, b, png, fa.stem, fb.stem, title=f"{fa.stem} vs {fb.stem}", level=level)
             written.append(png)
             sections.append(Image(f"Comparison: {fa.stem} vs {fb.stem}", png.name, embed=True))
         if len(pairs) > MAX_PAIR_FIGURES:

@@ -35,7 +35,7 @@ and writes the Graphviz graph, `legend` the legends; `circuit_figure` draws one 
 two, `head_figure` both at head level.
 """
 
-from acdc_compare.draw.circuit_figure import draw_circuit
+from acdc_compare.draw.circuit_figure import draw_circuit, figure_note
 from acdc_compare.draw.comparison_figure import draw_comparison
 from acdc_compare.draw.head_plan import HEAD_LEVEL_ABOVE, MAX_DRAWN_NODES, DrawLevel, HeadPlan, NodeArrow, plan_heads
 from acdc_compare.draw.legend import edge_counts
@@ -45,5 +45,5 @@ from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_STYLES, ROLE_COLORS
 
 __all__ = ["COMPARISON_COLORS", "EDGE_STYLES", "FAST_LAYOUT_ARROWS", "HEAD_LEVEL_ABOVE", "MAX_DRAWN_EDGES",
            "MAX_DRAWN_NODES", "ROLE_COLORS", "DrawLevel", "DrawingPlan", "DrawnEdge", "HeadPlan", "NodeArrow",
-           "draw_circuit", "draw_comparison", "drawn_edges", "edge_counts", "nodes_of", "plan_drawing", "plan_heads",
+           "draw_circuit", "draw_comparison", "drawn_edges", "edge_counts", "figure_note", "nodes_of", "plan_drawing", "plan_heads",
            "role_palette"]

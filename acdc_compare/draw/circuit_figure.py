@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from acdc_compare.circuit import Circuit
-from acdc_compare.draw.head_figure import draw_head_circuit
-from acdc_compare.draw.head_plan import MAX_DRAWN_NODES, DrawLevel, head_level
+from acdc_compare.draw.head_figure import draw_head_circuit, drawn_counts
+from acdc_compare.draw.head_plan import MAX_DRAWN_NODES, DrawLevel, head_level, plan_heads
 from acdc_compare.draw.legend import circuit_legend, legend_table
 from acdc_compare.draw.plan import MAX_DRAWN_EDGES, nodes_of, plan_drawing
 from acdc_compare.draw.render import (
@@ -65,3 +65,12 @@ def draw_circuit(c: Circuit, path: PathLike | Sequence[PathLike], roles: Mapping
                     penwidth=f"{edge_width(float(importance[index])):.2f}",
                     tooltip=f"{e.name}: {c.score_kind(index).value} score {e.score:.4g}", **{"class": "circuit"})
     return write_drawing(ag, paths, len(edges))
+
+
+def figure_note(c: Circuit, roles: Mapping[str, str] | None = None, level: DrawLevel = "auto") -> str:
+    """What `draw_circuit(c, ..., roles=roles, level=level)` leaves out of the circuit, '' when nothing."""
+    roles = check_roles(c.graph, roles)
+    if head_level(level, c):
+        plan = plan_heads(c, must=[n for n in roles if n in set(c.functional().nodes())])
+        return drawn_counts(plan) if plan.truncated or len(plan.shown_arrows) < len(plan.arrows) else ""
+    return plan_drawing(c).note

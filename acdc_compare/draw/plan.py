@@ -4,7 +4,6 @@ the evidence that kept each) that still fit (`plan_drawing`)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 

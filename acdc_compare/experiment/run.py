@@ -64,7 +64,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, log: Log = lam
                                     roles.scores[config.task].mover.numel())
     with clock("drawing"):
         pairs = ((config.task, config.comparison), (config.comparison, config.control))
-        comparisons = stages.draw_comparisons(result.runs, pairs, out, roles.roles, label)
+        comparisons = stages.draw_comparisons(result.runs, pairs, out, roles.roles, label, result.name_movers.heads)
     with clock("attention"):
         attention = stages.attention(model, tasks, list(result.runs.values()), config, bars, log)
         (out / "analogy.json").write_text(json.dumps(analogy_rows(attention.analogies), indent=1,

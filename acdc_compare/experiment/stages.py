@@ -21,7 +21,7 @@ from acdc_compare.api import get_model, prepare, run_method
 from acdc_compare.attention import Analogy, head_analogies, viewer_attention
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import CircuitComparison, compare_circuits
-from acdc_compare.draw import draw_circuit, draw_comparison, plan_drawing
+from acdc_compare.draw import draw_circuit, draw_comparison, figure_note
 from acdc_compare.experiment.config import CURVE_FRACTIONS, ExperimentConfig, TaskRun
 from acdc_compare.export import save_circuit
 from acdc_compare.faithfulness import FaithfulnessCurve, circuit_faithfulness, normalized_faithfulness
@@ -171,7 +171,7 @@ def save_and_draw(found: Discovery, out: Path, roles: dict[str, str], model_labe
     name, circuit = found.problem.task.name, found.circuit
     json_path = save_circuit(circuit, out / "circuits" / f"{name}.json")
     diagrams = [out / f"{name}.svg", out / f"{name}.png"]
-    note = plan_drawing(circuit).note
+    note = figure_note(circuit, roles)
     if note:
         log(f"  figure of {name}: {note}")
     with fontconfig_warnings_dropped():
@@ -207,16 +207,17 @@ class Comparison:
 
 
 def draw_comparisons(runs: dict[str, TaskRun], pairs: Sequence[tuple[str, str]], out: Path,
-                     roles: dict[str, str], model_label: str) -> list[Comparison]:
-    """Side-by-side figures of each pair of circuits (added to the left run's diagram paths) and their
-    overlaps."""
+                     roles: dict[str, str], model_label: str, name_movers: Sequence[str]) -> list[Comparison]:
+    """Side-by-side figures of each pair of circuits (added to the left run's diagram paths), IOI's
+    `name_movers` outlined in both panels, and their overlaps."""
     found = []
     for left, right in pairs:
         a, b = runs[left].circuit, runs[right].circuit
         stem = f"compare_{left}_vs_{right}"
         paths = [out / f"{stem}.svg", out / f"{stem}.png"]
         with fontconfig_warnings_dropped():
-            draw_comparison(a, b, paths, left, right, roles=roles, title=f"{left} vs {right} on {model_label}")
+            draw_comparison(a, b, paths, left, right, roles=roles, title=f"{left} vs {right} on {model_label}",
+                            marked=name_movers)
         runs[left].diagram_paths.extend(paths)
         found.append(Comparison(left, right, compare_circuits(a, b), paths[0]))
     return found
