@@ -252,7 +252,7 @@ def test_report_states_a_bounded_figure_and_does_not_redraw_an_up_to_date_one(tm
     save_circuit(random_circuit(GPT2, 10, seed=3), tmp_path / "small.json")
     assert main(["report", str(tmp_path)]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "big: drawn: " in out and "residual edges on input-to-logits paths" in out and "small: drawn" not in out
+    assert "big: drawn: " in out and "merged arrows" in out and "small: drawn" not in out  # head level: arrows left out
     png = tmp_path / "big.png"
     assert png.read_bytes().startswith(PNG_MAGIC)
     drawn_at = png.stat().st_mtime_ns
