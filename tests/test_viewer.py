@@ -14,11 +14,12 @@ from browser import Browser, require_chromium
 from conftest import tiny_task
 
 from acdc_compare.attention import head_analogies, viewer_attention
-from acdc_compare.circuit import Circuit
+from acdc_compare.circuit import Circuit, random_circuit
 from acdc_compare.export import prune_to_paths
 from acdc_compare.graph import Graph, GraphConfig
 from acdc_compare.backends import model_config
 from acdc_compare.report import Html, Image, Table, write_report
+from acdc_compare.draw.head_plan import merged_arrows
 from acdc_compare.viewer import script_json, viewer_data, viewer_html, viewer_section
 
 GQA = Graph(GraphConfig(n_layers=3, n_heads=6, n_kv_heads=2))
@@ -78,11 +79,20 @@ def test_viewer_data_layout_counts_and_paths() -> None:
         assert entry["n_residual"] + entry["n_direct"] == c.n_kept == len(residual) + entry["n_direct"]
         assert {e["name"] for e in entry["edges"]} == residual
         assert all(e["live"] == (e["name"] in live) for e in entry["edges"])
+        importance = c.importance()
         for e in entry["edges"]:
             assert e["score"] == pytest.approx(c.edge_score(e["name"]))
+            assert e["importance"] == float(importance[c.graph.edge_index(e["name"])])
+            assert e["score_kind"] == c.score_kind(e["name"]).value
             assert e["kind"] == ("logits" if e["down"] == "logits" else "mlp" if e["down"].startswith("m")
                                  else e["name"][-2])
         assert set(entry["nodes"]) <= set(nodes)
+        merged, _ = merged_arrows(c)
+        assert [(a["up"], a["down"], a["n_edges"]) for a in entry["arrows"]] == \
+            [(a.up, a.down, len(a.edges)) for a in merged]
+        assert sum(a["importance"] for a in entry["arrows"]) == pytest.approx(
+            sum(float(importance[c.graph.edge_index(n)]) for n in prune_to_paths(c).kept_edge_names() if "->" in n))
+    assert data["level"] == "edges"  # small circuits open at edge level, as their figures are drawn
     with pytest.raises(ValueError, match="share one graph"):
         viewer_data({"a": circuits["right"], "b": Circuit.empty(Graph(GraphConfig(2, 2, 2)))})
 
@@ -180,7 +190,7 @@ def test_modes_filter_zoom_and_tooltips(page) -> None:
     browser.js("(() => { const c = document.querySelector('.av-live'); c.click(); })()")
     assert _shown_keys(browser) == {e["name"] + "|" + e["down"] for e in data["circuits"][0]["edges"]}
     browser.js("document.querySelector('.av-live').click()")
-    scores = sorted(abs(e["score"]) for e in data["circuits"][0]["edges"] if e["live"])
+    scores = sorted(e["importance"] for e in data["circuits"][0]["edges"] if e["live"])
     k = len(scores) // 2
     browser.js(f"(() => {{ const s = document.querySelector('.av-slider'); s.value = '{k}';"
                " s.dispatchEvent(new Event('input')); })()")
@@ -234,6 +244,33 @@ def test_a_tall_circuit_fills_the_viewer_width(tmp_path: Path) -> None:
         browser.js("new Promise(r => setTimeout(r, 200))")
         narrow = _rendered(browser)
         assert narrow["svg"] < size["svg"] and narrow["nodes"] >= 0.8 * narrow["svg"], narrow  # refitted
+        assert browser.problems() == []
+    finally:
+        browser.close()
+
+
+def test_a_large_circuit_opens_at_head_level_with_edges_one_click_away(tmp_path: Path) -> None:
+    """Issue 32 item 4: the viewer opens on the head-level view where the figures do, and the edge level is one
+    click away; both rank by the same importance."""
+    require_chromium("the viewer's level test")
+    graph = Graph(GraphConfig(n_layers=12, n_heads=12, n_kv_heads=12))
+    circuit = random_circuit(graph, 60, seed=1)
+    assert circuit.n_functional_edges > 150
+    data = viewer_data({"big": circuit})
+    assert data["level"] == "heads"
+    path = write_report(tmp_path / "report.html", title="big", sections=[viewer_section({"big": circuit})])
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(path)
+        arrows = {f"{a['up']}->{a['down']}|{a['down']}" for a in data["circuits"][0]["arrows"]}
+        assert _shown_keys(browser) == arrows
+        browser.click(*_centre(browser, ".av-level-edges"))
+        edges = {e["name"] + "|" + e["down"] for e in data["circuits"][0]["edges"] if e["live"]}
+        assert _shown_keys(browser) == edges and len(edges) > len(arrows)
+        assert "merged" not in browser.js("document.querySelector('.av-info').textContent")
+        browser.click(*_centre(browser, ".av-level-heads"))
+        assert _shown_keys(browser) == arrows
+        assert "merged arrows" in browser.js("document.querySelector('.av-info').textContent")
         assert browser.problems() == []
     finally:
         browser.close()

@@ -6,8 +6,11 @@ every circuit with a layered layout computed here (input at the bottom, logits a
 with its heads left to right and its MLP at the right end; rows with no node are left out), and per circuit
 its arrows (one per residual edge and receiving node, as `draw` draws them: a k/v edge under grouped-query
 attention enters the query heads of its group that feed something), each with name, kind (q, k, v, mlp,
-logits), score and whether it lies on an input-to-logits path (`prune_to_paths`). Direct edges join a head to
-itself: they are listed per node, not drawn. Counts are kept apart: `n_kept` graph edges (residual + direct),
+logits), score, the score's kind, importance (`Circuit.importance`: its place in the ranking by the evidence
+that kept it) and whether it lies on an input-to-logits path (`prune_to_paths`); and its head-level arrows
+(`draw.head_plan.merged_arrows`: the kept edges between two nodes merged, width ~ summed importance). The page
+opens at head level where the figures would (`level`: more than 150 edges on paths) and switches to edges in
+one click. Direct edges join a head to itself: they are listed per node, not drawn. Counts are kept apart: `n_kept` graph edges (residual + direct),
 `n_live` of them on a path, arrows drawn.
 
 `viewer_html(data)` is the markup (the data in a <script type="application/json"> tag with `<`, `>` and `&`
@@ -23,6 +26,7 @@ from typing import Any
 
 from acdc_compare.circuit import Circuit
 from acdc_compare.draw import COMPARISON_COLORS, EDGE_STYLES, drawn_edges, nodes_of, role_palette
+from acdc_compare.draw.head_plan import head_level, merged_arrows
 from acdc_compare.export import check_roles, edge_kind, node_attributes, prune_to_paths
 from acdc_compare.graph import INPUT, LOGITS, Graph
 from acdc_compare.report import Html
@@ -76,6 +80,8 @@ def layout(graph: Graph, nodes: Sequence[str]) -> tuple[dict[str, tuple[float, f
 def _circuit_entry(label: str, c: Circuit) -> tuple[dict[str, Any], set[str]]:
     live = prune_to_paths(c)
     live_names = set(live.kept_edge_names())
+    importance = c.importance()
+    merged, _ = merged_arrows(c)
     arrows, g = drawn_edges(c)
     nodes = nodes_of(arrows, g, c.graph)
     n_direct = sum(1 for e in c.kept.nonzero().flatten().tolist() if edge_kind(c.graph, e) == "direct")
@@ -85,7 +91,12 @@ def _circuit_entry(label: str, c: Circuit) -> tuple[dict[str, Any], set[str]]:
         "label": label, "n_edges": c.n_edges, "n_kept": c.n_kept, "n_direct": n_direct,
         "n_residual": c.n_kept - n_direct, "n_live": live.n_kept,
         "edges": [{"name": a.name, "up": a.up, "down": a.down, "kind": a.kind, "score": _number(a.score),
-                   "live": a.name in live_names} for a in arrows],
+                   "score_kind": c.score_kind(a.name).value,
+                   "importance": float(importance[c.graph.edge_index(a.name)]), "live": a.name in live_names}
+                  for a in arrows],
+        "arrows": [{"up": a.up, "down": a.down, "kind": a.main_kind, "importance": a.importance,
+                    "by_kind": [[k, w] for k, w in a.importance_by_kind], "n_edges": len(a.edges)} for a in merged],
+        "score_kinds": {k.value: n for k, n in c.kept_score_kinds().items()},
         "direct": direct, "nodes": sorted(nodes),
         "metrics": {k: _number(float(v)) for k, v in c.metrics.items() if isinstance(v, (int, float))},
     }
@@ -127,6 +138,7 @@ def viewer_data(circuits: Mapping[str, Circuit], roles: Mapping[str, str] | None
         "comparison_colors": {m: c for m, (c, _) in COMPARISON_COLORS.items()},
         "comparison_fills": {m: f for m, (_, f) in COMPARISON_COLORS.items()},
         "role_colors": {r: palette[r] for r in used},
+        "level": "heads" if head_level("auto", *circuits.values()) else "edges",
         "attention": dict(attention) if attention else None,
     }
 

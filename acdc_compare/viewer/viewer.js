@@ -1,8 +1,10 @@
 /* acdc_compare circuit viewer: plain JavaScript and inline SVG, no library, no network.
    Reads the JSON blob in each .acdc-viewer container (written by acdc_compare.viewer) and draws the
    circuits on the layout computed in Python: pan (drag), zoom (wheel), edge tooltips, pin a node to
-   highlight its upstream and downstream closure, switch between circuits and their comparison, filter
-   edges by |score|, and show a pinned head's attention patterns. */
+   highlight its upstream and downstream closure, switch between circuits and their comparison and between
+   the head level (kept edges merged per node pair) and the edge level, filter arrows by importance (a kept
+   edge's place in the circuit's ranking by the evidence that kept it), and show a pinned head's attention
+   patterns. */
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
@@ -30,14 +32,14 @@
     if (a !== 0 && (a < 1e-3 || a >= 1e4)) return x.toExponential(2);
     return String(Number(x.toPrecision(3)));
   }
-  function absScore(e) { return (typeof e.score === "number" && isFinite(e.score)) ? Math.abs(e.score) : -1; }
+  function absScore(e) { return (typeof e.importance === "number" && isFinite(e.importance)) ? e.importance : -1; }
 
   function Viewer(root, data) {
     this.root = root;
     this.data = data;
     var names = data.circuits.map(function (c) { return c.label; });
     this.state = { left: 0, right: Math.min(1, names.length - 1), mode: names.length > 1 ? "compare" : "left",
-                   threshold: -Infinity, liveOnly: true, pinned: null };
+                   threshold: -Infinity, liveOnly: true, pinned: null, level: data.level || "edges" };
     this.build();
     this.render();
   }
@@ -65,7 +67,17 @@
       r.addEventListener("change", function () { if (r.checked) { self.state.mode = m[0]; self.render(); } });
       lab.appendChild(document.createTextNode(" " + m[1] + " "));
     });
-    var fl = h("label", {}, bar, "hide |score| below ");
+    var levels = h("span", {}, bar);
+    [["heads", "heads"], ["edges", "edges"]].forEach(function (m) {
+      var lab = h("label", {}, levels);
+      var r = h("input", { type: "radio", name: "av-level-" + d.uid, value: m[0], "class": "av-level-" + m[0] }, lab);
+      if (self.state.level === m[0]) r.checked = true;
+      r.addEventListener("change", function () {
+        if (r.checked) { self.state.level = m[0]; self.state.threshold = -Infinity; self.render(); }
+      });
+      lab.appendChild(document.createTextNode(" " + m[1] + " "));
+    });
+    var fl = h("label", {}, bar, "hide importance below ");
     this.slider = h("input", { type: "range", min: "0", max: "0", value: "0", step: "1", "class": "av-slider" }, fl);
     this.sliderText = h("span", { "class": "av-slider-text" }, fl);
     this.slider.addEventListener("input", function () {
@@ -132,23 +144,29 @@
     return s.left === s.right ? [s.left] : [s.left, s.right];
   };
 
-  /* The arrows on show: [{key, name, up, down, kind, score, member}] before the score filter. */
+  /* The arrows on show: [{key, name, up, down, kind, importance, member}] before the importance filter; at
+     head level one per node pair (the kept edges between two nodes merged), at edge level one per edge. */
   Viewer.prototype.currentEdges = function () {
-    var s = this.state, d = this.data, self = this;
+    var s = this.state, d = this.data, self = this, heads = s.level === "heads";
     var active = this.activeCircuits(), byKey = {}, out = [];
     active.forEach(function (ci, side) {
-      d.circuits[ci].edges.forEach(function (e) {
-        if (self.state.liveOnly && !e.live) return;
-        var key = e.name + "|" + e.down, got = byKey[key];
+      var c = d.circuits[ci];
+      (heads ? c.arrows : c.edges).forEach(function (e) {
+        if (!heads && self.state.liveOnly && !e.live) return;
+        var name = heads ? e.up + "->" + e.down : e.name;
+        var key = name + "|" + e.down, got = byKey[key];
         if (!got) {
-          got = byKey[key] = { key: key, name: e.name, up: e.up, down: e.down, kind: e.kind, score: e.score,
-                               sides: {}, scores: {} };
+          got = byKey[key] = { key: key, name: name, up: e.up, down: e.down, kind: e.kind,
+                               importance: e.importance, sides: {}, scores: {}, details: {} };
           out.push(got);
         } else if (absScore(e) > absScore(got)) {
-          got.score = e.score;
+          got.importance = e.importance;
         }
         got.sides[side] = true;
-        got.scores[d.circuits[ci].label] = e.score;
+        got.scores[c.label] = heads ? e.importance : e.score;
+        got.details[c.label] = heads
+          ? e.n_edges + " edges, importance " + e.by_kind.map(function (kw) { return kw[0] + " " + fmt(kw[1]); }).join(", ")
+          : e.score_kind + " score " + fmt(e.score) + ", importance " + fmt(e.importance);
       });
     });
     out.forEach(function (e) {
@@ -214,7 +232,7 @@
 
   Viewer.prototype.edgeTip = function (e) {
     var lines = [e.name, "kind: " + e.kind + (e.member !== "single" ? "   in: " + this.memberLabel(e.member) : "")];
-    Object.keys(e.scores).forEach(function (label) { lines.push("score (" + label + "): " + fmt(e.scores[label])); });
+    Object.keys(e.details).forEach(function (label) { lines.push("score (" + label + "): " + e.details[label]); });
     return lines.join("\n");
   };
 
@@ -231,8 +249,9 @@
       return c.label + ": " + c.n_kept + " of " + c.n_edges + " graph edges kept (" + c.n_residual + " residual, "
         + c.n_direct + " direct on nodes; " + c.n_live + " on an input-to-logits path)";
     });
-    var text = parts.join("; ") + ". Drawn: " + this.shown.length + " of " + nAll + " arrows"
-      + (s.liveOnly ? " on paths" : "") + ".";
+    var text = parts.join("; ") + ". Drawn: " + this.shown.length + " of " + nAll
+      + (s.level === "heads" ? " merged arrows (heads and MLPs on input-to-logits paths)"
+         : " arrows" + (s.liveOnly ? " on paths" : "")) + ".";
     if (s.pinned) {
       text += " Pinned " + s.pinned + ": " + this.closure.up + " nodes upstream, " + this.closure.down
         + " downstream, " + this.closure.edges + " arrows on its paths (click the background to unpin).";
@@ -264,7 +283,10 @@
       h("span", { "class": "av-swatch", style: "background:" + d.role_colors[r] }, span);
       span.appendChild(document.createTextNode(r));
     });
-    h("span", { "class": "av-muted" }, lg, "width ~ |score|; q/k/v arrows enter a head left/middle/right");
+    h("span", { "class": "av-muted" }, lg, (s.level === "heads"
+      ? "head level: the kept edges between two nodes merged, width ~ summed importance, line: the input carrying most"
+      : "edge level: width ~ importance; q/k/v arrows enter a head left/middle/right")
+      + "; importance = a kept edge's place in its circuit's ranking by the score that kept it");
   };
 
   Viewer.prototype.pin = function (name) {
