@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import overlap
 from acdc_compare.experiment.conclusion import EvalKey, conclusion_section, weak_note
+from acdc_compare.draw import figure_note, plan_heads
+from acdc_compare.draw.head_figure import drawn_counts
+from acdc_compare.draw.head_plan import head_level
 from acdc_compare.experiment.config import ExperimentConfig, ExperimentResult, TaskRun
 from acdc_compare.experiment.stages import AttentionStage, Comparison, RoleScores
 from acdc_compare.export import edge_kind, prune_to_paths
@@ -197,7 +199,7 @@ def _circuit_sections(r: ReportInputs) -> list[Any]:
     sections: list[Any] = []
     for run in r.result.runs.values():
         sections.append(Image(f"Circuit: {run.name}", run.diagram_paths[1].name, embed=True,
-                              caption=_drawn_caption(run.circuit)))
+                              caption=_drawn_caption(run.circuit, r.roles.roles)))
         sections.append(Table(f"Heads of the {run.name} circuit (role: from the head scores on {config.task}; "
                               f"mover score and attention to the answer: on {run.name}; by |mover score|)",
                               ["head", "role", "mover score", "attention to answer", "direct logit attribution"],
@@ -216,10 +218,14 @@ def _comparison_sections(r: ReportInputs) -> list[Any]:
                                                      f"only {left}", f"only {right}", "both"],
                               [[level, *_overlap_row(getattr(cmp_.comparison, level))]
                                for level in ("edges", "nodes", "heads")]
-                              + [["drawn edges", *_overlap_row(_drawn_overlap(a, b))]]))
+                              + [["edges on paths", *_overlap_row(_drawn_overlap(a, b))],
+                                 ["heads on paths", *_overlap_row(overlap(a.functional_heads(), b.functional_heads(),
+                                                                          a.graph.node_names))]]))
         sections.append(Text("", "edges: every kept graph edge (residual and direct), as the circuit files hold "
-                                 "them; drawn edges: the residual edges on an input-to-logits path, the ones the "
-                                 "figure below and the viewer draw (direct edges are marked on their heads)."))
+                                 "them; edges on paths: the residual edges on an input-to-logits path, the ones "
+                                 "the edge-level figure and viewer draw; heads on paths: heads sending such an "
+                                 "edge, the heads of the head-level figure below (its legend repeats the kept-edge "
+                                 "and heads-on-paths counts)."))
         sections.append(Image(f"Side by side: {left} vs {right}", cmp_.svg.with_suffix(".png").name, embed=True))
     return sections
 
@@ -354,12 +360,19 @@ def _drawn_names(c: Circuit) -> set[str]:
     return {n for n in prune_to_paths(c).kept_edge_names() if "->" in n}
 
 
-def _drawn_caption(c: Circuit) -> str:
+def _drawn_caption(c: Circuit, roles: dict[str, str]) -> str:
     live = prune_to_paths(c)
+    counted = f"counted in the tables: all {c.n_kept} kept graph edges"
+    if head_level("auto", c):
+        plan = plan_heads(c, must=[n for n in roles if n in set(live.nodes())])
+        return (f"Head level: the heads and MLPs on input-to-logits paths, the kept edges between two of them merged "
+                f"into one arrow. {drawn_counts(plan)[0].upper()}{drawn_counts(plan)[1:]}; {counted}. The viewer "
+                "below switches to every edge.")
     drawn = len(_drawn_names(c))
-    return (f"Drawn: the {drawn} residual edges on an input-to-logits path; counted in the tables: all "
-            f"{c.n_kept} kept graph edges ({live.n_kept - drawn} direct edges on those paths are marked on their "
-            f"heads, {c.n_kept - live.n_kept} kept edges off every path are left out).")
+    note = figure_note(c, roles, "edges")
+    return (f"Drawn: the {drawn} residual edges on an input-to-logits path; {counted} ({live.n_kept - drawn} direct "
+            f"edges on those paths are marked on their heads, {c.n_kept - live.n_kept} kept edges off every path "
+            f"are left out)." + (f" {note[0].upper()}{note[1:]}." if note else ""))
 
 
 def _drawn_overlap(a: Circuit, b: Circuit) -> Any:
@@ -385,14 +398,15 @@ def _head_rows(c: Circuit, roles: dict[str, str], scores: Any) -> list[list[str]
 def _edge_table(run: TaskRun, limit: int = 40) -> Table:
     c = run.circuit
     live = set(prune_to_paths(c).kept_edge_names())
-    kept = sorted(torch.nonzero(c.kept).flatten().tolist(),
-                  key=lambda e: -abs(float(c.scores[e])) if math.isfinite(float(c.scores[e])) else math.inf)
+    kept = c.ranking()[:c.n_kept].tolist()
     names = c.graph.edge_names
-    rows = [[names[e], edge_kind(c.graph, e), _fmt(float(c.scores[e])), "yes" if names[e] in live else "no"]
-            for e in kept[:limit]]
-    shown = f"the {len(rows)} with the largest |score| of" if len(kept) > limit else "all"
-    return Table(f"Kept edges of {run.name}: {shown} {len(kept)} (score: ACDC's metric change on removal, or the "
-                 "attribution score)", ["edge", "kind", "score", "on an input-to-logits path"], rows)
+    rows = [[str(rank), names[e], edge_kind(c.graph, e), _fmt(float(c.scores[e])), c.score_kind(e).value,
+             "yes" if names[e] in live else "no"] for rank, e in enumerate(kept[:limit], start=1)]
+    shown = f"the first {len(rows)} in its ranking of" if len(kept) > limit else "all"
+    return Table(f"Kept edges of {run.name}: {shown} {len(kept)} (ranked by the score that kept each: the method's "
+                 "ranking score - a learned mask logit, an EAP-IG score - for edges kept untested, then ACDC's "
+                 "metric change on removal for the edges ACDC tested and kept)",
+                 ["rank", "edge", "kind", "score", "score is", "on an input-to-logits path"], rows)
 
 
 def _fmt(x: Any) -> str:
