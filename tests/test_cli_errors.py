@@ -429,7 +429,7 @@ def test_curve_of_a_partly_scored_circuit_says_where_its_ranking_ends(tiny_dir, 
     assert main(["curve", *common, "--scores", str(hybrid), "--fractions", "0.5", "1.0",
                  "--out", str(tmp_path / "curve")]) == EXIT_OK
     captured = capsys.readouterr()
-    assert f"scores only 10 of {c.n_edges:,} edges" in captured.err and "read it only up to there" in captured.err
+    assert f"ranks only 10 of {c.n_edges:,} edges" in captured.err and "read it only up to there" in captured.err
     assert "(past the scored edges: unranked)" in captured.out
     summary = json.loads((tmp_path / "curve" / "ioi_curve.json").read_text())
     assert summary["curves"][str(hybrid)]["n_scored"] == 10

@@ -98,7 +98,7 @@ def _curves(args: argparse.Namespace, problem: Any, circuits: dict[str, Any]) ->
         else:
             circuit = circuits[source]
             circuit.check_graph(problem.graph)
-            scores = circuit.scores
+            scores = circuit.rank_scores()  # its ranking by the evidence that kept each edge
         curve = faithfulness_of_scores(problem, scores, fractions, log_x=args.log_x, progress=not args.quiet)
         n_scored = int(torch.isfinite(scores).sum())
         curves[source] = {**asdict(curve), "n_scored": n_scored}
@@ -112,10 +112,11 @@ def _curves(args: argparse.Namespace, problem: Any, circuits: dict[str, Any]) ->
 
 
 def _warn_if_partly_scored(source: str, n_scored: int, n_edges: int) -> None:
-    """Say (stderr) when a circuit file scores only some edges (the hybrid leaves the edges it did not test
-    NaN): past them the curve adds edges in no ranked order, so it is flat or arbitrary there."""
+    """Say (stderr) when a circuit file ranks only some edges (exact ACDC removes edges untested when their
+    receiver is dead; a learned ranking scores only its candidates): past them the curve adds edges in no
+    ranked order, so it is flat or arbitrary there."""
     if n_scored >= n_edges:
         return
-    print(f"acdc-compare: note: {source} scores only {n_scored:,} of {n_edges:,} edges (a hybrid leaves the "
-          f"edges it did not test NaN); past the top {n_scored:,} ({n_scored / n_edges:.3g} of the edges) the "
-          "curve adds unscored edges in no ranked order, so read it only up to there", file=sys.stderr)
+    print(f"acdc-compare: note: {source} ranks only {n_scored:,} of {n_edges:,} edges (the others were never "
+          f"scored); past the top {n_scored:,} ({n_scored / n_edges:.3g} of the edges) the curve adds unranked "
+          "edges in no ranked order, so read it only up to there", file=sys.stderr)

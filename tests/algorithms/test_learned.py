@@ -182,7 +182,7 @@ def test_mask_learning_refuses_bad_settings():
 
 
 @pytest.mark.slow
-def test_on_the_default_model_ioi_s_learned_circuit_holds_on_new_prompts_where_eap_ig_s_does_not():
+def test_on_the_default_model_ioi_s_learned_circuit_holds_on_new_prompts_where_eap_ig_s_does_not(tmp_path):
     """The demo's IOI discovery (issue 27): within 2% of the edges, >= 0.85 of the behaviour on its 32 prompts
     and >= 0.8 on 32 prompts of another seed, more than EAP-IG's own top edges at the same budget keep there."""
     from acdc_compare.backends import load_model
@@ -202,3 +202,29 @@ def test_on_the_default_model_ioi_s_learned_circuit_holds_on_new_prompts_where_e
     eap_ig_top = held_out_faithfulness(Circuit.functional_within(circuit.graph, found.ranking, budget), "ioi", model,
                                        config)
     assert learned >= config.target_held_out and learned > eap_ig_top + 0.05
+    _assert_the_figure_shows_the_name_movers(model, task, circuit, tmp_path)
+
+
+def _assert_the_figure_shows_the_name_movers(model, task, circuit: Circuit, tmp_path) -> None:
+    """Issue 32: the demo's IOI figure drew 189 edges of layers 0-13 and none of the name movers the report
+    names; drawn at head level from the evidence each edge was kept on, every name mover on the circuit's
+    paths is in it, filled as a name mover, and a saved circuit keeps a finite score for every kept edge."""
+    import re
+
+    from acdc_compare.draw import ROLE_COLORS, draw_circuit
+    from acdc_compare.export import load_circuit, save_circuit
+    from acdc_compare.roles import assign_roles, movers_of, score_heads
+    from acdc_compare.types import Role
+
+    scores = score_heads(model, task, s_inhibition=True)
+    roles, movers = assign_roles(scores), movers_of(scores).heads
+    on_paths = circuit.functional_heads()
+    assert len(movers) >= 3 and set(movers) <= on_paths
+    draw_circuit(circuit, tmp_path / "ioi.svg", roles=roles, title="ioi")
+    svg = (tmp_path / "ioi.svg").read_text()
+    for head in movers:
+        block = svg.split(f"<title>{head}</title>")[1].split("</g>")[0]
+        assert ROLE_COLORS[Role.NAME_MOVER] in block and "name mover" in block
+    assert len(re.findall(r'class="edge circuit"', svg)) >= len(movers)
+    back = load_circuit(save_circuit(circuit, tmp_path / "ioi.json"))
+    assert bool(torch.isfinite(back.scores[back.kept]).all())
