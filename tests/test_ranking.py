@@ -79,3 +79,10 @@ def test_kinds_are_none_exactly_where_scores_are_nan() -> None:
     assert c.kept_score_kinds() == {}
     assert Circuit(GRAPH, ~c.kept, scores).kept_score_kinds() == {ScoreKind.GIVEN: GRAPH.n_edges - 1,
                                                                   ScoreKind.NONE: 1}
+
+
+def test_repr_names_the_task_and_the_one_head_count() -> None:
+    c = Circuit.from_edge_names(GRAPH, ["input->a0.h1<q>", "a0.h1<q>", "a0.h1->logits", "input->a1.h2<q>"],
+                                settings={"task": "ioi", "model": "tiny"})
+    assert repr(c) == "Circuit(task ioi on tiny: 4 of %d edges kept, 1 head on paths)" % GRAPH.n_edges
+    assert GRAPH.config.key in repr(Circuit.empty(GRAPH))
