@@ -122,3 +122,18 @@ def test_head_level_shows_the_same_circuit_whatever_the_edge_order() -> None:
     high_first = Circuit(c.graph, c.kept, c.n_edges - torch.arange(c.n_edges, dtype=torch.float64))
     a, b = plan_heads(low_first, max_nodes=6), plan_heads(high_first, max_nodes=6)
     assert a.shown_nodes != b.shown_nodes
+
+
+def test_an_edge_level_comparison_counts_what_it_draws_and_the_whole_circuits(tmp_path: Path) -> None:
+    a, b = random_circuit(GPT2, 8, seed=1), random_circuit(GPT2, 8, seed=2)
+    draw_comparison(a, b, tmp_path / "ab.svg", "A", "B", level="edges")
+    text = (tmp_path / "ab.svg").read_text()
+    _, arrows, words = _svg(tmp_path / "ab.svg")
+    names = [{n for n in x.functional().kept_edge_names() if "->" in n} for x in (a, b)]
+    both, only_a, only_b = names[0] & names[1], names[0] - names[1], names[1] - names[0]
+    assert f"in both ({len(both)} drawn edges)" in words and f"only A ({len(only_a)} drawn edges)" in words
+    assert f"only B ({len(only_b)} drawn edges)" in words
+    assert len(arrows) == len(both | only_a | only_b) > 0  # one arrow per residual edge (no GQA here)
+    overlap = compare_circuits(a, b).edges
+    assert f"kept edges: {len(overlap.both):,} in both, {len(overlap.only_a):,} only A" in words
+    assert text.count('class="edge circuit"') == len(arrows)

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 import torch
 
 from acdc_compare.circuit import Circuit
-from acdc_compare.draw.head_figure import draw_head_comparison
+from acdc_compare.draw.head_figure import comparison_counts, draw_head_comparison
 from acdc_compare.draw.head_plan import MAX_DRAWN_NODES, DrawLevel, head_level
 from acdc_compare.draw.legend import comparison_legend, legend_table, runs
 from acdc_compare.draw.plan import (
@@ -99,6 +99,7 @@ def draw_comparison(left: Circuit, right: Circuit, path: PathLike | Sequence[Pat
     labels = {"shared": "in both", "left": f"only {left_label}", "right": f"only {right_label}"}
     counts = {m: sum(1 for n in names[0] | names[1] if _membership(n, *names) == m) for m in labels}
     legend = comparison_legend(labels, counts)
+    legend += [("", runs([(line, "#555555")])) for line in comparison_counts(left, right, (left_label, right_label))]
     if n_drawn < n_all:
         note = truncation_note(n_drawn, n_all, n_ranked, max_edges).replace("ranked first", "ranked first in either "
                                                                                 "circuit")

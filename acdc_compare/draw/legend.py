@@ -73,7 +73,8 @@ def edge_counts(c: Circuit) -> str:
 
 
 def comparison_legend(labels: Mapping[str, str], counts: Mapping[str, int]) -> list[LegendLine]:
-    sets = [(f"{labels[m]} ({counts[m]} edges)", COMPARISON_COLORS[m][1], COMPARISON_COLORS[m][0]) for m in labels]
+    sets = [(f"{labels[m]} ({counts[m]} drawn edges)", COMPARISON_COLORS[m][1], COMPARISON_COLORS[m][0])
+            for m in labels]
     return [("colour:", swatches(sets)), ("line:", runs([(text, None) for text in style_key()]))]
 
 
