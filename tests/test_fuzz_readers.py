@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import string
 import tempfile
@@ -337,7 +338,7 @@ def test_a_mutated_prompts_file_reads_or_raises_task_error(data: st.DataObject |
         assert all(isinstance(v, str) and v for v in column)
     assert all(w is None or (isinstance(w, str) and w) for w in read.wrong_answers)
     if suffix == ".jsonl":  # every accepted value is the file's own
-        lines = raw.decode("utf-8-sig").split("\n")
+        lines = re.split(r"\r\n|\r|\n", raw.decode("utf-8-sig"))
         for n, p in zip(read.lines, read.prompts):
             assert p in json.loads(lines[n - 1]).values()
 
