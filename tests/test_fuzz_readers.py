@@ -94,12 +94,14 @@ NASTY = st.one_of(
     st.lists(NASTY_SCALARS, max_size=3),
     st.dictionaries(st.text(max_size=5), NASTY_SCALARS, max_size=3),
     st.sampled_from([[[]], {"": {}}, {"__float__": "nan"}, {"__float__": "x"}]),
-    st.integers(1, 3000).map(lambda n: json.loads("[" * n + "]" * n)),  # deep nesting
+    st.integers(1, 200).map(lambda n: json.loads("[" * n + "]" * n)),  # deep nesting (deeper: raw bytes)
 )
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     yield prefix
+    if len(prefix) > 6:
+        return
     if isinstance(value, dict):
         for k, v in value.items():
             yield from _paths(v, (*prefix, k))
@@ -321,7 +323,7 @@ def test_a_mutated_prompts_file_reads_or_raises_task_error(data: st.DataObject |
                                                            case: tuple[str, bytes, list[Any]]) -> None:
     suffix, raw, _ = case
     if data is not None and suffix == ".jsonl" and data.draw(st.booleans()):
-        objects = [json.loads(line) for line in raw.decode().splitlines()]
+        objects = [json.loads(line) for line in raw.decode().split("\n")[:-1]]
         i = data.draw(st.integers(0, len(objects) - 1))
         objects[i] = data.draw(mutated(objects[i]))
         raw = "\n".join(json.dumps(o, ensure_ascii=False) for o in objects).encode("utf-8", "surrogatepass")
@@ -447,14 +449,8 @@ def test_a_mutated_circuit_file_loads_or_raises_value_error(data: st.DataObject 
     again = circuit_to_json(back)  # an accepted file means what it says
     assert set(again["kept"]) == {upgrade_edge_name(back.graph, n) for n in d["kept"]}
     assert _normal(again["scores"]) == _normal(d["scores"])
-    assert _normal(again["metrics"]) == _normal(_unfloat(d["metrics"]))
-    assert _normal(again["settings"]) == _normal(_unfloat(d["settings"]))
-
-
-def _unfloat(value: Any) -> Any:
-    from acdc_compare.export import _from_json_value
-
-    return json.loads(json.dumps(_from_json_value(value)), parse_constant=lambda x: {"NaN": math.nan}.get(x, x))
+    assert _normal(again["metrics"]) == _normal(d["metrics"])
+    assert _normal(again["settings"]) == _normal(d["settings"])
 
 
 @contextmanager
