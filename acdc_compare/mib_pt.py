@@ -13,6 +13,7 @@ Loading uses `torch.load(weights_only=True)`: tensors, lists, dicts and numbers 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -119,11 +120,10 @@ def save_pt(d: Mapping[str, Any], path: PathLike) -> None:
 
 def load_pt(path: PathLike) -> dict[str, Any]:
     """A `.pt` circuit file as a MIB JSON object, read with `torch.load(weights_only=True)` (no code runs)."""
+    data = Path(path).read_bytes()  # a missing or unreadable file: its OSError
     try:
-        p = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the unpickler refuses anything but tensors and plain values
+        p = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the unpickler refuses anything but plain values; a damaged zip raises OSError, RuntimeError, ...
         raise ValueError(f"{path} is not a MIB .pt circuit file that loads without running code: {err}") from None
     if not isinstance(p, Mapping):
         raise ValueError(f"{path} holds a {type(p).__name__}, not EAP-IG's circuit dict")

@@ -11,6 +11,7 @@ About 200 examples per reader by default; ACDC_FUZZ_EXAMPLES=N runs N instead.""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -128,7 +129,7 @@ def mutated(draw: st.DrawFn, original: Any, n_max: int = 3) -> Any:
         op = draw(st.sampled_from(["delete", "duplicate", "replace", "wrap", "stringify", "add_key", "negate"]))
         if not path:
             if op in ("replace", "wrap"):
-                value = draw(NASTY) if op == "replace" else [value]
+                value = copy.deepcopy(draw(NASTY)) if op == "replace" else [value]
             continue
         parent, key = _at(value, path[:-1]), path[-1]
         if op == "delete":
@@ -138,13 +139,13 @@ def mutated(draw: st.DrawFn, original: Any, n_max: int = 3) -> Any:
         elif op == "duplicate" and isinstance(parent, dict):
             parent[f"{key}\u0301"] = json.loads(json.dumps(parent[key]))
         elif op == "replace":
-            parent[key] = draw(NASTY)
+            parent[key] = copy.deepcopy(draw(NASTY))  # never the strategy's own object, which a later op changes
         elif op == "wrap":
             parent[key] = draw(st.sampled_from([[parent[key]], {"v": parent[key]}]))
         elif op == "stringify":
             parent[key] = json.dumps(parent[key])
         elif op == "add_key" and isinstance(parent[key], dict):
-            parent[key][draw(st.text(max_size=6))] = draw(NASTY)
+            parent[key][draw(st.text(max_size=6))] = copy.deepcopy(draw(NASTY))
         elif op == "negate" and isinstance(parent[key], (int, float)) and not isinstance(parent[key], bool):
             parent[key] = -parent[key] * draw(st.sampled_from([1, 10**20, 1.000001]))
     return value
@@ -356,13 +357,18 @@ def tok():
 
 @settings(FUZZ, max_examples=max(N_EXAMPLES // 4, 10))
 @given(st.data(), prompts_file())
-def test_a_mutated_prompts_file_builds_a_task_or_raises_task_error(tok: Any, data: st.DataObject,
+@example(None, (".jsonl", b'{"prompt": "a\\ud800", "corrupted": "b", "answer": " c"}\n', [])).via(
+    "regression: a JSON escape of a lone surrogate reached the tokenizer, which raised TypeError")
+def test_a_mutated_prompts_file_builds_a_task_or_raises_task_error(tok: Any, data: st.DataObject | None,
                                                                   case: tuple[str, bytes, list[Any]]) -> None:
     suffix, raw, _ = case
-    raw = data.draw(st.one_of(st.just(raw), byte_mutated(raw)))
+    if data is not None:
+        raw = data.draw(st.one_of(st.just(raw), byte_mutated(raw)))
     with scratch() as d:
         (d / f"p{suffix}").write_bytes(raw)
         task = outcome(lambda: task_from_file(tok, d / f"p{suffix}"), TaskError)
+    if data is None:
+        assert task is None
     if task is not None:
         assert task.n_prompts >= 1
 
@@ -543,7 +549,7 @@ def test_a_mutated_mib_pt_loads_or_raises_value_error(data: st.DataObject | None
         return
     mode = data.draw(st.sampled_from(["replace", "cfg", "bytes", "list"]))
     if mode == "replace":
-        p = {**p, data.draw(st.sampled_from(sorted(p))): data.draw(PT_VALUES)}
+        p = {**p, data.draw(st.sampled_from(sorted(p))): copy.deepcopy(data.draw(PT_VALUES))}
         if data.draw(st.booleans()):
             del p[data.draw(st.sampled_from(sorted(p)))]
     elif mode == "cfg":

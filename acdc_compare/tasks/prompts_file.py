@@ -132,7 +132,19 @@ def _named(line: int, row: dict[str, Any], problems: RowProblems, check_unknown:
             named[c] = None
         elif c not in missing and (not isinstance(value, str) or not value):
             problems.add(f"line {line}", f"column {c!r} must be a non-empty string, got {value!r}")
+        elif c not in missing and not _is_unicode(value):
+            problems.add(f"line {line}", f"column {c!r} holds a lone surrogate ({value!r}), which is no text",
+                         "write the character itself, or a JSON escape of a whole pair (\\ud83d\\ude00)")
     return named if len(problems) == found else None
+
+
+def _is_unicode(value: str) -> bool:
+    """Whether a str is text (a JSON escape like "\\ud800" gives a lone surrogate, which no tokenizer takes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _jsonl_rows(path: Path, text: str, problems: RowProblems) -> list[tuple[int, dict[str, Any]]]:
