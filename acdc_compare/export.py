@@ -48,6 +48,7 @@ SCHEMA = "acdc_compare.circuit/2"
 SCHEMA_1 = "acdc_compare.circuit/1"
 _FLOAT_TAG = "__float__"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_MAX_FLOAT = int(torch.finfo(torch.float64).max)  # a larger int has no float64 value
 
 
 # ----- JSON-compatible values ------------------------------------------------------------------------
@@ -97,7 +98,10 @@ def _mapping_to_json(mapping: Mapping[Any, Any], where: str) -> dict[str, Any]:
 def _from_json_value(value: Any) -> Any:
     """Inverse of `_to_json_value` (tagged non-finite floats back to floats)."""
     if isinstance(value, dict):
-        if len(value) == 1 and _FLOAT_TAG in value and value[_FLOAT_TAG] in _NONFINITE:
+        if len(value) == 1 and _FLOAT_TAG in value:
+            if not (isinstance(value[_FLOAT_TAG], str) and value[_FLOAT_TAG] in _NONFINITE):
+                raise ValueError(f"{{{_FLOAT_TAG!r}: {value[_FLOAT_TAG]!r:.40}}} is reserved for a non-finite float: "
+                                 f"its value is one of {sorted(_NONFINITE)}")
             return _NONFINITE[value[_FLOAT_TAG]]
         return {k: _from_json_value(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -125,7 +129,7 @@ def _scores_from_json(entries: Any, n_edges: int) -> torch.Tensor:
             values.append(math.nan)
         elif isinstance(x, str) and x in ("inf", "-inf"):
             values.append(_NONFINITE[x])
-        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        elif isinstance(x, float) or (isinstance(x, int) and not isinstance(x, bool) and abs(x) <= _MAX_FLOAT):
             values.append(float(x))
         else:
             raise ValueError(f"'scores'[{i}] is {x!r}; expected a number, null (NaN), 'inf' or '-inf'")
@@ -150,11 +154,11 @@ def _kinds_from_json(runs: Any, n_edges: int) -> torch.Tensor:
     known = {k.value: i for i, k in enumerate(SCORE_KINDS)}
     codes: list[int] = []
     for i, run in enumerate(runs):
-        if not (isinstance(run, list) and len(run) == 2 and run[0] in known and isinstance(run[1], int)
-                and not isinstance(run[1], bool) and run[1] >= 1):
+        if not (isinstance(run, list) and len(run) == 2 and isinstance(run[0], str) and run[0] in known
+                and isinstance(run[1], int) and not isinstance(run[1], bool) and run[1] >= 1):
             raise ValueError(f"'score_kinds'[{i}] is {run!r:.80}; expected [kind, count >= 1] with kind one of "
                              f"{sorted(known)}")
-        codes.extend([known[run[0]]] * run[1])
+        codes.extend([known[run[0]]] * min(run[1], n_edges + 1 - len(codes)))  # a huge count: no huge list
         if len(codes) > n_edges:
             break
     if len(codes) != n_edges:
@@ -255,9 +259,13 @@ def circuit_from_json(d: Mapping[str, Any], where: str = "circuit") -> Circuit:
                 *(() if legacy else ("score_kinds",))):
         if key not in d:
             raise ValueError(f"the circuit has no {key!r} field")
-    graph = Graph(_graph_config_from_json(d["graph"]))
-    if d["graph_key"] != graph.config.key:
-        raise ValueError(f"'graph_key' is {d['graph_key']!r}, but the graph fields give {graph.config.key!r}")
+    config = _graph_config_from_json(d["graph"])
+    if d["graph_key"] != config.key:
+        raise ValueError(f"'graph_key' is {d['graph_key']!r}, but the graph fields give {config.key!r}")
+    if isinstance(d["scores"], list) and config.n_layers * config.n_heads * 3 > len(d["scores"]):
+        # every head has at least 3 edges (into q, k, v): checked before building a graph too large to build
+        raise ValueError(f"'scores' has {len(d['scores'])} entries, too few for graph {config.key}")
+    graph = Graph(config)
     if d["n_edges"] != graph.n_edges:
         raise ValueError(f"'n_edges' is {d['n_edges']!r}, but graph {graph.config.key} has {graph.n_edges} edges")
     for key in ("metrics", "settings"):

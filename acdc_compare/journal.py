@@ -33,16 +33,25 @@ def read_journal(path: str | os.PathLike, identity: dict[str, Any]) -> list[Deci
     path = Path(path)
     if not path.exists():
         return []
-    lines = path.read_text().split("\n")[:-1]  # the piece after the last newline is a line cut short
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise JournalMismatchError(f"{path} is not an acdc_compare journal (not UTF-8 text: {err}); use another "
+                                   "journal path, or delete it to start afresh") from None
+    lines = text.split("\n")[:-1]  # the piece after the last newline is a line cut short
     if not lines or not lines[0].strip():
         return []
     try:
         header = json.loads(lines[0])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise JournalMismatchError(f"{path} is not an acdc_compare journal (unreadable header)") from None
-    if header.get("schema") != SCHEMA:
-        raise JournalMismatchError(f"{path} is not an acdc_compare journal (schema {header.get('schema')!r})")
+    if not isinstance(header, dict) or header.get("schema") != SCHEMA:
+        schema = header.get("schema") if isinstance(header, dict) else None
+        raise JournalMismatchError(f"{path} is not an acdc_compare journal (schema {schema!r})")
     recorded = header.get("identity", {})
+    if not isinstance(recorded, dict):
+        raise JournalMismatchError(f"{path} is not an acdc_compare journal (its identity is not an object); use "
+                                   "another journal path, or delete it to start afresh")
     diffs = [f"{k}: journal has {recorded.get(k)!r}, this run has {v!r}" for k, v in identity.items()
              if recorded.get(k) != v]
     if diffs:
@@ -51,15 +60,39 @@ def read_journal(path: str | os.PathLike, identity: dict[str, Any]) -> list[Deci
             "it to start afresh."
         )
     decisions = []
-    for line in lines[1:]:
+    for n, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             break  # a line cut short by a kill: everything before it is intact
-        decisions.append(Decision(int(rec["e"]), bool(rec["k"]), _num(rec["s"]), _num(rec["m"])))
+        decisions.append(_decision(rec, path, n))
     return decisions
+
+
+def _decision(rec: Any, path: Path, line: int) -> Decision:
+    """One record line as a Decision; JournalMismatchError naming the line when it is not one the writer writes."""
+    ok = (isinstance(rec, dict) and {"e", "k", "s", "m"} <= rec.keys() and type(rec["e"]) is int and rec["e"] >= 0
+          and isinstance(rec["k"], bool) and all(_is_num(rec[k]) for k in ("s", "m")))
+    if not ok:
+        raise JournalMismatchError(
+            f"journal {path}, line {line}: {json.dumps(rec)[:80]} is not a decision (an object with an edge index \"e\" "
+            "(int >= 0), \"k\" (true/false), and numbers or null \"s\", \"m\"); the file is damaged: use another "
+            "journal path, or delete it to start afresh")
+    return Decision(rec["e"], rec["k"], _num(rec["s"]), _num(rec["m"]))
+
+
+def _is_num(x: Any) -> bool:
+    if x is None or isinstance(x, float):
+        return True
+    if type(x) is not int:
+        return False
+    try:
+        float(x)
+    except OverflowError:
+        return False
+    return True
 
 
 class JournalWriter:

@@ -56,6 +56,7 @@ from acdc_compare.types import ReceiverKind
 
 _MIB_HEAD_INPUT = re.compile(r"^a(\d+)\.h(\d+)<([qkv])>$")
 _CFG_KEYS = ("n_layers", "n_heads", "parallel_attn_mlp")
+_MAX_FLOAT = int(torch.finfo(torch.float64).max)  # a larger int has no float64 value
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,8 @@ def _entry(name: str, info: Any) -> tuple[float, bool]:
     score = info.get("score", math.nan)
     if score is None:
         score = math.nan
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or (isinstance(score, int)
+                                                                            and abs(score) > _MAX_FLOAT):
         raise ValueError(f"MIB file: edge {name!r} has score {score!r}; a number is needed")
     return float(score), info["in_graph"]
 
@@ -341,8 +343,9 @@ def load_mib(path: PathLike, graph: Graph, d_model: int | None = None) -> tuple[
     if path.suffix == ".pt":
         return circuit_from_mib(load_pt(path), graph, d_model)
     try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not JSON ({err}); a MIB circuit file is EAP-IG's Graph.to_json output") from None
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # also not UTF-8, numbers of over 4300 digits, nesting too deep
+        raise ValueError(f"{path} is not JSON ({f'{err}'[:200] or type(err).__name__}); a MIB circuit file is "
+                         "EAP-IG's Graph.to_json output") from None
     return circuit_from_mib(d, graph, d_model)
 

@@ -13,6 +13,7 @@ Loading uses `torch.load(weights_only=True)`: tensors, lists, dicts and numbers 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,13 +73,31 @@ def pt_to_mib(p: Mapping[str, Any]) -> dict[str, Any]:
     missing = [k for k in PT_KEYS if k not in p]
     if missing:
         raise ValueError(f"MIB .pt file lacks {missing} (EAP-IG's Graph.to_pt writes {list(PT_KEYS)})")
+    for key in ("src_nodes", "dst_nodes"):
+        if not isinstance(p[key], (list, tuple)) or not all(isinstance(n, str) for n in p[key]):
+            raise ValueError(f"MIB .pt file: {key!r} must be a list of node names (str), got {p[key]!r:.80}")
     src, dst, cfg = list(p["src_nodes"]), list(p["dst_nodes"]), p["cfg"]
-    scores, in_graph = torch.as_tensor(p["edges_scores"]), torch.as_tensor(p["edges_in_graph"]).bool()
+    try:
+        scores, in_graph = torch.as_tensor(p["edges_scores"]), torch.as_tensor(p["edges_in_graph"]).bool()
+        nodes_in = torch.as_tensor(p["nodes_in_graph"]).bool()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"MIB .pt file: edges_scores, edges_in_graph and nodes_in_graph must be tensors ({err})") \
+            from None
     if scores.shape != (len(src), len(dst)) or in_graph.shape != scores.shape:
         raise ValueError(f"MIB .pt file: edges_scores {tuple(scores.shape)} and edges_in_graph "
                          f"{tuple(in_graph.shape)} must both be [src_nodes x dst_nodes] = [{len(src)} x {len(dst)}]")
+    if scores.is_complex() or nodes_in.ndim != 1:
+        raise ValueError(f"MIB .pt file: edges_scores must be real (got {scores.dtype}) and nodes_in_graph a vector "
+                         f"(got shape {tuple(nodes_in.shape)})")
     if not isinstance(cfg, Mapping) or not all(k in cfg for k in ("n_layers", "n_heads", "parallel_attn_mlp")):
         raise ValueError("MIB .pt file: 'cfg' needs n_layers, n_heads and parallel_attn_mlp")
+    bad = [k for k in ("n_layers", "n_heads") if type(cfg[k]) is not int or cfg[k] < 1]
+    if bad or not isinstance(cfg["parallel_attn_mlp"], bool):
+        raise ValueError(f"MIB .pt file: 'cfg' needs n_layers and n_heads positive ints and parallel_attn_mlp a "
+                         f"bool, got {dict(cfg)!r:.120}")
+    if 1 + cfg["n_layers"] * (cfg["n_heads"] + 1) > len(src):
+        raise ValueError(f"MIB .pt file: 'cfg' (n_layers {cfg['n_layers']}, n_heads {cfg['n_heads']}) names more "
+                         f"senders than its {len(src)} src_nodes")
     order = {n: i for i, n in enumerate(src_nodes(cfg["n_layers"], cfg["n_heads"]))}
     receivers = set(dst_nodes(cfg["n_layers"], cfg["n_heads"]))
     edges: dict[str, dict[str, Any]] = {}
@@ -88,7 +107,7 @@ def pt_to_mib(p: Mapping[str, Any]) -> dict[str, Any]:
         for i, a in enumerate(src):
             if order.get(a, upstream) < upstream or kept_list[i][j] or score_list[i][j] != 0.0:
                 edges[f"{a}->{b}"] = {"score": score_list[i][j], "in_graph": kept_list[i][j]}
-    nodes_in = torch.as_tensor(p["nodes_in_graph"]).bool().tolist()
+    nodes_in = nodes_in.tolist()
     nodes = {n: {"in_graph": bool(nodes_in[i]) if i < len(nodes_in) else False} for i, n in enumerate(src)}
     nodes["logits"] = {"in_graph": True}
     return {"cfg": dict(cfg), "nodes": nodes, "edges": edges}
@@ -101,11 +120,10 @@ def save_pt(d: Mapping[str, Any], path: PathLike) -> None:
 
 def load_pt(path: PathLike) -> dict[str, Any]:
     """A `.pt` circuit file as a MIB JSON object, read with `torch.load(weights_only=True)` (no code runs)."""
+    data = Path(path).read_bytes()  # a missing or unreadable file: its OSError
     try:
-        p = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the unpickler refuses anything but tensors and plain values
+        p = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the unpickler refuses anything but plain values; a damaged zip raises OSError, RuntimeError, ...
         raise ValueError(f"{path} is not a MIB .pt circuit file that loads without running code: {err}") from None
     if not isinstance(p, Mapping):
         raise ValueError(f"{path} holds a {type(p).__name__}, not EAP-IG's circuit dict")

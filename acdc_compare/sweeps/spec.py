@@ -151,7 +151,8 @@ class SweepSpec:
             raise SpecError(str(err)) from None
         if not isinstance(self.include_direct, bool):
             raise SpecError(f"include_direct must be true or false, got {self.include_direct!r}")
-        if not (isinstance(self.stable_fraction, (int, float)) and 0 < self.stable_fraction <= 1):
+        if not (isinstance(self.stable_fraction, (int, float)) and not isinstance(self.stable_fraction, bool)
+                and 0 < self.stable_fraction <= 1):
             raise SpecError(f"stable_fraction must be a fraction in (0, 1], got {self.stable_fraction!r}")
         for name in ("models", "tasks", "corruptions", "methods"):
             bad = [v for v in getattr(self, name) if not isinstance(v, str) or not v]
@@ -234,8 +235,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise FileNotFoundError(f"sweep spec {str(path)!r} does not exist")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise SpecError(f"{path} is not a valid TOML file: {err}") from None
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, not UTF-8, over 4300 digits, nesting too deep
+        raise SpecError(f"{path} is not a valid TOML file: {f'{err}'[:200] or type(err).__name__}") from None
     try:
         return spec_from_mapping(data)
     except SpecError as err:
@@ -255,8 +256,9 @@ def as_spec(spec: SweepSpec | Mapping[str, Any] | str | Path) -> SweepSpec:
 
 # ----- validation helpers ---------------------------------------------------------------------------------
 def _threshold(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise SpecError(f"thresholds must be finite numbers >= 0, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or isinstance(value, int) and value > 2**1023
+            or not math.isfinite(value) or value < 0):  # an int that large has no float value
+        raise SpecError(f"thresholds must be finite numbers >= 0, got {value!r:.40}")
     return float(value)
 
 

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,18 +132,33 @@ def _named(line: int, row: dict[str, Any], problems: RowProblems, check_unknown:
             named[c] = None
         elif c not in missing and (not isinstance(value, str) or not value):
             problems.add(f"line {line}", f"column {c!r} must be a non-empty string, got {value!r}")
+        elif c not in missing and not _is_unicode(value):
+            problems.add(f"line {line}", f"column {c!r} holds a lone surrogate ({value!r}), which is no text",
+                         "write the character itself, or a JSON escape of a whole pair (\\ud83d\\ude00)")
     return named if len(problems) == found else None
+
+
+def _is_unicode(value: str) -> bool:
+    """Whether a str is text (a JSON escape like "\\ud800" gives a lone surrogate, which no tokenizer takes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _jsonl_rows(path: Path, text: str, problems: RowProblems) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    for line, raw in enumerate(text.splitlines(), 1):
+    # lines end at \n, \r\n or \r only (JSON strings hold none raw); not str.splitlines, which also splits at
+    # U+2028, U+0085, \x1c ... that a JSON string may hold
+    for line, raw in enumerate(re.split(r"\r\n|\r|\n", text), 1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
-        except json.JSONDecodeError as err:
-            problems.add(f"line {line}", f"not valid JSON ({err.msg})", 'each line holds one object like {"prompt": '
+        except (ValueError, RecursionError) as err:  # also numbers of over 4300 digits, nesting too deep
+            msg = err.msg if isinstance(err, json.JSONDecodeError) else f"{err}"[:200] or type(err).__name__
+            problems.add(f"line {line}", f"not valid JSON ({msg})", 'each line holds one object like {"prompt": '
                          '..., "corrupted": ..., "answer": " Mary", "wrong answer": " John"}')
             continue
         if not isinstance(row, dict):
@@ -156,17 +172,29 @@ def _csv_rows(path: Path, text: str, problems: RowProblems) -> list[tuple[int, d
     """The CSV's rows after the header, each with the line it starts on; quoted fields keep their newlines.
     Unknown header names are noted once, at line 1."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as err:
+        raise TaskError(f"{path}, line 1: unreadable CSV header ({err})") from None
     if header is None:
         raise TaskError(f"{path} is empty; the first row names the columns {', '.join(PROMPT_COLUMNS)}")
     unknown = [name for name in header if _column(name) is None]
     if unknown:
         problems.add("line 1", f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
                      KNOWN_COLUMNS)
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        problems.add("line 1", f"the header names {', '.join(map(repr, twice))} more than once", KNOWN_COLUMNS)
+        return []
     rows = []
     while True:
         line = reader.line_num + 1
-        values = next(reader, None)
+        try:
+            values = next(reader, None)
+        except csv.Error as err:  # e.g. a field over the csv module's size limit
+            problems.add(f"line {line}", f"unreadable CSV ({err})",
+                         "check the quotes: a quoted field runs to its closing quote, across lines")
+            return rows
         if values is None:
             return rows
         if len(values) > len(header):
