@@ -142,6 +142,7 @@ def draw_head_comparison(left: Circuit, right: Circuit, paths: Sequence[Path], l
         *[("", runs([(f"{label} panel, {drawn_counts(plan)}", "#555555")])) for label, plan in zip(labels, plans)],
     ]
     ag = new_agraph(legend_table(title, legend), splines="polyline")
+    ag.graph_attr.update(pack="40", packmode="array_u2")  # each panel laid out on its own, side by side
     for side, (label, plan, other) in enumerate(zip(labels, plans, reversed(on_paths))):
         ids = _draw_panel(ag, plan, member[side], label, other, roles, set(marked))
         add_ranks(ag, left.graph, ids, node_of=_graph_node, prefix=member[side])

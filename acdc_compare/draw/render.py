@@ -60,9 +60,9 @@ def _rank_label(graph: Graph, rank: tuple[int, int]) -> str:
 def add_ranks(ag: "pygraphviz.AGraph", graph: Graph, nodes: list[str],
               node_of: Callable[[str], str] = lambda node: node, prefix: str = "") -> None:
     """One `rank=same` subgraph per occupied rank, led by a layer label chained from input up to
-    logits (rankdir BT: input at the bottom, logits at the top, as in the viewer). `nodes` are drawing ids,
-    `node_of` gives each one's graph node, `prefix` starts the ids of the labels and subgraphs (a comparison
-    panel, a cluster subgraph `ag`, has ranks of its own)."""
+    logits (rankdir BT: input at the bottom, logits at the top, as in the viewer); invisible flat edges put
+    the label left of its rank. `nodes` are drawing ids, `node_of` gives each one's graph node; `prefix`
+    starts the ids of the labels and subgraphs (a comparison panel, a cluster subgraph `ag`, has its own)."""
     ranks: dict[tuple[int, int], list[str]] = {}
     for node in nodes:
         ranks.setdefault(_rank_of(graph, node_of(node)), []).append(node)
@@ -72,11 +72,15 @@ def add_ranks(ag: "pygraphviz.AGraph", graph: Graph, nodes: list[str],
         ag.add_node(label, label=_rank_label(graph, rank), shape="plaintext", style="", fontcolor="#888888",
                     fontsize="10", width="0.6")
         ag.add_subgraph([label, *ranks[rank]], name=f"{prefix}rank{i}", rank="same")
-        for node in ranks[rank]:  # flat edges put the label left of its rank; dot orders the nodes
-            ag.add_edge(label, node, key="_order", style="invis", **{"class": "layout"})
+        for node in ranks[rank]:  # dot orders the rank's nodes
+            _invisible(ag, label, node, "_order")
         if previous is not None:
-            ag.add_edge(previous, label, key="_spine", style="invis", weight="100", **{"class": "layout"})
+            _invisible(ag, previous, label, "_spine", weight="100")
         previous = label
+
+
+def _invisible(ag: "pygraphviz.AGraph", up: str, down: str, key: str, **attrs: str) -> None:
+    ag.add_edge(up, down, key=key, style="invis", **attrs, **{"class": "layout"})
 
 
 def _node_style(graph: Graph, node: str) -> dict[str, str]:
