@@ -78,7 +78,7 @@ def draw_head_circuit(c: Circuit, paths: Sequence[Path], roles: Mapping[str, str
         ("", runs([(whole_counts(plan), "#555555")])),
         ("", runs([(drawn_counts(plan), "#555555")])),
     ]
-    ag = new_agraph(legend_table(title, legend), splines="polyline")
+    ag = new_agraph(legend_table(title, legend), splines="line")
     scale = max(plan.node_importance.values(), default=0.0)
     for node in (INPUT, *shown, LOGITS):
         if node in (INPUT, LOGITS):
@@ -141,11 +141,11 @@ def draw_head_comparison(left: Circuit, right: Circuit, paths: Sequence[Path], l
         *[("", runs([(line, "#555555")])) for line in comparison_counts(left, right, labels)],
         *[("", runs([(f"{label} panel, {drawn_counts(plan)}", "#555555")])) for label, plan in zip(labels, plans)],
     ]
-    ag = new_agraph(legend_table(title, legend), splines="polyline")
-    ag.graph_attr.update(pack="40", packmode="array_u2")  # each panel laid out on its own, side by side
+    ag = new_agraph(legend_table(title, legend), splines="line")
+    ids: list[str] = []
     for side, (label, plan, other) in enumerate(zip(labels, plans, reversed(on_paths))):
-        ids = _draw_panel(ag, plan, member[side], label, other, roles, set(marked))
-        add_ranks(ag, left.graph, ids, node_of=_graph_node, prefix=member[side])
+        ids += _draw_panel(ag, plan, member[side], label, other, roles, set(marked))
+    add_ranks(ag, left.graph, ids, node_of=_graph_node, panel_of=lambda node_id: int(node_id.startswith("right/")))
     return write_drawing(ag, paths, sum(len(p.shown_arrows) for p in plans))
 
 

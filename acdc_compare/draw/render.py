@@ -24,7 +24,8 @@ _FAST_LAYOUT = {"nslimit": "2", "nslimit1": "2", "mclimit": "0.2"}
 
 def new_agraph(label_html: str, splines: str = "spline") -> "pygraphviz.AGraph":
     """An empty bottom-to-top graph (input at the bottom) with the drawings' fonts and spacing, labelled by
-    `label_html`; `splines` as Graphviz's (head-level drawings use "polyline": fewer detours)."""
+    `label_html`; `splines` as Graphviz's (head-level drawings use straight "line"s: long arrows across many rows
+    zigzag less)."""
     import pygraphviz
 
     ag = pygraphviz.AGraph(directed=True, strict=False, name="circuit")
@@ -58,25 +59,40 @@ def _rank_label(graph: Graph, rank: tuple[int, int]) -> str:
 
 
 def add_ranks(ag: "pygraphviz.AGraph", graph: Graph, nodes: list[str],
-              node_of: Callable[[str], str] = lambda node: node, prefix: str = "") -> None:
+              node_of: Callable[[str], str] = lambda node: node,
+              panel_of: Callable[[str], int] | None = None) -> None:
     """One `rank=same` subgraph per occupied rank, led by a layer label chained from input up to
     logits (rankdir BT: input at the bottom, logits at the top, as in the viewer); invisible flat edges put
-    the label left of its rank. `nodes` are drawing ids, `node_of` gives each one's graph node; `prefix`
-    starts the ids of the labels and subgraphs (a comparison panel, a cluster subgraph `ag`, has its own)."""
+    the label left of its rank. `nodes` are drawing ids, `node_of` gives each one's graph node. With
+    `panel_of` (0 or 1 per id: a comparison draws a node once per panel) both panels share the rows, and an
+    invisible divider per row, chained from row to row, keeps panel 0's nodes left of panel 1's."""
     ranks: dict[tuple[int, int], list[str]] = {}
     for node in nodes:
         ranks.setdefault(_rank_of(graph, node_of(node)), []).append(node)
-    previous: str | None = None
+    previous: tuple[str, str] | None = None
     for i, rank in enumerate(sorted(ranks)):
-        label = f"_{prefix}rank{i}"
+        label, divider = f"_rank{i}", f"_divider{i}"
         ag.add_node(label, label=_rank_label(graph, rank), shape="plaintext", style="", fontcolor="#888888",
                     fontsize="10", width="0.6")
-        ag.add_subgraph([label, *ranks[rank]], name=f"{prefix}rank{i}", rank="same")
-        for node in ranks[rank]:  # dot orders the rank's nodes
-            _invisible(ag, label, node, "_order")
+        members = [label, *ranks[rank]]
+        if panel_of is not None:
+            ag.add_node(divider, label="", shape="point", style="invis", width="0.8")
+            members.append(divider)
+            _invisible(ag, label, divider, "_order")
+        ag.add_subgraph(members, name=f"rank{i}", rank="same")
+        for node in ranks[rank]:
+            if panel_of is None:
+                _invisible(ag, label, node, "_order")
+            elif panel_of(node) == 0:
+                _invisible(ag, label, node, "_order")
+                _invisible(ag, node, divider, "_order")
+            else:
+                _invisible(ag, divider, node, "_order")
         if previous is not None:
-            _invisible(ag, previous, label, "_spine", weight="100")
-        previous = label
+            _invisible(ag, previous[0], label, "_spine", weight="100")
+            if panel_of is not None:
+                _invisible(ag, previous[1], divider, "_spine", weight="100")
+        previous = (label, divider)
 
 
 def _invisible(ag: "pygraphviz.AGraph", up: str, down: str, key: str, **attrs: str) -> None:
