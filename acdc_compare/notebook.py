@@ -35,12 +35,15 @@ def _box(inner: str, height: int) -> str:
     return f'{_STYLE}<div class="acdc-notebook" style="--acdc-height: {int(height)}px">{inner}</div>'
 
 
-def circuit_html(c: Circuit, label: str = "circuit", height: int = NOTEBOOK_HEIGHT) -> str:
-    """One circuit: a summary line and the viewer."""
+def circuit_html(c: Circuit, label: str | None = None, height: int = NOTEBOOK_HEIGHT) -> str:
+    """One circuit: a summary line (its task and model, when its settings name them) and the viewer."""
     method = c.settings.get("method", "")
-    summary = (f"{html.escape(label)}: {c.n_kept} of {c.n_edges} edges kept on {html.escape(c.graph.config.key)}"
+    task, model = c.settings.get("task"), c.settings.get("model")
+    label = label or (str(task) if task else "circuit")
+    where = f" on {html.escape(str(model))}" if model else f" (graph {html.escape(c.graph.config.key)})"
+    summary = (f"{html.escape(label)}{where}: {c.n_kept} of {c.n_edges} edges kept"
                + (f", method {html.escape(str(method))}" if method else "")
-               + f"; {len(c.heads())} heads")
+               + f"; {len(c.functional_heads())} heads on input-to-logits paths")
     return _box(f'<div class="acdc-summary">{summary}</div>' + viewer_html(viewer_data({label: c})), height)
 
 

@@ -137,3 +137,14 @@ def test_an_edge_level_comparison_counts_what_it_draws_and_the_whole_circuits(tm
     overlap = compare_circuits(a, b).edges
     assert f"kept edges: {len(overlap.both):,} in both, {len(overlap.only_a):,} only A" in words
     assert text.count('class="edge circuit"') == len(arrows)
+
+
+def test_figures_and_notebook_captions_name_the_task_by_default(tmp_path: Path) -> None:
+    from acdc_compare.notebook import circuit_html
+
+    c = Circuit(GPT2, random_circuit(GPT2, 8, seed=1).kept, settings={"task": "ioi", "model": "gpt2"})
+    dot = draw_circuit(c, tmp_path / "c.dot")
+    assert "ioi on gpt2" in dot
+    assert "A vs B" in draw_comparison(c, c, tmp_path / "ab.dot", "A", "B")
+    html_text = circuit_html(c)
+    assert "ioi on gpt2:" in html_text and GPT2.config.key not in html_text.split("acdc-viewer")[0]

@@ -100,7 +100,8 @@ def test_outputs_draw_their_edges_without_errors_or_network(notebook) -> None:
     assert set(shown[0]) == _live_keys(viewer_data({"circuit": a}), [0]) and shown[0]
     assert set(shown[1]) == _live_keys(viewer_data({"ours": a, "theirs": b}), [0, 1])
     radios = browser.js("Array.from(document.querySelectorAll('input[type=radio]')).map(r => r.name)")
-    assert len(set(radios)) == 2  # one radio group per output: switching one leaves the other alone
+    assert len({r for r in radios if r.startswith('av-mode')}) == 2  # one group per output: switching one leaves the
+    assert len({r for r in radios if r.startswith('av-level')}) == 2  # other alone (circuit mode, and level)
 
 
 def test_outputs_fit_the_cell_and_paint_something(notebook) -> None:

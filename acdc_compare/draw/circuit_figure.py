@@ -42,6 +42,8 @@ def draw_circuit(c: Circuit, path: PathLike | Sequence[PathLike], roles: Mapping
     """
     paths = check_paths(path)
     roles = check_roles(c.graph, roles)
+    if title is None and c.settings.get("task"):
+        title = " on ".join(str(c.settings[k]) for k in ("task", "model") if c.settings.get(k))
     if head_level(level, c):
         return draw_head_circuit(c, paths, roles, title, max_nodes)
     plan = plan_drawing(c, prune, max_edges)

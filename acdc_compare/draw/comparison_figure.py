@@ -87,6 +87,7 @@ def draw_comparison(left: Circuit, right: Circuit, path: PathLike | Sequence[Pat
     if max_edges is not None and max_edges < 1:
         raise ValueError(f"max_edges must be a whole number >= 1 (or None for no limit), got {max_edges!r}")
     roles = check_roles(left.graph, roles)
+    title = f"{left_label} vs {right_label}" if title is None else title
     if head_level(level, left, right):
         marked = [n for n, r in roles.items() if r == Role.NAME_MOVER] if marked is None else list(marked)
         return draw_head_comparison(left, right, paths, (left_label, right_label), roles, marked, title,
