@@ -28,7 +28,8 @@ from acdc_compare.algorithms.eap import (circuits_per_pass, eap, eap_ig, eap_ig_
                                          faithfulness_of_scores, ig_alphas)
 from acdc_compare.algorithms.hybrid import coverage_grid, hybrid
 from acdc_compare.algorithms.problem import Problem, make_problem
-from acdc_compare.circuit import Circuit
+from acdc_compare.circuit import SCORE_KINDS, Circuit
+from acdc_compare.types import ScoreKind
 from acdc_compare.faithfulness import faithfulness_curve
 from conftest import make_tiny, tiny_task
 from acdc_compare.backends.hook_oracle import oracle_acdc
@@ -200,7 +201,7 @@ def test_hybrid_tests_only_its_candidates_and_is_greedy_acdc_over_them(k):
     found = hybrid(problem, threshold, k=k, steps=5)
     candidates = torch.zeros(g.n_edges, dtype=torch.bool)
     candidates[torch.argsort(prior, descending=True, stable=True)[:k]] = True
-    tested = ~torch.isnan(found.scores)
+    tested = found.score_kinds == SCORE_KINDS.index(ScoreKind.ACDC)  # the others keep EAP-IG's score
     assert found.settings["n_tested"] == int(tested.sum()) <= k
     assert found.settings["n_candidates"] == k
     assert not bool((tested & ~candidates).any()) and not bool((found.kept & ~candidates).any())
@@ -225,7 +226,7 @@ def test_hybrid_tested_keeps_the_top_candidates_untested_and_is_greedy_acdc_over
     fixed, candidates = set(ranked[:k - tested]), torch.zeros(g.n_edges, dtype=torch.bool)
     candidates[ranked[k - tested:]] = True
     assert found.settings["n_fixed"] == len(fixed) and found.settings["n_candidates"] == tested
-    tested_edges = set(torch.nonzero(~torch.isnan(found.scores)).flatten().tolist())
+    tested_edges = set(torch.nonzero(found.score_kinds == SCORE_KINDS.index(ScoreKind.ACDC)).flatten().tolist())
     assert tested_edges <= set(ranked[k - tested:]) and not tested_edges & fixed
     start = candidates.clone()
     start[list(fixed)] = True
@@ -245,7 +246,7 @@ def test_hybrid_tested_ranks_every_edge_when_k_keeps_them_all():
     same = hybrid(problem, threshold, k=g.n_edges, prior=prior, tested=tested)
     assert everything.settings["n_candidates"] == tested and everything.settings["n_fixed"] == g.n_edges - tested
     assert torch.equal(everything.kept, same.kept)
-    assert int((~torch.isnan(everything.scores)).sum()) <= tested
+    assert int((everything.score_kinds == SCORE_KINDS.index(ScoreKind.ACDC)).sum()) <= tested
 
 
 def test_hybrid_functional_candidates_change_no_metric_and_save_tests():
