@@ -75,3 +75,15 @@ def tiny_task(seed: int = 0, n: int = 6, p: int = 7) -> Task:
     corrupted[:, 1:4] = random_tokens(n, 3, seed=seed + 100)
     return Task("tiny", clean, corrupted, positions=torch.full((n,), p - 1),
                 correct=clean[:, 2], wrong=clean[:, 0])
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a model loads: the mistake must be refused before that."""
+    import acdc_compare.api as api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad input was refused")
+
+    monkeypatch.setattr(api, "load_model", refuse)
+    monkeypatch.setattr(api, "_loaded", {})

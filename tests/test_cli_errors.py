@@ -15,18 +15,6 @@ from acdc_compare.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK
 
 
 @pytest.fixture
-def no_model(monkeypatch):
-    """Fail the test if a model loads: the mistake must be refused before that."""
-    import acdc_compare.api as api
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the bad input was refused")
-
-    monkeypatch.setattr(api, "load_model", refuse)
-    monkeypatch.setattr(api, "_loaded", {})
-
-
-@pytest.fixture
 def a_file(tmp_path):
     path = tmp_path / "a_file"
     path.write_text("not a folder\n")

@@ -10,17 +10,6 @@ from acdc_compare.cli import EXIT_OK, EXIT_USAGE, main
 from acdc_compare.tasks.base import TaskError
 from acdc_compare.tasks.prompts_file import read_prompts_file, split_rows
 
-@pytest.fixture
-def no_model(monkeypatch):
-    """Fail the test if a model loads: the mistake must be refused before that."""
-    import acdc_compare.api as api
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the bad input was refused")
-
-    monkeypatch.setattr(api, "load_model", refuse)
-    monkeypatch.setattr(api, "_loaded", {})
-
 
 NAMES = [" Mary", " John", " Tom", " Sarah", " Lisa", " David", " Anna", " Paul", " Mark", " Kate", " James", " Emma"]
 
