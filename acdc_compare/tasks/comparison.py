@@ -335,9 +335,14 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
 
 # ----- recalling a stated adjective or verb -------------------------------------------------------------
 def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = "adjective",
-                ask: RecallAsk = "last", corruption: Corruption | str = Corruption.MEANING) -> Task:
+                ask: RecallAsk = "last", corruption: Corruption | str = Corruption.MEANING, shots: int = 0) -> Task:
     """Recall what was said of a person: an adjective ("Mary is tall. John is short. Mary is" -> " tall") or
     a verb ("Mary runs. John swims. Mary" -> " runs").
+
+    With `shots` = k, k solved examples of the same question come first, one per line, with other names and
+    words ("Emily waits. Jack drinks. Jack drinks." for "last"); both corruptions leave them as they are. On
+    SmolLM2-135M two examples lift verb recall from 93% / 27% (last / first, 100 prompts of seed 0) to 99% /
+    84%, and P(correct answer) from 0.14 to 0.76 on "last": the model does the task, and by meaning.
 
     Probes moving a word (not a name) from where it was stated to the answer: "adjective movers" and "verb
     movers" in the sense of IOI's name movers. Adjectives come from opposite pairs (in either order), verbs
@@ -352,7 +357,9 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
         raise TaskError(f"recall kind must be 'adjective' or 'verb', got {kind!r}")
     if ask not in ("last", "first"):
         raise TaskError(f"recall ask must be 'last' or 'first', got {ask!r}")
-    name = f"{kind}-{ask}"
+    if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= 4:
+        raise TaskError(f"recall shots must be a whole number of solved examples from 0 to 4, got {shots!r}")
+    name = f"{kind}-{ask}" + (f"-{shots}shot" if shots else "")
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     _check_n(name, n)
     names = human_names(tokenizer, 3, name)
@@ -361,7 +368,7 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
     else:
         verbs = require_pool(tokenizer, VERBS, 4, "verbs")
     link = " is" if kind == "adjective" else ""
-    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    rng, fresh_rng, shot_rng = random.Random(seed), _answer_rng(seed), random.Random(f"recall-shots-{seed}")
     prompts, corrupted, correct, wrong = [], [], [], []
     for _ in range(n):
         a, b = rng.sample(names, 2)
@@ -375,9 +382,11 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
             x2, y2 = fresh_words(fresh_rng, verbs, (x, y), 2, "verbs")
         asked = b if ask == "last" else a
         (stranger,) = fresh_words(fresh_rng, names, (a, b), 1, "names")
+        examples = "".join(_recall_example(shot_rng, names, adjective_pairs if kind == "adjective" else verbs,
+                                           (a, b, stranger), (x, y), kind, ask, link) for _ in range(shots))
 
         def prompt(w1: str, w2: str, queried: str) -> str:
-            return f"{a.strip()}{link}{w1}.{b}{link}{w2}.{queried}{link}"
+            return f"{examples}{a.strip()}{link}{w1}.{b}{link}{w2}.{queried}{link}"
 
         prompts.append(prompt(x, y, asked))
         corrupted.append(_pick(chosen, prompt(x, y, stranger), prompt(x2, y2, asked)))
@@ -385,6 +394,8 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
         wrong.append(x if ask == "last" else y)
     example = ("'Mary is tall. John is short. Mary is' -> tall" if kind == "adjective"
                else "'Mary runs. John swims. Mary' -> runs")
+    if shots:
+        example = f"{shots} solved example(s), then {example}"
     who = "second-named (order agrees)" if ask == "last" else "first-named (order disagrees)"
     how = "queried name -> a fresh name" if chosen is Corruption.MEANING else f"both {kind}s -> fresh ones"
     return task_from_prompts(
@@ -392,3 +403,17 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
         f"{example}; asks about the {who}; wrong = the other {kind}; corrupted = {how}",
         info={"kind": kind, "ask": ask}, corruption=chosen,
     )
+
+
+def _recall_example(rng: random.Random, names: list[str], words: list[Any], people: tuple[str, ...],
+                    taken: tuple[str, str], kind: RecallKind, ask: RecallAsk, link: str) -> str:
+    """One solved recall example line ("Emily waits. Jack drinks. Jack drinks.\n"), with names and words
+    other than the prompt's own."""
+    c, d = rng.sample([m for m in names if m not in people], 2)
+    if kind == "adjective":
+        pair = rng.choice([p for p in words if not set(p) & set(taken)])
+        u, v = pair if rng.randrange(2) else pair[::-1]
+    else:
+        u, v = rng.sample([w for w in words if w not in taken], 2)
+    queried, answer = (d, v) if ask == "last" else (c, u)
+    return f"{c.strip()}{link}{u}.{d}{link}{v}.{queried}{link}{answer}.\n"

@@ -95,6 +95,17 @@ _SPECS = (
     TaskSpec("verb-first", partial(make_recall, kind="verb", ask="first"),
              "'Mary runs. John sings. Mary' -> runs (earlier verb: order disagrees)",
              answer_kind="verb"),
+    TaskSpec("verb-last-2shot", partial(make_recall, kind="verb", ask="last", shots=2),
+             "two solved examples, then 'Mary runs. John sings. John' -> sings (order agrees)", answer_kind="verb"),
+    TaskSpec("verb-first-2shot", partial(make_recall, kind="verb", ask="first", shots=2),
+             "two solved examples, then 'Mary runs. John sings. Mary' -> runs (order disagrees)",
+             answer_kind="verb"),
+    TaskSpec("adjective-last-2shot", partial(make_recall, kind="adjective", ask="last", shots=2),
+             "two solved examples, then 'Mary is tall. John is short. John is' -> short (order agrees)",
+             answer_kind="adjective"),
+    TaskSpec("adjective-first-2shot", partial(make_recall, kind="adjective", ask="first", shots=2),
+             "two solved examples, then 'Mary is tall. John is short. Mary is' -> tall (order disagrees)",
+             answer_kind="adjective"),
     TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year",
              corruptions=_MEANING_ONLY, answer_kind="number"),
     TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position", 50,
@@ -113,6 +124,10 @@ ORDER_MEANING_PAIRS: tuple[OrderMeaningPair, ...] = (
                      "does the model recall the adjective said of the queried person, or the most recent one?"),
     OrderMeaningPair("verb recall", "verb-last", "verb-first",
                      "does the model recall the verb said of the queried person, or the most recent one?"),
+    OrderMeaningPair("verb recall (2 examples)", "verb-last-2shot", "verb-first-2shot",
+                     "the same after two solved examples of the question"),
+    OrderMeaningPair("adjective recall (2 examples)", "adjective-last-2shot", "adjective-first-2shot",
+                     "the same after two solved examples of the question"),
 )
 
 # Verdicts compare the pairwise accuracies (correct vs the order answer) with their 95% Wilson intervals

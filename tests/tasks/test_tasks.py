@@ -72,7 +72,7 @@ class WordTokenizer:
     punctuation; any other word splits into one token per character, so it is never a single token."""
 
     def __init__(self, words: list[str]) -> None:
-        pieces = [".", ",", ":", " is"] + [w for word in words for w in (word, " " + word)]
+        pieces = [".", ",", ":", " is", "\n"] + [w for word in words for w in (word, " " + word)]
         self.vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces))}
         self.chars = {c: len(self.vocab) + i for i, c in enumerate(map(chr, range(32, 127)))}
         self.inverse = {i: p for p, i in {**self.vocab, **self.chars}.items()}
@@ -302,6 +302,31 @@ def test_recall_prompts_tokenize_as_designed(word_tok, kind, ask):
     again = make_recall(word_tok, n=12, seed=3, kind=kind, ask=ask)
     assert torch.equal(again.clean, task.clean) and torch.equal(again.corrupted, task.corrupted)
     assert not torch.equal(make_recall(word_tok, n=12, seed=4, kind=kind, ask=ask).clean, task.clean)
+
+
+@pytest.mark.parametrize("kind", ["adjective", "verb"])
+@pytest.mark.parametrize("ask", ["last", "first"])
+def test_recall_with_solved_examples_puts_them_first_and_keeps_the_question(word_tok, kind, ask):
+    """Two solved examples (other names and words, the same question) precede the 0-shot prompt, and both
+    corruptions leave them as they are."""
+    plain = make_recall(word_tok, n=8, seed=3, kind=kind, ask=ask, corruption="answers")
+    shot = make_recall(word_tok, n=8, seed=3, kind=kind, ask=ask, corruption="answers", shots=2)
+    meaning = make_recall(word_tok, n=8, seed=3, kind=kind, ask=ask, shots=2)
+    assert shot.name == f"{kind}-{ask}-2shot"
+    for i in range(8):
+        lines = shot.prompts[i].split("\n")
+        assert len(lines) == 3 and lines[2] == plain.prompts[i]
+        assert shot.corrupted_prompts[i].split("\n")[:2] == lines[:2] == meaning.corrupted_prompts[i].split("\n")[:2]
+        assert shot.corrupted_prompts[i].split("\n")[2] == plain.corrupted_prompts[i]
+        for line in lines[:2]:
+            sentences = [x.strip() for x in line.split(".") if x.strip()]
+            first, second, answer = sentences
+            assert answer == (second if ask == "last" else first)  # solved: the queried person's own word
+            people = {first.split()[0], second.split()[0]}
+            assert not people & {w for w in lines[2].replace(".", " ").split()}  # other names than the prompt's
+        assert torch.equal(shot.correct[i], plain.correct[i]) and torch.equal(shot.wrong[i], plain.wrong[i])
+    with pytest.raises(TaskError, match="shots"):
+        make_recall(word_tok, kind=kind, shots=5)
 
 
 def test_recall_refuses_bad_options_and_small_pools(word_tok):
@@ -537,13 +562,15 @@ def test_default_model_tokenizer_builds_the_recall_tasks(smollm):
     from acdc_compare.backends import tokenizer
 
     tok = tokenizer(smollm)
-    for name in ("adjective-last", "adjective-first", "verb-last", "verb-first"):
+    for name in ("adjective-last", "adjective-first", "verb-last", "verb-first", "verb-last-2shot",
+                 "adjective-first-2shot"):
         for corruption in TASKS[name].corruptions:
             task = make_task(name, tok, n=20, seed=0, corruption=corruption)
             for i, prompt in enumerate(task.prompts):
                 ids = encode(tok, prompt)
                 assert task.clean[i].tolist() == ids
-                assert len(ids) == (10 if name.startswith("adjective") else 7)  # one token per word and dot
+                per_line = 10 if name.startswith("adjective") else 7  # one token per word and dot
+                assert len(ids) == (2 * (per_line + 3) + per_line if "shot" in name else per_line)  # + word . \n
                 assert encode(tok, task.corrupted_prompts[i]) == task.corrupted[i].tolist()
                 for answer in (task.info["correct_answers"][i], task.info["wrong_answers"][i]):
                     assert len(encode(tok, answer)) == 1 and encode(tok, answer)[0] in ids
