@@ -172,7 +172,7 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
 
     config = ExperimentConfig(model=str(tiny_dir), k=40, n_prompts=4, n_eval=4, curve=False, progress=False)
     result = run_experiment(config, tmp_path / "exp")
-    assert list(result.runs) == ["ioi", "pet-last", "pet-first", "greater-than", "verb-last", "adjective-first"]
+    assert list(result.runs) == ["ioi", "pet-last", "pet-first", "greater-than", "verb-last-2shot"]
     for name, run in result.runs.items():
         assert run.circuit.settings["corruption"] == ("meaning" if name == "greater-than" else "answers")
         assert math.isfinite(run.held_out_faithfulness)
@@ -181,7 +181,7 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
             pytest.approx(run.faithfulness, abs=1e-6)
     rows = {row["task"]: row for row in result.mover_table}
     assert list(rows) == list(result.runs) and all(set(MOVER_COLUMNS) <= set(r) for r in rows.values())
-    assert rows["adjective-first"]["answer kind"] == "adjective" and rows["pet-last"]["answer kind"] == "name"
+    assert rows["verb-last-2shot"]["answer kind"] == "verb" and rows["pet-last"]["answer kind"] == "name"
     ioi_movers = set(result.name_movers.heads)  # one definition: IOI's name-mover role
     for name, run in result.runs.items():
         assert set(run.movers.heads + run.movers.borderline) <= run.circuit.functional_heads()

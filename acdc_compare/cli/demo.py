@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--comparison", default=demo.comparison, help="the task compared with IOI")
     p.add_argument("--control", default=demo.control, help="the comparison task's order-vs-meaning twin")
     p.add_argument("--extra", nargs="*", default=list(demo.extra),
-                   help="more tasks whose circuits join the mover table (e.g. adjective-first verb-first)")
+                   help="more tasks whose circuits join the mover table (e.g. adjective-first-2shot verb-first-2shot)")
     p.add_argument("--corruption", default=demo.corruption.value, choices=[c.value for c in Corruption],
                    help="the comparison tasks' corruption, where a task offers it (IOI's is always ABC)")
     p.add_argument("--held-out-seed", type=int, default=demo.held_out_seed,
