@@ -8,10 +8,15 @@ from dataclasses import replace
 
 import pytest
 
-import acdc_compare.experiment.stages as stages
-import acdc_compare.experiment.study as study
 from acdc_compare.cli import EXIT_OK, EXIT_USAGE, main
-from acdc_compare.experiment.study import NOTES_COLUMNS, NOTES_TITLE, StudyConfig, circuit_tasks, run_study
+from acdc_compare.experiment import stages, study
+from acdc_compare.experiment.study import (
+    NOTES_COLUMNS,
+    NOTES_TITLE,
+    StudyConfig,
+    circuit_tasks,
+    run_study,
+)
 from acdc_compare.tasks.base import TaskError
 from acdc_compare.tasks.evaluate import TaskEvaluation
 
@@ -104,7 +109,8 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
     assert main(["study", "--model", str(tiny_dir), *CLI, "--out", str(out), "--results", str(results)]) == EXIT_OK
     printed = capsys.readouterr().out
     assert calls == CIRCUITS
-    for stage in ("accuracy table: 5 tasks", "IOI's name movers:", "[1/4] ioi", "[4/4] opposites: "):
+    for stage in ("accuracy table: 5 tasks", "accuracy table: greater-than 50%", "IOI's name movers:", "[1/4] ioi",
+                  "[4/4] opposites: "):
         assert stage in printed
     data = json.loads(results.read_text())
     assert {"device", "model", "held_out_seed", "unseen_seed", "tasks", "total_seconds"} <= set(data)
@@ -139,7 +145,7 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
     again = run_study(small(tiny_dir), out, log=lines.append, results_path=results)
     assert calls == CIRCUITS  # nothing rediscovered
     assert f"resuming: {len(CIRCUITS)} tasks done ({', '.join(CIRCUITS)})" in lines
-    assert any(line.startswith("accuracy table: read back") for line in lines)
+    assert "accuracy table: 5 tasks read back from" in lines[1] and not any("on 8 prompts" in x for x in lines)
     assert again.resumed == CIRCUITS and again.discovered == []
     assert again.rows == json.loads(results.read_text())["tasks"] == rows
     with pytest.raises(ValueError, match="other settings \\(n_eval differ"):
@@ -149,6 +155,18 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
 def test_a_killed_study_keeps_the_finished_task_and_resumes_from_the_next(tiny_dir, tmp_path, set_accuracy,
                                                                           discoveries):
     calls, discover = discoveries
+    real = study.tasks_table
+
+    def table(model, names, **kwargs):
+        if names == ["pet-first"]:
+            raise KeyboardInterrupt
+        return real(model, names=names, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:  # killed while evaluating the third task's accuracy
+        patch.setattr(study, "tasks_table", table)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(small(tiny_dir), tmp_path)
+    assert list(json.loads((tmp_path / "study" / "accuracy.json").read_text())["tasks"]) == ["ioi", "pet-last"]
     discover.fail_on = "pet-last"
     with pytest.raises(KeyboardInterrupt):
         run_study(small(tiny_dir), tmp_path)
@@ -161,7 +179,7 @@ def test_a_killed_study_keeps_the_finished_task_and_resumes_from_the_next(tiny_d
     calls.clear()
     lines: list[str] = []
     result = run_study(small(tiny_dir), tmp_path, log=lines.append)
-    assert "resuming: 1 tasks done (ioi)" in lines
+    assert "resuming: 1 tasks done (ioi)" in lines and "accuracy table: 5 tasks read back" in lines[1]
     assert calls == CIRCUITS[1:] and result.resumed == ["ioi"] and result.discovered == CIRCUITS[1:]
     assert result.rows["ioi"]["edges"] == saved["edges"]
     assert result.results_path == tmp_path / "study_cpu.json"

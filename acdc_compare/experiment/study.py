@@ -40,7 +40,14 @@ from acdc_compare.roles.assign import MoverSet, movers_of
 from acdc_compare.stats import Proportion
 from acdc_compare.tasks.base import Corruption, TaskError
 from acdc_compare.tasks.evaluate import TaskEvaluation
-from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS, make_task, task_names, task_spec, tasks_table, verdict
+from acdc_compare.tasks.registry import (
+    ORDER_MEANING_PAIRS,
+    make_task,
+    task_names,
+    task_spec,
+    tasks_table,
+    verdict,
+)
 
 STUDY_TASKS: tuple[str, ...] = (
     "ioi", "pet-last", "pet-middle", "pet-first", "poorer", "richer", "size", "attribute", "opposites", "analogy",
@@ -209,24 +216,26 @@ def _check_settings(folder: Path, config: StudyConfig) -> None:
 
 def evaluate_accuracy(model: Any, config: StudyConfig, folder: Path, log: Log) -> tuple[dict[str, TaskEvaluation],
                                                                                       float]:
-    """Every task's evaluation on `n_eval` prompts under the corruption the demo would give it, read back
-    from accuracy.json when an earlier run finished it; and the seconds it took."""
+    """Every task's evaluation on `n_eval` prompts under the corruption the demo would give it, and the seconds
+    they took. accuracy.json is rewritten after each task, so a rerun evaluates only the tasks it lacks."""
     path = folder / "accuracy.json"
-    if path.is_file():
-        saved = _read_json(path)
-        log(f"accuracy table: read back from {path} ({len(saved['tasks'])} tasks)")
-        return {t: TaskEvaluation(**e) for t, e in saved["tasks"].items()}, float(saved["seconds"])
+    saved = _read_json(path) if path.is_file() else {"tasks": {}, "seconds": {}}
+    evals = {t: TaskEvaluation(**e) for t, e in saved["tasks"].items() if t in config.tasks}
+    seconds = {t: float(s) for t, s in saved["seconds"].items() if t in evals}
+    todo = [t for t in config.tasks if t not in evals]
+    if evals:
+        log(f"accuracy table: {len(evals)} tasks read back from {path}")
+    if todo:
+        log(f"accuracy table: {len(todo)} tasks on {config.n_eval} prompts each (seed {config.seed}) ...")
     experiment = config.experiment()
-    log(f"accuracy table: {len(config.tasks)} tasks on {config.n_eval} prompts each (seed {config.seed}) ...")
-    started = time.perf_counter()
-    found = tasks_table(model, names=list(config.tasks), n=config.n_eval, seed=config.seed,
-                        corruptions={t: experiment.corruption_of(t) for t in config.tasks},
-                        progress=as_progress(config.progress))
-    seconds = time.perf_counter() - started
-    evals = {e.name: e for e in found}
-    _write_json(path, {"tasks": {t: asdict(e) for t, e in evals.items()}, "seconds": seconds})
-    log(f"accuracy table: done in {seconds:.0f} s")
-    return evals, seconds
+    for name in todo:
+        started = time.perf_counter()
+        evals[name], = tasks_table(model, names=[name], n=config.n_eval, seed=config.seed,
+                                   corruptions={name: experiment.corruption_of(name)})
+        seconds[name] = time.perf_counter() - started
+        _write_json(path, {"tasks": {t: asdict(e) for t, e in evals.items()}, "seconds": seconds})
+        log(f"accuracy table: {name} {evals[name].accuracy_interval.describe()}, {seconds[name]:.0f} s")
+    return {t: evals[t] for t in config.tasks}, sum(seconds.values())
 
 
 def mover_scores(model: Any, name: str, config: StudyConfig) -> Any:
