@@ -20,7 +20,7 @@ from acdc_compare.experiment.run import run_experiment
 from acdc_compare.experiment.stages import StageClock, held_out_faithfulness, task_threshold
 from acdc_compare.experiment.study import StudyConfig, StudyResult, run_study
 
-__all__ = ["CURVE_FRACTIONS", "ExperimentConfig", "ExperimentResult", "MOVER_COLUMNS", "StageClock",
+__all__ = ["CURVE_FRACTIONS", "MOVER_COLUMNS", "ExperimentConfig", "ExperimentResult", "StageClock",
            "StudyConfig", "StudyResult", "TaskRun", "candidates_description", "held_out_faithfulness",
            "mover_rows", "prompts_description", "ranking_description", "run_experiment", "run_study",
            "stage_table", "task_threshold", "tested_description"]
