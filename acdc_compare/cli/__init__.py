@@ -1,4 +1,5 @@
-"""`acdc-compare`: discover, compare, convert, sweep, curve, tasks, report, demo and attention from the command line.
+"""`acdc-compare`: discover, compare, convert, sweep, curve, tasks, report, demo, study and attention from the
+command line.
 
 This module builds the top-level parser and dispatches to the subcommand modules beside it, each holding its
 flags, checks and run. Exit codes: 0 success; 2 bad arguments or input (unknown task, bad threshold, unreadable
@@ -14,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from acdc_compare.cli import attention, compare, convert, curve, demo, discover, report, sweep, tasks
+from acdc_compare.cli import attention, compare, convert, curve, demo, discover, report, study, sweep, tasks
 from acdc_compare.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, HELP_FORMAT
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_MODEL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
-_SUBCOMMANDS = (discover, compare, convert, sweep, curve, tasks, attention, report, demo)
+_SUBCOMMANDS = (discover, compare, convert, sweep, curve, tasks, attention, report, demo, study)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,394 @@
+"""The comparison study in one resumable call (`run_study`, `acdc-compare study`): every task of the notes
+evaluated on `n_eval` prompts with its 95% Wilson interval; a circuit (the demo's hybrid, candidates ranked by
+learned masks for every task) for each task the model answers at least `min_accuracy` of the time and for the
+disagreeing twin of each order-vs-meaning pair whose agreeing twin it answers that well; each circuit's
+faithfulness on its discovery prompts, on `held_out_seed`'s prompts and on `unseen_seed`'s (never used for any
+choice); its movers set against IOI's name movers and chance.
+
+Everything a run finishes lands in OUT/study as plain JSON (settings.json, accuracy.json, TASK.json per circuit
+task, circuits/TASK.json): a rerun with the same OUT skips what is there, so a killed run loses at most the task
+in progress. Prints nothing: `log` gets one line per stage and task."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from acdc_compare.api import get_model
+from acdc_compare.backends import DEFAULT_MODEL, model_name
+from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
+from acdc_compare.experiment import stages
+from acdc_compare.experiment.config import ExperimentConfig
+from acdc_compare.experiment.stages import Log
+from acdc_compare.export import save_circuit
+from acdc_compare.faithfulness import circuit_faithfulness
+from acdc_compare.files import atomic_write
+from acdc_compare.fmt import num
+from acdc_compare.movers import MoverOverlap, circuit_movers
+from acdc_compare.progress import ProgressLike, as_progress
+from acdc_compare.report import KeyValues, Table, Text, write_report
+from acdc_compare.roles import score_heads
+from acdc_compare.roles.assign import MoverSet, movers_of
+from acdc_compare.stats import Proportion
+from acdc_compare.tasks.base import Corruption, TaskError
+from acdc_compare.tasks.evaluate import TaskEvaluation
+from acdc_compare.tasks.registry import (
+    ORDER_MEANING_PAIRS,
+    make_task,
+    task_names,
+    task_spec,
+    tasks_table,
+    verdict,
+)
+
+STUDY_TASKS: tuple[str, ...] = (
+    "ioi", "pet-last", "pet-middle", "pet-first", "poorer", "richer", "size", "attribute", "opposites", "analogy",
+    "adjective-last", "adjective-first", "verb-last", "verb-first", "verb-last-2shot", "verb-first-2shot",
+    "adjective-last-2shot", "adjective-first-2shot", "greater-than")
+NO_MOVER_CLAIM = "answer not in the prompt"
+NOTES_COLUMNS: tuple[str, ...] = (
+    "task", "answer kind", "accuracy [95% CI]", "order vs meaning", "circuit edges",
+    "faithfulness in-sample / held-out / unseen", "movers", "shared with IOI's name movers [chance]")
+NOTES_TITLE = "The table of the notes"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Settings of the study. Circuits use the demo's hybrid (EAP-IG on `rank_prompts` prompts starts masks
+    learned for `learn_steps` steps over `n_prompts` discovery prompts within a budget of `k` edges; exact ACDC
+    tests the lowest-ranked `tested`), for every task."""
+
+    model: str = DEFAULT_MODEL
+    tasks: tuple[str, ...] = STUDY_TASKS
+    n_eval: int = 100  # prompts per task for the accuracy table
+    min_accuracy: float = 0.8  # a task answered at least this often gets a circuit (and its disagreeing twin)
+    seed: int = 0  # discovery and accuracy prompts
+    held_out_seed: int = 2  # the demo's held-out prompts (its settings were chosen looking at them)
+    unseen_seed: int = 7  # prompts never used for any choice
+    n_held_out: int = 32
+    k: int = 1422  # 2% of SmolLM2-135M's 71,101 edges
+    tested: int = 20
+    n_prompts: int = 32
+    rank_prompts: int = 8  # EAP-IG ranks on these, masks learn in minibatches of this many; head scores use them
+    learn_steps: int = 16
+    steps: int = 5
+    threshold: float = 0.001  # relative: a fraction of each task's gap KL(full || empty circuit)
+    corruption: Corruption = Corruption.ANSWERS  # where the task offers it (`ExperimentConfig.corruption_of`)
+    ioi: str = "ioi"  # the task whose movers are "IOI's name movers"
+    no_answer_in_prompt: tuple[str, ...] = ("opposites", "analogy")  # circuits, but no mover claim
+    progress: ProgressLike = False
+
+    def __post_init__(self) -> None:
+        """Every setting checked before any model loads."""
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "no_answer_in_prompt", tuple(self.no_answer_in_prompt))
+        unknown = [t for t in (*self.tasks, self.ioi, *self.no_answer_in_prompt) if t not in task_names()]
+        if unknown:
+            raise TaskError(f"unknown study task(s) {', '.join(map(repr, unknown))}; known tasks: "
+                            f"{', '.join(task_names())}")
+        if not self.tasks:
+            raise ValueError("the study needs at least one task")
+        duplicates = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"tasks listed twice: {', '.join(duplicates)}")
+        if isinstance(self.min_accuracy, bool) or not 0.0 <= float(self.min_accuracy) <= 1.0:
+            raise ValueError(f"min_accuracy must be a fraction in [0, 1], got {self.min_accuracy!r}")
+        if self.unseen_seed in (self.seed, self.held_out_seed):
+            raise ValueError(f"unseen_seed ({self.unseen_seed}) must differ from seed ({self.seed}) and "
+                             f"held_out_seed ({self.held_out_seed}): its prompts are never used for a choice")
+        if self.tested < 0 or isinstance(self.tested, bool):
+            raise ValueError(f"tested must be a whole number >= 0, got {self.tested!r}")
+        if self.rank_prompts > self.n_prompts:
+            raise ValueError(f"rank_prompts ({self.rank_prompts}) must not exceed n_prompts ({self.n_prompts})")
+        object.__setattr__(self, "corruption", Corruption(self.corruption))
+        self.experiment()
+
+    def experiment(self) -> ExperimentConfig:
+        """The demo's settings with the learned ranking, `k`, `tested` and `n_prompts` for every task."""
+        names = tuple(dict.fromkeys((*self.tasks, self.ioi)))
+        return ExperimentConfig(
+            model=self.model, extra=(), corruption=self.corruption, method="hybrid", threshold=self.threshold,
+            k=self.k, task_k=(), tested=self.tested, task_tested=(), functional=True,
+            task_ranking=tuple((t, "learned") for t in names), learn_steps=self.learn_steps, steps=self.steps,
+            n_prompts=self.rank_prompts, task_prompts=tuple((t, self.n_prompts) for t in names),
+            n_eval=self.n_eval, curve=False, seed=self.seed, held_out_seed=self.held_out_seed,
+            n_held_out=self.n_held_out, progress=self.progress)
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the study's numbers (all but `progress`), as JSON values: a rerun must match them."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "progress"}
+        out["tasks"], out["no_answer_in_prompt"] = list(self.tasks), list(self.no_answer_in_prompt)
+        out["corruption"] = self.corruption.value
+        return out
+
+
+@dataclass
+class StudyResult:
+    """What `run_study` wrote and found: one row per task (the results JSON's "tasks"), the notes' table as
+    plain text, and which circuit tasks were found by this run and which read back from an earlier one."""
+
+    out_dir: Path
+    results_path: Path
+    report: Path
+    rows: dict[str, dict[str, Any]]
+    table: str
+    resumed: list[str] = field(default_factory=list)
+    discovered: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # this run's wall time
+    total_seconds: float = 0.0  # the study's, over every run that contributed
+
+
+def circuit_tasks(evals: dict[str, TaskEvaluation], min_accuracy: float) -> dict[str, str]:
+    """The tasks that get a circuit, in table order, each with why: answered >= `min_accuracy`, or the
+    disagreeing twin of an order-vs-meaning pair whose agreeing twin is."""
+    why = {t: f"answered >= {min_accuracy:.0%}" for t, e in evals.items() if e.accuracy >= min_accuracy}
+    for pair in ORDER_MEANING_PAIRS:
+        if pair.agree_task in why and pair.disagree_task in evals and pair.disagree_task not in why:
+            why[pair.disagree_task] = f"disagreeing twin of {pair.agree_task} ({pair.name})"
+    return {t: why[t] for t in evals if t in why}
+
+
+def pair_verdicts(name: str, evals: dict[str, TaskEvaluation]) -> str:
+    """'pair: verdict' for every order-vs-meaning pair holding `name` whose two tasks were evaluated."""
+    found = [f"{p.name}: {verdict(evals[p.agree_task], evals[p.disagree_task])}" for p in ORDER_MEANING_PAIRS
+             if name in (p.agree_task, p.disagree_task) and p.agree_task in evals and p.disagree_task in evals]
+    return "; ".join(found)
+
+
+def device_label(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and the threads torch uses."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    label = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                label = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{label} ({torch.get_num_threads()} threads)"
+
+
+def _json_value(x: Any) -> Any:
+    """NaN and infinities as None: the files stay plain JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_value(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_value(v) for v in x]
+    return x
+
+
+def _write_json(path: Path, value: Any) -> Path:
+    atomic_write(path, (json.dumps(_json_value(value), indent=1, allow_nan=False) + "\n").encode("utf-8"))
+    return path
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it to redo that part of the study") from err
+
+
+def _check_settings(folder: Path, config: StudyConfig) -> None:
+    """Write settings.json, or refuse to resume a study made with other settings."""
+    path, settings = folder / "settings.json", _json_value(config.settings())
+    if path.is_file():
+        before = _read_json(path)
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(f"{folder} holds a study made with other settings ({', '.join(changed)} differ); "
+                             "use another output folder, or delete that one to start afresh")
+    else:
+        _write_json(path, settings)
+
+
+def evaluate_accuracy(model: Any, config: StudyConfig, folder: Path, log: Log) -> tuple[dict[str, TaskEvaluation],
+                                                                                      float]:
+    """Every task's evaluation on `n_eval` prompts under the corruption the demo would give it, and the seconds
+    they took. accuracy.json is rewritten after each task, so a rerun evaluates only the tasks it lacks."""
+    path = folder / "accuracy.json"
+    saved = _read_json(path) if path.is_file() else {"tasks": {}, "seconds": {}}
+    evals = {t: TaskEvaluation(**e) for t, e in saved["tasks"].items() if t in config.tasks}
+    seconds = {t: float(s) for t, s in saved["seconds"].items() if t in evals}
+    todo = [t for t in config.tasks if t not in evals]
+    if evals:
+        log(f"accuracy table: {len(evals)} tasks read back from {path}")
+    if todo:
+        log(f"accuracy table: {len(todo)} tasks on {config.n_eval} prompts each (seed {config.seed}) ...")
+    experiment = config.experiment()
+    for name in todo:
+        started = time.perf_counter()
+        evals[name], = tasks_table(model, names=[name], n=config.n_eval, seed=config.seed,
+                                   corruptions={name: experiment.corruption_of(name)})
+        seconds[name] = time.perf_counter() - started
+        _write_json(path, {"tasks": {t: asdict(e) for t, e in evals.items()}, "seconds": seconds})
+        log(f"accuracy table: {name} {evals[name].accuracy_interval.describe()}, {seconds[name]:.0f} s")
+    return {t: evals[t] for t in config.tasks}, sum(seconds.values())
+
+
+def mover_scores(model: Any, name: str, config: StudyConfig) -> Any:
+    """The task's head scores (mover score, attention to the answer) on its first `rank_prompts` prompts."""
+    task = make_task(name, model_tokenizer(model), n=config.rank_prompts, seed=config.seed,
+                     corruption=config.experiment().corruption_of(name))
+    return score_heads(model, task, s_inhibition=False, progress=as_progress(config.progress))
+
+
+def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: Path, name_movers: MoverSet,
+               log: Log) -> dict[str, Any]:
+    """One task's circuit and what the study asks of it, saved to folder/circuits/TASK.json and folder/TASK.json
+    (written last: its presence marks the task done)."""
+    started = time.perf_counter()
+    experiment = config.experiment()
+    task = make_task(name, model_tokenizer(model), n=config.n_prompts, seed=config.seed,
+                     corruption=experiment.corruption_of(name))
+    found = stages.discover(task, model, experiment, as_progress(config.progress), log)
+    circuit = found.circuit
+    save_circuit(circuit, folder / "circuits" / f"{name}.json")
+    held_out = stages.held_out_faithfulness(circuit, name, model, experiment)
+    unseen = stages.held_out_faithfulness(circuit, name, model, replace(experiment, held_out_seed=config.unseen_seed))
+    row: dict[str, Any] = {
+        "task": name, "reason": reason, "circuit": f"circuits/{name}.json", "edges": circuit.n_kept,
+        "edge_share": circuit.n_kept / circuit.n_edges, "faithfulness": circuit_faithfulness(circuit),
+        "held_out_faithfulness": held_out, "unseen_faithfulness": unseen}
+    if name in config.no_answer_in_prompt:
+        row.update(movers=None, borderline=None, shared_with_ioi=None, chance=None, mover_note=NO_MOVER_CLAIM)
+    else:
+        scores = mover_scores(model, name, config)
+        movers = circuit_movers(circuit, scores)
+        overlap = MoverOverlap(name, movers.heads, name_movers.heads, int(scores.mover.numel()))
+        row.update(movers=list(movers.heads), borderline=list(movers.borderline), shared_with_ioi=list(overlap.shared),
+                   chance=None if name == config.ioi else overlap.chance, mover_note=overlap.verdict())
+    row["seconds"] = time.perf_counter() - started
+    _write_json(folder / f"{name}.json", row)
+    return row
+
+
+def _row(name: str, evaluation: TaskEvaluation, found: dict[str, Any] | None,
+         evals: dict[str, TaskEvaluation], reason: str) -> dict[str, Any]:
+    """A task's entry in the results JSON: its accuracy, and its circuit's numbers where it got one."""
+    interval = evaluation.accuracy_interval
+    row: dict[str, Any] = {
+        "answer_kind": task_spec(name).answer_kind, "corruption": evaluation.corruption,
+        "accuracy": evaluation.accuracy, "interval": [interval.low, interval.high], "n_prompts": evaluation.n,
+        "logit_diff": evaluation.logit_diff, "order_vs_meaning": pair_verdicts(name, evals) or None}
+    if found is None:
+        row["circuit"] = None
+        row["no_circuit"] = reason
+    else:
+        row.update({k: v for k, v in found.items() if k != "task"})
+    return row
+
+
+def notes_rows(rows: dict[str, dict[str, Any]], ioi: str) -> list[list[str]]:
+    """The notes' table: one row per task, cells as text (`NOTES_COLUMNS`)."""
+    out = []
+    for name, r in rows.items():
+        accuracy = Proportion(r["accuracy"], r["n_prompts"]).short()
+        has = r.get("circuit") is not None
+        faith = " / ".join(num(r[k], fixed=2) if r[k] is not None else "-" for k in
+                           ("faithfulness", "held_out_faithfulness", "unseen_faithfulness")) if has else "-"
+        if not has:
+            movers = shared = "-"
+        elif r["movers"] is None:
+            movers = shared = r["mover_note"]
+        else:
+            movers = MoverSet(name, tuple(r["movers"]), tuple(r["borderline"])).describe()
+            shared = "(these are IOI's)" if name == ioi else \
+                f"{', '.join(r['shared_with_ioi']) or 'none'} [{r['chance']:.2f}]"
+        out.append([name, r["answer_kind"], accuracy, r["order_vs_meaning"] or "-",
+                    f"{r['edges']:,}" if has else f"- ({r['no_circuit']})", faith, movers, shared])
+    return out
+
+
+def format_notes_table(rows: Sequence[Sequence[str]]) -> str:
+    """The notes' table as plain text, columns padded to their widest cell."""
+    table = [list(NOTES_COLUMNS), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(NOTES_COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def run_study(config: StudyConfig, out_dir: str | Path, log: Log = lambda _: None,
+              results_path: str | Path | None = None) -> StudyResult:
+    """Run (or resume) the whole study into `out_dir` and write the results JSON (`results_path`, default
+    OUT/study_<cpu|cuda>.json) and OUT/study_report.html, whose first section is the notes' table."""
+    started = time.perf_counter()
+    out = Path(out_dir)
+    folder = out / "study"
+    (folder / "circuits").mkdir(parents=True, exist_ok=True)
+    _check_settings(folder, config)
+    log(f"loading {config.model} ...")
+    model = get_model(config.model)
+    device = next(model.parameters()).device
+    evals, accuracy_seconds = evaluate_accuracy(model, config, folder, log)
+    chosen = circuit_tasks(evals, config.min_accuracy)
+    done = [t for t in chosen if (folder / f"{t}.json").is_file()]
+    if done:
+        log(f"resuming: {len(done)} tasks done ({', '.join(done)})")
+    log(f"circuits for {len(chosen)} of {len(evals)} tasks: {', '.join(chosen) or 'none'}")
+    todo = [t for t in chosen if t not in done]
+    name_movers = MoverSet(config.ioi)
+    if any(t not in config.no_answer_in_prompt for t in todo):
+        log(f"IOI's name movers: head scores of {config.ioi} on {config.rank_prompts} prompts ...")
+        name_movers = movers_of(mover_scores(model, config.ioi, config))
+        log(f"IOI's name movers: {name_movers.describe()}")
+    found: dict[str, dict[str, Any]] = {t: _read_json(folder / f"{t}.json") for t in done}
+    for i, name in enumerate(todo, 1):
+        log(f"[{i}/{len(todo)}] {name} ({chosen[name]}) ...")
+        found[name] = study_task(model, name, chosen[name], config, folder, name_movers, log)
+        r = found[name]
+        log(f"[{i}/{len(todo)}] {name}: {r['edges']} edges, faithfulness {num(r['faithfulness'], fixed=2)} / "
+            f"held-out {num(r['held_out_faithfulness'], fixed=2)} / unseen {num(r['unseen_faithfulness'], fixed=2)}"
+            f", {r['mover_note']}, {r['seconds']:.0f} s")
+    skipped = {t: f"answered {e.accuracy:.0%} < {config.min_accuracy:.0%}" for t, e in evals.items()}
+    rows = {t: _row(t, e, found.get(t), evals, skipped[t]) for t, e in evals.items()}
+    total = accuracy_seconds + sum(r["seconds"] for r in found.values())
+    label = model_name(model)
+    results = {"device": device_label(device), "model": label, "held_out_seed": config.held_out_seed,
+               "unseen_seed": config.unseen_seed, "settings": config.settings(), "tasks": rows,
+               "total_seconds": total}
+    results_file = Path(results_path) if results_path is not None else out / f"study_{device.type}.json"
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(results_file, results)
+    table_rows = notes_rows(rows, config.ioi)
+    report = write_report(out / "study_report.html", title=f"acdc_compare study on {label}",
+                          sections=_report_sections(config, rows, table_rows, total))
+    log(f"study written: {results_file}, {report}")
+    return StudyResult(out, results_file, report, rows, format_notes_table(table_rows), done, todo,
+                       time.perf_counter() - started, total)
+
+
+def _report_sections(config: StudyConfig, rows: dict[str, dict[str, Any]], table_rows: list[list[str]],
+                     total: float) -> list[Any]:
+    how = (f"Accuracy: correct beats wrong answer on {config.n_eval} prompts of seed {config.seed}, with its 95% "
+           f"Wilson interval. A task answered >= {config.min_accuracy:.0%} gets a circuit, and so does the "
+           "disagreeing twin of every order-vs-meaning pair whose agreeing twin is. Circuits: the demo's hybrid "
+           f"for every task (EAP-IG on {config.rank_prompts} prompts starts masks learned for {config.learn_steps} "
+           f"steps over {config.n_prompts} prompts within {config.k:,} edges; exact ACDC tests the lowest "
+           f"{config.tested}). Faithfulness is normalised: in-sample on the {config.n_prompts} discovery prompts, "
+           f"held-out on {config.n_held_out} prompts of seed {config.held_out_seed}, unseen on {config.n_held_out} "
+           f"prompts of seed {config.unseen_seed}, used for no choice. Movers: heads on the circuit's kept paths "
+           "passing the one mover rule; chance is the overlap with IOI's name movers two random sets of those "
+           f"sizes would have. Tasks whose answer is not in the prompt ({', '.join(config.no_answer_in_prompt)}) "
+           "get no mover claim.")
+    seconds = [[t, r.get("reason") or r.get("no_circuit"), r.get("seconds")] for t, r in rows.items()]
+    return [Table(NOTES_TITLE, NOTES_COLUMNS, table_rows), Text("How the table was made", how),
+            Table("Why each task has a circuit, and its seconds", ["task", "circuit", "seconds"], seconds),
+            KeyValues("Settings", [*config.settings().items(), ("total seconds", total)])]
+
+
+__all__ = ["NOTES_COLUMNS", "NOTES_TITLE", "STUDY_TASKS", "StudyConfig", "StudyResult", "circuit_tasks",
+           "format_notes_table", "notes_rows", "pair_verdicts", "run_study"]
