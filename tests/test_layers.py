@@ -11,7 +11,7 @@ import acdc_compare
 PACKAGE = Path(acdc_compare.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("types", "allocator", "files", "progress", "stats", "fmt"),
+    ("types", "allocator", "files", "progress", "stats", "fmt", "native_stderr"),
     ("graph",),
     ("circuit", "metrics", "weights", "forward", "faithfulness", "journal", "memory"),
     ("patching",),

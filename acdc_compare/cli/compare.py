@@ -34,7 +34,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from acdc_compare.compare import compare_circuits
     from acdc_compare.draw import draw_comparison
-    from acdc_compare.native_stderr import fontconfig_warnings_dropped
 
     if args.right is None and args.reference is None:
         raise ValueError(f"compare needs two circuits: give a second circuit file after {args.left}, or "
@@ -62,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{labels[0]}_vs_{labels[1]}{suffix}".replace(" ", "_") for suffix in (".svg", ".png")]
-    with fontconfig_warnings_dropped():
-        draw_comparison(left, right, paths, labels[0], labels[1], title=f"{labels[0]} vs {labels[1]}",
-                        level=args.level)
+    draw_comparison(left, right, paths, labels[0], labels[1], title=f"{labels[0]} vs {labels[1]}", level=args.level)
     print_paths(paths)
     return EXIT_OK
 

@@ -20,14 +20,12 @@ def draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".sv
     """Draw the circuit once per format (one layout) at `level` (auto, heads, edges); print what a large
     circuit's drawing leaves out."""
     from acdc_compare.draw import draw_circuit, figure_note
-    from acdc_compare.native_stderr import fontconfig_warnings_dropped
 
     paths = [stem.parent / (stem.name + suffix) for suffix in suffixes]
     note = figure_note(circuit, level=level)  # type: ignore[arg-type]
     if note:
         print(f"{stem.name}: {note}")
-    with fontconfig_warnings_dropped():
-        draw_circuit(circuit, paths, title=title, level=level)  # type: ignore[arg-type]
+    draw_circuit(circuit, paths, title=title, level=level)  # type: ignore[arg-type]
     return paths
 
 

@@ -114,7 +114,6 @@ def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path,
     `written`)."""
     from acdc_compare.compare import compare_circuits
     from acdc_compare.draw import draw_comparison
-    from acdc_compare.native_stderr import fontconfig_warnings_dropped
     from acdc_compare.report import Image, Table, Text
     from acdc_compare.viewer import viewer_section
 
@@ -136,8 +135,7 @@ def _viewer_and_comparisons(circuits: list[tuple[Path, Any]], report_path: Path,
                                               "head Jaccard", "heads in both"], rows))
         for (fa, a), (fb, b) in pairs[:MAX_PAIR_FIGURES]:
             png = report_path.parent / f"{fa.stem}_vs_{fb.stem}.png"
-            with fontconfig_warnings_dropped():
-                draw_comparison(a, b, png, fa.stem, fb.stem, title=f"{fa.stem} vs {fb.stem}", level=level)
+            draw_comparison(a, b, png, fa.stem, fb.stem, title=f"{fa.stem} vs {fb.stem}", level=level)
             written.append(png)
             sections.append(Image(f"Comparison: {fa.stem} vs {fb.stem}", png.name, embed=True))
         if len(pairs) > MAX_PAIR_FIGURES:

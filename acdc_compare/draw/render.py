@@ -13,6 +13,7 @@ import networkx as nx
 from acdc_compare.export import node_attributes
 from acdc_compare.files import PathLike, atomic_write
 from acdc_compare.graph import Graph
+from acdc_compare.native_stderr import fontconfig_warnings_dropped
 
 if TYPE_CHECKING:
     import pygraphviz
@@ -131,12 +132,14 @@ def write_drawing(ag: "pygraphviz.AGraph", paths: Sequence[Path], n_arrows: int)
         if suffix == ".dot":
             atomic_write(path, source.encode("utf-8"))
             continue
-        if not laid_out:
-            if n_arrows > FAST_LAYOUT_ARROWS:
-                ag.graph_attr.update(_FAST_LAYOUT)
-            ag.layout(prog="dot")
-            laid_out = True
-        atomic_write(path, ag.draw(format=suffix[1:]))
+        with fontconfig_warnings_dropped():  # Graphviz's font setup warns about the machine, not the drawing
+            if not laid_out:
+                if n_arrows > FAST_LAYOUT_ARROWS:
+                    ag.graph_attr.update(_FAST_LAYOUT)
+                ag.layout(prog="dot")
+                laid_out = True
+            drawing = ag.draw(format=suffix[1:])
+        atomic_write(path, drawing)
     return source
 
 

@@ -27,7 +27,6 @@ from acdc_compare.export import save_circuit
 from acdc_compare.faithfulness import FaithfulnessCurve, circuit_faithfulness, normalized_faithfulness
 from acdc_compare.fmt import num
 from acdc_compare.movers import circuit_movers
-from acdc_compare.native_stderr import fontconfig_warnings_dropped
 from acdc_compare.progress import ProgressLike
 from acdc_compare.roles import HeadScores, MoverComparison, assign_roles, compare_movers, score_heads
 from acdc_compare.tasks.base import Task
@@ -174,8 +173,7 @@ def save_and_draw(found: Discovery, out: Path, roles: dict[str, str], model_labe
     note = figure_note(circuit, roles)
     if note:
         log(f"  figure of {name}: {note}")
-    with fontconfig_warnings_dropped():
-        draw_circuit(circuit, diagrams, roles=roles, title=f"{name} on {model_label}: {circuit.n_kept} edges")
+    draw_circuit(circuit, diagrams, roles=roles, title=f"{name} on {model_label}: {circuit.n_kept} edges")
     return json_path, diagrams
 
 
@@ -215,9 +213,8 @@ def draw_comparisons(runs: dict[str, TaskRun], pairs: Sequence[tuple[str, str]],
         a, b = runs[left].circuit, runs[right].circuit
         stem = f"compare_{left}_vs_{right}"
         paths = [out / f"{stem}.svg", out / f"{stem}.png"]
-        with fontconfig_warnings_dropped():
-            draw_comparison(a, b, paths, left, right, roles=roles, title=f"{left} vs {right} on {model_label}",
-                            marked=name_movers)
+        draw_comparison(a, b, paths, left, right, roles=roles, title=f"{left} vs {right} on {model_label}",
+                        marked=name_movers)
         runs[left].diagram_paths.extend(paths)
         found.append(Comparison(left, right, compare_circuits(a, b), paths[0]))
     return found
