@@ -66,14 +66,15 @@ def evaluation(name: str, accuracy: float) -> TaskEvaluation:
     return TaskEvaluation(name, 100, accuracy, 1.0, 0.1, 0.5, 1.0, 0.0)
 
 
-def test_circuits_for_tasks_answered_and_for_the_disagreeing_twins_of_those():
+def test_circuits_for_tasks_answered_and_for_every_disagreeing_twin():
     evals = {t: evaluation(t, a) for t, a in [("ioi", 0.97), ("pet-last", 0.76), ("pet-first", 0.28),
                                               ("poorer", 0.97), ("richer", 0.0), ("verb-last-2shot", 0.99),
                                               ("opposites", 0.8), ("analogy", 0.39)]}
     chosen = circuit_tasks(evals, 0.8)
-    assert list(chosen) == ["ioi", "poorer", "richer", "verb-last-2shot", "opposites"]
+    assert list(chosen) == ["ioi", "pet-first", "poorer", "richer", "verb-last-2shot", "opposites"]
     assert chosen["richer"].startswith("disagreeing twin of poorer")
-    assert "pet-first" not in chosen and "analogy" not in chosen  # pet-last is answered < 80%
+    assert chosen["pet-first"].startswith("disagreeing twin of pet-last")  # whatever pet-last's accuracy
+    assert "pet-last" not in chosen and "analogy" not in chosen  # answered < 80%, and no disagreeing twin
     assert list(circuit_tasks(evals, 0.7))[:3] == ["ioi", "pet-last", "pet-first"]
 
 

@@ -69,7 +69,7 @@ class StudyConfig:
     model: str = DEFAULT_MODEL
     tasks: tuple[str, ...] = STUDY_TASKS
     n_eval: int = 100  # prompts per task for the accuracy table
-    min_accuracy: float = 0.8  # a task answered at least this often gets a circuit (and its disagreeing twin)
+    min_accuracy: float = 0.8  # a task answered at least this often gets a circuit (every disagreeing twin does)
     seed: int = 0  # discovery and accuracy prompts
     held_out_seed: int = 2  # the demo's held-out prompts (its settings were chosen looking at them)
     unseen_seed: int = 7  # prompts never used for any choice
@@ -148,10 +148,11 @@ class StudyResult:
 
 def circuit_tasks(evals: dict[str, TaskEvaluation], min_accuracy: float) -> dict[str, str]:
     """The tasks that get a circuit, in table order, each with why: answered >= `min_accuracy`, or the
-    disagreeing twin of an order-vs-meaning pair whose agreeing twin is."""
+    disagreeing twin of an order-vs-meaning pair (the issue's rule: where order and meaning disagree, what the
+    model does instead is explained whatever its accuracy)."""
     why = {t: f"answered >= {min_accuracy:.0%}" for t, e in evals.items() if e.accuracy >= min_accuracy}
     for pair in ORDER_MEANING_PAIRS:
-        if pair.agree_task in why and pair.disagree_task in evals and pair.disagree_task not in why:
+        if pair.disagree_task in evals and pair.disagree_task not in why:
             why[pair.disagree_task] = f"disagreeing twin of {pair.agree_task} ({pair.name})"
     return {t: why[t] for t in evals if t in why}
 
