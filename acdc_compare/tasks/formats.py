@@ -57,7 +57,7 @@ PLACES: tuple[str, ...] = ("box", "bag", "cage", "barn", "tent", "car", "room", 
                            "yard", "boat")
 POOLS: dict[str, tuple[str, ...]] = {"colour": COLOURS, "object": OBJECTS, "material": MATERIALS, "mood": MOODS,
                                      "animal": ANIMALS, "place": PLACES}
-FormatKind = Literal["adjective", "animal", "material"]
+FormatKind = Literal["adjective", "animal", "noun"]
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,7 @@ class CopyFormat:
         e1, e2 = ("Anna", "Tom") if self.entities == "name" else POOLS[self.entities][:2]
         v1, v2 = POOLS[self.values][:2]
         shots = f"[{self.shots} solved example{'s' if self.shots > 1 else ''}]{self.joiner}" if self.shots else ""
-        return (self.prefix + shots + self.story.format(e1=e1, v1=v1, e2=e2, v2=v2) + self.query.format(q=e1)
-                + f" -> {v1}")
+        return self.prefix + shots + _render(self, e1, v1, e2, v2, e1) + f" -> {v1}"
 
 
 def _fmt(name: str, kind: FormatKind, entities: str, values: str, story: str, query: str, **kw: Any) -> CopyFormat:
@@ -97,7 +96,7 @@ _PET = ("{e1} has a {v1}. {e2} has a {v2}.", " {q} has a")
 _BOX = ("The {v1} is in the {e1} and the {v2} is in the {e2}.", " The animal in the {q} is the")
 _MOOD = ("{e1} is {v1}. {e2} is {v2}.", " {q} is")
 
-# Every format tried, in the order they were tried.
+# Every format tried (benchmarks/bench_formats.py measures them all; README table in formats_table.md).
 FORMATS: tuple[CopyFormat, ...] = (
     # colours of objects and of people's things
     _fmt("colour-possessive", "adjective", "name", "colour", *_POSSESSIVE),
@@ -151,19 +150,51 @@ FORMATS: tuple[CopyFormat, ...] = (
          " In the {q} lives a"),
     _fmt("animal-owns", "animal", "name", "animal", "{e1} owns a pet {v1} and {e2} owns a pet {v2}.",
          " {q} owns a pet"),
-    _fmt("material-possessive", "material", "name", "material",
+    _fmt("material-possessive", "noun", "name", "material",
          "{e1}'s house is made of {v1} and {e2}'s house is made of {v2}.", " {q}'s house is made of"),
-    _fmt("material-sentences", "material", "object", "material",
+    _fmt("material-sentences", "noun", "object", "material",
          "The {e1} is made of {v1}. The {e2} is made of {v2}.", " The {q} is made of"),
+    # the repeated frame with the same casing in both facts and the query, and longer repeats
+    _fmt("colour-coloured-sentences", "adjective", "object", "colour",
+         "The {e1} is coloured {v1}. The {e2} is coloured {v2}.", " The {q} is coloured"),
+    _fmt("colour-coloured-2shot", "adjective", "object", "colour",
+         "The {e1} is coloured {v1} and the {e2} is coloured {v2}.", " The {q} is coloured", shots=2),
+    _fmt("colour-coloured-so", "adjective", "object", "colour",
+         "The {e1} is coloured {v1} and the {e2} is coloured {v2}, so the {q} is coloured", ""),
+    _fmt("colour-of", "adjective", "object", "colour",
+         "The colour of the {e1} is {v1} and the colour of the {e2} is {v2}.", " The colour of the {q} is"),
+    _fmt("colour-of-so", "adjective", "object", "colour",
+         "The colour of the {e1} is {v1} and the colour of the {e2} is {v2}, so the colour of the {q} is", ""),
+    _fmt("mood-coloured-frame", "adjective", "name", "mood", "{e1} is feeling very {v1} and {e2} is feeling very {v2}.",
+         " {q} is feeling very"),
+    _fmt("material-so", "noun", "object", "material",
+         "The {e1} is made of {v1} and the {e2} is made of {v2}, so the {q} is made of", ""),
+    _fmt("animal-pet-of", "animal", "name", "animal", "The pet of {e1} is a {v1} and the pet of {e2} is a {v2}.",
+         " The pet of {q} is a"),
+    _fmt("animal-inside", "animal", "place", "animal", "Inside the {e1} is a {v1} and inside the {e2} is a {v2}.",
+         " Inside the {q} is a"),
+    _fmt("animal-home-so", "animal", "place", "animal",
+         "The {e1} is home to a {v1} and the {e2} is home to a {v2}, so the {q} is home to a", ""),
+    # "The colour/pet/material of X is": the attribute named in every fact
+    _fmt("colour-of-possessive", "adjective", "name", "colour",
+         "The colour of {e1}'s car is {v1} and the colour of {e2}'s car is {v2}.", " The colour of {q}'s car is"),
+    _fmt("colour-of-sentences", "adjective", "object", "colour",
+         "The colour of the {e1} is {v1}. The colour of the {e2} is {v2}.", " The colour of the {q} is"),
+    _fmt("mood-of", "adjective", "name", "mood", "The mood of {e1} is {v1} and the mood of {e2} is {v2}.",
+         " The mood of {q} is"),
+    _fmt("material-of", "noun", "object", "material",
+         "The material of the {e1} is {v1} and the material of the {e2} is {v2}.", " The material of the {q} is"),
+    _fmt("animal-pet-in", "animal", "place", "animal",
+         "The pet in the {e1} is a {v1} and the pet in the {e2} is a {v2}.", " The pet in the {q} is a"),
     # people's moods (the adjective task's frame, with other adjectives and solved examples)
     _fmt("mood", "adjective", "name", "mood", *_MOOD),
     _fmt("mood-2shot", "adjective", "name", "mood", *_MOOD, shots=2),
     _fmt("mood-feels-2shot", "adjective", "name", "mood", "{e1} feels {v1} and {e2} feels {v2}.",
          " How does {q} feel? {q} feels", shots=2),
     # materials (nouns)
-    _fmt("material", "material", "object", "material", "The {e1} is made of {v1} and the {e2} is made of {v2}.",
+    _fmt("material", "noun", "object", "material", "The {e1} is made of {v1} and the {e2} is made of {v2}.",
          " The {q} is made of"),
-    _fmt("material-2shot", "material", "object", "material",
+    _fmt("material-2shot", "noun", "object", "material",
          "The {e1} is made of {v1} and the {e2} is made of {v2}.", " The {q} is made of", shots=2),
     # animals (nouns)
     _fmt("pet-owner", "animal", "name", "animal", *_PET),
@@ -176,6 +207,9 @@ FORMATS: tuple[CopyFormat, ...] = (
          " Which animal does {q} have?\nA: a", answer_end="", joiner="\n"),
 )
 FORMATS_BY_NAME: dict[str, CopyFormat] = {f.name: f for f in FORMATS}
+# The formats the default model answers (>= 80% on seed 0's 100 prompts of at least one twin, the other near
+# it; see formats_table.md), registered as tasks f"{name}-last" (order agrees) and f"{name}-first" (disagrees).
+REGISTERED_FORMATS: tuple[str, ...] = ("colour-of", "colour-coloured", "material-of")
 
 
 def format_named(name: str) -> CopyFormat:
@@ -261,4 +295,4 @@ def make_copy(tokenizer: Any, n: int = 100, seed: int = 0, fmt: CopyFormat | str
 
 
 def _render(fmt: CopyFormat, e1: str, v1: str, e2: str, v2: str, q: str) -> str:
-    return fmt.story.format(e1=e1, v1=v1, e2=e2, v2=v2) + fmt.query.format(q=q)
+    return (fmt.story + fmt.query).format(e1=e1, v1=v1, e2=e2, v2=v2, q=q)
