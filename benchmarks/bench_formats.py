@@ -63,15 +63,20 @@ def main() -> None:
             row["seconds"] = round(time.perf_counter() - start, 1)
             rows.append(row)
             print(f"{name:<26} seed {seed}: last {_cell(row['last'])}  first {_cell(row['first'])}", flush=True)
+            path = _write(rows, args.n, device)  # after every row: a long run keeps what it measured
+    print(f"wrote {path} and {TABLE}")
+
+
+def _write(rows: list[dict], n: int, device: torch.device) -> Path:
     path = save("formats", device, {
-        "model": "SmolLM2-135M (acdc_compare.load_model())", "n_per_twin": args.n,
+        "model": "SmolLM2-135M (acdc_compare.load_model())", "n_per_twin": n,
         "chosen_on_seed": CHOSEN_ON, "held_out_seed": HELD_OUT, "registered": list(REGISTERED_FORMATS),
         "twins": {"last": "queried entity stated last: word order (recency) and meaning agree",
                   "first": "queried entity stated first: word order and meaning disagree"},
         "accuracy": "correct value's logit above the other value of the prompt; 95% Wilson interval",
         "rows": rows})
-    TABLE.write_text(markdown(rows, args.n))
-    print(f"wrote {path} and {TABLE}")
+    TABLE.write_text(markdown(rows, n))
+    return path
 
 
 def _cell(r: dict) -> str:
