@@ -9,12 +9,13 @@ with its 95% Wilson interval; default corruption "meaning" for KL). Formats were
 
 Writes benchmarks/results/formats_cpu.json (or _cuda) and formats_table.md in the repository root.
 
-    python benchmarks/bench_formats.py [--n 100] [--formats colour-of material-of]
+    python benchmarks/bench_formats.py [--n 100] [--formats colour-of material-of] [--resume]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import RESULTS, save  # noqa: E402
 
 from acdc_compare.stats import Proportion  # noqa: E402
 from acdc_compare.tasks.evaluate import evaluate_task  # noqa: E402
@@ -38,18 +39,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--formats", nargs="*", default=None, help="default: every format tried")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of the existing results file and measure only the missing ones")
+    parser.add_argument("--table-only", action="store_true", help="rewrite formats_table.md from the results file")
     args = parser.parse_args()
+    if args.table_only:
+        TABLE.write_text(markdown(_done(torch.device("cpu")), args.n))
+        return
     import acdc_compare
     from acdc_compare.backends import tokenizer
 
     model = acdc_compare.load_model()
     tok = tokenizer(model)
     device = model.W_E.device
-    names = args.formats or [f.name for f in FORMATS]
-    rows = []
+    # the registered formats and the runners-up first, so a run cut short has measured those
+    names = args.formats or sorted((f.name for f in FORMATS), key=lambda f: f not in HELD_OUT_FORMATS)
+    rows = _done(device) if args.resume else []
+    done = {(r["format"], r["seed"]) for r in rows if r["n"] == args.n}
     for name in names:
         fmt = format_named(name)
         for seed in (CHOSEN_ON, HELD_OUT) if name in HELD_OUT_FORMATS else (CHOSEN_ON,):
+            if (name, seed) in done:
+                continue
             row = {"format": name, "example": fmt.example(), "answer_kind": fmt.answer_kind,
                    "shots": fmt.shots, "registered": name in REGISTERED_FORMATS, "seed": seed,
                    "seed_role": "chosen-on" if seed == CHOSEN_ON else "held-out", "n": args.n}
@@ -65,6 +76,11 @@ def main() -> None:
             print(f"{name:<26} seed {seed}: last {_cell(row['last'])}  first {_cell(row['first'])}", flush=True)
             path = _write(rows, args.n, device)  # after every row: a long run keeps what it measured
     print(f"wrote {path} and {TABLE}")
+
+
+def _done(device: torch.device) -> list[dict]:
+    path = RESULTS / f"formats_{'cuda' if device.type == 'cuda' else 'cpu'}.json"
+    return json.loads(path.read_text())["rows"] if path.exists() else []
 
 
 def _write(rows: list[dict], n: int, device: torch.device) -> Path:
@@ -95,7 +111,8 @@ def markdown(rows: list[dict], n: int) -> str:
         "| format | answer | example | seed | last (agree) | first (disagree) | registered |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    order = {f.name: i for i, f in enumerate(FORMATS)}
+    for r in sorted(rows, key=lambda r: (order.get(r["format"], len(order)), r["seed"])):
         seed = f"{r['seed']} ({r['seed_role']})"
         example = r["example"].replace("\n", "\\n").replace("|", "\\|")
         lines.append(f"| {r['format']} | {r['answer_kind']} | `{example}` | {seed} | {_cell(r['last'])} | "
