@@ -78,12 +78,14 @@ class CopyFormat:
     prefix: str = ""
     answer_end: str = "."
 
-    def example(self) -> str:
-        """The format written out with placeholder words (no shots), for tables."""
+    def example(self, ask: FormatAsk = "first") -> str:
+        """The format written out with placeholder words (no shots) asking about the entity stated `ask`,
+        for tables."""
         e1, e2 = ("Anna", "Tom") if self.entities == "name" else POOLS[self.entities][:2]
         v1, v2 = POOLS[self.values][:2]
         shots = f"[{self.shots} solved example{'s' if self.shots > 1 else ''}]{self.joiner}" if self.shots else ""
-        return self.prefix + shots + _render(self, e1, v1, e2, v2, e1) + f" -> {v1}"
+        q, answer = (e2, v2) if ask == "last" else (e1, v1)
+        return self.prefix + shots + _render(self, e1, v1, e2, v2, q) + f" -> {answer}"
 
 
 def _fmt(name: str, kind: FormatKind, entities: str, values: str, story: str, query: str, **kw: Any) -> CopyFormat:
@@ -289,7 +291,7 @@ def make_copy(tokenizer: Any, n: int = 100, seed: int = 0, fmt: CopyFormat | str
            else f"both {fmt.values} words -> fresh ones")
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        f"{fmt.example()}; asks about the {who}; wrong = the other {fmt.values}; corrupted = {how}",
+        f"{fmt.example(ask)}; asks about the {who}; wrong = the other {fmt.values}; corrupted = {how}",
         info={"format": fmt.name, "ask": ask}, corruption=chosen,
     )
 

@@ -97,7 +97,7 @@ _SPECS = (
              "'Mary runs. John sings. Mary' -> runs (earlier verb: order disagrees)",
              answer_kind="verb"),
     *(TaskSpec(f"{f}-{ask}", partial(make_copy, fmt=f, ask=ask),
-               f"{format_named(f).example()} ({'entity stated last: order agrees' if ask == 'last' else 'entity stated first: order disagrees'})",
+               f"{format_named(f).example(ask)} ({'entity stated last: order agrees' if ask == 'last' else 'entity stated first: order disagrees'})",
                answer_kind=format_named(f).answer_kind)
       for f in REGISTERED_FORMATS for ask in ("last", "first")),
     TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year",
