@@ -23,12 +23,13 @@ from acdc_compare.tasks.comparison import (
     make_size,
 )
 from acdc_compare.tasks.evaluate import TaskEvaluation, evaluate_task
+from acdc_compare.tasks.formats import REGISTERED_FORMATS, format_named, make_copy
 from acdc_compare.tasks.greater_than import make_greater_than
 from acdc_compare.tasks.induction import make_induction
 from acdc_compare.tasks.ioi import make_ioi, make_ioi_acdc
 
 
-AnswerKind = Literal["name", "animal", "adjective", "verb", "number", "token"]
+AnswerKind = Literal["name", "animal", "adjective", "noun", "verb", "number", "token"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ _SPECS = (
     TaskSpec("adjective-first-2shot", partial(make_recall, kind="adjective", ask="first", shots=2),
              "two solved examples, then 'Mary is tall. John is short. Mary is' -> tall (order disagrees)",
              answer_kind="adjective"),
+    *(TaskSpec(f"{f}-{ask}", partial(make_copy, fmt=f, ask=ask),
+               f"{format_named(f).example(ask)} ({'entity stated last: order agrees' if ask == 'last' else 'entity stated first: order disagrees'})",
+               answer_kind=format_named(f).answer_kind)
+      for f in REGISTERED_FORMATS for ask in ("last", "first")),
     TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year",
              corruptions=_MEANING_ONLY, answer_kind="number"),
     TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position", 50,
@@ -122,6 +127,9 @@ ORDER_MEANING_PAIRS: tuple[OrderMeaningPair, ...] = (
                      "does the model read the comparative, or name the second-named (most recent) person?"),
     OrderMeaningPair("adjective recall", "adjective-last", "adjective-first",
                      "does the model recall the adjective said of the queried person, or the most recent one?"),
+    *(OrderMeaningPair(f"{f} format", f"{f}-last", f"{f}-first",
+                       f"does the model copy the {format_named(f).values} stated of the queried entity, or the most "
+                       "recent one?") for f in REGISTERED_FORMATS),
     OrderMeaningPair("verb recall", "verb-last", "verb-first",
                      "does the model recall the verb said of the queried person, or the most recent one?"),
     OrderMeaningPair("verb recall (2 examples)", "verb-last-2shot", "verb-first-2shot",
