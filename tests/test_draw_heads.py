@@ -148,3 +148,23 @@ def test_figures_and_notebook_captions_name_the_task_by_default(tmp_path: Path) 
     assert "A vs B" in draw_comparison(c, c, tmp_path / "ab.dot", "A", "B")
     html_text = circuit_html(c)
     assert "ioi on gpt2:" in html_text and GPT2.config.key not in html_text.split("acdc-viewer")[0]
+
+
+def test_a_head_level_comparison_colours_arrows_in_both_and_only_one(tmp_path: Path) -> None:
+    a, b = random_circuit(GPT2, 60, seed=1), random_circuit(GPT2, 60, seed=2)
+    dot = draw_comparison(a, b, tmp_path / "ab.dot", "A", "B")
+    import pygraphviz
+
+    ag = pygraphviz.AGraph(string=dot)
+    pairs = [{(x.up, x.down) for x in plan_heads(c).arrows} for c in (a, b)]
+    seen = set()
+    for u, v in ag.edges():
+        edge = ag.get_edge(u, v)
+        if edge.attr.get("class") != "circuit":
+            continue
+        side, up, down = u.split("/")[0], u.split("/", 1)[1], v.split("/", 1)[1]
+        other = pairs[1] if side == "left" else pairs[0]
+        expected = "shared" if (up, down) in other else side
+        assert edge.attr["membership"] == expected
+        seen.add(expected)
+    assert seen == {"shared", "left", "right"}

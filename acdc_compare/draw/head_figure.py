@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from acdc_compare.circuit import Circuit
 from acdc_compare.compare import compare_circuits
 from acdc_compare.draw.head_plan import HeadPlan, NodeArrow, plan_heads
-from acdc_compare.draw.legend import importance_text, legend_table, runs, swatches
+from acdc_compare.draw.legend import importance_text, legend_table, runs, style_key, swatches
 from acdc_compare.draw.render import add_node, add_ranks, new_agraph, write_drawing
 from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_KIND_NAMES, EDGE_STYLES, edge_width, role_palette
 from acdc_compare.graph import INPUT, LOGITS, Graph
@@ -135,16 +135,18 @@ def draw_head_comparison(left: Circuit, right: Circuit, paths: Sequence[Path], l
                               (f"only {labels[1]}", COMPARISON_COLORS["right"][1], None)])),
         ("outlined:", runs([(f"IOI's name movers ({', '.join(sorted(marked, key=_head_key)) or 'none'}), in "
                              "both panels where the circuit has them", MARK_COLOR)])),
-        ("arrows:", runs([("kept edges between two nodes merged (q, k, v together); width ~ summed importance "
-                           "in its circuit; line: the input carrying most of it", None)])),
-        ("", _style_line()),
+        ("arrows:", runs([("kept edges between two nodes merged (q, k, v together), coloured as the nodes: between "
+                           "the same two nodes in both circuits, or only this one; width ~ summed importance in "
+                           "its circuit; line: the input carrying most of it", None)])),
+        ("line:", runs([(text, None) for text in style_key()])),
         *[("", runs([(line, "#555555")])) for line in comparison_counts(left, right, labels)],
         *[("", runs([(f"{label} panel, {drawn_counts(plan)}", "#555555")])) for label, plan in zip(labels, plans)],
     ]
     ag = new_agraph(legend_table(title, legend), splines="line")
     ids: list[str] = []
+    pairs = [{(a.up, a.down) for a in plan.arrows} for plan in plans]
     for side, (label, plan, other) in enumerate(zip(labels, plans, reversed(on_paths))):
-        ids += _draw_panel(ag, plan, member[side], label, other, roles, set(marked))
+        ids += _draw_panel(ag, plan, member[side], label, other, pairs[1 - side], roles, set(marked))
     add_ranks(ag, left.graph, ids, node_of=_graph_node, panel_of=lambda node_id: int(node_id.startswith("right/")))
     return write_drawing(ag, paths, sum(len(p.shown_arrows) for p in plans))
 
@@ -155,8 +157,9 @@ def _head_key(name: str) -> tuple[int, int]:
 
 
 def _draw_panel(ag: "pygraphviz.AGraph", plan: HeadPlan, side: str, circuit_label: str, other: set[str],
-                roles: Mapping[str, str], marked: set[str]) -> list[str]:
-    """One comparison panel; returns its node ids."""
+                other_pairs: set[tuple[str, str]], roles: Mapping[str, str], marked: set[str]) -> list[str]:
+    """One comparison panel, nodes and arrows coloured in both / only this circuit (`other`: the other
+    circuit's nodes on paths, `other_pairs` its merged arrows); returns its node ids."""
     graph: Graph = plan.circuit.graph
     scale = max(plan.node_importance.values(), default=0.0)
     ids = []
@@ -178,6 +181,8 @@ def _draw_panel(ag: "pygraphviz.AGraph", plan: HeadPlan, side: str, circuit_labe
     arrows = plan.shown_arrows
     width_scale = max((a.importance for a in arrows), default=0.0)
     for a in arrows:
-        ag.add_edge(_panel_id(side, a.up), _panel_id(side, a.down), key=f"{a.up}->{a.down}",
-                    **_arrow_style(a, width_scale), **{"class": "circuit"})
+        membership = "shared" if (a.up, a.down) in other_pairs else side
+        style = {**_arrow_style(a, width_scale), "color": COMPARISON_COLORS[membership][0] + "cc"}
+        ag.add_edge(_panel_id(side, a.up), _panel_id(side, a.down), key=f"{a.up}->{a.down}", membership=membership,
+                    **style, **{"class": "circuit"})
     return ids
