@@ -67,3 +67,24 @@ def test_the_small_sweep_s_time_estimate_agrees_with_the_readme_s_measurement():
     text = " ".join(README.read_text().split())
     measured = int(re.search(r"`examples/sweep_small\.toml` \(.*?(\d+) min on 2 CPU cores", text).group(1))
     assert abs(estimate - measured) <= 0.25 * measured, (estimate, measured)
+
+
+def test_readme_figures_exist_and_show_the_name_movers() -> None:
+    """Issue 32: the README shows the demo's IOI figure with its four name movers filled as name movers, and
+    the IOI vs pet-last side by side with arrows in each of its three classes (both, only IOI, only pet-last)."""
+    from acdc_compare.draw import COMPARISON_COLORS, ROLE_COLORS
+    from acdc_compare.types import Role
+
+    root = Path(__file__).resolve().parent.parent
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (root / "README.md").read_text())
+    assert "docs/figures/ioi.svg" in images and "docs/figures/compare_ioi_vs_pet-last.svg" in images
+    assert all((root / image).is_file() for image in images)
+    ioi = (root / "docs/figures/ioi.svg").read_text()
+    for head in ("a23.h0", "a23.h1", "a23.h2", "a23.h7"):
+        block = ioi.split(f"<title>{head}</title>")[1].split("</g>")[0]
+        assert ROLE_COLORS[Role.NAME_MOVER] in block and "name mover" in block
+    pair = (root / "docs/figures/compare_ioi_vs_pet-last.svg").read_text()
+    for member in ("shared", "left", "right"):
+        assert f'stroke="{COMPARISON_COLORS[member][0]}"' in pair
+    for side in ("left", "right"):
+        assert all(f"<title>{side}/{head}</title>" in pair for head in ("a23.h0", "a23.h1", "a23.h7"))
