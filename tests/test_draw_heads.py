@@ -168,3 +168,20 @@ def test_a_head_level_comparison_colours_arrows_in_both_and_only_one(tmp_path: P
         assert edge.attr["membership"] == expected
         seen.add(expected)
     assert seen == {"shared", "left", "right"}
+
+
+def test_compare_prints_the_heads_on_paths_the_figure_counts(tmp_path: Path, capsys) -> None:
+    """Issue 35 finding 9: one head count with its meaning everywhere: `compare` prints the heads on
+    input-to-logits paths, as the head-level figure's legend counts them."""
+    from acdc_compare.cli import EXIT_OK, main
+    from acdc_compare.export import save_circuit
+
+    a, b = random_circuit(GPT2, 60, seed=1), random_circuit(GPT2, 60, seed=2)
+    left, right = save_circuit(a, tmp_path / "a.json"), save_circuit(b, tmp_path / "b.json")
+    assert main(["compare", str(left), str(right), "--out", str(tmp_path / "out")]) == EXIT_OK
+    out = capsys.readouterr().out
+    shared = a.functional_heads() & b.functional_heads()
+    line = next(x for x in out.splitlines() if x.strip().startswith("heads on paths"))
+    assert line.rstrip().endswith(f"both {len(shared)}")
+    _, _, words = _svg(tmp_path / "out" / "a_vs_b.svg")
+    assert f"heads on input-to-logits paths: {len(shared)} in both" in words and "a vs b" in words

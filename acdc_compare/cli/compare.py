@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from acdc_compare.compare import compare_circuits
+    from acdc_compare.compare import compare_circuits, overlap
     from acdc_compare.draw import draw_comparison
 
     if args.right is None and args.reference is None:
@@ -49,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
                              Path(args.right).stem if args.right else f"{args.reference} (reference)"]
     cmp_ = compare_circuits(left, right)
     print(f"{labels[0]} vs {labels[1]}")
-    for level in ("edges", "nodes", "heads"):
-        o = getattr(cmp_, level)
-        print(f"  {level:6s} precision {o.precision:.3f}  recall {o.recall:.3f}  F1 {o.f1:.3f}  "
+    rows = [(level, getattr(cmp_, level)) for level in ("edges", "nodes", "heads")]
+    rows.append(("heads on paths", overlap(left.functional_heads(), right.functional_heads(), left.graph.node_names)))
+    for level, o in rows:
+        print(f"  {level:14s} precision {o.precision:.3f}  recall {o.recall:.3f}  F1 {o.f1:.3f}  "
               f"Jaccard {o.jaccard:.3f}  only-left {len(o.only_a)}  only-right {len(o.only_b)}  both {len(o.both)}")
     if args.reference == "ioi":
         from acdc_compare.compare import format_head_class_recovery, head_class_recovery

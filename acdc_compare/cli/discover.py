@@ -266,6 +266,7 @@ def _print_circuit(c: Any) -> None:
     if "held_out_faithfulness" in c.metrics:
         held_out = (f" ({num(c.metrics['held_out_faithfulness'], fixed=3)} on the "
                     f"{len(c.settings.get('held_out_lines', ()))} held-out rows)")
-    print(f"{edge_counts(c)}; {len(c.heads())} heads; metric full {full}, circuit {circuit}, "
+    print(f"{edge_counts(c)}; {len(c.functional_heads())} heads on input-to-logits paths (of {len(c.heads())} heads "
+          f"any kept edge touches); metric full {full}, circuit {circuit}, "
           f"empty {empty}; normalised faithfulness {num(faithfulness(c), fixed=3)}{held_out}; "
           f"{c.settings.get('seconds', 0):.1f} s")
