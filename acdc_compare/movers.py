@@ -54,7 +54,8 @@ class MoverOverlap:
             return f"{self.task}: no head of its circuit moves the answer"
         own = len(self.movers) - len(self.shared)
         if not self.shared:
-            return f"{self.task}: {len(self.movers)} movers of its own, none of IOI's"
+            n = len(self.movers)
+            return f"{self.task}: {n} mover{'s' * (n != 1)} of its own, none of IOI's"
         kind = "IOI's name movers" if own == 0 else f"IOI's name movers and {own} of its own"
         return (f"{self.task}: {kind} ({len(self.shared)} shared, {self.chance:.2f} expected by chance)")
 
