@@ -239,7 +239,7 @@ def test_demo_report_is_one_self_contained_file_that_runs_in_a_browser(tmp_path:
     assert "Analogy: does each circuit head attend" in text and "1 - TV shuffled" in text
     assert "Order-vs-meaning control: pet position - " in text and "Kept edges of ioi" in text
     assert "Heads of the ioi circuit" in text and "edges on paths" in text and "Drawn: the " in text
-    assert "score is" in text and "ranked by the score that kept each" in text
+    assert "score is" in text and "ranked by the score that kept each" in text and text.count("ranked by the score") == 1
     visible = re.sub(r"<script.*?</script>|<svg.*?</svg>|data:[^\"]+", "", text, flags=re.S)
     digits = [len(n.replace(".", "").lstrip("0")) for n in re.findall(r"\d+\.\d+", visible)]
     assert digits and max(digits) <= 5  # numbers formatted, no 17-digit floats

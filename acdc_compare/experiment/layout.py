@@ -206,6 +206,8 @@ def _circuit_sections(r: ReportInputs) -> list[Any]:
                               _head_rows(run.circuit, role_labels(r.roles.roles, r.result.name_movers),
                                          scores.get(run.name, scores[config.task]))))
         sections.append(_edge_table(run))
+        if RANKING_NOTE not in sections:  # once, after the first circuit's table
+            sections.append(RANKING_NOTE)
     return sections
 
 
@@ -403,10 +405,14 @@ def _edge_table(run: TaskRun, limit: int = 40) -> Table:
     rows = [[str(rank), names[e], edge_kind(c.graph, e), _fmt(float(c.scores[e])), c.score_kind(e).value,
              "yes" if names[e] in live else "no"] for rank, e in enumerate(kept[:limit], start=1)]
     shown = f"the first {len(rows)} in its ranking of" if len(kept) > limit else "all"
-    return Table(f"Kept edges of {run.name}: {shown} {len(kept)} (ranked by the score that kept each: the method's "
-                 "ranking score - a learned mask logit, an EAP-IG score - for edges kept untested, then ACDC's "
-                 "metric change on removal for the edges ACDC tested and kept)",
+    return Table(f"Kept edges of {run.name}: {shown} {len(kept)}",
                  ["rank", "edge", "kind", "score", "score is", "on an input-to-logits path"], rows)
+
+
+RANKING_NOTE = Text("", "Kept edges are ranked by the score that kept each: the method's ranking score (a learned "
+                        "mask logit, an EAP-IG score) for the edges kept untested, then ACDC's metric change on "
+                        "removal for the edges ACDC tested and kept. Figures, the viewer and the MIB export use the "
+                        "same ranking.")
 
 
 def _fmt(x: Any) -> str:
