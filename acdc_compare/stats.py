@@ -1,12 +1,18 @@
 """The uncertainty of a proportion measured on n prompts: the one place the project's interval maths lives.
 
 `Proportion(value, n)` carries a Wilson score interval (95% by default): unlike value +- 1.96 standard errors it
-stays inside [0, 1] and keeps a sensible width at 0% or 100%, which small prompt sets (n = 20) often give."""
+stays inside [0, 1] and keeps a sensible width at 0% or 100%, which small prompt sets (n = 20) often give.
+
+`bootstrap_interval(values)` gives a mean over prompts (per-head mover scores, say) its percentile-bootstrap
+interval: the prompts are resampled with replacement, the same draws for every column, from a fixed seed."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile: a two-sided 95% interval
 
@@ -24,6 +30,52 @@ def wilson_interval(value: float, n: int, z: float = Z_95) -> tuple[float, float
     centre = (value + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(value * (1 - value) / n + z2 / (4 * n * n))
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_indices(n: int, n_resamples: int = 1000, seed: int = 0) -> torch.Tensor:
+    """[n_resamples, n] indices drawn uniformly with replacement from range(n), from a generator seeded with
+    `seed` (the same draws every call)."""
+    if n < 1 or n_resamples < 1:
+        raise ValueError(f"need n >= 1 and n_resamples >= 1, got n={n}, n_resamples={n_resamples}")
+    return torch.randint(0, n, (n_resamples, n), generator=torch.Generator().manual_seed(seed))
+
+
+def bootstrap_interval(values: Any, weights: Any = None, *, level: float = 0.95, n_resamples: int = 1000,
+                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The percentile-bootstrap `level` interval of the (weighted) mean over the first axis of `values`.
+
+    values: [n, ...] (one row per prompt); weights: [n] or None (a row's weight, e.g. how many scored positions
+    its value averages: the statistic is then sum(w x v) / sum(w), which on the full sample is the mean over
+    all scored positions). Each of `n_resamples` resamples draws n rows with replacement
+    (`bootstrap_indices(n, n_resamples, seed)`, the same rows for every column); the interval is the
+    (1 - level) / 2 and (1 + level) / 2 quantiles (linear interpolation) of the resampled statistics.
+    Returns (low, high) shaped values.shape[1:], float64. Rows of zero weight are dropped first; with no row
+    left, or NaN values, the bounds are NaN."""
+    v = torch.as_tensor(values, dtype=torch.float64).cpu()
+    if v.ndim == 0:
+        raise ValueError("values needs a first axis (one row per prompt)")
+    w = torch.ones(v.shape[0], dtype=torch.float64) if weights is None else torch.as_tensor(
+        weights, dtype=torch.float64).cpu().reshape(-1)
+    if w.shape[0] != v.shape[0]:
+        raise ValueError(f"{w.shape[0]} weights for {v.shape[0]} rows")
+    if (w < 0).any():
+        raise ValueError("weights must be >= 0")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    keep = w > 0
+    v, w = v[keep], w[keep]
+    rest = v.shape[1:]
+    if v.shape[0] == 0:
+        nan = torch.full(rest, math.nan, dtype=torch.float64)
+        return nan, nan.clone()
+    n = v.shape[0]
+    flat = v.reshape(n, -1)
+    idx = bootstrap_indices(n, n_resamples, seed)
+    counts = torch.zeros(n_resamples, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float64))
+    stats = (counts @ (flat * w[:, None])) / (counts @ w)[:, None]  # [B, K]
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    low, high = torch.quantile(stats, q, dim=0)  # NaN where a column holds NaN
+    return low.reshape(rest), high.reshape(rest)
 
 
 @dataclass(frozen=True)
@@ -67,4 +119,4 @@ class Proportion:
         return f"{100 * self.value:.0f}% (95% CI {self.interval()}, n={self.n})"
 
 
-__all__ = ["Proportion", "Z_95", "wilson_interval"]
+__all__ = ["Proportion", "Z_95", "bootstrap_indices", "bootstrap_interval", "wilson_interval"]

@@ -297,9 +297,11 @@ def test_the_conclusion_is_derived_from_the_result_and_leads_the_report(tmp_path
     assert ioi[0] == "a2.h0, a2.h1 (borderline: a2.h3); 2 of 2 on its circuit"
     assert "accuracy 100% [84-100%] (n=20)" in ioi[1] and "faithfulness 0.90 (0.80 on 32 new prompts)" in ioi[1]
     verb = rows["verb-last: are its verb movers IOI's name movers?"]
-    assert verb[0].startswith("yes: 2 of its 3 movers are IOI's (a2.h0, a2.h1;")
+    # the verdict states its evidence: the shared heads (with their intervals where the scores kept them; these
+    # hand-set movers have none) and the overlap chance gives
+    assert verb[0] == "yes: 2 of its 3 movers are IOI's (a2.h0, a2.h1); chance 0.50"
     pet = rows["pet-last: are its name movers IOI's name movers?"]
-    assert pet[0].startswith("yes: 1 of its 2 movers are IOI's (a2.h1;") and pet[0].endswith("borderline: a2.h3")
+    assert pet[0].startswith("yes: 1 of its 2 movers are IOI's (a2.h1); chance 0.33") and pet[0].endswith("borderline: a2.h3")
     assert rows["pet-first: are its name movers IOI's name movers?"][0].startswith("no: no head")
     adjective = rows["adjective recall: does the model answer by meaning or by word order?"]
     assert adjective[0].startswith("no clear preference")
@@ -310,7 +312,7 @@ def test_the_conclusion_is_derived_from_the_result_and_leads_the_report(tmp_path
         evals[e] = TaskEvaluation(e[0], 2000, 0.9 if e[0].endswith("last") else 0.88, 1.5, 0.1, 0.3, 1.0, 0.0,
                                   corruption="answers")
     rows = {row[0]: row[1:] for row in conclusion_section(config, result, evals, n_heads=12).rows}
-    assert rows["verb-last: are its verb movers IOI's name movers?"][0] == "no: 1 mover of its own (a0.h2)"
+    assert rows["verb-last: are its verb movers IOI's name movers?"][0] == "no: 1 mover of its own (a0.h2), none of IOI's; chance 0.17"
     assert rows["adjective recall: does the model answer by meaning or by word order?"][0] == "answers by meaning"
     text = write_report(tmp_path / "r.html", title="t", sections=[Text("Later", "x")], lead=[table]).read_text()
     assert text.index("<h1>") < text.index("Conclusion (each answer") < text.index("<nav>") < text.index("Later")

@@ -13,6 +13,7 @@ from acdc_compare.roles import (
     HeadScores,
     RoleThresholds,
     assign_roles,
+    both_movers,
     compare_movers,
     direct_head_contributions,
     score_heads,
@@ -165,6 +166,29 @@ def test_mover_sign_name_mover_and_negative_name_mover():
     total = score_heads(model, task, s_inhibition_path="total", ablation="mean")
     assert total.s_inhibition[0, 0] > 0.05 and total.s_inhibition[0, 1] == 0
     assert assign_roles(total)["a0.h0"] == "previous token"  # pattern roles come before S-inhibition
+
+
+def test_mover_intervals_and_movers_toward_the_given_answer():
+    """Issue 33 item 4 on a hand-set model: a1.h1 copies the induction continuation into the logits. Scored on
+    the task's own answers it is a mover whose whole interval passes the rule, and the model answers as the
+    task says; with correct and wrong swapped the model gives the 'wrong' answer on every prompt: toward the
+    correct answer a1.h1 moves nothing, toward the given one it is the mover."""
+    model = hand_set_model(mover_gain=2.0)
+    task = repeated_task(name="toy-ioi")
+    scores = score_heads(model, task, s_inhibition=False)
+    low, high = scores.mover_interval()
+    assert low[1, 1] <= scores.mover[1, 1] <= high[1, 1] and low[1, 1] > 0.3 * scores.mover.max()
+    to_correct, to_given = both_movers(scores)
+    assert to_correct.heads == to_given.heads == ("a1.h1",) and scores.n_wrong_given == 0
+    assert to_correct.intervals["a1.h1"] == pytest.approx((float(low[1, 1]), float(high[1, 1])))
+    swapped = Task(name="toy-swapped", clean=task.clean, corrupted=task.corrupted, positions=task.positions,
+                   correct=task.wrong, wrong=task.correct)
+    wrong = score_heads(model, swapped, s_inhibition=False)
+    assert wrong.n_wrong_given == task.n_prompts
+    to_correct, to_given = both_movers(wrong)
+    assert "a1.h1" not in to_correct.heads and to_given.heads == ("a1.h1",)
+    given_mover, _ = wrong.mover_toward("given")
+    assert given_mover[1, 1] == pytest.approx(float(scores.mover[1, 1]))
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "neox", "qwen3", "gemma2", "gemma3", "olmo2"])

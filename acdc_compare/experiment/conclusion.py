@@ -69,18 +69,13 @@ def _mover_row(t: str, run: TaskRun, config: ExperimentConfig, result: Experimen
                evals: Mapping[EvalKey, TaskEvaluation], n_heads: int) -> list[str]:
     """'Are verb-last's verb movers IOI's name movers?' with the shared heads against chance."""
     kind = task_spec(t).answer_kind
-    overlap = MoverOverlap(t, run.movers.heads, result.name_movers.heads, n_heads)
-    if not run.movers.heads:
-        answer = "no: no head of its circuit moves the answer"
-    elif not overlap.shared:
-        n = len(run.movers.heads)
-        answer = f"no: {n} mover{'s' if n > 1 else ''} of its own ({', '.join(run.movers.heads)})"
-    else:
-        share = "yes" if 2 * len(overlap.shared) >= len(run.movers.heads) else "partly"
-        answer = (f"{share}: {len(overlap.shared)} of its {len(run.movers.heads)} movers are IOI's "
-                  f"({', '.join(overlap.shared)}; {overlap.chance:.2f} expected by chance)")
+    answer = MoverOverlap.of(run.movers, result.name_movers, n_heads).answer()
     if run.movers.borderline:
         answer += f"; borderline: {', '.join(run.movers.borderline)}"
+    given = run.given_movers
+    if given is not None and given.heads != run.movers.heads:
+        answer += (f"; toward the answer the model gives: "
+                   f"{MoverOverlap.of(given, result.name_movers, n_heads).answer()}")
     evaluation = _evaluation(t, config, evals)
     weak = weak_note(evaluation, run.held_out_faithfulness, config)
     evidence = _circuit_evidence(run, evaluation, config) + (f". {weak}" if weak else "")

@@ -144,6 +144,7 @@ class TaskRun:
     held_out_faithfulness: float = math.nan  # on `held_out_seed`'s prompts
     curve: FaithfulnessCurve | None = None  # faithfulness of the top EAP-IG edges at CURVE_FRACTIONS
     movers: MoverSet = MoverSet("")  # `movers.circuit_movers` of the circuit
+    given_movers: MoverSet | None = None  # the same toward the answer the model gives (correct or wrong)
 
 
 @dataclass

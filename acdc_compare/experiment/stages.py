@@ -181,7 +181,7 @@ def task_run(found: Discovery, paths: tuple[Path, list[Path]], held_out: float,
              curve: FaithfulnessCurve | None, scores: HeadScores) -> TaskRun:
     circuit = found.circuit
     return TaskRun(found.problem.task.name, circuit, paths[0], paths[1], circuit_faithfulness(circuit), held_out,
-                   curve, circuit_movers(circuit, scores))
+                   curve, circuit_movers(circuit, scores), circuit_movers(circuit, scores, answer="given"))
 
 
 def log_run(run: TaskRun, log: Log) -> None:

@@ -12,7 +12,15 @@ tables are printed from `acdc_compare.role_tables`.
 """
 
 from acdc_compare.roles.across_tasks import MoverComparison, compare_movers, spearman
-from acdc_compare.roles.assign import ROLE_PRIORITY, MoverSet, RoleThresholds, assign_roles, find_movers, movers_of
+from acdc_compare.roles.assign import (
+    ROLE_PRIORITY,
+    MoverSet,
+    RoleThresholds,
+    assign_roles,
+    both_movers,
+    find_movers,
+    movers_of,
+)
 from acdc_compare.roles.head_scores import SCORE_NAMES, HeadScores
 from acdc_compare.roles.logit_attribution import direct_head_contributions
 from acdc_compare.roles.mover_score import answer_mask, token_decoder
@@ -20,6 +28,6 @@ from acdc_compare.roles.s_inhibition import AblationKind, query_patched_attentio
 from acdc_compare.roles.scoring import score_heads
 
 __all__ = ["ROLE_PRIORITY", "SCORE_NAMES", "AblationKind", "HeadScores", "MoverComparison", "MoverSet", "RoleThresholds",
-           "answer_mask", "assign_roles", "compare_movers", "direct_head_contributions", "find_movers", "movers_of",
+           "answer_mask", "assign_roles", "both_movers", "compare_movers", "direct_head_contributions", "find_movers", "movers_of",
            "query_patched_attention",
            "score_heads", "spearman", "token_decoder"]

@@ -7,7 +7,8 @@ are the more specific evidence."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 
@@ -69,52 +70,94 @@ class RoleThresholds:
 @dataclass(frozen=True)
 class MoverSet:
     """A task's movers by the one rule (`RoleThresholds.describe_movers`: IOI's name movers are IOI's), best
-    first, and the borderline heads: those passing it only with its thresholds relaxed."""
+    first, and the borderline heads: those passing it only with its thresholds relaxed, or only with their point
+    estimate or the upper bound of their interval. `intervals`: head -> (low, high), the 95% bootstrap interval
+    of its mover score over prompts, for the movers and borderline heads (empty on hand-set scores); not part
+    of equality. `answer`: the answer the scores move ("correct", or "given": the one the model gives)."""
 
     task: str
     heads: tuple[str, ...] = ()
     borderline: tuple[str, ...] = ()
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict, compare=False, hash=False)
+    answer: str = field(default="correct", compare=False)
 
     def within(self, allowed: set[str] | frozenset[str]) -> MoverSet:
         """The same set restricted to `allowed` heads (a circuit's heads on its kept paths)."""
         return MoverSet(self.task, tuple(h for h in self.heads if h in allowed),
-                        tuple(h for h in self.borderline if h in allowed))
+                        tuple(h for h in self.borderline if h in allowed),
+                        {h: iv for h, iv in self.intervals.items() if h in allowed}, self.answer)
 
-    def describe(self) -> str:
-        """'a23.h0, a23.h1 (borderline: a23.h7)', or 'none'."""
-        text = ", ".join(self.heads) or "none"
-        return text + (f" (borderline: {', '.join(self.borderline)})" if self.borderline else "")
+    def evidence(self, head: str) -> str:
+        """'a23.h0 [0.21, 0.35]': the head with its mover score's interval (the head alone without one)."""
+        iv = self.intervals.get(head)
+        return head if iv is None else f"{head} [{iv[0]:.2g}, {iv[1]:.2g}]"
+
+    def describe(self, intervals: bool = False) -> str:
+        """'a23.h0, a23.h1 (borderline: a23.h7)', or 'none'; with `intervals`, each head's interval after it."""
+        name = self.evidence if intervals else str
+        text = ", ".join(map(name, self.heads)) or "none"
+        return text + (f" (borderline: {', '.join(map(name, self.borderline))})" if self.borderline else "")
 
 
 def find_movers(mover: torch.Tensor, attention: torch.Tensor, t: RoleThresholds = RoleThresholds(),
-                task: str = "") -> MoverSet:
+                task: str = "", low: torch.Tensor | None = None, high: torch.Tensor | None = None,
+                answer: str = "correct") -> MoverSet:
     """The heads passing the mover rule on these scores: among the top k mover scores, at least
     `mover_fraction` x the best (positive) mover score - a negative mover does not set the cut-off - and
     attending to the answer at least `min_attention`; borderline: passing with the fraction and attention
-    floor x `borderline_factor` and the top k / `borderline_factor`."""
+    floor x `borderline_factor` and the top k / `borderline_factor`.
+
+    With intervals (`low`, `high` [L, H]: each head's bootstrap interval of its mover score), a mover's LOWER
+    bound must pass the score thresholds (the fraction of the best point estimate, and `min_mover`); a head
+    whose point estimate or upper bound passes (relaxed as above) but whose lower bound does not is borderline.
+    Without them every bound is the point estimate: the rule on point estimates."""
     flat = torch.nan_to_num(mover.reshape(-1), nan=-math.inf)
     att = torch.nan_to_num(attention.reshape(-1), nan=0.0)
+    lo = flat if low is None else low.reshape(-1)
+    hi = flat if high is None else high.reshape(-1)
     best, H, f = float(flat.max()), mover.shape[1], t.borderline_factor
     if not math.isfinite(best) or best <= t.min_mover:
-        return MoverSet(task)
+        return MoverSet(task, answer=answer)
     heads: list[str] = []
     borderline: list[str] = []
+    intervals: dict[str, tuple[float, float]] = {}
     for rank, i in enumerate(torch.argsort(flat, descending=True)[:round(t.top_k_movers / f)].tolist()):
         m, a = float(flat[i]), float(att[i])
+        lo_i = m if math.isnan(float(lo[i])) else float(lo[i])
+        hi_i = m if math.isnan(float(hi[i])) else max(float(hi[i]), m)
         if m <= t.min_mover:
             break
-        if rank < t.top_k_movers and m >= t.mover_fraction * best and a >= t.min_attention:
-            heads.append(head_name(*divmod(i, H)))
-        elif m >= f * t.mover_fraction * best and a >= f * t.min_attention:
-            borderline.append(head_name(*divmod(i, H)))
-    return MoverSet(task, tuple(heads), tuple(borderline))
+        name = head_name(*divmod(i, H))
+        if rank < t.top_k_movers and min(lo_i, m) >= t.mover_fraction * best and lo_i > t.min_mover \
+                and a >= t.min_attention:
+            heads.append(name)
+        elif hi_i >= f * t.mover_fraction * best and a >= f * t.min_attention:
+            borderline.append(name)
+        else:
+            continue
+        if low is not None and high is not None:
+            intervals[name] = (float(low.reshape(-1)[i]), float(high.reshape(-1)[i]))
+    return MoverSet(task, tuple(heads), tuple(borderline), intervals, answer)
 
 
-def movers_of(scores: HeadScores, t: RoleThresholds = RoleThresholds()) -> MoverSet:
-    """The task's movers (`find_movers`) from its head scores; none where the answer never occurs in the prompt."""
-    if scores.n_mover_prompts == 0:
-        return MoverSet(scores.task_name)
-    return find_movers(scores.mover, scores.answer_attention, t, scores.task_name)
+def movers_of(scores: HeadScores, t: RoleThresholds = RoleThresholds(), answer: str = "correct") -> MoverSet:
+    """The task's movers (`find_movers`) from its head scores, toward the "correct" answer or the one the model
+    gives ("given"), with each head's bootstrap interval where the per-prompt scores were kept; none where the
+    answer never occurs in the prompt."""
+    pm = scores.movers_toward(answer)
+    if scores.n_mover_prompts == 0 or (pm is not None and pm.count == 0):
+        return MoverSet(scores.task_name, answer=answer)
+    toward = scores.mover_toward(answer)
+    if toward is None:  # hand-set scores: no per-prompt scores toward the given answer
+        return MoverSet(scores.task_name, answer=answer)
+    interval = scores.mover_interval(answer)
+    low, high = interval if interval is not None else (None, None)
+    return find_movers(*toward, t, scores.task_name, low, high, answer)
+
+
+def both_movers(scores: HeadScores, t: RoleThresholds = RoleThresholds()) -> tuple[MoverSet, MoverSet]:
+    """The movers toward the correct answer and toward the answer the model gives (`movers_of`)."""
+    return movers_of(scores, t), movers_of(scores, t, "given")
 
 
 # A head qualifying for several roles takes the first; S-inhibition is ranked among the heads left over.

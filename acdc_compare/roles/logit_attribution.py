@@ -49,17 +49,20 @@ def _direct_contributions(weights: ModelWeights, task: Task, heads: torch.Tensor
 
 
 def patterns_and_dla(model: Any, weights: ModelWeights, task: Task, chunk: int,
-                     bar: Bar) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention patterns [L, N, H, P, P] and heads' direct contributions [N, Q, L, H] (one forward per chunk,
-    one `bar` unit each)."""
-    patterns, dla = [], []
+                     bar: Bar) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Attention patterns [L, N, H, P, P], heads' direct contributions [N, Q, L, H] and the model's
+    (correct - wrong) logit difference at the scored positions [N, Q] (heads' parts plus the rest; one forward
+    per chunk, one `bar` unit each)."""
+    patterns, dla, diff = [], [], []
     for start in range(0, task.n_prompts, chunk):
         rows = slice(start, start + chunk)
         pat, heads, resid = patterns_and_head_results(model, task.clean[rows], task.positions[rows])
         patterns.append(pat.double().cpu())
-        dla.append(_direct_contributions(weights, task, heads, resid, rows)[0])
+        head_dla, rest = _direct_contributions(weights, task, heads, resid, rows)
+        dla.append(head_dla)
+        diff.append(head_dla.sum(dim=(-1, -2)) + rest)
         bar.update(1)
-    return torch.cat(patterns, dim=1), torch.cat(dla)
+    return torch.cat(patterns, dim=1), torch.cat(dla), torch.cat(diff)
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ contribution, and where the answer sits in a prompt (`answer_mask`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -48,19 +49,60 @@ def attention_from(patterns: torch.Tensor, positions: torch.Tensor) -> torch.Ten
     return patterns.gather(3, idx)
 
 
+@dataclass(frozen=True)
+class PromptMovers:
+    """Per-prompt mover scores toward one answer: each prompt's mean over its scored positions whose answer
+    occurs in the prompt. mover, attention, direct_logit: [N, L, H] (0 for prompts without such a position);
+    weights: [N], how many such positions each prompt has (the pooled mean over all of them is
+    sum(weights x values) / sum(weights), what `stats.bootstrap_interval(values, weights)` resamples)."""
+
+    mover: torch.Tensor
+    attention: torch.Tensor
+    direct_logit: torch.Tensor
+    weights: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.weights.sum())
+
+    def pooled(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean over all (prompt, scored position) pairs counted: [L, H]."""
+        return (values * self.weights[:, None, None]).sum(0) / max(self.count, 1)
+
+
+def given_answers(task: Task, logit_diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The answer the model gives at each scored position, of (correct, wrong): the one with the higher logit
+    (correct on a tie, and where there is no wrong answer), [N, Q]; and the sign turning a (correct - wrong)
+    direct logit contribution into one toward the given answer (+1 / -1), [N, Q]."""
+    correct, wrong = task.correct.cpu(), task.wrong.cpu()
+    wrong_given = (logit_diff.cpu() < 0) & (wrong >= 0)
+    return torch.where(wrong_given, wrong, correct), 1.0 - 2.0 * wrong_given.double()
+
+
+def prompt_movers(task: Task, patterns: torch.Tensor, dla: torch.Tensor, decode: Callable[[int], str] | None,
+                  answers: torch.Tensor | None = None, sign: torch.Tensor | None = None) -> PromptMovers:
+    """Per-prompt mover scores (`PromptMovers`) toward `answers` [N, Q] (default: the correct answers), with
+    the heads' (correct - wrong) contributions `dla` [N, Q, L, H] multiplied by `sign` [N, Q] (default +1; -1
+    where the answer scored is the wrong one, so the contribution is toward it)."""
+    answers = task.correct if answers is None else answers
+    rows = attention_from(patterns, task.positions)  # [L, N, H, Q, P]
+    mask = answer_mask(task.clean, task.positions, answers, decode)  # [N, Q, P]
+    att = (rows * mask[None, :, None].double()).sum(-1).permute(1, 3, 0, 2)  # [N, Q, L, H]
+    d = dla if sign is None else dla * sign.double()[..., None, None]
+    valid = mask.any(-1).double()  # [N, Q]
+    weights = valid.sum(1)  # [N]
+    v = valid[..., None, None]
+    per = weights.clamp(min=1)[:, None, None]
+    return PromptMovers((att * d * v).sum(1) / per, (att * v).sum(1) / per, (d * v).sum(1) / per, weights)
+
+
 def mover_scores(task: Task, patterns: torch.Tensor, dla: torch.Tensor,
                  decode: Callable[[int], str] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Mover scores [L, H], their attention-to-answer and direct-logit factors [L, H], and the number of
     (prompt, scored position) pairs whose answer occurs in the prompt."""
-    rows = attention_from(patterns, task.positions)  # [L, N, H, Q, P]
-    mask = answer_mask(task.clean, task.positions, task.correct, decode)  # [N, Q, P]
-    att = (rows * mask[None, :, None].double()).sum(-1).permute(1, 3, 0, 2)  # [N, Q, L, H]
-    valid = mask.any(-1)  # [N, Q]
-    count = int(valid.sum())
+    pm = prompt_movers(task, patterns, dla, decode)
     L, H = patterns.shape[0], patterns.shape[2]
-    if count == 0:
+    if pm.count == 0:
         zero = torch.zeros(L, H, dtype=torch.float64)
         return zero, zero.clone(), dla.mean(dim=(0, 1)), 0
-    v = valid[..., None, None].double()
-    mover = (att * dla * v).sum(dim=(0, 1)) / count
-    return mover, (att * v).sum(dim=(0, 1)) / count, (dla * v).sum(dim=(0, 1)) / count, count
+    return pm.pooled(pm.mover), pm.pooled(pm.attention), pm.pooled(pm.direct_logit), pm.count

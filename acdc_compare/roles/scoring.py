@@ -20,7 +20,13 @@ Scores (each a [n_layers, n_heads] tensor):
   that starts with 'Emma'), a token with the same text up to whitespace (needs the model's tokenizer).
   Prompts where the answer does not occur before the scored position are left out (`n_mover_prompts`
   counts the rest; 0 for tasks whose answer is not in the prompt, e.g. opposites).
-  Name movers: positive; negative name movers: negative.
+  Name movers: positive; negative name movers: negative. The per-prompt scores are kept
+  (`HeadScores.prompt_movers`): `HeadScores.mover_interval` bootstraps them over prompts into each head's 95%
+  interval, and the mover rule counts a head only when the interval's lower bound passes it.
+- mover toward the given answer (`HeadScores.given_movers`): the same score toward the answer the model
+  gives at each scored position, of (correct, wrong) the one with the higher logit: attention to the given
+  answer's positions x the head's direct contribution to (given - other). Equal to the mover score where the
+  model answers correctly; where it answers wrongly, heads moving the wrong answer score positive here.
 - s_inhibition: for each head in a layer before the movers (the heads `assign_roles` would call name
   movers, at most `n_movers`), ablate it (its z replaced by its value on the corrupted prompt, or by its
   mean over the prompts) and measure the change in the movers' attention from the scored position to the
@@ -49,7 +55,7 @@ from acdc_compare.progress import Bar, ProgressLike, as_progress
 from acdc_compare.roles.assign import RoleThresholds, find_movers
 from acdc_compare.roles.head_scores import HeadScores
 from acdc_compare.roles.logit_attribution import patterns_and_dla
-from acdc_compare.roles.mover_score import mover_scores, token_decoder
+from acdc_compare.roles.mover_score import given_answers, mover_scores, prompt_movers, token_decoder
 from acdc_compare.roles.patterns import (
     all_patterns,
     context_length,
@@ -59,6 +65,7 @@ from acdc_compare.roles.patterns import (
     valid_positions,
 )
 from acdc_compare.roles.s_inhibition import AblationKind, s_inhibition_scores
+from acdc_compare.stats import bootstrap_interval
 from acdc_compare.tasks.base import Task
 
 
@@ -99,7 +106,7 @@ def _score_heads(model: Any, task: Task, s_inhibition: bool, s_inhibition_prompt
     weights = extract_weights(model)
     clean = task.clean
     n = clean.shape[0]
-    patterns, dla = patterns_and_dla(model, weights, task, chunk, bar)  # [L, N, H, P, P], [N, Q, L, H]
+    patterns, dla, logit_diff = patterns_and_dla(model, weights, task, chunk, bar)  # [L, N, H, P, P], [N, Q, L, H]
     valid = valid_positions(clean, task.positions)
     prev = previous_token_score(patterns, valid)
     dup, ind, n_repeats = repeat_scores(patterns, clean, valid)
@@ -111,13 +118,18 @@ def _score_heads(model: Any, task: Task, s_inhibition: bool, s_inhibition_prompt
     bar.update(1)
     decode = token_decoder(model)
     mover, att, mean_dla, n_mover = mover_scores(task, patterns, dla, decode)
+    per_prompt = prompt_movers(task, patterns, dla, decode)
+    given, sign = given_answers(task, logit_diff)
+    given_per_prompt = prompt_movers(task, patterns, dla, decode, given, sign)
+    n_wrong_given = int((sign < 0).sum())
 
     L, H = mover.shape
     s_inh = torch.full((L, H), math.nan, dtype=torch.float64)
     measured: tuple[str, ...] = ()
     used_ablation = ""
     if s_inhibition and task.has_wrong_answers and n_mover > 0:
-        movers = list(find_movers(mover, att, thresholds).heads)[:n_movers]
+        low, high = bootstrap_interval(per_prompt.mover, per_prompt.weights)
+        movers = list(find_movers(mover, att, thresholds, low=low, high=high).heads)[:n_movers]
         if movers and max(parse_head(h)[0] for h in movers) > 0:
             used_ablation = ablation or ("corrupted" if not torch.equal(task.corrupted, task.clean) else "mean")
             s_inh = s_inhibition_scores(model, weights, task, [parse_head(h) for h in movers], patterns, used_ablation,
@@ -130,4 +142,5 @@ def _score_heads(model: Any, task: Task, s_inhibition: bool, s_inhibition_prompt
         n_mover_prompts=n_mover, s_inhibition_movers=measured, ablation=used_ablation,
         info={"n_prompts": n, "repeat_positions": n_repeats,
               "s_inhibition_path": s_inhibition_path if measured else ""},
+        prompt_movers=per_prompt, given_movers=given_per_prompt, n_wrong_given=n_wrong_given,
     )
