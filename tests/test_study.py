@@ -128,6 +128,8 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
     assert rows["greater-than"]["circuit"] is None and "50% < 80%" in rows["greater-than"]["no_circuit"]
     assert rows["opposites"]["movers"] is None and rows["opposites"]["mover_note"] == "answer not in the prompt"
     assert isinstance(rows["pet-last"]["movers"], list) and rows["pet-last"]["chance"] >= 0
+    assert isinstance(rows["pet-last"]["given_movers"], list)  # toward the answer the model gives, too
+    assert set(rows["pet-last"]["mover_intervals"]) <= set(rows["pet-last"]["movers"])
     for name in CIRCUITS:
         assert rows[name]["edges"] <= 40 and rows[name]["unseen_faithfulness"] is not None
     assert "pet position: " in rows["pet-last"]["order_vs_meaning"]

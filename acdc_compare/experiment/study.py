@@ -267,10 +267,12 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
         row.update(movers=None, borderline=None, shared_with_ioi=None, chance=None, mover_note=NO_MOVER_CLAIM)
     else:
         scores = mover_scores(model, name, config)
-        movers = circuit_movers(circuit, scores)
-        overlap = MoverOverlap(name, movers.heads, name_movers.heads, int(scores.mover.numel()))
+        movers, given = circuit_movers(circuit, scores), circuit_movers(circuit, scores, answer="given")
+        overlap = MoverOverlap.of(movers, name_movers, int(scores.mover.numel()))
         row.update(movers=list(movers.heads), borderline=list(movers.borderline), shared_with_ioi=list(overlap.shared),
-                   chance=None if name == config.ioi else overlap.chance, mover_note=overlap.verdict())
+                   mover_intervals={h: list(movers.intervals[h]) for h in movers.heads if h in movers.intervals},
+                   given_movers=list(given.heads), chance=None if name == config.ioi else overlap.chance,
+                   mover_note=overlap.answer())
     row["seconds"] = time.perf_counter() - started
     _write_json(folder / f"{name}.json", row)
     return row
