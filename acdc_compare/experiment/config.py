@@ -63,6 +63,10 @@ class ExperimentConfig:
     coverage: float | None = None  # hybrid, instead of k: fewest top EAP-IG edges reaching this faithfulness
     steps: int = 5
     n_prompts: int = 8  # prompts each circuit is discovered on; EAP-IG always ranks on the first this many
+    # head roles and movers are scored on this many prompts: a mover must pass the rule with the lower end of its
+    # bootstrap interval, and on 8 prompts a23.h1 and a23.h2 stay borderline; on 32 all four of IOI's name movers
+    # are established (a23.h0 [0.47, 0.80], a23.h1 [0.21, 0.60], a23.h2 [0.24, 0.55], a23.h7 [0.26, 0.49])
+    n_role_prompts: int = 32
     # more discovery prompts where masks are learned: on 8 alone they fit the sample (0.96 there, 0.69 on new
     # prompts); learned in minibatches of n_prompts over 32, they generalise
     task_prompts: tuple[tuple[str, int], ...] = (("ioi", 32),)

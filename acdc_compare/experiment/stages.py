@@ -72,8 +72,9 @@ def evaluate_tasks(model: Any, config: ExperimentConfig, bars: ProgressLike, log
 
 
 def build_tasks(model: Any, config: ExperimentConfig) -> dict[str, Task]:
-    """The prompts each circuit is discovered on."""
-    return {t: make_task(t, model.tokenizer, n=config.n_prompts, seed=config.seed,
+    """Each circuit task's prompts: as many as its head roles are scored on (`n_role_prompts`) or its circuit is
+    discovered on, whichever is more (discovery takes the first `prompts_of(task)` of the same seed)."""
+    return {t: make_task(t, model.tokenizer, n=max(config.prompts_of(t), config.n_role_prompts), seed=config.seed,
                          corruption=config.corruption_of(t)) for t in config.circuit_tasks}
 
 

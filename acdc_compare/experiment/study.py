@@ -77,7 +77,7 @@ class StudyConfig:
     k: int = 1422  # 2% of SmolLM2-135M's 71,101 edges
     tested: int = 20
     n_prompts: int = 32
-    rank_prompts: int = 8  # EAP-IG ranks on these, masks learn in minibatches of this many; head scores use them
+    rank_prompts: int = 8  # EAP-IG ranks on these, masks learn in minibatches of this many
     learn_steps: int = 16
     steps: int = 5
     threshold: float = 0.001  # relative: a fraction of each task's gap KL(full || empty circuit)
@@ -240,8 +240,9 @@ def evaluate_accuracy(model: Any, config: StudyConfig, folder: Path, log: Log) -
 
 
 def mover_scores(model: Any, name: str, config: StudyConfig) -> Any:
-    """The task's head scores (mover score, attention to the answer) on its first `rank_prompts` prompts."""
-    task = make_task(name, model_tokenizer(model), n=config.rank_prompts, seed=config.seed,
+    """The task's head scores (mover score, attention to the answer) on its `n_prompts` discovery prompts: movers
+    are decided by the lower end of their bootstrap intervals, which 8 prompts leave too wide."""
+    task = make_task(name, model_tokenizer(model), n=config.n_prompts, seed=config.seed,
                      corruption=config.experiment().corruption_of(name))
     return score_heads(model, task, s_inhibition=False, progress=as_progress(config.progress))
 
@@ -345,7 +346,7 @@ def run_study(config: StudyConfig, out_dir: str | Path, log: Log = lambda _: Non
     todo = [t for t in chosen if t not in done]
     name_movers = MoverSet(config.ioi)
     if any(t not in config.no_answer_in_prompt for t in todo):
-        log(f"IOI's name movers: head scores of {config.ioi} on {config.rank_prompts} prompts ...")
+        log(f"IOI's name movers: head scores of {config.ioi} on {config.n_prompts} prompts ...")
         name_movers = movers_of(mover_scores(model, config.ioi, config))
         log(f"IOI's name movers: {name_movers.describe()}")
     found: dict[str, dict[str, Any]] = {t: _read_json(folder / f"{t}.json") for t in done}
