@@ -244,8 +244,10 @@ def attention(model: Any, tasks: dict[str, Task], runs: Sequence[TaskRun], confi
     patterns for the viewer."""
     heads = viewer_heads(runs, config.viewer_heads)
     log(f"attention of {len(heads)} circuit heads on {config.comparison} vs {config.control} (analogy measure) ...")
-    analogies = head_analogies(model, tasks[config.comparison], tasks[config.control], heads, seed=config.seed,
+    first = {t: tasks[t].subset(min(config.n_prompts, tasks[t].n_prompts))  # the discovery prompts' share
+             for t in (config.comparison, config.control, config.task)}
+    analogies = head_analogies(model, first[config.comparison], first[config.control], heads, seed=config.seed,
                                progress=bars)
-    viewer = viewer_attention(model, [tasks[config.comparison], tasks[config.control], tasks[config.task]], heads,
+    viewer = viewer_attention(model, [first[config.comparison], first[config.control], first[config.task]], heads,
                               analogies=analogies)
     return AttentionStage(heads, analogies, viewer)
