@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,18 +14,10 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def device_name(device: torch.device) -> str:
-    """A human-readable name of the device the numbers come from."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({torch.get_num_threads()} threads)"
+    """A human-readable name of the device the numbers come from (the study's label, written once)."""
+    from acdc_compare.experiment.study import device_label
+
+    return device_label(device)
 
 
 def timed(fn: Callable[[], Any], device: torch.device, repeats: int = 3, warmup: int = 1) -> float:

@@ -367,8 +367,9 @@ def _drawn_caption(c: Circuit, roles: dict[str, str]) -> str:
     counted = f"counted in the tables: all {c.n_kept} kept graph edges"
     if head_level("auto", c):
         plan = plan_heads(c, must=[n for n in roles if n in set(live.nodes())])
+        drawn = drawn_counts(plan)
         return (f"Head level: the heads and MLPs on input-to-logits paths, the kept edges between two of them merged "
-                f"into one arrow. {drawn_counts(plan)[0].upper()}{drawn_counts(plan)[1:]}; {counted}. The viewer "
+                f"into one arrow. {drawn[0].upper()}{drawn[1:]}; {counted}. The viewer "
                 "below switches to every edge.")
     drawn = len(_drawn_names(c))
     note = figure_note(c, roles, "edges")
