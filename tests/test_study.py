@@ -1,8 +1,10 @@
 """The study (`acdc-compare study`, `run_study`) on a tiny random model: the results JSON's keys, which tasks
-get circuits, the report led by the notes' table, resuming after a finished and after a killed run."""
+get circuits, each task's frontier of edge budgets, the report led by the notes' table, resuming after a
+finished and after a killed run."""
 
 import html
 import json
+import math
 import re
 from dataclasses import replace
 
@@ -26,13 +28,14 @@ TASKS = ("ioi", "pet-last", "pet-first", "opposites", "greater-than")
 ACCURACY = {"ioi": 0.9, "pet-last": 0.85, "pet-first": 0.1, "opposites": 0.8, "greater-than": 0.5}
 CIRCUITS = ["ioi", "pet-last", "pet-first", "opposites"]
 ROW_KEYS = {"accuracy", "interval", "n_prompts", "logit_diff"}
-CIRCUIT_KEYS = {"edges", "faithfulness", "held_out_faithfulness", "unseen_faithfulness", "movers",
-                "shared_with_ioi", "chance", "seconds"}
+CIRCUIT_KEYS = {"edges", "faithfulness", "validation_faithfulness", "held_out_faithfulness", "movers",
+                "shared_with_ioi", "chance", "seconds", "frontier", "budget_share", "meets_targets"}
 
 
-def small(model) -> StudyConfig:
-    return StudyConfig(model=str(model), tasks=TASKS, n_eval=8, k=40, tested=4, n_prompts=4, rank_prompts=2,
-                       learn_steps=2, n_held_out=4)
+def small(model, **changes) -> StudyConfig:
+    """One budget: whatever the tiny model's faithfulness, it is the one kept."""
+    return StudyConfig(**{**dict(model=str(model), tasks=TASKS, n_eval=8, edge_shares=(0.1,), tested=4, n_prompts=4, rank_prompts=2, learn_steps=2,
+                                 n_held_out=4), **changes})
 
 
 @pytest.fixture
@@ -48,17 +51,23 @@ def set_accuracy(monkeypatch):
 
 @pytest.fixture
 def discoveries(monkeypatch):
-    """The tasks `stages.discover` is called on, in order; `fail_on` names one whose discovery raises."""
-    real, calls = stages.discover, []
+    """The tasks `stages.discover_on` is called on, in order, and the edge budgets (`budgets`: (task, k));
+    `fail_on` names a (task, budget index) whose discovery raises, a task name alone its first budget."""
+    real, calls = stages.discover_on, []
 
-    def discover(task, *args, **kwargs):
-        calls.append(task.name)
-        if task.name == discover.fail_on:
+    def discover(problem, ranked_on, prior, config, bars):
+        name = problem.task.name
+        discover.budgets.append((name, config.k))
+        step = sum(1 for t, _ in discover.budgets if t == name) - 1
+        if step == 0:
+            calls.append(name)
+        if discover.fail_on in (name, (name, step)):
             raise KeyboardInterrupt
-        return real(task, *args, **kwargs)
+        return real(problem, ranked_on, prior, config, bars)
 
     discover.fail_on = None
-    monkeypatch.setattr(stages, "discover", discover)
+    discover.budgets = []
+    monkeypatch.setattr(stages, "discover_on", discover)
     return calls, discover
 
 
@@ -81,8 +90,14 @@ def test_circuits_for_tasks_answered_and_for_every_disagreeing_twin():
 def test_bad_settings_are_refused_before_any_model_loads(no_model, tmp_path):
     with pytest.raises(TaskError, match="unknown study task.*'pet-lst'.*known tasks"):
         StudyConfig(tasks=("ioi", "pet-lst"))
-    with pytest.raises(ValueError, match="unseen_seed"):
-        StudyConfig(unseen_seed=2)
+    with pytest.raises(ValueError, match="held_out_seed"):
+        StudyConfig(held_out_seed=2)
+    with pytest.raises(ValueError, match="edge_shares"):
+        StudyConfig(edge_shares=(0.05, 0.02))
+    with pytest.raises(ValueError, match="edge_shares"):
+        StudyConfig(edge_shares=(0.02, 1.5))
+    with pytest.raises(ValueError, match="target"):
+        StudyConfig(target=85)
     with pytest.raises(ValueError, match="min_accuracy"):
         StudyConfig(min_accuracy=80)
     with pytest.raises(ValueError, match="listed twice"):
@@ -98,7 +113,7 @@ def test_every_default_task_is_registered():
     assert set(StudyConfig().tasks) <= set(task_names()) and len(StudyConfig().tasks) == 19
 
 
-CLI = ["--tasks", *TASKS, "--n-eval", "8", "--k", "40", "--tested", "4", "--n-prompts", "4", "--rank-prompts", "2",
+CLI = ["--tasks", *TASKS, "--n-eval", "8", "--edge-shares", "0.1", "--tested", "4", "--n-prompts", "4", "--rank-prompts", "2",
        "--learn-steps", "2", "--n-held-out", "4", "--quiet"]
 
 
@@ -114,8 +129,8 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
                   "[4/4] opposites: "):
         assert stage in printed
     data = json.loads(results.read_text())
-    assert {"device", "model", "held_out_seed", "unseen_seed", "tasks", "total_seconds"} <= set(data)
-    assert (data["held_out_seed"], data["unseen_seed"]) == (2, 7)
+    assert {"device", "model", "validation_seed", "held_out_seed", "tasks", "total_seconds"} <= set(data)
+    assert (data["validation_seed"], data["held_out_seed"]) == (2, 7)
     assert list(data["tasks"]) == list(TASKS)
     for name, row in data["tasks"].items():
         assert ROW_KEYS <= set(row) and row["n_prompts"] == 8 and row["accuracy"] == ACCURACY[name]
@@ -130,8 +145,13 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
     assert isinstance(rows["pet-last"]["movers"], list) and rows["pet-last"]["chance"] >= 0
     assert isinstance(rows["pet-last"]["given_movers"], list)  # toward the answer the model gives, too
     assert set(rows["pet-last"]["mover_intervals"]) <= set(rows["pet-last"]["movers"])
+    n_edges = budgets_of(tiny_dir)
     for name in CIRCUITS:
-        assert rows[name]["edges"] <= 40 and rows[name]["unseen_faithfulness"] is not None
+        row = rows[name]
+        assert row["budget_share"] == 0.1 and len(row["frontier"]) == 1
+        assert row["edges"] <= n_edges[0.1] == row["frontier"][0]["k"]
+        assert row["held_out_faithfulness"] is not None and row["circuit"] == f"circuits/{name}@0.1.json"
+        assert row["faithfulness"] == row["frontier"][0]["faithfulness"]
     assert "pet position: " in rows["pet-last"]["order_vs_meaning"]
 
     page = (out / "study_report.html").read_text()
@@ -174,12 +194,13 @@ def test_a_killed_study_keeps_the_finished_task_and_resumes_from_the_next(tiny_d
     with pytest.raises(KeyboardInterrupt):
         run_study(small(tiny_dir), tmp_path)
     assert calls == ["ioi", "pet-last"]
-    assert (tmp_path / "study" / "ioi.json").is_file() and (tmp_path / "study" / "circuits" / "ioi.json").is_file()
+    assert (tmp_path / "study" / "ioi.json").is_file() and (tmp_path / "study" / "circuits" / "ioi@0.1.json").is_file()
     assert not (tmp_path / "study" / "pet-last.json").exists()
     saved = json.loads((tmp_path / "study" / "ioi.json").read_text())
 
     discover.fail_on = None
     calls.clear()
+    discover.budgets.clear()
     lines: list[str] = []
     result = run_study(small(tiny_dir), tmp_path, log=lines.append)
     assert "resuming: 1 tasks done (ioi)" in lines and "accuracy table: 5 tasks read back" in lines[1]
@@ -188,9 +209,46 @@ def test_a_killed_study_keeps_the_finished_task_and_resumes_from_the_next(tiny_d
     assert result.results_path == tmp_path / "study_cpu.json"
 
 
+def budgets_of(tiny_dir) -> dict[float, int]:
+    from acdc_compare.backends import load_model, model_config
+    from acdc_compare.graph import Graph
+
+    n = Graph.from_model_config(model_config(load_model(str(tiny_dir)))).n_edges
+    return {share: study.budget_of(share, n) for share in (0.1, 0.2)}
+
+
+def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_ladder_resumes(
+        tiny_dir, tmp_path, set_accuracy, discoveries, monkeypatch):
+    _, discover = discoveries
+    monkeypatch.setattr(study, "meets_targets", lambda step, config: step["edge_share"] == 0.2)
+    config = small(tiny_dir, tasks=("ioi", "greater-than"), edge_shares=(0.1, 0.2))
+    k = budgets_of(tiny_dir)
+    discover.fail_on = ("ioi", 1)  # killed while trying the second budget
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, tmp_path)
+    assert (tmp_path / "study" / "frontier" / "ioi@0.1.json").is_file()
+    assert not (tmp_path / "study" / "ioi.json").exists()
+    discover.fail_on, discover.budgets = None, []
+    row = run_study(config, tmp_path).rows["ioi"]
+    assert discover.budgets == [("ioi", k[0.2])]  # the first budget was read back, not rediscovered
+    assert [s["edge_share"] for s in row["frontier"]] == [0.1, 0.2] and row["budget_share"] == 0.2
+    assert row["meets_targets"] and row["edges"] <= k[0.2] and row["circuit"] == "circuits/ioi@0.2.json"
+
+    monkeypatch.setattr(study, "meets_targets", lambda step, config: False)
+    discover.budgets = []
+    other = run_study(config, tmp_path / "none").rows["ioi"]
+    assert [k for _, k in discover.budgets] == [k[0.1], k[0.2]]  # every budget tried, then the best kept
+    best = max(other["frontier"], key=lambda s: -math.inf if s["validation_faithfulness"] is None
+               else s["validation_faithfulness"])
+    assert not other["meets_targets"] and other["budget_share"] == best["edge_share"]
+    assert "targets not reached" in study.notes_rows({"ioi": {**other, "accuracy": 0.9, "n_prompts": 8,
+                                                                "answer_kind": "name", "order_vs_meaning": None}},
+                                                       "ioi")[0][4]
+
+
 def test_study_has_help(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["study", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "usage: acdc-compare study" in out and "--unseen-seed" in out and "--results" in out
+    assert "usage: acdc-compare study" in out and "--validation-seed" in out and "--edge-shares" in out

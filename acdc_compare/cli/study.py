@@ -30,7 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-eval", type=int, default=default["n_eval"], help="prompts per task for the accuracy table")
     p.add_argument("--min-accuracy", type=float, default=default["min_accuracy"],
                    help="a task answered at least this often gets a circuit (and its order-vs-meaning twin)")
-    p.add_argument("--k", type=int, default=default["k"], help="the learned circuit's edge budget per task")
+    p.add_argument("--edge-shares", type=float, nargs="+", default=list(default["edge_shares"]),
+                   help="edge budgets tried in order, as shares of the graph's edges: the first whose circuit reaches "
+                        "--target in-sample and --target-validation on the validation prompts is kept")
+    p.add_argument("--target", type=float, default=default["target"],
+                   help="in-sample normalised faithfulness a circuit must reach")
+    p.add_argument("--target-validation", type=float, default=default["target_validation"],
+                   help="normalised faithfulness a circuit must reach on the validation prompts")
     p.add_argument("--tested", type=int, default=default["tested"],
                    help="exact ACDC tests this many lowest-ranked candidates")
     p.add_argument("--n-prompts", type=int, default=default["n_prompts"], help="discovery prompts per task")
@@ -40,12 +46,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--learn-steps", type=int, default=default["learn_steps"], help="mask-learning steps")
     p.add_argument("--corruption", default=default["corruption"].value, choices=[c.value for c in Corruption],
                    help="the comparison tasks' corruption, where a task offers it (IOI's is always ABC)")
+    p.add_argument("--validation-seed", type=int, default=default["validation_seed"],
+                   help="prompt seed of the validation prompts, which choose each task's edge budget")
     p.add_argument("--held-out-seed", type=int, default=default["held_out_seed"],
-                   help="prompt seed of the held-out evaluation")
+                   help="prompt seed of the held-out evaluation, never used for any choice")
     p.add_argument("--n-held-out", type=int, default=default["n_held_out"],
-                   help="prompts of each held-out evaluation")
-    p.add_argument("--unseen-seed", type=int, default=default["unseen_seed"],
-                   help="prompt seed of the second held-out evaluation, never used for any choice")
+                   help="prompts of the validation and held-out evaluations")
     add_quiet(p)
 
 
@@ -53,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from acdc_compare.experiment.study import StudyConfig, run_study
 
     config = StudyConfig(model=args.model, tasks=tuple(args.tasks), n_eval=args.n_eval,
-                         min_accuracy=args.min_accuracy, k=args.k, tested=args.tested, n_prompts=args.n_prompts,
+                         min_accuracy=args.min_accuracy, edge_shares=tuple(args.edge_shares),
+                         target=args.target, target_validation=args.target_validation, tested=args.tested, n_prompts=args.n_prompts,
                          rank_prompts=args.rank_prompts, n_held_out=args.n_held_out,
                          learn_steps=args.learn_steps, corruption=Corruption(args.corruption),
-                         held_out_seed=args.held_out_seed, unseen_seed=args.unseen_seed, progress=not args.quiet)
+                         validation_seed=args.validation_seed, held_out_seed=args.held_out_seed, progress=not args.quiet)
     out = writable_dir(args.out, "--out")
     results = None if args.results is None else writable_file(args.results, "--results")
     args.interrupt_note = (f"every finished task is saved in {out / 'study'}; run the same command again to "

@@ -117,12 +117,28 @@ def discover(task: Task, model: Any, config: ExperimentConfig, bars: ProgressLik
     """The task's circuit by the configured method (hybrid: EAP-IG candidates, exact ACDC among them)."""
     log(f"discovering the circuit of {task.name} ({config.method}, {config.corruption_of(task.name).value} "
         f"corruption, threshold {config.threshold}) ...")
+    problem, ranked_on = discovery_problems(task, model, config)
+    return discover_on(problem, ranked_on, eap_ig_prior(ranked_on, config, bars), config, bars)
+
+
+def discovery_problems(task: Task, model: Any, config: ExperimentConfig) -> tuple[Problem, Problem]:
+    """The task's discovery problem on its configured prompt count, and the share EAP-IG ranks on."""
     n = config.prompts_of(task.name)
     if n != task.n_prompts:
         task = make_task(task.name, model.tokenizer, n=n, seed=config.seed, corruption=config.corruption_of(task.name))
     problem = prepare(task, model=model)
-    ranked_on = ranking_problem(problem, config.n_prompts)
-    prior = eap_ig_scores(ranked_on, config.steps, progress=bars) if config.method == "hybrid" else None
+    return problem, ranking_problem(problem, config.n_prompts)
+
+
+def eap_ig_prior(ranked_on: Problem, config: ExperimentConfig, bars: ProgressLike) -> torch.Tensor | None:
+    """EAP-IG's edge scores, which start the hybrid (None for the other methods): computed once, they serve
+    every edge budget tried on the same prompts."""
+    return eap_ig_scores(ranked_on, config.steps, progress=bars) if config.method == "hybrid" else None
+
+
+def discover_on(problem: Problem, ranked_on: Problem, prior: torch.Tensor | None, config: ExperimentConfig,
+                bars: ProgressLike) -> Discovery:
+    """The configured method's circuit on a prepared problem, started from `prior` (`eap_ig_prior`)."""
     circuit = _run_method(problem, config, prior, bars)
     return Discovery(problem, circuit, circuit.scores if config.method == "eap-ig" else prior, ranked_on)
 

@@ -2,12 +2,13 @@
 evaluated on `n_eval` prompts with its 95% Wilson interval; a circuit (the demo's hybrid, candidates ranked by
 learned masks for every task) for each task the model answers at least `min_accuracy` of the time and for the
 disagreeing twin of each order-vs-meaning pair whose agreeing twin it answers that well; each circuit's
-faithfulness on its discovery prompts, on `held_out_seed`'s prompts and on `unseen_seed`'s (never used for any
-choice); its movers set against IOI's name movers and chance.
+edge budget chosen on a frontier (the first share of the edges whose circuit keeps the target faithfulness on its
+discovery prompts and on `validation_seed`'s); that circuit's faithfulness on `held_out_seed`'s prompts (never
+used for any choice); its movers set against IOI's name movers and chance.
 
-Everything a run finishes lands in OUT/study as plain JSON (settings.json, accuracy.json, TASK.json per circuit
-task, circuits/TASK.json): a rerun with the same OUT skips what is there, so a killed run loses at most the task
-in progress. Prints nothing: `log` gets one line per stage and task."""
+Everything a run finishes lands in OUT/study as plain JSON (settings.json, accuracy.json, frontier/TASK@SHARE.json
+per budget tried, circuits/TASK@SHARE.json, TASK.json per circuit task): a rerun with the same OUT skips what is
+there, so a killed run loses at most the budget in progress. Prints nothing: `log` gets one line per stage and task."""
 
 from __future__ import annotations
 
@@ -23,15 +24,16 @@ from typing import Any
 import torch
 
 from acdc_compare.api import get_model
-from acdc_compare.backends import DEFAULT_MODEL, model_name
+from acdc_compare.backends import DEFAULT_MODEL, model_config, model_name
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
 from acdc_compare.experiment import stages
 from acdc_compare.experiment.config import ExperimentConfig
 from acdc_compare.experiment.stages import Log
-from acdc_compare.export import save_circuit
+from acdc_compare.export import load_circuit, save_circuit
 from acdc_compare.faithfulness import circuit_faithfulness
 from acdc_compare.files import atomic_write
 from acdc_compare.fmt import num
+from acdc_compare.graph import Graph
 from acdc_compare.movers import MoverOverlap, circuit_movers
 from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.report import KeyValues, Table, Text, write_report
@@ -53,28 +55,34 @@ STUDY_TASKS: tuple[str, ...] = (
     "ioi", "pet-last", "pet-middle", "pet-first", "poorer", "richer", "size", "attribute", "opposites", "analogy",
     "adjective-last", "adjective-first", "verb-last", "verb-first", "verb-last-2shot", "verb-first-2shot",
     "adjective-last-2shot", "adjective-first-2shot", "greater-than")
+EDGE_SHARES: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
 NO_MOVER_CLAIM = "answer not in the prompt"
 NOTES_COLUMNS: tuple[str, ...] = (
-    "task", "answer kind", "accuracy [95% CI]", "order vs meaning", "circuit edges",
-    "faithfulness in-sample / held-out / unseen", "movers", "shared with IOI's name movers [chance]")
+    "task", "answer kind", "accuracy [95% CI]", "order vs meaning", "circuit edges [budget]",
+    "faithfulness in-sample / validation / held-out", "movers", "shared with IOI's name movers [chance]")
 NOTES_TITLE = "The table of the notes"
 
 
 @dataclass(frozen=True)
 class StudyConfig:
     """Settings of the study. Circuits use the demo's hybrid (EAP-IG on `rank_prompts` prompts starts masks
-    learned for `learn_steps` steps over `n_prompts` discovery prompts within a budget of `k` edges; exact ACDC
-    tests the lowest-ranked `tested`), for every task."""
+    learned for `learn_steps` steps over `n_prompts` discovery prompts within an edge budget; exact ACDC tests
+    the lowest-ranked `tested`), for every task. The budgets of `edge_shares` are tried in order until a
+    circuit keeps `target` of the behaviour on its discovery prompts and `target_validation` on
+    `validation_seed`'s (the frontier is kept); `held_out_seed`'s prompts and the held-out wordings judge the
+    chosen circuit and decide nothing."""
 
     model: str = DEFAULT_MODEL
     tasks: tuple[str, ...] = STUDY_TASKS
     n_eval: int = 100  # prompts per task for the accuracy table
     min_accuracy: float = 0.8  # a task answered at least this often gets a circuit (every disagreeing twin does)
     seed: int = 0  # discovery and accuracy prompts
-    held_out_seed: int = 2  # the demo's held-out prompts (its settings were chosen looking at them)
-    unseen_seed: int = 7  # prompts never used for any choice
+    validation_seed: int = 2  # picks each task's budget (the demo's settings were also chosen looking at it)
+    held_out_seed: int = 7  # prompts never used for any choice
     n_held_out: int = 32
-    k: int = 1422  # 2% of SmolLM2-135M's 71,101 edges
+    edge_shares: tuple[float, ...] = EDGE_SHARES  # budgets tried in order, as shares of the graph's edges
+    target: float = 0.85  # in-sample faithfulness a circuit must reach ...
+    target_validation: float = 0.8  # ... and on held_out_seed's prompts; the first budget doing both is kept
     tested: int = 20
     n_prompts: int = 32
     rank_prompts: int = 8  # EAP-IG ranks on these, masks learn in minibatches of this many
@@ -101,31 +109,40 @@ class StudyConfig:
             raise ValueError(f"tasks listed twice: {', '.join(duplicates)}")
         if isinstance(self.min_accuracy, bool) or not 0.0 <= float(self.min_accuracy) <= 1.0:
             raise ValueError(f"min_accuracy must be a fraction in [0, 1], got {self.min_accuracy!r}")
-        if self.unseen_seed in (self.seed, self.held_out_seed):
-            raise ValueError(f"unseen_seed ({self.unseen_seed}) must differ from seed ({self.seed}) and "
-                             f"held_out_seed ({self.held_out_seed}): its prompts are never used for a choice")
+        if self.held_out_seed in (self.seed, self.validation_seed):
+            raise ValueError(f"held_out_seed ({self.held_out_seed}) must differ from seed ({self.seed}) and "
+                             f"validation_seed ({self.validation_seed}): its prompts are never used for a choice")
         if self.tested < 0 or isinstance(self.tested, bool):
             raise ValueError(f"tested must be a whole number >= 0, got {self.tested!r}")
+        shares = tuple(float(x) for x in self.edge_shares)
+        if not shares or any(not 0.0 < x <= 1.0 for x in shares) or list(shares) != sorted(set(shares)):
+            raise ValueError(f"edge_shares must be increasing shares of the edges in (0, 1], got {self.edge_shares!r}")
+        object.__setattr__(self, "edge_shares", shares)
+        for name in ("target", "target_validation"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name} must be a faithfulness in [0, 1], got {getattr(self, name)!r}")
         if self.rank_prompts > self.n_prompts:
             raise ValueError(f"rank_prompts ({self.rank_prompts}) must not exceed n_prompts ({self.n_prompts})")
         object.__setattr__(self, "corruption", Corruption(self.corruption))
         self.experiment()
 
-    def experiment(self) -> ExperimentConfig:
-        """The demo's settings with the learned ranking, `k`, `tested` and `n_prompts` for every task."""
+    def experiment(self, k: int = 1) -> ExperimentConfig:
+        """The demo's settings with the learned ranking, an edge budget `k`, `tested` and `n_prompts` for every
+        task."""
         names = tuple(dict.fromkeys((*self.tasks, self.ioi)))
         return ExperimentConfig(
             model=self.model, extra=(), corruption=self.corruption, method="hybrid", threshold=self.threshold,
-            k=self.k, task_k=(), tested=self.tested, task_tested=(), functional=True,
+            k=k, task_k=(), tested=self.tested, task_tested=(), functional=True,
             task_ranking=tuple((t, "learned") for t in names), learn_steps=self.learn_steps, steps=self.steps,
             n_prompts=self.rank_prompts, task_prompts=tuple((t, self.n_prompts) for t in names),
-            n_eval=self.n_eval, curve=False, seed=self.seed, held_out_seed=self.held_out_seed,
+            n_eval=self.n_eval, curve=False, seed=self.seed, held_out_seed=self.validation_seed,
             n_held_out=self.n_held_out, progress=self.progress)
 
     def settings(self) -> dict[str, Any]:
         """What decides the study's numbers (all but `progress`), as JSON values: a rerun must match them."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "progress"}
         out["tasks"], out["no_answer_in_prompt"] = list(self.tasks), list(self.no_answer_in_prompt)
+        out["edge_shares"] = list(self.edge_shares)
         out["corruption"] = self.corruption.value
         return out
 
@@ -247,23 +264,92 @@ def mover_scores(model: Any, name: str, config: StudyConfig) -> Any:
     return score_heads(model, task, s_inhibition=False, progress=as_progress(config.progress))
 
 
+def budget_of(share: float, n_edges: int) -> int:
+    """The edge budget of a share of the graph's edges (at least one edge)."""
+    return max(1, round(share * n_edges))
+
+
+def _step_name(name: str, share: float) -> str:
+    return f"{name}@{share:g}"
+
+
+def meets_targets(step: dict[str, Any], config: StudyConfig) -> bool:
+    """The rule that picks a task's budget: in-sample and validation faithfulness both reach their targets."""
+    f, v = step["faithfulness"], step["validation_faithfulness"]
+    return f is not None and v is not None and f >= config.target and v >= config.target_validation
+
+
+class _Discovery:
+    """A task's discovery prompts and EAP-IG ranking, made on first use: a study resumed past every budget
+    step of a task needs neither."""
+
+    def __init__(self, model: Any, name: str, config: StudyConfig, log: Log) -> None:
+        self.model, self.name, self.config, self.log = model, name, config, log
+        self._made: tuple[Any, Any, Any] | None = None
+
+    def run(self, k: int) -> stages.Discovery:
+        experiment = self.config.experiment(k)
+        bars = as_progress(self.config.progress)
+        if self._made is None:
+            task = make_task(self.name, model_tokenizer(self.model), n=self.config.n_prompts, seed=self.config.seed,
+                             corruption=experiment.corruption_of(self.name))
+            problem, ranked_on = stages.discovery_problems(task, self.model, experiment)
+            self._made = problem, ranked_on, stages.eap_ig_prior(ranked_on, experiment, bars)
+        return stages.discover_on(*self._made, experiment, bars)
+
+
+def budget_step(discovery: _Discovery, share: float, folder: Path) -> dict[str, Any]:
+    """One budget of a task's frontier: its circuit (folder/circuits/TASK@SHARE.json) and faithfulness in-sample
+    and on the validation prompts (folder/frontier/TASK@SHARE.json, written last: it marks the step done)."""
+    name, config, model = discovery.name, discovery.config, discovery.model
+    path = folder / "frontier" / f"{_step_name(name, share)}.json"
+    if path.is_file():
+        return _read_json(path)
+    started = time.perf_counter()
+    k = budget_of(share, Graph.from_model_config(model_config(model)).n_edges)
+    discovery.log(f"  {name}: edge budget {share:.0%} ({k:,} edges) ...")
+    circuit = discovery.run(k).circuit
+    save_circuit(circuit, folder / "circuits" / f"{_step_name(name, share)}.json")
+    validation = stages.held_out_faithfulness(circuit, name, model, config.experiment(k))
+    step = {"edge_share": share, "k": k, "edges": circuit.n_kept, "faithfulness": circuit_faithfulness(circuit),
+            "validation_faithfulness": validation, "circuit": f"circuits/{_step_name(name, share)}.json",
+            "seconds": time.perf_counter() - started}
+    _write_json(path, step)
+    return step
+
+
+def frontier(model: Any, name: str, config: StudyConfig, folder: Path, log: Log) -> tuple[list[dict[str, Any]], int]:
+    """The budgets tried for a task, smallest first, up to the first that meets the targets (or all of them),
+    and the index of the chosen one: the first meeting the targets, else the most faithful on validation."""
+    discovery, steps = _Discovery(model, name, config, log), []
+    for share in config.edge_shares:
+        steps.append(budget_step(discovery, share, folder))
+        if meets_targets(steps[-1], config):
+            return steps, len(steps) - 1
+    best = max(range(len(steps)), key=lambda i: _or(steps[i]["validation_faithfulness"], -math.inf))
+    return steps, best
+
+
+def _or(x: float | None, default: float) -> float:
+    return default if x is None or not math.isfinite(x) else x
+
+
 def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: Path, name_movers: MoverSet,
                log: Log) -> dict[str, Any]:
-    """One task's circuit and what the study asks of it, saved to folder/circuits/TASK.json and folder/TASK.json
-    (written last: its presence marks the task done)."""
+    """One task's circuit, chosen on its frontier of budgets, and what the study asks of it, saved to
+    folder/TASK.json (written last: its presence marks the task done)."""
     started = time.perf_counter()
-    experiment = config.experiment()
-    task = make_task(name, model_tokenizer(model), n=config.n_prompts, seed=config.seed,
-                     corruption=experiment.corruption_of(name))
-    found = stages.discover(task, model, experiment, as_progress(config.progress), log)
-    circuit = found.circuit
-    save_circuit(circuit, folder / "circuits" / f"{name}.json")
-    held_out = stages.held_out_faithfulness(circuit, name, model, experiment)
-    unseen = stages.held_out_faithfulness(circuit, name, model, replace(experiment, held_out_seed=config.unseen_seed))
+    steps, chosen = frontier(model, name, config, folder, log)
+    step = steps[chosen]
+    circuit = load_circuit(folder / step["circuit"])
+    experiment = config.experiment(step["k"])
+    held_out = stages.held_out_faithfulness(circuit, name, model, replace(experiment, held_out_seed=config.held_out_seed))
     row: dict[str, Any] = {
-        "task": name, "reason": reason, "circuit": f"circuits/{name}.json", "edges": circuit.n_kept,
-        "edge_share": circuit.n_kept / circuit.n_edges, "faithfulness": circuit_faithfulness(circuit),
-        "held_out_faithfulness": held_out, "unseen_faithfulness": unseen}
+        "task": name, "reason": reason, "circuit": step["circuit"], "edges": circuit.n_kept,
+        "edge_share": circuit.n_kept / circuit.n_edges, "budget_share": step["edge_share"],
+        "meets_targets": meets_targets(step, config),
+        "faithfulness": step["faithfulness"], "validation_faithfulness": step["validation_faithfulness"],
+        "held_out_faithfulness": held_out, "frontier": steps}
     if name in config.no_answer_in_prompt:
         row.update(movers=None, borderline=None, shared_with_ioi=None, chance=None, mover_note=NO_MOVER_CLAIM)
     else:
@@ -274,7 +360,7 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
                    mover_intervals={h: list(movers.intervals[h]) for h in movers.heads if h in movers.intervals},
                    given_movers=list(given.heads), chance=None if name == config.ioi else overlap.chance,
                    mover_note=overlap.answer())
-    row["seconds"] = time.perf_counter() - started
+    row["seconds"] = sum(s["seconds"] for s in steps) + time.perf_counter() - started
     _write_json(folder / f"{name}.json", row)
     return row
 
@@ -302,7 +388,7 @@ def notes_rows(rows: dict[str, dict[str, Any]], ioi: str) -> list[list[str]]:
         accuracy = Proportion(r["accuracy"], r["n_prompts"]).short()
         has = r.get("circuit") is not None
         faith = " / ".join(num(r[k], fixed=2) if r[k] is not None else "-" for k in
-                           ("faithfulness", "held_out_faithfulness", "unseen_faithfulness")) if has else "-"
+                           ("faithfulness", "validation_faithfulness", "held_out_faithfulness")) if has else "-"
         if not has:
             movers = shared = "-"
         elif r["movers"] is None:
@@ -312,8 +398,14 @@ def notes_rows(rows: dict[str, dict[str, Any]], ioi: str) -> list[list[str]]:
             shared = "(these are IOI's)" if name == ioi else \
                 f"{', '.join(r['shared_with_ioi']) or 'none'} [{r['chance']:.2f}]"
         out.append([name, r["answer_kind"], accuracy, r["order_vs_meaning"] or "-",
-                    f"{r['edges']:,}" if has else f"- ({r['no_circuit']})", faith, movers, shared])
+                    _edges_cell(r) if has else f"- ({r['no_circuit']})", faith, movers, shared])
     return out
+
+
+def _edges_cell(r: dict[str, Any]) -> str:
+    """Edges kept and the budget that found them; a budget short of the targets says so."""
+    short = "" if r["meets_targets"] else ", targets not reached"
+    return f"{r['edges']:,} [{r['budget_share']:.0%}{short}]"
 
 
 def format_notes_table(rows: Sequence[Sequence[str]]) -> str:
@@ -332,7 +424,8 @@ def run_study(config: StudyConfig, out_dir: str | Path, log: Log = lambda _: Non
     started = time.perf_counter()
     out = Path(out_dir)
     folder = out / "study"
-    (folder / "circuits").mkdir(parents=True, exist_ok=True)
+    for part in ("circuits", "frontier"):
+        (folder / part).mkdir(parents=True, exist_ok=True)
     _check_settings(folder, config)
     log(f"loading {config.model} ...")
     model = get_model(config.model)
@@ -355,14 +448,14 @@ def run_study(config: StudyConfig, out_dir: str | Path, log: Log = lambda _: Non
         found[name] = study_task(model, name, chosen[name], config, folder, name_movers, log)
         r = found[name]
         log(f"[{i}/{len(todo)}] {name}: {r['edges']} edges, faithfulness {num(r['faithfulness'], fixed=2)} / "
-            f"held-out {num(r['held_out_faithfulness'], fixed=2)} / unseen {num(r['unseen_faithfulness'], fixed=2)}"
-            f", {r['mover_note']}, {r['seconds']:.0f} s")
+            f"validation {num(r['validation_faithfulness'], fixed=2)} / held-out "
+            f"{num(r['held_out_faithfulness'], fixed=2)} (budget {r['budget_share']:.0%}), {r['mover_note']}, {r['seconds']:.0f} s")
     skipped = {t: f"answered {e.accuracy:.0%} < {config.min_accuracy:.0%}" for t, e in evals.items()}
     rows = {t: _row(t, e, found.get(t), evals, skipped[t]) for t, e in evals.items()}
     total = accuracy_seconds + sum(r["seconds"] for r in found.values())
     label = model_name(model)
-    results = {"device": device_label(device), "model": label, "held_out_seed": config.held_out_seed,
-               "unseen_seed": config.unseen_seed, "settings": config.settings(), "tasks": rows,
+    results = {"device": device_label(device), "model": label, "validation_seed": config.validation_seed,
+               "held_out_seed": config.held_out_seed, "settings": config.settings(), "tasks": rows,
                "total_seconds": total}
     results_file = Path(results_path) if results_path is not None else out / f"study_{device.type}.json"
     results_file.parent.mkdir(parents=True, exist_ok=True)
@@ -381,15 +474,23 @@ def _report_sections(config: StudyConfig, rows: dict[str, dict[str, Any]], table
            f"Wilson interval. A task answered >= {config.min_accuracy:.0%} gets a circuit, and so does the "
            "disagreeing twin of every order-vs-meaning pair whose agreeing twin is. Circuits: the demo's hybrid "
            f"for every task (EAP-IG on {config.rank_prompts} prompts starts masks learned for {config.learn_steps} "
-           f"steps over {config.n_prompts} prompts within {config.k:,} edges; exact ACDC tests the lowest "
-           f"{config.tested}). Faithfulness is normalised: in-sample on the {config.n_prompts} discovery prompts, "
-           f"held-out on {config.n_held_out} prompts of seed {config.held_out_seed}, unseen on {config.n_held_out} "
-           f"prompts of seed {config.unseen_seed}, used for no choice. Movers: heads on the circuit's kept paths "
+           f"steps over {config.n_prompts} prompts within an edge budget; exact ACDC tests the lowest "
+           f"{config.tested}). Budgets of {', '.join(f'{x:.0%}' for x in config.edge_shares)} of the edges are tried "
+           f"in order, and the first whose circuit keeps >= {config.target:.2f} of the behaviour on its discovery "
+           f"prompts and >= {config.target_validation:.2f} on {config.n_held_out} validation prompts of seed "
+           f"{config.validation_seed} is kept (else the one best on validation). Faithfulness is normalised (KL): "
+           f"in-sample on the {config.n_prompts} discovery prompts (seed {config.seed}), validation (seed "
+           f"{config.validation_seed}, which chose the budget), held-out on {config.n_held_out} prompts of seed "
+           f"{config.held_out_seed}, used for no choice. Movers: heads on the circuit's kept paths "
            "passing the one mover rule; chance is the overlap with IOI's name movers two random sets of those "
            f"sizes would have. Tasks whose answer is not in the prompt ({', '.join(config.no_answer_in_prompt)}) "
            "get no mover claim.")
     seconds = [[t, r.get("reason") or r.get("no_circuit"), r.get("seconds")] for t, r in rows.items()]
+    frontier_rows = [[t, f"{s['edge_share']:.0%}", s["edges"], s["faithfulness"], s["validation_faithfulness"],
+                      s["seconds"]] for t, r in rows.items() for s in r.get("frontier") or ()]
     return [Table(NOTES_TITLE, NOTES_COLUMNS, table_rows), Text("How the table was made", how),
+            Table("Each budget tried (the frontier)", ["task", "budget", "edges", "in-sample", "validation",
+                                                       "seconds"], frontier_rows),
             Table("Why each task has a circuit, and its seconds", ["task", "circuit", "seconds"], seconds),
             KeyValues("Settings", [*config.settings().items(), ("total seconds", total)])]
 
