@@ -110,7 +110,9 @@ def test_bad_settings_are_refused_before_any_model_loads(no_model, tmp_path):
 def test_every_default_task_is_registered():
     from acdc_compare.tasks.registry import task_names
 
-    assert set(StudyConfig().tasks) <= set(task_names()) and len(StudyConfig().tasks) == 19
+    tasks = StudyConfig().tasks
+    assert set(tasks) <= set(task_names()) and len(tasks) == 25
+    assert {"verb-last", "colour-of-first", "material-of-last"} <= set(tasks)
 
 
 CLI = ["--tasks", *TASKS, "--n-eval", "8", "--edge-shares", "0.1", "--tested", "4", "--n-prompts", "4", "--rank-prompts", "2",
@@ -227,17 +229,21 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
     with pytest.raises(KeyboardInterrupt):
         run_study(config, tmp_path)
     assert (tmp_path / "study" / "frontier" / "ioi@0.1.json").is_file()
+    assert (tmp_path / "study" / "frontier" / "ioi-eap-ig.json").is_file()  # the cheap frontier beyond 10%
     assert not (tmp_path / "study" / "ioi.json").exists()
     discover.fail_on, discover.budgets = None, []
     row = run_study(config, tmp_path).rows["ioi"]
     assert discover.budgets == [("ioi", k[0.2])]  # the first budget was read back, not rediscovered
     assert [s["edge_share"] for s in row["frontier"]] == [0.1, 0.2] and row["budget_share"] == 0.2
     assert row["meets_targets"] and row["edges"] <= k[0.2] and row["circuit"] == "circuits/ioi@0.2.json"
+    assert row["ranking"] == "learned" and [r["k"] for r in row["eap_ig_frontier"]] == [k[0.2]]
 
     monkeypatch.setattr(study, "meets_targets", lambda step, config: False)
     discover.budgets = []
     other = run_study(config, tmp_path / "none").rows["ioi"]
-    assert [k for _, k in discover.budgets] == [k[0.1], k[0.2]]  # every budget tried, then the best kept
+    # learned masks at 10%, then at the largest budget (EAP-IG reached the targets nowhere) learned and EAP-IG
+    assert [k for _, k in discover.budgets] == [k[0.1], k[0.2], k[0.2]]
+    assert [s["ranking"] for s in other["frontier"]] == ["learned", "learned", "eap-ig"]
     best = max(other["frontier"], key=lambda s: -math.inf if s["validation_faithfulness"] is None
                else s["validation_faithfulness"])
     assert not other["meets_targets"] and other["budget_share"] == best["edge_share"]

@@ -10,6 +10,7 @@ from acdc_compare.cli.checks import writable_dir, writable_file
 from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_model, add_out, add_quiet
 from acdc_compare.cli.output import print_paths
 from acdc_compare.tasks.base import Corruption
+from acdc_compare.types import Metric
 
 NAME = "study"
 
@@ -44,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="EAP-IG ranks on the first this many discovery prompts, masks learn in minibatches of them, "
                         "head scores use them")
     p.add_argument("--learn-steps", type=int, default=default["learn_steps"], help="mask-learning steps")
+    p.add_argument("--metric", default=default["metric"].value, choices=[m.value for m in Metric],
+                   help="what discovery minimises and faithfulness is normalised on")
     p.add_argument("--corruption", default=default["corruption"].value, choices=[c.value for c in Corruption],
                    help="the comparison tasks' corruption, where a task offers it (IOI's is always ABC)")
     p.add_argument("--validation-seed", type=int, default=default["validation_seed"],
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                          target=args.target, target_validation=args.target_validation, tested=args.tested, n_prompts=args.n_prompts,
                          rank_prompts=args.rank_prompts, n_held_out=args.n_held_out,
                          learn_steps=args.learn_steps, corruption=Corruption(args.corruption),
+                         metric=Metric(args.metric),
                          validation_seed=args.validation_seed, held_out_seed=args.held_out_seed, progress=not args.quiet)
     out = writable_dir(args.out, "--out")
     results = None if args.results is None else writable_file(args.results, "--results")

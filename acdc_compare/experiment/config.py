@@ -17,6 +17,7 @@ from acdc_compare.progress import ProgressLike
 from acdc_compare.roles.assign import MoverSet
 from acdc_compare.tasks.base import Corruption
 from acdc_compare.tasks.registry import task_spec
+from acdc_compare.types import Metric
 
 CURVE_FRACTIONS: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
@@ -45,6 +46,7 @@ class ExperimentConfig:
     # little of it on new prompts, is labelled weak
     extra: tuple[str, ...] = ("greater-than", "verb-last-2shot")
     corruption: Corruption = Corruption.ANSWERS  # the comparison tasks' corruption (IOI's is always ABC)
+    metric: Metric = Metric.KL  # what discovery minimises and faithfulness is normalised on
     method: str = "hybrid"  # a registered method (acdc_compare.algorithms.registry.ALGORITHMS)
     threshold: float = 0.001  # relative: a fraction of each task's metric gap M(empty) - M(full)
     k: int = 1000  # hybrid: the top-k EAP-IG edges are the candidate circuit
@@ -118,6 +120,7 @@ class ExperimentConfig:
         for name in self.circuit_tasks:
             task_spec(name)
         object.__setattr__(self, "corruption", Corruption(self.corruption))
+        object.__setattr__(self, "metric", Metric(self.metric))
         if self.method in ("acdc", "hybrid"):
             hybrid = {"tested": self.tested, "functional": self.functional} if self.method == "hybrid" else {}
             make_options(self.method, self.threshold, k=None if self.coverage is not None else self.k,

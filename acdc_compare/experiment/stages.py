@@ -126,7 +126,7 @@ def discovery_problems(task: Task, model: Any, config: ExperimentConfig) -> tupl
     n = config.prompts_of(task.name)
     if n != task.n_prompts:
         task = make_task(task.name, model.tokenizer, n=n, seed=config.seed, corruption=config.corruption_of(task.name))
-    problem = prepare(task, model=model)
+    problem = prepare(task, model=model, metric=config.metric)
     return problem, ranking_problem(problem, config.n_prompts)
 
 
@@ -165,11 +165,16 @@ def exact_acdc_seconds(found: Discovery) -> float:
     return estimated_seconds(found.problem, found.problem.graph.n_edges)
 
 
+def validation_problem(task: str, model: Any, config: ExperimentConfig) -> Problem:
+    """The task's `n_held_out` prompts of `held_out_seed`, prepared under the configured metric."""
+    return prepare(task, model=model, metric=config.metric, n_prompts=config.n_held_out,
+                   seed=config.held_out_seed, corruption=config.corruption_of(task), check=False)
+
+
 def held_out_faithfulness(circuit: Circuit, task: str, model: Any, config: ExperimentConfig) -> float:
     """Normalised faithfulness of `circuit` on `n_held_out` prompts of the task of `held_out_seed`, which it
     was not discovered on: does the circuit explain the task, or only its sample?"""
-    problem = prepare(task, model=model, n_prompts=config.n_held_out, seed=config.held_out_seed,
-                      corruption=config.corruption_of(task), check=False)
+    problem = validation_problem(task, model, config)
     full, empty = problem.metric_ends
     return normalized_faithfulness(float(problem.evaluate(circuit)[0]), full, empty)
 

@@ -23,14 +23,18 @@ from typing import Any
 
 import torch
 
+from acdc_compare.algorithms.eap import evaluate_many
+from acdc_compare.algorithms.hybrid import Ranking
+from acdc_compare.algorithms.problem import Problem
 from acdc_compare.api import get_model
 from acdc_compare.backends import DEFAULT_MODEL, model_config, model_name
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
+from acdc_compare.circuit import Circuit
 from acdc_compare.experiment import stages
 from acdc_compare.experiment.config import ExperimentConfig
 from acdc_compare.experiment.stages import Log
 from acdc_compare.export import load_circuit, save_circuit
-from acdc_compare.faithfulness import circuit_faithfulness
+from acdc_compare.faithfulness import circuit_faithfulness, normalized_faithfulness
 from acdc_compare.files import atomic_write
 from acdc_compare.fmt import num
 from acdc_compare.graph import Graph
@@ -50,12 +54,14 @@ from acdc_compare.tasks.registry import (
     tasks_table,
     verdict,
 )
+from acdc_compare.types import Metric
 
 STUDY_TASKS: tuple[str, ...] = (
     "ioi", "pet-last", "pet-middle", "pet-first", "poorer", "richer", "size", "attribute", "opposites", "analogy",
     "adjective-last", "adjective-first", "verb-last", "verb-first", "verb-last-2shot", "verb-first-2shot",
-    "adjective-last-2shot", "adjective-first-2shot", "greater-than")
-EDGE_SHARES: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
+    "adjective-last-2shot", "adjective-first-2shot", "colour-of-last", "colour-of-first", "colour-coloured-last",
+    "colour-coloured-first", "material-of-last", "material-of-first", "greater-than")
+EDGE_SHARES: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4)
 NO_MOVER_CLAIM = "answer not in the prompt"
 NOTES_COLUMNS: tuple[str, ...] = (
     "task", "answer kind", "accuracy [95% CI]", "order vs meaning", "circuit edges [budget]",
@@ -88,7 +94,8 @@ class StudyConfig:
     rank_prompts: int = 8  # EAP-IG ranks on these, masks learn in minibatches of this many
     learn_steps: int = 16
     steps: int = 5
-    threshold: float = 0.001  # relative: a fraction of each task's gap KL(full || empty circuit)
+    threshold: float = 0.001  # relative: a fraction of each task's gap M(empty circuit) - M(full)
+    metric: Metric = Metric.KL  # what discovery minimises and faithfulness is normalised on
     corruption: Corruption = Corruption.ANSWERS  # where the task offers it (`ExperimentConfig.corruption_of`)
     ioi: str = "ioi"  # the task whose movers are "IOI's name movers"
     no_answer_in_prompt: tuple[str, ...] = ("opposites", "analogy")  # circuits, but no mover claim
@@ -124,16 +131,16 @@ class StudyConfig:
         if self.rank_prompts > self.n_prompts:
             raise ValueError(f"rank_prompts ({self.rank_prompts}) must not exceed n_prompts ({self.n_prompts})")
         object.__setattr__(self, "corruption", Corruption(self.corruption))
+        object.__setattr__(self, "metric", Metric(self.metric))
         self.experiment()
 
-    def experiment(self, k: int = 1) -> ExperimentConfig:
-        """The demo's settings with the learned ranking, an edge budget `k`, `tested` and `n_prompts` for every
-        task."""
+    def experiment(self, k: int = 1, ranking: Ranking = "learned") -> ExperimentConfig:
+        """The demo's settings with `ranking`, an edge budget `k`, `tested` and `n_prompts` for every task."""
         names = tuple(dict.fromkeys((*self.tasks, self.ioi)))
         return ExperimentConfig(
-            model=self.model, extra=(), corruption=self.corruption, method="hybrid", threshold=self.threshold,
+            model=self.model, extra=(), corruption=self.corruption, metric=self.metric, method="hybrid", threshold=self.threshold,
             k=k, task_k=(), tested=self.tested, task_tested=(), functional=True,
-            task_ranking=tuple((t, "learned") for t in names), learn_steps=self.learn_steps, steps=self.steps,
+            task_ranking=tuple((t, ranking) for t in names), learn_steps=self.learn_steps, steps=self.steps,
             n_prompts=self.rank_prompts, task_prompts=tuple((t, self.n_prompts) for t in names),
             n_eval=self.n_eval, curve=False, seed=self.seed, held_out_seed=self.validation_seed,
             n_held_out=self.n_held_out, progress=self.progress)
@@ -143,7 +150,7 @@ class StudyConfig:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "progress"}
         out["tasks"], out["no_answer_in_prompt"] = list(self.tasks), list(self.no_answer_in_prompt)
         out["edge_shares"] = list(self.edge_shares)
-        out["corruption"] = self.corruption.value
+        out["corruption"], out["metric"] = self.corruption.value, self.metric.value
         return out
 
 
@@ -269,8 +276,8 @@ def budget_of(share: float, n_edges: int) -> int:
     return max(1, round(share * n_edges))
 
 
-def _step_name(name: str, share: float) -> str:
-    return f"{name}@{share:g}"
+def _step_name(name: str, share: float, ranking: Ranking) -> str:
+    return f"{name}@{share:g}" + ("" if ranking == "learned" else f"-{ranking}")
 
 
 def meets_targets(step: dict[str, Any], config: StudyConfig) -> bool:
@@ -280,54 +287,102 @@ def meets_targets(step: dict[str, Any], config: StudyConfig) -> bool:
 
 
 class _Discovery:
-    """A task's discovery prompts and EAP-IG ranking, made on first use: a study resumed past every budget
-    step of a task needs neither."""
+    """A task's discovery and validation prompts and EAP-IG ranking, made on first use: a study resumed past
+    every budget step of a task needs none of them."""
 
     def __init__(self, model: Any, name: str, config: StudyConfig, log: Log) -> None:
         self.model, self.name, self.config, self.log = model, name, config, log
-        self._made: tuple[Any, Any, Any] | None = None
+        self.n_edges = Graph.from_model_config(model_config(model)).n_edges
+        self._made: tuple[Problem, Problem, torch.Tensor | None] | None = None
 
-    def run(self, k: int) -> stages.Discovery:
-        experiment = self.config.experiment(k)
-        bars = as_progress(self.config.progress)
+    def _problems(self) -> tuple[Problem, Problem, torch.Tensor | None]:
         if self._made is None:
+            experiment = self.config.experiment()
             task = make_task(self.name, model_tokenizer(self.model), n=self.config.n_prompts, seed=self.config.seed,
                              corruption=experiment.corruption_of(self.name))
             problem, ranked_on = stages.discovery_problems(task, self.model, experiment)
-            self._made = problem, ranked_on, stages.eap_ig_prior(ranked_on, experiment, bars)
-        return stages.discover_on(*self._made, experiment, bars)
+            self._made = problem, ranked_on, stages.eap_ig_prior(ranked_on, experiment,
+                                                                 as_progress(self.config.progress))
+        return self._made
+
+    def run(self, k: int, ranking: Ranking) -> stages.Discovery:
+        return stages.discover_on(*self._problems(), self.config.experiment(k, ranking),
+                                  as_progress(self.config.progress))
+
+    def eap_ig_frontier(self, shares: Sequence[float]) -> list[dict[str, Any]]:
+        """Faithfulness of EAP-IG's top-k circuits at each share, in-sample and on the validation prompts: one
+        batch of patched forwards each, so the frontier beyond the first budget is measured cheaply."""
+        problem, _, prior = self._problems()
+        if prior is None:
+            raise ValueError("EAP-IG's frontier needs the hybrid's EAP-IG ranking")
+        validation = stages.validation_problem(self.name, self.model, self.config.experiment())
+        graph = problem.graph
+        masks = torch.stack([Circuit.from_scores(graph, prior, top_n=budget_of(x, self.n_edges)).kept
+                             for x in shares])
+        rows = []
+        ends = [(p, p.metric_ends, evaluate_many(p, masks)) for p in (problem, validation)]
+        for i, share in enumerate(shares):
+            f, v = (normalized_faithfulness(float(values[i]), *metric_ends) for _, metric_ends, values in ends)
+            rows.append({"edge_share": share, "k": budget_of(share, self.n_edges), "faithfulness": f,
+                         "validation_faithfulness": v})
+        return rows
 
 
-def budget_step(discovery: _Discovery, share: float, folder: Path) -> dict[str, Any]:
+def budget_step(discovery: _Discovery, share: float, ranking: Ranking, folder: Path) -> dict[str, Any]:
     """One budget of a task's frontier: its circuit (folder/circuits/TASK@SHARE.json) and faithfulness in-sample
     and on the validation prompts (folder/frontier/TASK@SHARE.json, written last: it marks the step done)."""
     name, config, model = discovery.name, discovery.config, discovery.model
-    path = folder / "frontier" / f"{_step_name(name, share)}.json"
+    stem = _step_name(name, share, ranking)
+    path = folder / "frontier" / f"{stem}.json"
     if path.is_file():
         return _read_json(path)
     started = time.perf_counter()
-    k = budget_of(share, Graph.from_model_config(model_config(model)).n_edges)
-    discovery.log(f"  {name}: edge budget {share:.0%} ({k:,} edges) ...")
-    circuit = discovery.run(k).circuit
-    save_circuit(circuit, folder / "circuits" / f"{_step_name(name, share)}.json")
-    validation = stages.held_out_faithfulness(circuit, name, model, config.experiment(k))
-    step = {"edge_share": share, "k": k, "edges": circuit.n_kept, "faithfulness": circuit_faithfulness(circuit),
-            "validation_faithfulness": validation, "circuit": f"circuits/{_step_name(name, share)}.json",
-            "seconds": time.perf_counter() - started}
+    k = budget_of(share, discovery.n_edges)
+    discovery.log(f"  {name}: edge budget {share:.0%} ({k:,} edges), ranked by {ranking} ...")
+    circuit = discovery.run(k, ranking).circuit
+    save_circuit(circuit, folder / "circuits" / f"{stem}.json")
+    validation = stages.held_out_faithfulness(circuit, name, model, config.experiment(k, ranking))
+    step = {"edge_share": share, "k": k, "ranking": ranking, "edges": circuit.n_kept,
+            "faithfulness": circuit_faithfulness(circuit), "validation_faithfulness": validation,
+            "circuit": f"circuits/{stem}.json", "seconds": time.perf_counter() - started}
     _write_json(path, step)
     return step
 
 
-def frontier(model: Any, name: str, config: StudyConfig, folder: Path, log: Log) -> tuple[list[dict[str, Any]], int]:
-    """The budgets tried for a task, smallest first, up to the first that meets the targets (or all of them),
-    and the index of the chosen one: the first meeting the targets, else the most faithful on validation."""
-    discovery, steps = _Discovery(model, name, config, log), []
-    for share in config.edge_shares:
-        steps.append(budget_step(discovery, share, folder))
-        if meets_targets(steps[-1], config):
-            return steps, len(steps) - 1
-    best = max(range(len(steps)), key=lambda i: _or(steps[i]["validation_faithfulness"], -math.inf))
-    return steps, best
+def eap_ig_step(discovery: _Discovery, shares: Sequence[float], folder: Path) -> dict[str, Any]:
+    """EAP-IG's frontier over `shares` (folder/frontier/TASK-eap-ig.json), measured once."""
+    path = folder / "frontier" / f"{discovery.name}-eap-ig.json"
+    if path.is_file():
+        return _read_json(path)
+    started = time.perf_counter()
+    discovery.log(f"  {discovery.name}: EAP-IG's frontier at {', '.join(f'{x:.0%}' for x in shares)} of the edges ...")
+    found = {"rows": discovery.eap_ig_frontier(shares), "seconds": time.perf_counter() - started}
+    _write_json(path, found)
+    return found
+
+
+def frontier(model: Any, name: str, config: StudyConfig, folder: Path,
+             log: Log) -> tuple[list[dict[str, Any]], int, dict[str, Any] | None]:
+    """A task's budgets tried, the index of the chosen one and EAP-IG's frontier (None when not needed).
+
+    Masks are learned at the first budget; when that circuit misses the targets, EAP-IG's top-k frontier over
+    the other budgets (cheap) names the smallest budget where even the top EAP-IG edges meet them, and a circuit
+    is found there with learned masks and, if they miss, with the EAP-IG ranking. Chosen: the first step
+    meeting the targets, else the one most faithful on validation."""
+    discovery = _Discovery(model, name, config, log)
+    steps = [budget_step(discovery, config.edge_shares[0], "learned", folder)]
+    curve = None
+    if not meets_targets(steps[0], config) and len(config.edge_shares) > 1:
+        curve = eap_ig_step(discovery, config.edge_shares[1:], folder)
+        reached = [row["edge_share"] for row in curve["rows"] if meets_targets(row, config)]
+        share = reached[0] if reached else config.edge_shares[-1]
+        for ranking in ("learned", "eap-ig"):
+            steps.append(budget_step(discovery, share, ranking, folder))
+            if meets_targets(steps[-1], config):
+                break
+    met = [i for i, step in enumerate(steps) if meets_targets(step, config)]
+    best = met[0] if met else max(range(len(steps)), key=lambda i: _or(steps[i]["validation_faithfulness"], -math.inf))
+    return steps, best, curve
 
 
 def _or(x: float | None, default: float) -> float:
@@ -339,17 +394,18 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
     """One task's circuit, chosen on its frontier of budgets, and what the study asks of it, saved to
     folder/TASK.json (written last: its presence marks the task done)."""
     started = time.perf_counter()
-    steps, chosen = frontier(model, name, config, folder, log)
+    steps, chosen, curve = frontier(model, name, config, folder, log)
     step = steps[chosen]
     circuit = load_circuit(folder / step["circuit"])
-    experiment = config.experiment(step["k"])
+    experiment = config.experiment(step["k"], step["ranking"])
     held_out = stages.held_out_faithfulness(circuit, name, model, replace(experiment, held_out_seed=config.held_out_seed))
     row: dict[str, Any] = {
         "task": name, "reason": reason, "circuit": step["circuit"], "edges": circuit.n_kept,
         "edge_share": circuit.n_kept / circuit.n_edges, "budget_share": step["edge_share"],
         "meets_targets": meets_targets(step, config),
         "faithfulness": step["faithfulness"], "validation_faithfulness": step["validation_faithfulness"],
-        "held_out_faithfulness": held_out, "frontier": steps}
+        "held_out_faithfulness": held_out, "ranking": step["ranking"], "frontier": steps,
+        "eap_ig_frontier": None if curve is None else curve["rows"]}
     if name in config.no_answer_in_prompt:
         row.update(movers=None, borderline=None, shared_with_ioi=None, chance=None, mover_note=NO_MOVER_CLAIM)
     else:
@@ -360,7 +416,8 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
                    mover_intervals={h: list(movers.intervals[h]) for h in movers.heads if h in movers.intervals},
                    given_movers=list(given.heads), chance=None if name == config.ioi else overlap.chance,
                    mover_note=overlap.answer())
-    row["seconds"] = sum(s["seconds"] for s in steps) + time.perf_counter() - started
+    row["seconds"] = (sum(s["seconds"] for s in steps) + (0.0 if curve is None else curve["seconds"])
+                      + time.perf_counter() - started)
     _write_json(folder / f"{name}.json", row)
     return row
 
@@ -468,6 +525,14 @@ def run_study(config: StudyConfig, out_dir: str | Path, log: Log = lambda _: Non
                        time.perf_counter() - started, total)
 
 
+def _frontier_rows(name: str, row: dict[str, Any]) -> list[list[Any]]:
+    """A task's frontier as report rows: its circuits, then EAP-IG's top-k circuits where they were measured."""
+    found = [[name, f"{s['edge_share']:.0%}", f"hybrid, {s['ranking']} ranking", s["edges"], s["faithfulness"],
+              s["validation_faithfulness"], s["seconds"]] for s in row.get("frontier") or ()]
+    return found + [[name, f"{s['edge_share']:.0%}", "EAP-IG's top k alone", s["k"], s["faithfulness"],
+                     s["validation_faithfulness"], None] for s in row.get("eap_ig_frontier") or ()]
+
+
 def _report_sections(config: StudyConfig, rows: dict[str, dict[str, Any]], table_rows: list[list[str]],
                      total: float) -> list[Any]:
     how = (f"Accuracy: correct beats wrong answer on {config.n_eval} prompts of seed {config.seed}, with its 95% "
@@ -475,10 +540,13 @@ def _report_sections(config: StudyConfig, rows: dict[str, dict[str, Any]], table
            "disagreeing twin of every order-vs-meaning pair whose agreeing twin is. Circuits: the demo's hybrid "
            f"for every task (EAP-IG on {config.rank_prompts} prompts starts masks learned for {config.learn_steps} "
            f"steps over {config.n_prompts} prompts within an edge budget; exact ACDC tests the lowest "
-           f"{config.tested}). Budgets of {', '.join(f'{x:.0%}' for x in config.edge_shares)} of the edges are tried "
-           f"in order, and the first whose circuit keeps >= {config.target:.2f} of the behaviour on its discovery "
-           f"prompts and >= {config.target_validation:.2f} on {config.n_held_out} validation prompts of seed "
-           f"{config.validation_seed} is kept (else the one best on validation). Faithfulness is normalised (KL): "
+           f"{config.tested}). The first budget is {config.edge_shares[0]:.0%} of the edges; a circuit keeping less "
+           f"than {config.target:.2f} of the behaviour on its discovery prompts or {config.target_validation:.2f} on "
+           f"{config.n_held_out} validation prompts of seed {config.validation_seed} sends the task up its frontier: "
+           f"EAP-IG's top-k circuits at {', '.join(f'{x:.0%}' for x in config.edge_shares[1:])} of the edges name "
+           "the smallest budget where they meet both targets (else the largest), and the hybrid runs there, with "
+           "learned masks and, if they miss, the EAP-IG ranking. The first circuit meeting both targets is kept "
+           "(else the one best on validation). Faithfulness is normalised (KL): "
            f"in-sample on the {config.n_prompts} discovery prompts (seed {config.seed}), validation (seed "
            f"{config.validation_seed}, which chose the budget), held-out on {config.n_held_out} prompts of seed "
            f"{config.held_out_seed}, used for no choice. Movers: heads on the circuit's kept paths "
@@ -486,10 +554,9 @@ def _report_sections(config: StudyConfig, rows: dict[str, dict[str, Any]], table
            f"sizes would have. Tasks whose answer is not in the prompt ({', '.join(config.no_answer_in_prompt)}) "
            "get no mover claim.")
     seconds = [[t, r.get("reason") or r.get("no_circuit"), r.get("seconds")] for t, r in rows.items()]
-    frontier_rows = [[t, f"{s['edge_share']:.0%}", s["edges"], s["faithfulness"], s["validation_faithfulness"],
-                      s["seconds"]] for t, r in rows.items() for s in r.get("frontier") or ()]
+    frontier_rows = [row for t, r in rows.items() for row in _frontier_rows(t, r)]
     return [Table(NOTES_TITLE, NOTES_COLUMNS, table_rows), Text("How the table was made", how),
-            Table("Each budget tried (the frontier)", ["task", "budget", "edges", "in-sample", "validation",
+            Table("Each budget tried (the frontier)", ["task", "budget", "circuit", "edges", "in-sample", "validation",
                                                        "seconds"], frontier_rows),
             Table("Why each task has a circuit, and its seconds", ["task", "circuit", "seconds"], seconds),
             KeyValues("Settings", [*config.settings().items(), ("total seconds", total)])]
