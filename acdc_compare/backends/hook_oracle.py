@@ -106,9 +106,15 @@ def ablated_cache(model, graph: Graph, corrupted: torch.Tensor | None, length: i
 
 @torch.no_grad()
 def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Tensor,
-                        corrupted: torch.Tensor | None = None, zero_cache: dict | None = None) -> torch.Tensor:
-    """Logits [N, P, V] with removed edges carrying the ablated sender value (reference semantics)."""
+                        corrupted: torch.Tensor | None = None, zero_cache: dict | None = None,
+                        spans: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits [N, P, V] with removed edges carrying the ablated sender value (reference semantics).
+
+    On a span graph `spans` [N, P] gives each position's span index, and edge `NAME@SPAN` is kept or removed
+    at the receiver-input positions of that span only (a k/v input's positions are the keys' positions)."""
     L, H, G = graph.n_layers, graph.n_heads, graph.n_kv_heads
+    if graph.has_spans and spans is None:
+        raise ValueError(f"{graph!r} has spans: pass spans=LongTensor[N, P] of span indices")
     corr = zero_cache if zero_cache is not None else ablated_cache(model, graph, corrupted)
     corr_senders = sender_list(model, corr, graph)
     current: dict[int, torch.Tensor] = {}
@@ -137,6 +143,16 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
             current[1 + layer * spl + H] = t.clone()
         return t
 
+    def kept_at(edge: str) -> torch.Tensor:
+        """Whether `edge` (a base edge's name) is kept, per position [N, P, 1]."""
+        if not graph.has_spans:
+            return torch.full((*clean.shape, 1), bool(kept[graph.edge_index(edge)]), device=clean.device)
+        out = torch.zeros((*clean.shape, 1), dtype=torch.bool, device=clean.device)
+        for j, span in enumerate(graph.spans):
+            if kept[graph.edge_index(f"{edge}@{span}")]:
+                out[spans == j] = True
+        return out
+
     def patched_input(r: int, like: torch.Tensor) -> torch.Tensor:
         name = graph.receiver_names[r]
         if name == "logits":
@@ -148,9 +164,8 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
             base = corr[f"blocks.{layer}.attn.hook_{kind}_input"][:, :, head]
         x = base.expand_as(like).clone()
         for s in range(graph.receivers[r].n_upstream):
-            e = graph.resid_edge(s, r)
-            if kept[e]:
-                x = x + (current[s] - corr_senders[s])
+            on = kept_at(f"{graph.sender_names[s]}->{name}")
+            x = x + torch.where(on, current[s] - corr_senders[s], torch.zeros_like(x))
         return x
 
     def on_receiver(t, hook):
@@ -176,8 +191,8 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
         out = t.clone()
         for h in range(t.shape[2]):
             r = {"q": graph.q_receiver, "k": graph.k_receiver, "v": graph.v_receiver}[kind](layer, h)
-            if not kept[graph.direct_edge(r)]:
-                out[:, :, h] = corr[hook.name][:, :, h].expand_as(t[:, :, h])
+            on = kept_at(graph.receiver_names[r])
+            out[:, :, h] = torch.where(on, t[:, :, h], corr[hook.name][:, :, h].expand_as(t[:, :, h]))
         return out
 
     sender_names = list(dict.fromkeys(sender_hooks(model, L) + post_norm_hooks(model, L)))
