@@ -212,14 +212,18 @@ def _parse_attn_receiver(name: str) -> tuple[int, str, int, str]:
 
 
 def oracle_order(graph: Graph) -> list[tuple[str, list[str]]]:
-    """(receiver-step name, edge names) in the reference order, spelled out by names."""
+    """(receiver-step name, edge names) in the reference order, spelled out by names; on a span graph each
+    edge's span edges follow each other in the graph's span order."""
     L, H, G = graph.n_layers, graph.n_heads, graph.n_kv_heads
     senders_desc = list(reversed(graph.sender_names))
+
+    def per_span(names: list[str]) -> list[str]:
+        return [f"{n}@{span}" for n in names for span in graph.spans] if graph.has_spans else names
 
     def upstream(receiver: str) -> list[str]:
         r = graph.receiver_index(receiver)
         allowed = set(graph.sender_names[: graph.receivers[r].n_upstream])
-        return [f"{s}->{receiver}" for s in senders_desc if s in allowed]
+        return per_span([f"{s}->{receiver}" for s in senders_desc if s in allowed])
 
     steps = [("logits", upstream("logits"))]
     for layer in reversed(range(L)):
@@ -228,7 +232,7 @@ def oracle_order(graph: Graph) -> list[tuple[str, list[str]]]:
         attn = [f"a{layer}.{kv}{h}<{x}>" for x in "vk" for h in reversed(range(G))]
         attn += [f"a{layer}.h{h}<q>" for h in reversed(range(H))]
         if graph.config.include_direct:
-            steps += [(f"direct {a}", [a]) for a in attn]
+            steps += [(f"direct {a}", per_span([a])) for a in attn]
         steps += [(a, upstream(a)) for a in attn]
     return steps
 
@@ -261,7 +265,8 @@ def oracle_acdc(evaluate, graph: Graph, threshold: float, *, start: torch.Tensor
             if step.startswith("direct ") or receiver.startswith("m") or not graph.config.include_direct:
                 dead = not any(has_output(n) for n in nodes_of(receiver))
             else:
-                dead = not kept[graph.edge_index(receiver)]
+                dead = not any(kept[graph.edge_index(n)] for n in graph.edge_names
+                               if n.split("@")[0] == receiver)
             if dead:
                 for name in edges:
                     kept[graph.edge_index(name)] = False

@@ -67,6 +67,10 @@ class Patcher:
     def from_weights(cls, weights: ModelWeights, include_direct: bool = True) -> "Patcher":
         return cls(weights, Graph.from_model_config(weights.config, include_direct=include_direct))
 
+    def with_graph(self, graph: Graph) -> "Patcher":
+        """A patcher of the same weights on another graph of this model's shape (e.g. `graph.with_spans(...)`)."""
+        return self if graph == self.graph else Patcher(self.w, graph)
+
     @property
     def device(self) -> torch.device:
         return self.w.device
