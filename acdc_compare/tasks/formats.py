@@ -303,14 +303,14 @@ def make_copy(tokenizer: Any, n: int = 100, seed: int = 0, fmt: CopyFormat | str
 
 
 def _marks(fmt: CopyFormat, text: str, head: int, words: tuple[str, str, str, str], asked: str) -> list[CharRange]:
-    """The spans of a prompt whose story starts at character `head`: the story's entities and values in the
-    order the story states them, the queried entity in the query, and the examples before the story (if any)."""
+    """The spans of a prompt whose story starts at character `head`: the story's entities and values and the
+    queried entity in the order the format states them, and the examples before the story (if any)."""
     e1, v1, e2, v2 = words
-    slots = {"e1": ("entity-1", e1), "v1": ("value-1", v1), "e2": ("entity-2", e2), "v2": ("value-2", v2)}
-    stated = sorted(slots, key=lambda k: fmt.story.index("{" + k + "}"))
-    story = locate(text, [slots[k] for k in stated], head)
-    query = head + len(fmt.story.format(e1=e1, v1=v1, e2=e2, v2=v2))
-    return [*story, *locate(text, [("queried", asked)], query), *([("examples", 0, head)] if head else [])]
+    slots = {"e1": ("entity-1", e1), "v1": ("value-1", v1), "e2": ("entity-2", e2), "v2": ("value-2", v2),
+             "q": ("queried", asked)}
+    template = fmt.story + fmt.query
+    stated = sorted((k for k in slots if "{" + k + "}" in template), key=lambda k: template.index("{" + k + "}"))
+    return [*locate(text, [slots[k] for k in stated], head), *([("examples", 0, head)] if head else [])]
 
 
 def _render(fmt: CopyFormat, e1: str, v1: str, e2: str, v2: str, q: str) -> str:
