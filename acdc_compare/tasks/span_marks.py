@@ -42,6 +42,9 @@ def token_ends(tokenizer: Any, text: str, ids: Sequence[int]) -> list[int]:
         offsets = None
     if offsets is not None and len(offsets) == len(ids):
         return [int(hi) for _, hi in offsets]
+    if tokenizer.decode(list(ids)) != text:
+        raise TaskError(f"cannot tell which characters each token of {text!r} covers: the tokenizer gives no "
+                        "offsets and its decoding differs from the text; use a fast Hugging Face tokenizer for spans")
     return [len(tokenizer.decode(list(ids[: t + 1]))) for t in range(len(ids))]
 
 
