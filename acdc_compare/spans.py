@@ -111,8 +111,3 @@ def from_char_ranges(names: Sequence[str], token_ends: Sequence[Sequence[int]],
         index[index < 0] = slot[REST]
     return PromptSpans(names, index)
 
-
-def span_graph_counts(kept: torch.Tensor, spans: Sequence[str]) -> dict[str, int]:
-    """Kept edges per span of a span graph's kept vector [n_base_edges * n_spans] (flat `base * J + span`)."""
-    per = torch.as_tensor(kept).reshape(-1, len(spans)).sum(0).tolist()
-    return dict(zip(spans, (int(x) for x in per)))

@@ -67,7 +67,7 @@ def scored_positions(positions: torch.Tensor | None, n: int, p: int, device: tor
     return positions
 
 
-def check_spans(graph: Graph, spans: "torch.Tensor | PromptSpans | None", n: int, p: int,
+def check_spans(graph: Graph, spans: torch.Tensor | PromptSpans | None, n: int, p: int,
                 device: torch.device) -> torch.Tensor | None:
     """Span indices [N, P] for a batch [n, p], checked against the graph's spans (required on a span graph;
     `PromptSpans` must name the graph's spans in its order)."""
