@@ -214,7 +214,8 @@ def make_problem(patcher: Patcher, task: Task, *, metric: Metric | str = Metric.
 def memory_model(patcher: Patcher) -> MemoryModel:
     """The memory model of the patcher's model, graph and dtype."""
     cfg = dataclasses.replace(patcher.cfg, d_vocab=patcher.vocab_size)
-    return MemoryModel(cfg, patcher.dtype, include_direct=patcher.graph.config.include_direct)
+    return MemoryModel(cfg, patcher.dtype, include_direct=patcher.graph.config.include_direct,
+                       n_spans=patcher.graph.n_spans)
 
 
 def check_fits(patcher: Patcher, n_prompts: int, seq_len: int, n_positions: int = 1, *, grad: bool = False,
