@@ -154,7 +154,7 @@ class Problem:
     def fingerprint(self) -> dict[str, Any]:
         """Identity of the run's inputs, for journals and saved results."""
         digest = hashlib.sha256()
-        spans = () if self.ctx.spans is None else (self.ctx.spans,)
+        spans = (self.task.span_schema().index,) if self.graph.has_spans else ()
         for t in (self.task.clean, self.task.corrupted, self.task.positions, self.task.correct, self.task.wrong,
                   *spans):
             digest.update(t.cpu().numpy().tobytes())

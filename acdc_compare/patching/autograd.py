@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from acdc_compare.patching.deltas import Deltas, GradReference, batched_combine
+from acdc_compare.patching.deltas import Deltas, GradReference, batched_combine, mask_letters
 
 
 class GradDeltas(Deltas):
@@ -168,11 +168,6 @@ def _mask_grad(src: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return torch.bmm(src.expand(grad.shape[0], -1, -1), grad.transpose(1, 2))
 
 
-def _letters(mask: torch.Tensor) -> str:
-    """einsum letters of a logits mask: one per circuit and sender (`ks`), or per scored position too (`ksx`)."""
-    return "ks" if mask.dim() == 2 else "ksx"
-
-
 class _GatherPositions(torch.autograd.Function):
     """Like `_Gather` for the logits receiver, only at the scored positions: mask [K, S] (or per scored
     position [K, S, N*Q], a span graph's) -> [K, N*Q, d]."""
@@ -184,14 +179,14 @@ class _GatherPositions(torch.autograd.Function):
         sel = store.buf[:, :S].reshape(K, S, -1, d)[:, :, flat_pos]  # [K, S, NQ, d]
         ctx.save_for_backward(mask, flat_pos)
         ctx.store, ctx.d, ctx.n_tokens = store, d, len(tokens)
-        return torch.einsum(f"{_letters(mask)},ksxd->kxd", mask, sel)
+        return torch.einsum(f"{mask_letters(mask)},ksxd->kxd", mask, sel)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         mask, flat_pos = ctx.saved_tensors
         store: GradDeltas = ctx.store
         K, S = mask.shape[:2]
-        d, m = ctx.d, _letters(mask)
+        d, m = ctx.d, mask_letters(mask)
         grad_mask = None
         if ctx.needs_input_grad[0]:
             src = store.mask_source()[:, :S]

@@ -106,7 +106,7 @@ class Deltas:
     def gather_positions(self, mask: torch.Tensor, flat_pos: torch.Tensor, p: int, d: int) -> torch.Tensor:
         """Like gather for one receiver, only at the scored positions: mask [K, S] (or per scored position
         [K, S, N*Q]) -> [K, N*Q, d]."""
-        m = "ks" if mask.dim() == 2 else "ksx"
+        m = mask_letters(mask)
         out = None
         for part, lo in ((self.prefix, 0), (self.own, self.s0)):
             if part is None or part.shape[1] == 0:
@@ -132,6 +132,11 @@ class Deltas:
             return self.own
         prefix = self.prefix.expand(self.own.shape[0], -1, -1)
         return torch.cat([prefix, self.own], dim=1)
+
+
+def mask_letters(mask: torch.Tensor) -> str:
+    """einsum letters of a logits mask: one per circuit and sender (`ks`), or per scored position too (`ksx`)."""
+    return "ks" if mask.dim() == 2 else "ksx"
 
 
 def batched_combine(mask: torch.Tensor, deltas: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
