@@ -114,3 +114,15 @@ def test_collapse_and_task_span_graph():
     assert flat.graph == plain.graph
     assert torch.equal(flat.kept, c.kept.view(-1, len(SPANS)).any(1))
     assert torch.allclose(flat.scores, eap_scores(plain, absolute=False), atol=1e-9)
+
+
+def test_a_span_run_s_journal_is_refused_by_a_span_free_run(tmp_path):
+    from acdc_compare.journal import JournalMismatchError
+
+    plain, spans = problems("gpt2", "kl")
+    journal = tmp_path / "j.jsonl"
+    partial = acdc(spans, 0.002, journal=journal, max_tests=5)
+    assert partial.settings["n_tested"] == 5
+    with pytest.raises(JournalMismatchError, match="spans"):
+        acdc(plain, 0.002, journal=journal)
+    assert torch.equal(acdc(spans, 0.002, journal=journal).kept, acdc(spans, 0.002).kept)
