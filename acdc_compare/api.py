@@ -13,7 +13,7 @@ from typing import Any, get_args
 import torch
 
 from acdc_compare.algorithms.eap import check_eap_metric
-from acdc_compare.algorithms.problem import Problem, check_fits, make_problem
+from acdc_compare.algorithms.problem import Problem, check_fits, make_problem, span_patcher
 from acdc_compare.algorithms.registry import algorithm, make_options, run, spec_of
 from acdc_compare.backends import DEFAULT_MODEL, load_model, make_patcher, model_name, tokenizer
 from acdc_compare.circuit import Circuit
@@ -24,7 +24,7 @@ from acdc_compare.patching import parse_ablation
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.prompts_file import HeldOutSplit, PromptsFile, is_prompts_file, split_rows, task_from_file
 from acdc_compare.tasks.registry import make_task
-from acdc_compare.types import Ablation, Metric, ThresholdScale
+from acdc_compare.types import Ablation, Metric, Positions, ThresholdScale
 
 _loaded: dict[tuple[str, str, str], Any] = {}
 
@@ -66,13 +66,15 @@ def prepare(task: Task | PromptsFile | str, *, model: str | Any = DEFAULT_MODEL,
             ablation: Ablation | str = Ablation.CORRUPTED, include_direct: bool = True,
             n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
             dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
-            check: bool = True, max_memory: int | str | None = None, grad: bool = False) -> Problem:
+            check: bool = True, max_memory: int | str | None = None, grad: bool = False,
+            positions: Positions = "all") -> Problem:
     """Load the model, build the task and run the ablated and full forwards once (shared by every method
     and threshold run on it). The engine is checked against the model's own forward first (`make_patcher`);
     `check=False` skips that probe (never the refusal of unsupported settings). `max_memory` (bytes, or
     '24GiB', '80GB') bounds what the run may hold beyond the weights (default: what the device has free);
     a task that cannot fit it (with `grad`: EAP's and EAP-IG's differentiable run) is refused before any
-    activation is computed, naming the prompt count that fits."""
+    activation is computed, naming the prompt count that fits. `positions="spans"` splits every edge by the
+    task's named spans (position-aware circuits; `Task.span_schema`)."""
     parse_metric(metric)
     parse_ablation(ablation)
     budget = None if max_memory is None else parse_size(max_memory)
@@ -86,6 +88,7 @@ def prepare(task: Task | PromptsFile | str, *, model: str | Any = DEFAULT_MODEL,
     else:
         the_task = resolve_task(task, bridge, n_prompts=n_prompts, seed=seed, corruption=corruption)
         patcher = make_patcher(bridge, include_direct=include_direct, check=check)
+    patcher = span_patcher(patcher, the_task, positions)
     return make_problem(patcher, the_task, metric=metric, ablation=ablation, model_name=model_name(bridge),
                         grad=grad, max_memory=budget)
 
@@ -126,7 +129,7 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
              n_prompts: int | None = None, seed: int = 0, device: str | torch.device | None = None,
              dtype: torch.dtype | None = None, corruption: Corruption | str | None = None,
              threshold_scale: ThresholdScale = "absolute", max_memory: int | str | None = None,
-             held_out: float | None = None, **options: Any) -> Circuit:
+             held_out: float | None = None, positions: Positions = "all", **options: Any) -> Circuit:
     """Discover the circuit behind a task.
 
     task: a `Task`, a task name ("ioi", "pet-last", ...) built with the model's tokenizer, or a prompts file
@@ -149,6 +152,10 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
         a shuffle seeded by `seed` (`split_rows`; `n_prompts` then counts the other rows). The circuit's
         normalised faithfulness on them is `metrics["held_out_faithfulness"]`, and which file lines they are
         `settings["held_out_lines"]`; fewer than 8 held-out rows give a warning (too noisy to trust).
+    positions: "all" (default): an edge stands for every token position; "spans": one edge per named span of
+        the prompts (position-aware circuits after PEAP: `Task.spans`, e.g. IOI's IO, S1, S2, END; a task
+        without named spans whose prompts share one length gets end-aligned spans end-0, end-1, end-2, rest).
+        The circuit is on the span graph (`circuit.graph.spans`); edges are named 'a3.h5->a9.h9<q>@END'.
     options: the method's own (ACDC: order, abs_value, journal, progress, max_batch, max_tests; hybrid also
         k, coverage, steps; EAP: top_n, absolute; EAP-IG also steps, path, rule). They are validated before
         the model is loaded.
@@ -165,7 +172,7 @@ def discover(task: Task | str, threshold: float | Any = None, *, method: str | N
         if split.warning():
             warnings.warn(split.warning(), UserWarning, stacklevel=2)
     shared = dict(model=model, metric=metric, ablation=ablation, include_direct=include_direct, device=device,
-                  dtype=dtype, corruption=corruption, max_memory=max_memory)
+                  dtype=dtype, corruption=corruption, max_memory=max_memory, positions=positions)
     problem = prepare(task if split is None else split.fit, n_prompts=n_prompts, seed=seed,
                       grad=needs_gradients(chosen), **shared)
     found = run_scaled(problem, chosen, threshold_scale)

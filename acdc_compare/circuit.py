@@ -332,7 +332,7 @@ class Liveness:
         if rec.kind is ReceiverKind.LOGITS:
             return False
         if rec.kind is not ReceiverKind.MLP and not direct and g.config.include_direct:
-            return not bool(kept[g.direct_edge(receiver)])
+            return not any(bool(kept[e]) for e in g.direct_edges(receiver))
         return all(self.out_count[s] == 0 for s in g.receiver_node_senders(receiver))
 
 

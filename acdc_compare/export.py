@@ -3,7 +3,9 @@
 JSON file (schema `acdc_compare.circuit/2`), one object:
 
 - `schema`: the schema and version string; a loader refuses any other;
-- `graph`: every `GraphConfig` field, so the `Graph` is rebuilt from the file alone;
+- `graph`: every `GraphConfig` field, so the `Graph` is rebuilt from the file alone; `spans` (the span names
+  of a position-aware circuit, whose edges are named `a3.h5->m7@IO`) only when the graph has spans, so a
+  span-free circuit's file is as before and a reader that knows no spans refuses a span circuit's file;
   `graph_key` and `n_edges` repeat the graph's identity and size as checks;
 - `kept`: the NAMES of the kept edges, in graph order (readable, and robust to index mix-ups); files
   written before key-value heads had names of their own (`a3.h1<k>` for key-value head 1 of a grouped
@@ -190,7 +192,7 @@ def _graph_config_from_json(d: Any) -> GraphConfig:
     if not isinstance(d, dict):
         raise ValueError(f"'graph' must be an object of GraphConfig fields, got {type(d).__name__}")
     fields = {f.name: f for f in dataclasses.fields(GraphConfig)}
-    unknown, missing = set(d) - set(fields), set(fields) - set(d)
+    unknown, missing = set(d) - set(fields), set(fields) - set(d) - {"spans"}
     if unknown or missing:
         raise ValueError(
             f"'graph' fields do not match GraphConfig: unknown {sorted(unknown)}, missing {sorted(missing)}"
@@ -203,7 +205,19 @@ def _graph_config_from_json(d: Any) -> GraphConfig:
             raise ValueError(f"'graph'.{name} must be true or false, got {d[name]!r}")
     if d["n_heads"] % d["n_kv_heads"]:
         raise ValueError(f"'graph'.n_heads ({d['n_heads']}) must be a multiple of n_kv_heads ({d['n_kv_heads']})")
-    return GraphConfig(**d)
+    spans = d.get("spans")
+    if spans is None:
+        return GraphConfig(**d)
+    if not isinstance(spans, list) or not spans or not all(isinstance(n, str) for n in spans):
+        raise ValueError(f"'graph'.spans must be a non-empty list of span names, got {spans!r}")
+    return GraphConfig(**{**d, "spans": tuple(spans)})
+
+
+def _graph_config_to_json(config: GraphConfig) -> dict[str, Any]:
+    """The GraphConfig fields, `spans` (as a list) only when the graph has spans."""
+    out = dataclasses.asdict(config)
+    spans = out.pop("spans")
+    return {**out, "spans": list(spans)} if spans else out
 
 
 _OLD_KV_RECEIVER = re.compile(r"a(\d+)\.h(\d+)<([kv])>$")
@@ -235,7 +249,7 @@ def circuit_to_json(c: Circuit) -> dict[str, Any]:
     """A JSON-ready dict holding everything needed to rebuild `c` exactly (see the module docstring)."""
     return {
         "schema": SCHEMA,
-        "graph": dataclasses.asdict(c.graph.config),
+        "graph": _graph_config_to_json(c.graph.config),
         "graph_key": c.graph.config.key,
         "n_edges": c.graph.n_edges,
         "kept": c.kept_edge_names(),

@@ -12,20 +12,27 @@ Index layout (all in forward order):
 - receivers: per layer, H query inputs, G key inputs, G value inputs, then the MLP input; `logits` last;
 - the senders that can feed a receiver are always a prefix `0 .. n_upstream(r) - 1` of the senders;
 - edges: receiver by receiver, its residual edges (sender ascending), then its direct edge if any.
+
+Span graphs (position-aware circuits, `GraphConfig.spans`): every edge above (a "base edge") splits into one
+edge per named span of the prompt, flat index `base * n_spans + span`, named `a3.h5->a9.h9<q>@END`. A span
+edge carries the sender's contribution only at the receiver-input positions of its span (the receiver's own
+position for q, MLP and logits inputs; the key/value position for k/v inputs). See `acdc_compare.spans`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import torch
 
+from acdc_compare.spans import check_span_names
 from acdc_compare.types import ModelConfig, ReceiverKind
 
 INPUT = "input"
 LOGITS = "logits"
+SPAN_SEP = "@"  # between a base edge's name and its span's: 'a3.h5->a9.h9<q>@END'
 
 
 def head_name(layer: int, head: int) -> str:
@@ -51,6 +58,10 @@ class GraphConfig:
     has_mlp: bool = True
     parallel_attn_mlp: bool = False
     include_direct: bool = True
+    spans: tuple[str, ...] = ()  # span names of a position-aware graph; empty: every edge spans all positions
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spans", check_span_names(self.spans))
 
     @classmethod
     def from_model_config(cls, cfg: ModelConfig, include_direct: bool = True) -> "GraphConfig":
@@ -71,6 +82,7 @@ class GraphConfig:
             f".{'mlp' if self.has_mlp else 'attn-only'}"
             f".{'parallel' if self.parallel_attn_mlp else 'sequential'}"
             f".{'direct' if self.include_direct else 'no-direct'}"
+            + (f".spans={','.join(self.spans)}" if self.spans else "")
         )
 
 
@@ -98,6 +110,7 @@ class Graph:
     _receivers: tuple[Receiver, ...] = field(init=False, repr=False)
     _edge_sender: tuple[int, ...] = field(init=False, repr=False)  # -1 for direct edges
     _edge_receiver: tuple[int, ...] = field(init=False, repr=False)
+    _n_base_edges: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         receivers = tuple(self._build_receivers())
@@ -109,6 +122,10 @@ class Graph:
             if self.config.include_direct and r.kind in _ATTN_KINDS:
                 senders.append(-1)
                 rec_of_edge.append(r.index)
+        object.__setattr__(self, "_n_base_edges", len(senders))
+        j = max(1, len(self.config.spans))
+        senders = [s for s in senders for _ in range(j)]
+        rec_of_edge = [r for r in rec_of_edge for _ in range(j)]
         object.__setattr__(self, "_receivers", receivers)
         object.__setattr__(self, "_edge_sender", tuple(senders))
         object.__setattr__(self, "_edge_receiver", tuple(rec_of_edge))
@@ -167,6 +184,48 @@ class Graph:
     @property
     def n_edges(self) -> int:
         return len(self._edge_sender)
+
+    # ----- spans --------------------------------------------------------------------------------------
+    @property
+    def spans(self) -> tuple[str, ...]:
+        """Span names of a position-aware graph; empty for a graph whose edges span all positions."""
+        return self.config.spans
+
+    @property
+    def has_spans(self) -> bool:
+        return bool(self.config.spans)
+
+    @property
+    def n_spans(self) -> int:
+        """Edges per base edge: the number of spans, 1 for a graph without spans."""
+        return max(1, len(self.config.spans))
+
+    @property
+    def n_base_edges(self) -> int:
+        """Edges of the span-free graph (`base`)."""
+        return self._n_base_edges
+
+    @cached_property
+    def base(self) -> "Graph":
+        """The same graph without spans (itself when it has none)."""
+        return Graph(replace(self.config, spans=())) if self.has_spans else self
+
+    def with_spans(self, spans: tuple[str, ...] | list[str]) -> "Graph":
+        """The same graph with every edge split into one edge per span (`spans` empty: the span-free graph)."""
+        return Graph(replace(self.config, spans=tuple(spans)))
+
+    def edge_span(self, e: int) -> int:
+        """Span index of edge e (0 on a graph without spans)."""
+        return e % self.n_spans
+
+    def base_edge(self, e: int) -> int:
+        """Index in `base` of the edge that span edge e restricts."""
+        return e // self.n_spans
+
+    def span_edges(self, base_edge: int) -> range:
+        """Flat indices of a base edge's span edges, span by span."""
+        j = self.n_spans
+        return range(base_edge * j, (base_edge + 1) * j)
 
     # ----- senders ------------------------------------------------------------------------------------
     def head_sender(self, layer: int, head: int) -> int:
@@ -270,6 +329,8 @@ class Graph:
     # ----- edges --------------------------------------------------------------------------------------
     @cached_property
     def edge_names(self) -> tuple[str, ...]:
+        if self.has_spans:
+            return tuple(f"{b}{SPAN_SEP}{span}" for b in self.base.edge_names for span in self.spans)
         return tuple(self._edge_name(s, r) for s, r in zip(self._edge_sender, self._edge_receiver))
 
     def _edge_name(self, s: int, r: int) -> str:
@@ -282,9 +343,11 @@ class Graph:
             return self._edge_lookup[name]
         except KeyError:
             k = "a5.kv1<k>" if self.grouped else "a5.h5<k>"
+            at = f"@{self.spans[0]}" if self.has_spans else ""
+            spans = f" (spans: {', '.join(self.spans)})" if self.has_spans else ""
             raise KeyError(
-                f"no edge named {name!r} in {self!r}; edges look like 'a0.h1->{k}', 'm3->logits', "
-                "or 'a2.h7<q>' for a direct edge"
+                f"no edge named {name!r} in {self!r}; edges look like 'a0.h1->{k}{at}', 'm3->logits{at}', "
+                f"or 'a2.h7<q>{at}' for a direct edge{spans}"
             ) from None
 
     @cached_property
@@ -302,17 +365,31 @@ class Graph:
         return self._edge_sender[e] < 0
 
     def resid_edge(self, s: int, r: int) -> int:
-        """Flat index of the residual edge s -> r."""
+        """Flat index of the residual edge s -> r (a graph without spans; see `resid_edges`)."""
         idx = int(self.resid_index[s, r])
         if idx < 0:
             raise KeyError(f"no edge {self.sender_names[s]} -> {self.receiver_names[r]}: the sender runs later")
         return idx
 
     def direct_edge(self, r: int) -> int:
+        """Flat index of receiver r's direct edge (a graph without spans; see `direct_edges`)."""
         idx = int(self.direct_index[r])
         if idx < 0:
             raise KeyError(f"receiver {self.receiver_names[r]!r} has no direct edge in {self!r}")
         return idx
+
+    def resid_edges(self, s: int, r: int) -> range:
+        """Flat indices of the residual edge s -> r: one per span (one edge on a graph without spans)."""
+        return self.span_edges(self.base.resid_edge(s, r))
+
+    def direct_edges(self, r: int) -> range:
+        """Flat indices of receiver r's direct edge: one per span (one edge on a graph without spans)."""
+        return self.span_edges(self.base.direct_edge(r))
+
+    def _span_free(self, what: str) -> None:
+        if self.has_spans:
+            raise ValueError(f"{what} maps (sender, receiver) to one edge, but {self!r} has one edge per span: "
+                             "use resid_edges / direct_edges, or graph.base for the span-free indices")
 
     @cached_property
     def edge_sender_tensor(self) -> torch.Tensor:
@@ -324,7 +401,8 @@ class Graph:
 
     @cached_property
     def resid_index(self) -> torch.Tensor:
-        """LongTensor[n_senders, n_receivers]: flat edge index of s -> r, or -1."""
+        """LongTensor[n_senders, n_receivers]: flat edge index of s -> r, or -1 (graphs without spans)."""
+        self._span_free("resid_index")
         out = torch.full((self.n_senders, self.n_receivers), -1, dtype=torch.long)
         snd, rcv = self.edge_sender_tensor, self.edge_receiver_tensor
         resid = snd >= 0
@@ -333,7 +411,8 @@ class Graph:
 
     @cached_property
     def direct_index(self) -> torch.Tensor:
-        """LongTensor[n_receivers]: flat index of the receiver's direct edge, or -1."""
+        """LongTensor[n_receivers]: flat index of the receiver's direct edge, or -1 (graphs without spans)."""
+        self._span_free("direct_index")
         out = torch.full((self.n_receivers,), -1, dtype=torch.long)
         direct = self.edge_sender_tensor < 0
         out[self.edge_receiver_tensor[direct]] = torch.nonzero(direct).squeeze(1)
@@ -341,18 +420,23 @@ class Graph:
 
     def masks(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Split flat edge states `kept[..., n_edges]` into residual `[..., n_senders, n_receivers]` and direct
-        `[..., n_receivers]` masks (a receiver without a direct edge reads as kept). Works for bool or float."""
+        `[..., n_receivers]` masks (a receiver without a direct edge reads as kept). Works for bool or float.
+        On a span graph each mask gains a last dimension [..., n_spans]."""
         if kept.shape[-1] != self.n_edges:
             raise ValueError(f"edge vector has {kept.shape[-1]} entries, {self!r} has {self.n_edges} edges")
-        batch = kept.shape[:-1]
-        resid = torch.zeros(*batch, self.n_senders * self.n_receivers, dtype=kept.dtype, device=kept.device)
-        flat = (self.resid_index.clamp(min=0) + 0).flatten().to(kept.device)
-        valid = (self.resid_index >= 0).flatten().to(kept.device)
-        resid[..., valid] = kept[..., flat[valid]]
-        direct = torch.ones(*batch, self.n_receivers, dtype=kept.dtype, device=kept.device)
-        has_direct = (self.direct_index >= 0).to(kept.device)
-        direct[..., has_direct] = kept[..., self.direct_index.to(kept.device)[has_direct]]
-        return resid.reshape(*batch, self.n_senders, self.n_receivers), direct
+        batch, j, base = kept.shape[:-1], self.n_spans, self.base
+        per_span = kept.reshape(*batch, self.n_base_edges, j)
+        resid = torch.zeros(*batch, self.n_senders * self.n_receivers, j, dtype=kept.dtype, device=kept.device)
+        flat = (base.resid_index.clamp(min=0) + 0).flatten().to(kept.device)
+        valid = (base.resid_index >= 0).flatten().to(kept.device)
+        resid[..., valid, :] = per_span[..., flat[valid], :]
+        direct = torch.ones(*batch, self.n_receivers, j, dtype=kept.dtype, device=kept.device)
+        has_direct = (base.direct_index >= 0).to(kept.device)
+        direct[..., has_direct, :] = per_span[..., base.direct_index.to(kept.device)[has_direct], :]
+        resid = resid.reshape(*batch, self.n_senders, self.n_receivers, j)
+        if not self.has_spans:
+            return resid[..., 0], direct[..., 0]
+        return resid, direct
 
     # ----- nodes (for comparison and export) ----------------------------------------------------------
     @cached_property

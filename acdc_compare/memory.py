@@ -10,7 +10,8 @@ H query heads, G key-value heads, R = H + 2G q/k/v receivers per layer, F = d_ml
 - the ablated run (`Patcher.prepare`): every sender's ablated output S x X, each layer's ablated attention
   and MLP inputs 2L x X, the ablated q/k/v vectors L x R x T x d_head;
 - one forward of K circuits: the sender-delta buffer K x S x X (per sender, never per edge), the edge
-  masks K x S x receivers, the largest layer's temporaries, the logits and the metric's float64 copies;
+  masks K x S x receivers (x spans), the largest layer's temporaries (a span graph's gathers: x spans), the
+  logits and the metric's float64 copies;
 - one differentiable forward of K circuits (EAP, EAP-IG): the buffer and its gradient 2 K x S x X, what
   every layer keeps for backward, and the reference differences EAP-IG multiplies its gradients by.
 The coefficients of the temporaries were read off the engine's code and checked against measured peaks
@@ -78,6 +79,7 @@ class MemoryModel:
     include_direct: bool = True
     tied_embeddings: bool = False
     n_ctx: int = 0  # rows of a learned position table (0 for rotary models)
+    n_spans: int = 1  # edges per base edge (a span graph, position-aware circuits): masks and gathers grow with it
 
     @property
     def elem(self) -> int:
@@ -133,7 +135,7 @@ class MemoryModel:
         context: the delta buffer(s), masks, the largest stage's temporaries, the logits and the metric."""
         c, g = self.cfg, self.graph
         X = w.tokens * c.d_model
-        masks = batch * (g.n_senders * g.n_receivers + g.n_edges + g.n_receivers) * self.elem
+        masks = batch * (g.n_senders * g.n_receivers + g.n_edges + g.n_receivers) * self.n_spans * self.elem
         index = g.n_senders * g.n_receivers * 9 + g.n_edges * 16
         if not grad:
             return (batch * g.n_senders * X * self.elem + masks + index + batch * self._stage_bytes(w)
@@ -202,6 +204,8 @@ class MemoryModel:
         R, H, P = self._r_attn, c.n_heads, w.seq_len
         attn = (R * X + H * X + 4 * R * T * c.d_head + 2 * w.n_prompts * H * P * P) * self.elem
         attn += 2 * R * X * self._float
+        if self.n_spans > 1:  # a span mask gathers every span's input before each position picks its own
+            attn += self.n_spans * R * X * self.elem
         mlp = (3 * X + (4 if c.gated_mlp else 3) * T * c.d_mlp) * self.elem + 2 * X * self._float
         return max(attn, mlp)
 

@@ -122,9 +122,14 @@ class MibImportReport:
 
 
 # ----- export ----------------------------------------------------------------------------------------
-def _check_has_mlp(graph: Graph) -> None:
+def _check_mib_graph(graph: Graph) -> None:
     if not graph.config.has_mlp:
         raise ValueError(f"{graph!r} is attention-only; MIB / EAP-IG graphs always have MLPs")
+    if graph.has_spans:
+        raise ValueError(f"the circuit is position-aware (spans {', '.join(graph.spans)}), but MIB / EAP-IG graphs "
+                         "have no token positions, so its span edges cannot be written: export "
+                         "acdc_compare.span_circuits.collapse_spans(circuit) instead (an edge kept in any span "
+                         "is kept, scored by the sum over its spans; which spans keep it is dropped)")
 
 
 def mib_edge_names(graph: Graph, e: int) -> tuple[str, ...]:
@@ -151,7 +156,7 @@ def circuit_to_mib(c: Circuit, d_model: int = 0) -> dict[str, Any]:
     """The circuit as EAP-IG's `Graph.to_json` object: every residual edge (per query head under GQA) with its
     ranking score (`mib_scores`) and in_graph = kept; direct edges are not written (see `mib_export_report`)."""
     graph = c.graph
-    _check_has_mlp(graph)
+    _check_mib_graph(graph)
     edges: dict[str, dict[str, Any]] = {}
     touched: set[str] = {LOGITS}
     scores, kept = mib_scores(c).tolist(), c.kept.tolist()
@@ -173,6 +178,7 @@ def circuit_to_mib(c: Circuit, d_model: int = 0) -> dict[str, Any]:
 def mib_export_report(c: Circuit) -> MibExportReport:
     """What `circuit_to_mib` leaves out or changes for this circuit."""
     graph = c.graph
+    _check_mib_graph(graph)
     names = graph.edge_names
     kept = c.kept.tolist()
     dropped, blocked, written, kept_written = [], [], 0, 0
@@ -320,7 +326,7 @@ def circuit_from_mib(d: Mapping[str, Any], graph: Graph,
     map. ValueError for a file of another model shape, a malformed file, or a GQA group that disagrees."""
     if not isinstance(d, Mapping) or not all(k in d for k in ("cfg", "nodes", "edges")):
         raise ValueError("MIB file: needs the keys 'cfg', 'nodes' and 'edges' (EAP-IG's Graph.to_json)")
-    _check_has_mlp(graph)
+    _check_mib_graph(graph)
     check_mib_cfg(d["cfg"], graph, d_model)
     found, unmapped = _read_edges(d["edges"], graph)
     unmapped_nodes, fields = _read_nodes(d["nodes"], graph)

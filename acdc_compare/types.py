@@ -11,6 +11,9 @@ E = TypeVar("E", bound=enum.Enum)
 
 # what a threshold is measured in: the metric's units, or a fraction of the task's gap M(empty) - M(full)
 ThresholdScale = Literal["absolute", "relative"]
+# which positions an edge stands for: all of them (one edge per sender and receiver), or each named span of the
+# prompt apart (position-aware circuits: one edge per sender, receiver and span)
+Positions = Literal["all", "spans"]
 
 
 class Metric(str, enum.Enum):

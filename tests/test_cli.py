@@ -24,6 +24,24 @@ def test_discover_writes_json_svg_png(tiny_dir, tmp_path, capsys):
 
 
 
+def test_discover_positions_spans_saves_a_span_circuit(tiny_dir, tmp_path, capsys):
+    from acdc_compare.export import load_circuit
+    from acdc_compare.span_circuits import kept_per_span
+
+    out = tmp_path / "out"
+    code = main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "0.05",
+                 "--positions", "spans", "--quiet", "--out", str(out)])
+    assert code == EXIT_OK
+    record = json.loads((out / "ioi_acdc.json").read_text())
+    assert record["graph"]["spans"] == ["IO", "S1", "S2", "END", "rest"]
+    circuit = load_circuit(out / "ioi_acdc.json")
+    assert circuit.graph.spans == ("IO", "S1", "S2", "END", "rest")
+    assert all("@" in name for name in record["kept"])
+    text = capsys.readouterr().out
+    assert "kept span edges per span: IO" in text and sum(kept_per_span(circuit).values()) == circuit.n_kept
+    assert (out / "ioi_acdc.png").exists()
+
+
 def test_discover_warns_when_the_threshold_removes_everything(tiny_dir, tmp_path, capsys):
     assert main(["discover", "--model", str(tiny_dir), "--task", "ioi", "--n-prompts", "4", "--threshold", "1e6",
                  "--quiet", "--out", str(tmp_path / "out")]) == EXIT_OK

@@ -11,14 +11,15 @@ import acdc_compare
 PACKAGE = Path(acdc_compare.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("types", "allocator", "files", "progress", "stats", "fmt", "native_stderr"),
+    ("types", "allocator", "files", "progress", "stats", "fmt", "native_stderr", "spans"),
     ("graph",),
     ("circuit", "metrics", "weights", "forward", "faithfulness", "journal", "memory"),
     ("patching",),
     ("backends",),
     ("tasks",),
     ("algorithms",),
-    ("compare", "reference_circuits", "roles", "movers", "export", "mib", "mib_pt", "mib_files", "attention"),
+    ("compare", "reference_circuits", "roles", "movers", "export", "mib", "mib_pt", "mib_files", "attention",
+     "span_circuits"),
     ("draw", "report", "plots", "viewer", "notebook", "role_tables"),
     ("api", "experiment", "sweeps"),
     ("cli",),

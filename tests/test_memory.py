@@ -168,3 +168,12 @@ def test_a_budget_too_small_for_one_prompt_says_so_instead_of_at_most_0():
     message = str(caught.value)
     assert "even 1 prompt does not fit" in message and "a larger --max-memory" in message
     assert "at most 0" not in message and "--n-prompts" not in message
+
+
+def test_span_graphs_need_more_memory_the_more_spans_they_have():
+    weights = random_weights(ModelConfig(n_layers=2, n_heads=4, d_model=32, d_head=8, d_mlp=64, d_vocab=64), seed=0)
+    plain = Patcher.from_weights(weights)
+    work = Workload(8, 12, 1)
+    peaks = [memory_model(plain.with_graph(plain.graph.with_spans(tuple(f"s{i}" for i in range(j))))).peak_bytes(
+        work, 1, grad=True) for j in (2, 5)]
+    assert memory_model(plain).peak_bytes(work, 1, grad=True) < peaks[0] < peaks[1]

@@ -76,14 +76,15 @@ class Step:
 def reference_order(graph: Graph) -> list[Step]:
     """The reference implementation's order (REFERENCE.md section 2): logits; then per layer, last first,
     the MLP input, the direct edges (v, k, q; highest head first), the residual inputs (v, k, q; highest head
-    first). Senders of one receiver: latest first, the MLP before its layer's heads, `input` last."""
+    first). Senders of one receiver: latest first, the MLP before its layer's heads, `input` last. On a span
+    graph each base edge's span edges follow each other, in the graph's span order."""
     steps = [_resid_step(graph, graph.logits_receiver)]
     for layer in reversed(range(graph.n_layers)):
         if graph.config.has_mlp:
             steps.append(_resid_step(graph, graph.mlp_receiver(layer)))
         attn = _attn_receivers_reference(graph, layer)
         if graph.config.include_direct:
-            steps.extend(Step(r, True, (graph.direct_edge(r),)) for r in attn)
+            steps.extend(Step(r, True, tuple(graph.direct_edges(r))) for r in attn)
         steps.extend(_resid_step(graph, r) for r in attn)
     return steps
 
@@ -97,7 +98,7 @@ def _attn_receivers_reference(graph: Graph, layer: int) -> list[int]:
 
 def _resid_step(graph: Graph, r: int) -> Step:
     n_up = graph.receivers[r].n_upstream
-    return Step(r, False, tuple(graph.resid_index[s, r].item() for s in reversed(range(n_up))))
+    return Step(r, False, tuple(e for s in reversed(range(n_up)) for e in graph.resid_edges(s, r)))
 
 
 def order_from_edge_names(graph: Graph, names: Sequence[str]) -> list[Step]:

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
@@ -22,7 +22,7 @@ from acdc_compare.memory import (MAX_BATCH, MemoryBudgetError, MemoryModel, Work
 from acdc_compare.metrics import MetricFn, kl_divergence, parse_metric
 from acdc_compare.patching import PatchContext, Patcher, RunState, parse_ablation
 from acdc_compare.tasks.base import Task
-from acdc_compare.types import Ablation, Metric
+from acdc_compare.types import Ablation, Metric, Positions
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,9 @@ class Problem:
     def fingerprint(self) -> dict[str, Any]:
         """Identity of the run's inputs, for journals and saved results."""
         digest = hashlib.sha256()
-        for t in (self.task.clean, self.task.corrupted, self.task.positions, self.task.correct, self.task.wrong):
+        spans = (self.task.span_schema().index,) if self.graph.has_spans else ()
+        for t in (self.task.clean, self.task.corrupted, self.task.positions, self.task.correct, self.task.wrong,
+                  *spans):
             digest.update(t.cpu().numpy().tobytes())
         return {
             "model": self.model_name,
@@ -178,6 +180,16 @@ def make_metric(metric: Metric | str, task: Task, clean_logits: torch.Tensor) ->
     return lambda logits: -task.score(logits)
 
 
+def span_patcher(patcher: Patcher, task: Task, positions: Positions = "spans") -> Patcher:
+    """The patcher for `positions`: itself for "all", else on its graph split by the task's spans
+    (`Task.span_schema`: the task's named spans, or end-aligned positions)."""
+    if positions not in get_args(Positions):
+        raise ValueError(f"positions must be one of {list(get_args(Positions))}, got {positions!r}")
+    if positions == "all":
+        return patcher.with_graph(patcher.graph.base)
+    return patcher.with_graph(patcher.graph.base.with_spans(task.span_schema().names))
+
+
 def make_problem(patcher: Patcher, task: Task, *, metric: Metric | str = Metric.KL,
                  ablation: Ablation | str = Ablation.CORRUPTED, model_name: str | None = None,
                  reference: torch.Tensor | None = None, grad: bool = False,
@@ -189,8 +201,9 @@ def make_problem(patcher: Patcher, task: Task, *, metric: Metric | str = Metric.
     task.check_vocab(patcher.vocab_size)
     check_fits(patcher, task.n_prompts, task.clean.shape[1], task.positions.shape[1], grad=grad,
                max_memory=max_memory)
+    spans = task.span_schema() if patcher.graph.has_spans else None
     ctx = patcher.prepare(task.clean, ablation_kind, corrupted=task.corrupted, positions=task.positions,
-                          reference=reference)
+                          reference=reference, spans=spans)
     clean_logits = patcher.logits(ctx, Circuit.full(patcher.graph))[0]
     return Problem(patcher=patcher, ctx=ctx, task=task, metric_kind=metric_kind, ablation=ablation_kind,
                    metric=make_metric(metric_kind, task, clean_logits), clean_logits=clean_logits,
@@ -201,7 +214,8 @@ def make_problem(patcher: Patcher, task: Task, *, metric: Metric | str = Metric.
 def memory_model(patcher: Patcher) -> MemoryModel:
     """The memory model of the patcher's model, graph and dtype."""
     cfg = dataclasses.replace(patcher.cfg, d_vocab=patcher.vocab_size)
-    return MemoryModel(cfg, patcher.dtype, include_direct=patcher.graph.config.include_direct)
+    return MemoryModel(cfg, patcher.dtype, include_direct=patcher.graph.config.include_direct,
+                       n_spans=patcher.graph.n_spans)
 
 
 def check_fits(patcher: Patcher, n_prompts: int, seq_len: int, n_positions: int = 1, *, grad: bool = False,

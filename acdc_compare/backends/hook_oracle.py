@@ -106,9 +106,15 @@ def ablated_cache(model, graph: Graph, corrupted: torch.Tensor | None, length: i
 
 @torch.no_grad()
 def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Tensor,
-                        corrupted: torch.Tensor | None = None, zero_cache: dict | None = None) -> torch.Tensor:
-    """Logits [N, P, V] with removed edges carrying the ablated sender value (reference semantics)."""
+                        corrupted: torch.Tensor | None = None, zero_cache: dict | None = None,
+                        spans: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits [N, P, V] with removed edges carrying the ablated sender value (reference semantics).
+
+    On a span graph `spans` [N, P] gives each position's span index, and edge `NAME@SPAN` is kept or removed
+    at the receiver-input positions of that span only (a k/v input's positions are the keys' positions)."""
     L, H, G = graph.n_layers, graph.n_heads, graph.n_kv_heads
+    if graph.has_spans and spans is None:
+        raise ValueError(f"{graph!r} has spans: pass spans=LongTensor[N, P] of span indices")
     corr = zero_cache if zero_cache is not None else ablated_cache(model, graph, corrupted)
     corr_senders = sender_list(model, corr, graph)
     current: dict[int, torch.Tensor] = {}
@@ -137,6 +143,16 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
             current[1 + layer * spl + H] = t.clone()
         return t
 
+    def kept_at(edge: str) -> torch.Tensor:
+        """Whether `edge` (a base edge's name) is kept, per position [N, P, 1]."""
+        if not graph.has_spans:
+            return torch.full((*clean.shape, 1), bool(kept[graph.edge_index(edge)]), device=clean.device)
+        out = torch.zeros((*clean.shape, 1), dtype=torch.bool, device=clean.device)
+        for j, span in enumerate(graph.spans):
+            if kept[graph.edge_index(f"{edge}@{span}")]:
+                out[spans == j] = True
+        return out
+
     def patched_input(r: int, like: torch.Tensor) -> torch.Tensor:
         name = graph.receiver_names[r]
         if name == "logits":
@@ -148,9 +164,8 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
             base = corr[f"blocks.{layer}.attn.hook_{kind}_input"][:, :, head]
         x = base.expand_as(like).clone()
         for s in range(graph.receivers[r].n_upstream):
-            e = graph.resid_edge(s, r)
-            if kept[e]:
-                x = x + (current[s] - corr_senders[s])
+            on = kept_at(f"{graph.sender_names[s]}->{name}")
+            x = x + torch.where(on, current[s] - corr_senders[s], torch.zeros_like(x))
         return x
 
     def on_receiver(t, hook):
@@ -176,8 +191,8 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
         out = t.clone()
         for h in range(t.shape[2]):
             r = {"q": graph.q_receiver, "k": graph.k_receiver, "v": graph.v_receiver}[kind](layer, h)
-            if not kept[graph.direct_edge(r)]:
-                out[:, :, h] = corr[hook.name][:, :, h].expand_as(t[:, :, h])
+            on = kept_at(graph.receiver_names[r])
+            out[:, :, h] = torch.where(on, t[:, :, h], corr[hook.name][:, :, h].expand_as(t[:, :, h]))
         return out
 
     sender_names = list(dict.fromkeys(sender_hooks(model, L) + post_norm_hooks(model, L)))
@@ -197,14 +212,18 @@ def _parse_attn_receiver(name: str) -> tuple[int, str, int, str]:
 
 
 def oracle_order(graph: Graph) -> list[tuple[str, list[str]]]:
-    """(receiver-step name, edge names) in the reference order, spelled out by names."""
+    """(receiver-step name, edge names) in the reference order, spelled out by names; on a span graph each
+    edge's span edges follow each other in the graph's span order."""
     L, H, G = graph.n_layers, graph.n_heads, graph.n_kv_heads
     senders_desc = list(reversed(graph.sender_names))
+
+    def per_span(names: list[str]) -> list[str]:
+        return [f"{n}@{span}" for n in names for span in graph.spans] if graph.has_spans else names
 
     def upstream(receiver: str) -> list[str]:
         r = graph.receiver_index(receiver)
         allowed = set(graph.sender_names[: graph.receivers[r].n_upstream])
-        return [f"{s}->{receiver}" for s in senders_desc if s in allowed]
+        return per_span([f"{s}->{receiver}" for s in senders_desc if s in allowed])
 
     steps = [("logits", upstream("logits"))]
     for layer in reversed(range(L)):
@@ -213,7 +232,7 @@ def oracle_order(graph: Graph) -> list[tuple[str, list[str]]]:
         attn = [f"a{layer}.{kv}{h}<{x}>" for x in "vk" for h in reversed(range(G))]
         attn += [f"a{layer}.h{h}<q>" for h in reversed(range(H))]
         if graph.config.include_direct:
-            steps += [(f"direct {a}", [a]) for a in attn]
+            steps += [(f"direct {a}", per_span([a])) for a in attn]
         steps += [(a, upstream(a)) for a in attn]
     return steps
 
@@ -246,7 +265,8 @@ def oracle_acdc(evaluate, graph: Graph, threshold: float, *, start: torch.Tensor
             if step.startswith("direct ") or receiver.startswith("m") or not graph.config.include_direct:
                 dead = not any(has_output(n) for n in nodes_of(receiver))
             else:
-                dead = not kept[graph.edge_index(receiver)]
+                dead = not any(kept[graph.edge_index(n)] for n in graph.edge_names
+                               if n.split("@")[0] == receiver)
             if dead:
                 for name in edges:
                     kept[graph.edge_index(name)] = False

@@ -77,6 +77,19 @@ class HookPatcher:
             raise FallbackError(f"model {self.cfg.name!r} lacks the hooks edge patching needs ({', '.join(missing[:4])}"
                                 f"{' ...' if len(missing) > 4 else ''}); it cannot be patched")
 
+    def with_graph(self, graph: Graph) -> "HookPatcher":
+        """Refused for a span graph (the fallback patches whole edges only); the same patcher otherwise."""
+        if graph.has_spans:
+            self._refuse_spans()
+        if graph != self.graph:
+            raise PatchingError(f"the hook fallback runs {self.graph!r} only, not {graph!r}")
+        return self
+
+    def _refuse_spans(self) -> None:
+        raise PatchingError(f"model {self.cfg.name!r} runs on the hook-based fallback, which patches edges over "
+                                "all positions only: position-aware (span) circuits need the patching engine; use "
+                                "positions='all'")
+
     def _hook_names(self) -> list[str]:
         L = self.cfg.n_layers
         return list(dict.fromkeys(oracle.sender_hooks(self.model, L) + oracle.post_norm_hooks(self.model, L)
@@ -106,8 +119,11 @@ class HookPatcher:
     @torch.no_grad()
     def prepare(self, clean: torch.Tensor, ablation: Ablation | str = Ablation.CORRUPTED,
                 corrupted: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-                reference: torch.Tensor | None = None) -> HookContext:
-        """The ablated run's hook values for a clean batch [N, P] (arguments as `Patcher.prepare`)."""
+                reference: torch.Tensor | None = None, spans: Any = None) -> HookContext:
+        """The ablated run's hook values for a clean batch [N, P] (arguments as `Patcher.prepare`; `spans` only
+        as None: the fallback has no span edges)."""
+        if spans is not None:
+            self._refuse_spans()
         ablation = parse_ablation(ablation)
         clean = self._tokens(clean, "clean")
         n, p = clean.shape

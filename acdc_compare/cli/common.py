@@ -77,7 +77,8 @@ def add_reference(p: argparse.ArgumentParser, text: str) -> None:
 def prepare_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """`prepare`'s model, metric, ablation, graph, device and memory settings from the flags (not the task's)."""
     return dict(model=args.model, metric=args.metric, ablation=args.ablation, include_direct=not args.no_direct,
-                device=args.device, corruption=args.corruption, max_memory=getattr(args, "max_memory", None))
+                device=args.device, corruption=args.corruption, max_memory=getattr(args, "max_memory", None),
+                positions=getattr(args, "positions", "all"))
 
 
 def problem_from_args(args: argparse.Namespace, grad: bool = False, task: Any = None) -> Any:
@@ -88,7 +89,7 @@ def problem_from_args(args: argparse.Namespace, grad: bool = False, task: Any = 
     return prepare(args.task if task is None else task, model=args.model, metric=args.metric, ablation=args.ablation,
                    include_direct=not args.no_direct, n_prompts=args.n_prompts, seed=args.seed,
                    device=args.device, corruption=args.corruption, max_memory=getattr(args, "max_memory", None),
-                   grad=grad)
+                   grad=grad, positions=getattr(args, "positions", "all"))
 
 
 def reference_circuit(name: str, graph: Any) -> Any:

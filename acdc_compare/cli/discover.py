@@ -7,13 +7,14 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from acdc_compare.cli.checks import check_task_args, writable_dir, writable_file
 from acdc_compare.cli.common import EXIT_OK, HELP_FORMAT, add_common, add_max_memory, add_out, add_threshold_scale, \
     prepare_kwargs, problem_from_args
 from acdc_compare.cli.method_options import add_method_args, method_options, option_names, progress_option
 from acdc_compare.cli.output import add_level, draw, print_paths, task_label
+from acdc_compare.types import Positions
 
 NAME = "discover"
 LONG_RUN_S = 600.0  # an exact run estimated longer than this on a CPU gets a warning
@@ -34,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "seeded by --seed), discover on the others (the first --n-prompts of them) and report the "
                         "circuit's normalised faithfulness on the held-out rows; at least 8 held-out rows are "
                         "needed for a number to trust. None: no held-out check")
+    p.add_argument("--positions", choices=get_args(Positions), default="all",
+                   help="all: an edge stands for every token position; spans: one edge per named span of the "
+                        "prompts (position-aware circuits: IOI's IO, S1, S2, END, ...; a prompts file's spans "
+                        "column; end-aligned spans end-0, end-1, end-2, rest for prompts of one length). The "
+                        "figures show the circuit with its spans merged")
     add_level(p)
     add_out(p, "results/discover",
             "output folder: TASK_METHOD.json/.svg/.png; exact ACDC and the hybrid journal their "
@@ -43,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from acdc_compare.api import check_threshold_scale, needs_gradients, run_scaled, scaled_options, with_held_out
     from acdc_compare.export import save_circuit
+    from acdc_compare.span_circuits import collapse_spans
     from acdc_compare.tasks.prompts_file import split_rows
 
     out = writable_dir(args.out, "--out")
@@ -73,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     _warn_if_empty(circuit, problem, scaled)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{task_label(args.task)} ({args.method})"
-    paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(circuit, out / stem, title, level=args.level)]
+    drawn = collapse_spans(circuit)
+    paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(drawn, out / stem, title, level=args.level)]
     if default_journal and circuit.settings.get("complete", True):
         journal.unlink(missing_ok=True)  # the saved circuit holds every decision; a rerun starts afresh
     _print_circuit(circuit)
@@ -258,7 +266,12 @@ def _print_circuit(c: Any) -> None:
 
     from acdc_compare.draw import edge_counts
     from acdc_compare.fmt import num
+    from acdc_compare.span_circuits import collapse_spans, kept_per_span
 
+    if c.graph.has_spans:
+        per_span = ", ".join(f"{name} {n}" for name, n in kept_per_span(c).items())
+        print(f"kept span edges per span: {per_span} (figures merge the spans)")
+        c = collapse_spans(c)
     m = {k: c.metrics.get(k, float("nan")) for k in ("full", "circuit", "empty")}
     scale = max((abs(v) for v in m.values() if v == v), default=1.0)
     full, circuit, empty = (num(m[k], scale=scale) for k in ("full", "circuit", "empty"))

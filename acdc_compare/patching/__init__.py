@@ -7,6 +7,7 @@ from acdc_compare.patching.context import (
     PatchContext,
     PatchingError,
     RunState,
+    check_spans,
     kept_matrix,
     parse_ablation,
     receiver_stage,
@@ -16,5 +17,5 @@ from acdc_compare.patching.deltas import GradReference
 from acdc_compare.patching.engine import Patcher
 from acdc_compare.patching.prompts import PromptBatch
 
-__all__ = ["GradReference", "PatchContext", "Patcher", "PatchingError", "PromptBatch", "RunState", "kept_matrix",
-           "parse_ablation", "receiver_stage", "scored_positions"]
+__all__ = ["GradReference", "PatchContext", "Patcher", "PatchingError", "PromptBatch", "RunState", "check_spans",
+           "kept_matrix", "parse_ablation", "receiver_stage", "scored_positions"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from acdc_compare.patching.deltas import Deltas, GradReference, batched_combine
+from acdc_compare.patching.deltas import Deltas, GradReference, batched_combine, mask_letters
 
 
 class GradDeltas(Deltas):
@@ -169,33 +169,34 @@ def _mask_grad(src: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 
 class _GatherPositions(torch.autograd.Function):
-    """Like `_Gather` for the logits receiver, only at the scored positions: mask [K, S] -> [K, N*Q, d]."""
+    """Like `_Gather` for the logits receiver, only at the scored positions: mask [K, S] (or per scored
+    position [K, S, N*Q], a span graph's) -> [K, N*Q, d]."""
 
     @staticmethod
     def forward(ctx, mask: torch.Tensor, store: GradDeltas, flat_pos: torch.Tensor, d: int,
                 *tokens: torch.Tensor) -> torch.Tensor:
-        K, S = mask.shape
+        K, S = mask.shape[:2]
         sel = store.buf[:, :S].reshape(K, S, -1, d)[:, :, flat_pos]  # [K, S, NQ, d]
         ctx.save_for_backward(mask, flat_pos)
         ctx.store, ctx.d, ctx.n_tokens = store, d, len(tokens)
-        return torch.einsum("ks,ksxd->kxd", mask, sel)
+        return torch.einsum(f"{mask_letters(mask)},ksxd->kxd", mask, sel)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         mask, flat_pos = ctx.saved_tensors
         store: GradDeltas = ctx.store
-        K, S = mask.shape
-        d = ctx.d
+        K, S = mask.shape[:2]
+        d, m = ctx.d, mask_letters(mask)
         grad_mask = None
         if ctx.needs_input_grad[0]:
             src = store.mask_source()[:, :S]
             sel = src.reshape(src.shape[0], S, -1, d)[:, :, flat_pos]
-            grad_mask = torch.einsum("kxd,ksxd->ks", grad, sel.expand(K, -1, -1, -1))
+            grad_mask = torch.einsum(f"kxd,ksxd->{m}", grad, sel.expand(K, -1, -1, -1))
         if any(ctx.needs_input_grad[4:]):
             if store.grad is None:
                 store.grad = torch.zeros_like(store.buf)
             target = store.grad[:, :S].view(K, S, -1, d)
-            contrib = torch.einsum("ks,kxd->ksxd", mask, grad)
+            contrib = torch.einsum(f"{m},kxd->ksxd", mask, grad)
             if flat_pos.unique().numel() == flat_pos.numel():  # plain indexing is ~10x faster than index_add_
                 target[:, :, flat_pos] += contrib
             else:

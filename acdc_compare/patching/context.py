@@ -11,6 +11,7 @@ import torch
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
 from acdc_compare.patching.prompts import PromptBatch
+from acdc_compare.spans import PromptSpans
 from acdc_compare.types import Ablation, ReceiverKind, parse_enum
 
 
@@ -24,7 +25,8 @@ class PatchContext(PromptBatch):
 
     corr_out [S, N*P*d]: each sender's ablated output; corr_in_attn [L, N*P*d] / corr_in_mlp [L, N*P*d]:
     the ablated residual read by layer l's heads / MLP; corr_in_final [N, Q, d] at the scored positions;
-    corr_q [L, H, N, P, dh], corr_k / corr_v [L, G, N, P, dh]: ablated q/k/v vectors (for direct edges).
+    corr_q [L, H, N, P, dh], corr_k / corr_v [L, G, N, P, dh]: ablated q/k/v vectors (for direct edges);
+    spans [N, P]: each position's span index, for a span graph's edges (None: a graph without spans).
     """
 
     corr_out: torch.Tensor
@@ -35,6 +37,7 @@ class PatchContext(PromptBatch):
     corr_k: torch.Tensor
     corr_v: torch.Tensor
     input_delta: torch.Tensor  # [N*P*d]: clean embedding minus ablated input
+    spans: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,30 @@ def scored_positions(positions: torch.Tensor | None, n: int, p: int, device: tor
     if positions.shape[0] != n or positions.min() < 0 or positions.max() >= p:
         raise PatchingError(f"positions must be [N] or [N, Q] with N={n} and values in 0..{p - 1}")
     return positions
+
+
+def check_spans(graph: Graph, spans: torch.Tensor | PromptSpans | None, n: int, p: int,
+                device: torch.device) -> torch.Tensor | None:
+    """Span indices [N, P] for a batch [n, p], checked against the graph's spans (required on a span graph;
+    `PromptSpans` must name the graph's spans in its order)."""
+    if spans is None:
+        if graph.has_spans:
+            raise PatchingError(f"the graph has spans ({', '.join(graph.spans)}): pass each position's span "
+                                "index (spans=task.spans, a PromptSpans or a LongTensor[N, P])")
+        return None
+    if isinstance(spans, PromptSpans):
+        if graph.has_spans and spans.names != graph.spans:
+            raise PatchingError(f"the prompts' spans are {', '.join(spans.names)}, the graph's "
+                                f"{', '.join(graph.spans)}: build the graph with graph.with_spans(spans.names)")
+        spans = spans.index
+    index = torch.as_tensor(spans)
+    if index.shape != (n, p) or index.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
+        raise PatchingError(f"spans must be an integer tensor [N, P] = [{n}, {p}], got {index.dtype} "
+                            f"{tuple(index.shape)}")
+    if int(index.min()) < 0 or int(index.max()) >= graph.n_spans:
+        raise PatchingError(f"span indices must lie in 0..{graph.n_spans - 1} (the graph's spans), got "
+                            f"{int(index.min())}..{int(index.max())}")
+    return index.long().to(device)
 
 
 def kept_matrix(graph: Graph, circuits: Circuit | list[Circuit] | torch.Tensor) -> torch.Tensor:

@@ -104,7 +104,9 @@ class Deltas:
         return out
 
     def gather_positions(self, mask: torch.Tensor, flat_pos: torch.Tensor, p: int, d: int) -> torch.Tensor:
-        """Like gather for one receiver, only at the scored positions: mask [K, S] -> [K, N*Q, d]."""
+        """Like gather for one receiver, only at the scored positions: mask [K, S] (or per scored position
+        [K, S, N*Q]) -> [K, N*Q, d]."""
+        m = mask_letters(mask)
         out = None
         for part, lo in ((self.prefix, 0), (self.own, self.s0)):
             if part is None or part.shape[1] == 0:
@@ -112,9 +114,9 @@ class Deltas:
             hi = lo + part.shape[1]
             sel = part.view(part.shape[0], part.shape[1], -1, d)[:, :, flat_pos]  # [K', S', NQ, d]
             if sel.shape[0] == 1:
-                term = torch.einsum("ks,sxd->kxd", mask[:, lo:hi], sel[0])
+                term = torch.einsum(f"{m},sxd->kxd", mask[:, lo:hi], sel[0])
             else:
-                term = torch.einsum("ks,ksxd->kxd", mask[:, lo:hi], sel)
+                term = torch.einsum(f"{m},ksxd->kxd", mask[:, lo:hi], sel)
             out = term if out is None else out + term
         return out
 
@@ -130,6 +132,11 @@ class Deltas:
             return self.own
         prefix = self.prefix.expand(self.own.shape[0], -1, -1)
         return torch.cat([prefix, self.own], dim=1)
+
+
+def mask_letters(mask: torch.Tensor) -> str:
+    """einsum letters of a logits mask: one per circuit and sender (`ks`), or per scored position too (`ksx`)."""
+    return "ks" if mask.dim() == 2 else "ksx"
 
 
 def batched_combine(mask: torch.Tensor, deltas: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

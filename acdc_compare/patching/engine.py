@@ -26,12 +26,14 @@ from acdc_compare.patching.context import (
     PatchContext,
     PatchingError,
     RunState,
+    check_spans,
     kept_matrix,
     parse_ablation,
     receiver_stage,
     scored_positions,
 )
 from acdc_compare.patching.deltas import Deltas, GradReference
+from acdc_compare.spans import PromptSpans
 from acdc_compare.types import Ablation
 from acdc_compare.weights import ModelWeights
 
@@ -65,6 +67,10 @@ class Patcher:
     def from_weights(cls, weights: ModelWeights, include_direct: bool = True) -> "Patcher":
         return cls(weights, Graph.from_model_config(weights.config, include_direct=include_direct))
 
+    def with_graph(self, graph: Graph) -> "Patcher":
+        """A patcher of the same weights on another graph of this model's shape (e.g. `graph.with_spans(...)`)."""
+        return self if graph == self.graph else Patcher(self.w, graph)
+
     @property
     def device(self) -> torch.device:
         return self.w.device
@@ -97,16 +103,19 @@ class Patcher:
     @torch.no_grad()
     def prepare(self, clean: torch.Tensor, ablation: Ablation | str = Ablation.CORRUPTED,
                 corrupted: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-                reference: torch.Tensor | None = None) -> PatchContext:
+                reference: torch.Tensor | None = None,
+                spans: PromptSpans | torch.Tensor | None = None) -> PatchContext:
         """Compute the ablated run for a clean batch [N, P].
 
         `corrupted` [N, P] is needed for corrupted ablation, `reference` [M, P] for mean ablation (defaults
         to the clean batch). `positions` [N] or [N, Q] are the scored positions (default: the last one).
+        `spans` (each position's span index [N, P]) is needed when the graph has spans.
         """
         ablation = parse_ablation(ablation)
         clean = self._check_tokens(clean, "clean")
         n, p = clean.shape
         positions = scored_positions(positions, n, p, self.device)
+        span_index = check_spans(self.graph, spans, n, p, self.device)
         if ablation is Ablation.CORRUPTED:
             if corrupted is None:
                 raise PatchingError("corrupted ablation needs the corrupted prompts (corrupted=...)")
@@ -124,10 +133,10 @@ class Patcher:
                 raise PatchingError(f"mean-ablation reference prompts have length {ref.shape[1]}, clean ones {p}")
             outs = self.sender_outputs(ref).view(self.graph.n_senders, ref.shape[0], p * self.cfg.d_model)
             corr_out = outs.mean(1, keepdim=True).expand(-1, n, -1).reshape(self.graph.n_senders, -1)
-        return self._context(clean, positions, ablation, corr_out.contiguous())
+        return self._context(clean, positions, ablation, corr_out.contiguous(), span_index)
 
     def _context(self, clean: torch.Tensor, positions: torch.Tensor, ablation: Ablation,
-                 corr_out: torch.Tensor) -> PatchContext:
+                 corr_out: torch.Tensor, spans: torch.Tensor | None = None) -> PatchContext:
         cfg, g = self.cfg, self.graph
         n, p = clean.shape
         L, d = cfg.n_layers, cfg.d_model
@@ -153,7 +162,8 @@ class Patcher:
         embed = self._embed(clean).reshape(-1)
         return PatchContext(tokens=clean, positions=positions, ablation=ablation, corr_out=corr_out,
                             corr_in_attn=corr_in_attn, corr_in_mlp=corr_in_mlp, corr_in_final=final,
-                            corr_q=corr_q, corr_k=corr_k, corr_v=corr_v, input_delta=embed - corr_out[0])
+                            corr_q=corr_q, corr_k=corr_k, corr_v=corr_v, input_delta=embed - corr_out[0],
+                            spans=spans)
 
     @torch.no_grad()
     def sender_outputs(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -211,7 +221,7 @@ class Patcher:
         with torch.enable_grad():  # nothing requires grad: this is the differentiable path's forward, which
             _, state = self._run(ctx, full, 0, None, True)  # gathers a uniform mask's receiver input only once
         deltas = state.deltas[0]
-        clean = self._context(ctx.tokens, ctx.positions, ctx.ablation, ctx.corr_out + deltas)
+        clean = self._context(ctx.tokens, ctx.positions, ctx.ablation, ctx.corr_out + deltas, ctx.spans)
         return GradReference(deltas=deltas, dq=clean.corr_q - ctx.corr_q, dk=clean.corr_k - ctx.corr_k,
                              dv=clean.corr_v - ctx.corr_v)
 
@@ -273,7 +283,7 @@ class Patcher:
         a run that keeps no state for restarts skips them and stores zero deltas."""
         if not self.select_rows:
             return set()
-        read = resid_mask.any(2).any(0).tolist()
+        read = resid_mask.flatten(2).any(2).any(0).tolist()
         return {stage for stage in range(start_stage, self.n_stages - 1)
                 if not any(read[self.stage_senders(stage)])}
 
@@ -285,7 +295,7 @@ class Patcher:
         recs = g.layer_receivers(layer)
         r0, r_attn = recs.start, H + 2 * G
         n_up = 1 + layer * g.senders_per_layer
-        inp = deltas.gather(resid_mask[:, :n_up, r0:r0 + r_attn], ctx.corr_in_attn[layer])
+        inp = self._gather(ctx, deltas, resid_mask[:, :n_up, r0:r0 + r_attn], ctx.corr_in_attn[layer])
         inp = inp.view(K, r_attn, n, p, d)
         ln = inp if w.ln1_w is None else self._norm(inp, w.ln1_w[layer], _opt(w.ln1_b, (layer,)))
         # one projection for all q/k/v receivers: slicing its small output (not the normed inputs) keeps the
@@ -293,7 +303,7 @@ class Patcher:
         qkv = torch.einsum("krnpd,rde->krnpe", ln, self._w_qkv[layer]) + self._b_qkv[layer][:, None, None]
         q, k, v = qkv[:, :H], qkv[:, H:H + G], qkv[:, H + G:]
         if g.config.include_direct:
-            dm = direct_mask[:, r0:r0 + r_attn, None, None, None]
+            dm = self._direct_mask(ctx, direct_mask[:, r0:r0 + r_attn])
             ref = deltas.reference
             q = _direct(ctx.corr_q[layer], q, dm[:, :H], None if ref is None else ref.dq[layer])
             k = _direct(ctx.corr_k[layer], k, dm[:, H:H + G], None if ref is None else ref.dk[layer])
@@ -318,7 +328,7 @@ class Patcher:
         g, w = self.graph, self.w
         r = g.mlp_receiver(layer)
         n_up = g.receivers[r].n_upstream
-        inp = deltas.gather(resid_mask[:, :n_up, r:r + 1], ctx.corr_in_mlp[layer])[:, 0]
+        inp = self._gather(ctx, deltas, resid_mask[:, :n_up, r:r + 1], ctx.corr_in_mlp[layer])[:, 0]
         inp = inp.view(K, ctx.n_prompts * ctx.seq_len, self.cfg.d_model)
         ln = inp if w.ln2_w is None else self._norm(inp, w.ln2_w[layer], _opt(w.ln2_b, (layer,)))
         out = forward.mlp(ln, w.W_in[layer], w.b_in[layer], None if w.W_gate is None else w.W_gate[layer],
@@ -334,10 +344,48 @@ class Patcher:
         n, p = ctx.n_prompts, ctx.seq_len
         q = ctx.positions.shape[1]
         flat_pos = (torch.arange(n, device=self.device)[:, None] * p + ctx.positions).reshape(-1)  # [N*Q]
-        mask = resid_mask[:, :, g.logits_receiver]  # [K, S]
+        mask = resid_mask[:, :, g.logits_receiver]  # [K, S], or [K, S, J] on a span graph
+        if g.has_spans:
+            mask = mask[..., 0] if self._uniform(mask) else mask[:, :, self._span_index(ctx)[flat_pos]]
         x = deltas.gather_positions(mask, flat_pos, p, d)  # [K, N*Q, d]
         x = x + ctx.corr_in_final.reshape(n * q, d)
         return self._unembed(x).view(K, n, q, -1)
+
+    # ----- span edges ---------------------------------------------------------------------------------
+    def _gather(self, ctx: PatchContext, deltas: Deltas, mask: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Receiver inputs [K, R, N*P*d]: bias + kept sender deltas. On a span graph (mask [K, S, R, J]) each
+        position reads the mask of its span: the inputs of all J spans are gathered as R*J receivers and each
+        position's is picked, so a differentiable run gives each span edge the gradient of its positions only."""
+        if not self.graph.has_spans:
+            return deltas.gather(mask, bias)
+        if self._uniform(mask):
+            return deltas.gather(mask[..., 0], bias)
+        K, S, R, J = mask.shape
+        span = self._span_index(ctx)  # [N*P]
+        every = deltas.gather(mask.reshape(K, S, R * J), bias).view(K, R, J, span.shape[0], self.cfg.d_model)
+        return every[:, :, span, torch.arange(span.shape[0], device=self.device)].reshape(K, R, -1)
+
+    def _direct_mask(self, ctx: PatchContext, mask: torch.Tensor) -> torch.Tensor:
+        """Direct-edge masks [K, R] (or [K, R, J] on a span graph) as [K, R, N or 1, P or 1, 1]."""
+        if not self.graph.has_spans:
+            return mask[:, :, None, None, None]
+        if self._uniform(mask):
+            return mask[..., 0, None, None, None]
+        n, p = ctx.n_prompts, ctx.seq_len
+        return mask[:, :, self._span_index(ctx)].view(*mask.shape[:2], n, p, 1)
+
+    @staticmethod
+    def _uniform(mask: torch.Tensor) -> bool:
+        """Whether a span mask [..., J] is the same for every span (and needs no gradient per span): it then
+        acts as one span-free edge, with the span-free run's cost and its exact numbers."""
+        return not mask.requires_grad and bool((mask == mask[..., :1]).all())
+
+    @staticmethod
+    def _span_index(ctx: PatchContext) -> torch.Tensor:
+        if ctx.spans is None:
+            raise PatchingError("this circuit treats spans differently, but the batch has no span indices: "
+                                "prepare it with spans=...")
+        return ctx.spans.reshape(-1)
 
     def _unembed(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of final residuals [..., d]: the final norm, the unembedding, the soft-cap."""

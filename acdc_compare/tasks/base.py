@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from acdc_compare.metrics import logit_diff, prob_diff
+from acdc_compare.spans import PromptSpans, end_aligned
 
 
 class TaskError(ValueError):
@@ -55,6 +56,8 @@ class Task:
         when given, the logit-difference metric becomes P(correct set) - P(wrong set)
     corruption: which kind of corrupted prompts the task holds (None for a hand-made task); part of a run's
         fingerprint, so journals and saved results of two corruptions never mix
+    spans: the prompts' named token spans (`PromptSpans`, index [N, P]) for position-aware circuits; None:
+        `span_schema` aligns positions from the end when every prompt has the same length
     """
 
     name: str
@@ -70,6 +73,7 @@ class Task:
     wrong_sets: tuple[tuple[int, ...], ...] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     corruption: Corruption | None = None
+    spans: PromptSpans | None = None
 
     def __post_init__(self) -> None:
         clean, corrupted = torch.as_tensor(self.clean), torch.as_tensor(self.corrupted)
@@ -94,6 +98,9 @@ class Task:
         for attr, value in (("clean", clean.long()), ("corrupted", corrupted.long()), ("positions", positions),
                             ("correct", correct), ("wrong", wrong)):
             object.__setattr__(self, attr, value)
+        if self.spans is not None and tuple(self.spans.index.shape) != (n, p):
+            raise TaskError(f"task {self.name!r}: span index {tuple(self.spans.index.shape)} does not match the "
+                            f"prompts [{n}, {p}]; give one span index per token position")
         for sets_name in ("correct_sets", "wrong_sets"):
             sets = getattr(self, sets_name)
             if sets is not None and len(sets) != n:
@@ -163,7 +170,22 @@ class Task:
             info={key: type(value)(pick(value)) if self._per_prompt(value) else value
                   for key, value in self.info.items()},
             corruption=self.corruption,
+            spans=None if self.spans is None else self.spans.select(rows),
         )
+
+    def span_schema(self, n_end: int = 3) -> PromptSpans:
+        """The prompts' spans: the task's own, or, when it names none and every prompt has the same length,
+        the last `n_end` positions as spans `end-0` (last), `end-1`, ... and the rest as `rest`."""
+        if self.spans is not None:
+            return self.spans
+        lengths = self.info.get("lengths")
+        same = (all(int(x) == self.seq_len for x in lengths) if isinstance(lengths, (list, tuple)) and lengths
+                else bool((self.positions[:, -1] == self.seq_len - 1).all()))
+        if not same:
+            raise TaskError(f"task {self.name!r} names no spans and its prompts differ in length, so positions "
+                            "cannot be aligned from the end: give the task spans (a prompts file's 'spans' column, "
+                            "or Task(spans=PromptSpans(...))), or use prompts of one token length")
+        return end_aligned(self.n_prompts, self.seq_len, n_end)
 
     def _per_prompt(self, value: Any) -> bool:
         return isinstance(value, (list, tuple)) and len(value) == self.n_prompts

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from acdc_compare.tasks.base import Corruption, Task, TaskError
+from acdc_compare.tasks.span_marks import CharRange, prompt_spans
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
@@ -130,6 +131,8 @@ def task_from_prompts(
     corruption: Corruption | str | None = None,
     check_spaces: bool = True,
     where: RowNames | None = None,
+    span_names: Sequence[str] | None = None,
+    span_ranges: Sequence[Sequence[CharRange]] | None = None,
 ) -> Task:
     """A next-token Task scored at each prompt's last token.
 
@@ -145,6 +148,10 @@ def task_from_prompts(
 
     Every offending prompt is named in one TaskError ("prompt i", 0-based; `where` names them otherwise,
     e.g. by a file's lines).
+
+    `span_names` and `span_ranges` (per prompt, (span, first character, one past the last) of its clean text)
+    give the task its named spans (`Task.spans`, `span_marks.prompt_spans`): the last real token is `END`,
+    what no range claims (padding included) `rest`.
     """
     _check_columns(name, prompts, corrupted_prompts, correct_answers, wrong_answers)
     where = where or RowNames(f"task {name!r}", [f"prompt {i} {p!r}" for i, p in enumerate(prompts)], GLUED_HINT)
@@ -165,8 +172,13 @@ def task_from_prompts(
     extra.setdefault("lengths", lengths)
     extra.setdefault("correct_answers", list(correct_answers))
     extra.setdefault("wrong_answers", list(wrong_answers))
+    clean = _padded(clean_ids, pad)
+    spans = None
+    if span_names is not None:
+        spans = prompt_spans(tokenizer, span_names, prompts, clean_ids, span_ranges or [[] for _ in prompts],
+                             int(clean.shape[1]))
     return Task(
-        name=name, clean=_padded(clean_ids, pad), corrupted=_padded(corrupted_ids, pad),
+        name=name, clean=clean, corrupted=_padded(corrupted_ids, pad), spans=spans,
         positions=(torch.tensor(lengths) - 1)[:, None], correct=correct[:, None],
         wrong=wrong[:, None], description=description, prompts=tuple(prompts),
         corrupted_prompts=tuple(corrupted_prompts),

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.build import encode, require_pool, single_token_words, task_from_prompts
+from acdc_compare.tasks.span_marks import locate
 from acdc_compare.tasks.comparison_words import (
     ANIMAL_SIZES,
     ATTRIBUTE_PAIRS,
@@ -60,6 +61,17 @@ def _pick(corruption: Corruption, meaning: str, answers: str) -> str:
     return meaning if corruption is Corruption.MEANING else answers
 
 
+# Named spans of each task's prompts (`Task.spans`; the last token is END, anything unnamed `rest`)
+PET_SPANS = ("example", "human-a", "human-b", "pet", "species", "question", "END", "rest")
+COMPARATIVE_SPANS = ("A", "comparative", "B", "question-word", "END", "rest")
+ATTRIBUTE_SPANS = ("A", "adjective-A", "B", "adjective-B", "question-word", "END", "rest")
+SIZE_SPANS = ("first", "comparative", "second", "question-word", "END", "rest")
+OPPOSITE_SPANS = ("cue", "END", "rest")
+ANALOGY_SPANS = ("example-cue", "example-answer", "cue", "END", "rest")
+# recall: "examples" only with solved examples, "queried" only for adjectives (a verb prompt ends on the name)
+RECALL_SPANS = ("examples", "name-A", "word-A", "name-B", "word-B", "queried", "END", "rest")
+
+
 # ----- pet family -------------------------------------------------------------------------------------------
 def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPosition = "last",
                     corruption: Corruption | str = Corruption.MEANING) -> Task:
@@ -75,6 +87,8 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     second family is a pet; only the species token differs, and a model copying by position keeps its
     answer. "answers" replaces the second family's three names by fresh ones (humans by humans, the pet by
     a pet name), so neither the pet nor the human answer is in the prompt.
+    Spans: the example family, the second family's humans (human-a listed before human-b), its pet's name and
+    species, the question, END (the last token) and rest.
     """
     if position not in ("last", "middle", "first"):
         raise TaskError(f"pet position must be 'last', 'middle' or 'first', got {position!r}")
@@ -91,12 +105,18 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     order = {"last": ("human3", "human4", "pet"), "middle": ("human3", "pet", "human4"),
              "first": ("pet", "human3", "human4")}[position]
 
+    def family_parts(h3: str, h4: str, pet: str, pet_species: str) -> list[tuple[str, str]]:
+        """The second family's words in prompt order, by role."""
+        parts = {"human3": [("human-a", h3)], "human4": [("human-b", h4)],
+                 "pet": [("pet", pet), ("species", pet_species)]}
+        return [part for k in order for part in parts[k]]
+
     def family(h3: str, h4: str, pet: str, pet_species: str) -> str:
         lines = {"human3": f"{h3} is a{human_word}.", "human4": f"{h4} is a{human_word}.",
                  "pet": f"{pet} is a{pet_species}."}
         return "".join(lines[k] for k in order)
 
-    prompts, corrupted, correct, wrong = [], [], [], []
+    prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         h1, h2, h3, h4 = rng.sample(humans, 4)
         p1, p2 = rng.sample(pets, 2)
@@ -107,6 +127,9 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
         x3, x4 = fresh_words(fresh_rng, humans, (h1, h2, h3, h4), 2, "human names")
         (y2,) = fresh_words(fresh_rng, pets, (p1, p2), 1, "pet names")
         prompts.append(head + family(h3, h4, p2, s2) + tail)
+        question = len(prompts[-1]) - len(tail)
+        marks.append([("example", 0, len(head)), *locate(prompts[-1], family_parts(h3, h4, p2, s2), len(head)),
+                      ("question", question, len(prompts[-1]))])
         corrupted.append(head + _pick(chosen, family(h3, h4, p2, human_word), family(x3, x4, y2, s2)) + tail)
         correct.append(p2)
         wrong.append(h4)
@@ -115,7 +138,7 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"pet family, second family's pet {position}; correct = pet, wrong = last-listed human; corrupted = {what}",
-        info={"position": position}, corruption=chosen,
+        info={"position": position}, corruption=chosen, span_names=PET_SPANS, span_ranges=marks,
     )
 
 
@@ -142,7 +165,7 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
     pairs = single_token_pairs(tokenizer, COMPARATIVE_PAIRS, 2, "comparative pairs")
     relations = two_token_relations(tokenizer)
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
-    prompts, corrupted, correct, wrong = [], [], [], []
+    prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         a, b = rng.sample(names, 2)
         pair = rng.choice(pairs)
@@ -151,6 +174,7 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
         asked = other if ask == "opposite" else stated
         question = f" The{asked} person is"
         prompts.append(f"{a.strip()} is{stated} than{b}.{question}")
+        marks.append(locate(prompts[-1], [("A", a), ("comparative", stated), ("B", b), ("question-word", asked)]))
         neutral = f"{a.strip()} is{rng.choice(relations)}{b}.{question}"
         c, d = fresh_words(fresh_rng, names, (a, b), 2, "names")
         corrupted.append(_pick(chosen, neutral, f"{c.strip()} is{stated} than{d}.{question}"))
@@ -161,7 +185,7 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"'A is richer than B. The {name} person is' over adjective pairs; answer = {what}; corrupted = {how}",
-        info={"ask": ask}, corruption=chosen,
+        info={"ask": ask}, corruption=chosen, span_names=COMPARATIVE_SPANS, span_ranges=marks,
     )
 
 
@@ -184,7 +208,7 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
     pairs = single_token_pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
     neutral = require_pool(tokenizer, NEUTRAL_PREDICATES, 1, "neutral predicates")
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
-    prompts, corrupted, correct, wrong, asks_first = [], [], [], [], []
+    prompts, corrupted, correct, wrong, asks_first, marks = [], [], [], [], [], []
     for _ in range(n):
         a, b = rng.sample(names, 2)
         pair = rng.choice(pairs)
@@ -195,6 +219,8 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
         z = rng.choice(neutral)
         c, d = fresh_words(fresh_rng, names, (a, b), 2, "names")
         prompts.append(f"{a.strip()} is{x}.{b} is{y}.{question}")
+        marks.append(locate(prompts[-1], [("A", a), ("adjective-A", x), ("B", b), ("adjective-B", y),
+                                          ("question-word", x if first else y)]))
         corrupted.append(_pick(chosen, f"{a.strip()} is{z}.{b} is{z}.{question}",
                                f"{c.strip()} is{x}.{d} is{y}.{question}"))
         correct.append(a if first else b)
@@ -204,7 +230,7 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"'John is tall. Mary is short. The tall one is' -> John; corrupted = {how}",
-        info={"asks_first": asks_first}, corruption=chosen,
+        info={"asks_first": asks_first}, corruption=chosen, span_names=ATTRIBUTE_SPANS, span_ranges=marks,
     )
 
 
@@ -233,7 +259,7 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
     words = single_token_pairs(tokenizer, (("bigger", "smaller"),), 1, "size comparatives")[0]
     relations = two_token_relations(tokenizer)
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
-    prompts, corrupted, correct, wrong = [], [], [], []
+    prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         big, small = rng.choice(pairs)
         big2, small2 = fresh_pair(fresh_rng, pairs, (big, small), "animal pairs")
@@ -244,6 +270,8 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
         ask_big = rng.random() < 0.5
         question = f" The{words[0] if ask_big else words[1]} animal is the"
         prompts.append(f"The{first} is{comparative} than the{second}.{question}")
+        marks.append(locate(prompts[-1], [("first", first), ("comparative", comparative), ("second", second),
+                                          ("question-word", words[0] if ask_big else words[1])]))
         neutral = f"The{first} is{rng.choice(relations)} the{second}.{question}"
         corrupted.append(_pick(chosen, neutral, f"The{first2} is{comparative} than the{second2}.{question}"))
         correct.append(big if ask_big else small)
@@ -253,7 +281,7 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"'The elephant is bigger than the mouse. The smaller animal is the' -> mouse; corrupted = {how}",
-        corruption=chosen,
+        corruption=chosen, span_names=SIZE_SPANS, span_ranges=marks,
     )
 
 
@@ -274,20 +302,21 @@ def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
     _check_n(name, n)
     pairs = opposite_pairs(tokenizer, 3)
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
-    prompts, corrupted, correct, wrong = [], [], [], []
+    prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         cue, answer = rng.choice(pairs)
         others = [p for p in pairs if not {p[0], p[1]} & {cue, answer}]
         other_cue = rng.choice(others)[0]
         fresh_cue = fresh_pair(fresh_rng, pairs, (cue, answer), "opposite pairs")[0]
         prompts.append(f"The opposite of{cue} is")
+        marks.append(locate(prompts[-1], [("cue", cue)], len("The opposite of")))
         corrupted.append(f"The opposite of{_pick(chosen, other_cue, fresh_cue)} is")
         correct.append(answer)
         wrong.append(cue)
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         "'The opposite of hot is' -> cold; wrong = the cue word; corrupted = another pair's cue",
-        corruption=chosen,
+        corruption=chosen, span_names=OPPOSITE_SPANS, span_ranges=marks,
     )
 
 
@@ -310,7 +339,7 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
     if not firsts:
         raise TaskError("no opposite pair can start the analogy prompt as one token for this tokenizer")
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
-    prompts, corrupted, correct, wrong = [], [], [], []
+    prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         a, b = rng.choice(firsts)
         seconds = [p for p in pairs if not {p[0], p[1]} & {a, b}]
@@ -322,6 +351,7 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
         a3, b3 = fresh_pair(fresh_rng, firsts, (a, b, c, d), "opposite pairs")
         c3 = fresh_pair(fresh_rng, pairs, (a, b, c, d, a3, b3), "opposite pairs")[0]
         prompts.append(f"{a.strip()} is to{b} as{c} is to")
+        marks.append(locate(prompts[-1], [("example-cue", a), ("example-answer", b), ("cue", c)]))
         corrupted.append(_pick(chosen, f"{a.strip()} is to{b} as{c2} is to", f"{a3.strip()} is to{b3} as{c3} is to"))
         correct.append(d)
         wrong.append(c)
@@ -329,7 +359,7 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"'hot is to cold as tall is to' -> short; wrong = the cue word; corrupted = {how}",
-        corruption=chosen,
+        corruption=chosen, span_names=ANALOGY_SPANS, span_ranges=marks,
     )
 
 
@@ -369,7 +399,7 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
         verbs = require_pool(tokenizer, VERBS, 4, "verbs")
     link = " is" if kind == "adjective" else ""
     rng, fresh_rng, shot_rng = random.Random(seed), _answer_rng(seed), random.Random(f"recall-shots-{seed}")
-    prompts, corrupted, correct, wrong = [], [], [], []
+    prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         a, b = rng.sample(names, 2)
         if kind == "adjective":
@@ -389,6 +419,8 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
             return f"{examples}{a.strip()}{link}{w1}.{b}{link}{w2}.{queried}{link}"
 
         prompts.append(prompt(x, y, asked))
+        said = [("name-A", a), ("word-A", x), ("name-B", b), ("word-B", y)] + ([("queried", asked)] if link else [])
+        marks.append(locate(prompts[-1], said, len(examples)) + ([("examples", 0, len(examples))] if shots else []))
         corrupted.append(_pick(chosen, prompt(x, y, stranger), prompt(x2, y2, asked)))
         correct.append(y if ask == "last" else x)
         wrong.append(x if ask == "last" else y)
@@ -401,7 +433,8 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"{example}; asks about the {who}; wrong = the other {kind}; corrupted = {how}",
-        info={"kind": kind, "ask": ask}, corruption=chosen,
+        info={"kind": kind, "ask": ask}, corruption=chosen, span_ranges=marks,
+        span_names=tuple(s for s in RECALL_SPANS if (s != "examples" or shots) and (s != "queried" or link)),
     )
 
 

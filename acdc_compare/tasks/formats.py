@@ -35,8 +35,12 @@ from typing import Any, Literal
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.build import encode, single_token_words, task_from_prompts
 from acdc_compare.tasks.comparison_words import fresh_words, human_names
+from acdc_compare.tasks.span_marks import CharRange, locate
 
 FormatAsk = Literal["last", "first"]
+# Named spans of a copy-format prompt (`Task.spans`): the solved examples, the two facts' entities and values,
+# the queried entity, END (the last token) and rest.
+SPANS: tuple[str, ...] = ("examples", "entity-1", "value-1", "entity-2", "value-2", "queried", "END", "rest")
 CORRUPTIONS: tuple[Corruption, ...] = (Corruption.MEANING, Corruption.ANSWERS)
 
 # ----- word pools (filtered to single tokens of the tokenizer when a task is built) ------------------------
@@ -251,7 +255,7 @@ def make_copy(tokenizer: Any, n: int = 100, seed: int = 0, fmt: CopyFormat | str
     values = _pool(tokenizer, fmt.values, 4, name)
     rng, fresh_rng = random.Random(f"{fmt.name}-{seed}"), random.Random(f"{fmt.name}-fresh-{seed}")
     length: int | None = None
-    prompts, corrupted, correct, wrong = [], [], [], []
+    prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for i in range(n):
         for _ in range(MAX_TRIES):
             # the same draws for both twins: only `asked` below depends on ask
@@ -283,6 +287,7 @@ def make_copy(tokenizer: Any, n: int = 100, seed: int = 0, fmt: CopyFormat | str
         length = size
         asked = e2 if ask == "last" else e1
         prompts.append(variants[asked, None])
+        marks.append(_marks(fmt, prompts[-1], len(head), (e1, v1, e2, v2), asked))
         corrupted.append(variants[asked, chosen])
         correct.append(" " + (v2 if ask == "last" else v1))
         wrong.append(" " + (v1 if ask == "last" else v2))
@@ -292,8 +297,20 @@ def make_copy(tokenizer: Any, n: int = 100, seed: int = 0, fmt: CopyFormat | str
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"{fmt.example(ask)}; asks about the {who}; wrong = the other {fmt.values}; corrupted = {how}",
-        info={"format": fmt.name, "ask": ask}, corruption=chosen,
+        info={"format": fmt.name, "ask": ask}, corruption=chosen, span_ranges=marks,
+        span_names=SPANS if fmt.shots or fmt.prefix else SPANS[1:],
     )
+
+
+def _marks(fmt: CopyFormat, text: str, head: int, words: tuple[str, str, str, str], asked: str) -> list[CharRange]:
+    """The spans of a prompt whose story starts at character `head`: the story's entities and values and the
+    queried entity in the order the format states them, and the examples before the story (if any)."""
+    e1, v1, e2, v2 = words
+    slots = {"e1": ("entity-1", e1), "v1": ("value-1", v1), "e2": ("entity-2", e2), "v2": ("value-2", v2),
+             "q": ("queried", asked)}
+    template = fmt.story + fmt.query
+    stated = sorted((k for k in slots if "{" + k + "}" in template), key=lambda k: template.index("{" + k + "}"))
+    return [*locate(text, [slots[k] for k in stated], head), *([("examples", 0, head)] if head else [])]
 
 
 def _render(fmt: CopyFormat, e1: str, v1: str, e2: str, v2: str, q: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.build import encode, require_pool, task_from_prompts
+from acdc_compare.tasks.span_marks import locate
 
 # Hanna et al.'s nouns (filtered to single tokens at build time).
 NOUNS: tuple[str, ...] = (
@@ -39,6 +40,7 @@ NOUNS: tuple[str, ...] = (
 CENTURY = "17"
 CORRUPT_YY = "01"
 YY_RANGE = range(10, 90)
+SPANS: tuple[str, ...] = ("noun", "YY", "END", "rest")  # named spans of the prompts (`Task.spans`)
 
 
 def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
@@ -50,7 +52,7 @@ def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
     digit-by-digit tokenizers are scored). `correct`/`wrong` hold the nearest token of each set (for the
     logit-difference metric); the task's own metric is P(correct set) - P(wrong set). The corruption
     "1701" removes the start year the answer depends on, leaving every other token in place (the only
-    corruption offered, "meaning").
+    corruption offered, "meaning"). Spans: the noun, YY (the start year's last two digits), END, rest.
     """
     name = "greater-than"
     chosen = parse_corruption(corruption, (Corruption.MEANING,), name)
@@ -61,10 +63,12 @@ def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
     digits = None if two_digit else _digit_tokens(tokenizer)
     yys = [v for v in YY_RANGE if two_digit is None or v in two_digit]
     rng = random.Random(seed)
-    prompts, corrupted, correct, wrong, csets, wsets, years = [], [], [], [], [], [], []
+    prompts, corrupted, correct, wrong, csets, wsets, years, marks = [], [], [], [], [], [], [], []
     for _ in range(n):
         noun, yy = rng.choice(nouns), rng.choice(yys)
-        prompts.append(f"The{noun} lasted from the year {CENTURY}{yy:02d} to {CENTURY}")
+        before_yy = f"The{noun} lasted from the year {CENTURY}"
+        prompts.append(f"{before_yy}{yy:02d} to {CENTURY}")
+        marks.append([*locate(before_yy, [("noun", noun)]), ("YY", len(before_yy), len(before_yy) + 2)])
         corrupted.append(f"The{noun} lasted from the year {CENTURY}{CORRUPT_YY} to {CENTURY}")
         if two_digit:
             above = [t for v, t in sorted(two_digit.items()) if v > yy]
@@ -85,7 +89,7 @@ def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
         "corrupted YY -> 01",
         correct_sets=csets, wrong_sets=wsets,
         info={"yy": years, "scoring": "two-digit" if two_digit else "first-digit"},
-        corruption=chosen,
+        corruption=chosen, span_names=SPANS, span_ranges=marks,
     )
 
 

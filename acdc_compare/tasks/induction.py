@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from acdc_compare.spans import PromptSpans
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 
 MIN_POOL = 200
@@ -30,6 +31,9 @@ def word_token_ids(tokenizer: Any) -> list[int]:
     return out
 
 
+SPANS: tuple[str, ...] = ("first-copy", "repeat", "END")  # named spans of the prompts (`Task.spans`)
+
+
 def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20,
                    corruption: Corruption | str = Corruption.MEANING) -> Task:
     """Induction: a random sequence of `length` distinct word tokens, repeated once (no BOS).
@@ -38,7 +42,7 @@ def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20,
     correct = the token that follows (the one that followed the same token in the first copy), wrong = -1.
     Corruption: the first copy is replaced by other random tokens (disjoint from the repeat), so the repeat
     and the tokens at the scored positions are unchanged but nothing earlier predicts them (the only
-    corruption offered, "meaning").
+    corruption offered, "meaning"). Spans: the first copy, the repeat, END (its last token).
     """
     name = "induction"
     chosen = parse_corruption(corruption, (Corruption.MEANING,), name)
@@ -66,4 +70,5 @@ def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20,
         prompts=tuple(tokenizer.decode(c) for c in clean),
         corrupted_prompts=tuple(tokenizer.decode(c) for c in corrupted),
         info={"length": length}, corruption=chosen,
+        spans=PromptSpans(SPANS, torch.tensor([0] * length + [1] * (length - 1) + [2]).repeat(n, 1)),
     )

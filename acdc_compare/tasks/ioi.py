@@ -11,6 +11,7 @@ from typing import Any
 
 from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
 from acdc_compare.tasks.build import encode, pad_id, require_pool, task_from_prompts
+from acdc_compare.tasks.span_marks import locate
 
 # First names: Wang et al.'s list plus more common English names; filtered to single tokens at build time.
 NAMES: tuple[str, ...] = (
@@ -66,6 +67,15 @@ def swap_first_names(template: str) -> str:
 ABBA_TEMPLATES: tuple[str, ...] = tuple(swap_first_names(t) for t in BABA_TEMPLATES)
 # ACDC's setup: one template, 15 tokens without BOS.
 ACDC_TEMPLATE = "Then, [A] and [B] went to the [PLACE]. [B] gave a [OBJECT] to"
+# Named spans of an IOI prompt (PEAP's): the indirect object, the subject's two mentions, the last token
+# (END), and `rest`.
+SPANS: tuple[str, ...] = ("IO", "S1", "S2", "END", "rest")
+
+
+def name_spans(template: str, text: str, io: str, s: str) -> list[tuple[str, int, int]]:
+    """The IO, S1 and S2 names' character ranges in a prompt filled from `template` (in template order)."""
+    first_is_io = template.index("[A]") < template.index("[B]")
+    return locate(text, [("IO", io), ("S1", s), ("S2", s)] if first_is_io else [("S1", s), ("IO", io), ("S2", s)])
 
 
 def fill(template: str, io: str, s1: str, s2: str, place: str, obj: str) -> str:
@@ -91,6 +101,7 @@ def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
     prompt and its corrupted twin always have the same length.
     `templates` overrides the template set (BABA form; ABBA is derived by swapping the first two names);
     prompt i uses order `orders[i % len(orders)]`. ABC is the only corruption offered ("answers").
+    Spans (`Task.spans`): IO, S1, S2 (the names), END (the last token) and rest.
     """
     chosen = parse_corruption(corruption, (Corruption.ANSWERS,), name)
     if n < 1:
@@ -104,7 +115,7 @@ def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
     objects = require_pool(tokenizer, OBJECTS, 1, "IOI objects")
     rng = random.Random(seed)
     prompts, corrupted, correct, wrong = [], [], [], []
-    order_used, template_ids = [], []
+    order_used, template_ids, marks = [], [], []
     for i in range(n):
         order = orders[i % len(orders)]
         k = rng.randrange(len(baba))
@@ -112,6 +123,7 @@ def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
         io, s, x, y, z = rng.sample(names, 5)
         place, obj = rng.choice(places), rng.choice(objects)
         prompts.append(fill(template, io, s, s, place, obj))
+        marks.append(name_spans(template, prompts[-1], io, s))
         # ABC: the name in IO's slot, S's first slot and S's second slot become three unrelated names.
         corrupted.append(fill(template, x, y, z, place, obj))
         correct.append(io)
@@ -125,7 +137,7 @@ def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
         tokenizer, name, prompts, corrupted, correct, wrong, text,
         pad_token_id=pad_id(tokenizer) if len(lengths) > 1 else None,
         info={"orders": order_used, "templates": template_ids, "io": correct, "s": wrong},
-        corruption=chosen,
+        corruption=chosen, span_names=SPANS, span_ranges=marks,
     )
 
 

@@ -1,6 +1,12 @@
 """Prompts files: a JSONL file (one object per line) or a CSV file (a header row) with the columns prompt,
 corrupted, answer and wrong answer, read into a `PromptsFile` and built into a `Task`.
 
+An optional `spans` column names parts of each clean prompt for position-aware circuits: space-separated
+`NAME:START-END` character ranges of the prompt (0-based, END exclusive), e.g. `IO:10-15 S1:20-24 S2:40-44`
+for "Then, ... ". A token belongs to the range holding its last character; the last token is always `END`,
+any other token `rest`. Give it on every row or on none; without it, prompts of one token length get
+end-aligned spans (`Task.span_schema`) and prompts of different lengths cannot be run position-aware.
+
 Every offending row is reported at once, each by its line in the file (1-based, the same way for JSONL and
 CSV, and the same lines when the rows are tokenized), in one TaskError (`build.RowProblems`)."""
 
@@ -17,18 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from acdc_compare.spans import SpanError, check_span_names
 from acdc_compare.tasks.base import Task, TaskError
 from acdc_compare.tasks.build import RowNames, RowProblems, pad_id, task_from_prompts
+from acdc_compare.tasks.span_marks import CharRange
 
 PROMPT_COLUMNS = ("prompt", "corrupted", "answer", "wrong answer")
 _COLUMN_ALIASES = {"prompt": "prompt", "clean": "prompt", "clean prompt": "prompt",
                    "corrupted": "corrupted", "corrupted prompt": "corrupted",
                    "answer": "answer", "correct": "answer", "correct answer": "answer",
-                   "wrong answer": "wrong answer", "wrong": "wrong answer"}
+                   "wrong answer": "wrong answer", "wrong": "wrong answer", "spans": "spans"}
 PROMPT_FILE_SUFFIXES = (".jsonl", ".csv")
 KNOWN_COLUMNS = (f"the columns are {', '.join(PROMPT_COLUMNS)} (also accepted: "
                  f"{', '.join(a for a in _COLUMN_ALIASES if a not in PROMPT_COLUMNS)}; '_' or '-' for a space; "
-                 "wrong answer may be left empty)")
+                 "wrong answer may be left empty; optional: spans, e.g. 'IO:10-15 S1:20-24')")
 # how each format keeps an answer's leading space
 SPACE_HINTS = {".csv": "in a CSV file keep the space after the comma (`..., Paris`) or quote the field (`\" Paris\"`)",
                ".jsonl": "in a JSONL file put the space inside the quotes: `\"answer\": \" Paris\"`"}
@@ -45,6 +53,7 @@ class PromptsFile:
     answers: tuple[str, ...]
     wrong_answers: tuple[str | None, ...]
     lines: tuple[int, ...] = ()
+    spans: tuple[str | None, ...] = ()  # each row's `spans` column (None: not given), or () when no row has one
 
     @property
     def name(self) -> str:
@@ -91,17 +100,23 @@ def read_prompts_file(path: str | Path) -> PromptsFile:
     rows = reader(path, text, problems)
     if not rows and not problems:
         raise TaskError(f"prompts file {path} holds no rows")
-    out: dict[str, list[Any]] = {c: [] for c in PROMPT_COLUMNS}
+    out: dict[str, list[Any]] = {c: [] for c in (*PROMPT_COLUMNS, "spans")}
     lines = []
     for line, row in rows:
         named = _named(line, row, problems, check_unknown=reader is _jsonl_rows)
         if named is None:
             continue
-        for c in PROMPT_COLUMNS:
-            out[c].append(named[c])
+        for c in (*PROMPT_COLUMNS, "spans"):
+            out[c].append(named.get(c))
         lines.append(line)
+    given = [line for line, marks in zip(lines, out["spans"]) if marks is not None]
+    if given and len(given) < len(lines):
+        missing = [str(line) for line, marks in zip(lines, out["spans"]) if marks is None]
+        problems.add(f"line{'s' if len(missing) > 1 else ''} {', '.join(missing[:10])}", "no spans",
+                     "give the spans column on every row or on none")
     problems.raise_any()
-    return PromptsFile(path, *(tuple(out[c]) for c in PROMPT_COLUMNS), lines=tuple(lines))
+    return PromptsFile(path, *(tuple(out[c]) for c in PROMPT_COLUMNS), lines=tuple(lines),
+                       spans=tuple(out["spans"]) if given else ())
 
 
 def _column(key: Any) -> str | None:
@@ -126,6 +141,16 @@ def _named(line: int, row: dict[str, Any], problems: RowProblems, check_unknown:
     if missing:
         problems.add(f"line {line}", f"no column {', '.join(map(repr, missing))} (got {', '.join(map(str, row))})",
                      KNOWN_COLUMNS)
+    marks = named.get("spans")
+    if marks in (None, ""):
+        named["spans"] = None
+    elif not isinstance(marks, str):
+        problems.add(f"line {line}", f"column 'spans' must be a string like 'IO:10-15 S1:20-24', got {marks!r}")
+    elif isinstance(named.get("prompt"), str):
+        try:
+            parse_span_marks(marks, named["prompt"])
+        except ValueError as err:
+            problems.add(f"line {line}", str(err))
     for c in PROMPT_COLUMNS:
         value = named.get(c)
         if c == "wrong answer" and value in (None, ""):
@@ -136,6 +161,28 @@ def _named(line: int, row: dict[str, Any], problems: RowProblems, check_unknown:
             problems.add(f"line {line}", f"column {c!r} holds a lone surrogate ({value!r}), which is no text",
                          "write the character itself, or a JSON escape of a whole pair (\\ud83d\\ude00)")
     return named if len(problems) == found else None
+
+
+def parse_span_marks(text: str, prompt: str) -> list[CharRange]:
+    """A `spans` value ('IO:10-15 S1:20-24': NAME:START-END character ranges of `prompt`, END exclusive) as
+    (name, start, end) ranges; a ValueError saying what is wrong otherwise."""
+    out: list[CharRange] = []
+    for item in text.split():
+        match = re.fullmatch(r"([^:\s]+):(\d+)-(\d+)", item)
+        if match is None:
+            raise ValueError(f"spans item {item!r} is not NAME:START-END (e.g. 'IO:10-15')")
+        name, lo, hi = match.group(1), int(match.group(2)), int(match.group(3))
+        if not 0 <= lo < hi <= len(prompt):
+            raise ValueError(f"spans item {item!r}: the range must satisfy 0 <= START < END <= {len(prompt)} "
+                             f"(the prompt's length in characters)")
+        try:
+            check_span_names([name])
+        except SpanError as err:
+            raise ValueError(f"spans item {item!r}: {err}") from None
+        out.append((name, lo, hi))
+    if not out:
+        raise ValueError("spans is empty; give NAME:START-END ranges or leave the column out")
+    return out
 
 
 def _is_unicode(value: str) -> bool:
@@ -266,7 +313,8 @@ def _rows_at(rows: PromptsFile, indices: list[int]) -> PromptsFile:
 
     return dataclasses.replace(rows, prompts=pick(rows.prompts), corrupted=pick(rows.corrupted),
                                answers=pick(rows.answers), wrong_answers=pick(rows.wrong_answers),
-                               lines=pick(rows.lines) if rows.lines else ())
+                               lines=pick(rows.lines) if rows.lines else (),
+                               spans=pick(rows.spans) if rows.spans else ())
 
 
 def task_from_file(tokenizer: Any, path: str | Path | PromptsFile) -> Task:
@@ -277,6 +325,8 @@ def task_from_file(tokenizer: Any, path: str | Path | PromptsFile) -> Task:
     rows = path if isinstance(path, PromptsFile) else read_prompts_file(path)
     where = RowNames(str(rows.path), tuple(f"line {n}" for n in rows.lines),
                      SPACE_HINTS.get(rows.path.suffix.lower(), ""))
+    marks = [parse_span_marks(m or "", p) for m, p in zip(rows.spans, rows.prompts)] if rows.spans else None
+    names = None if marks is None else tuple(dict.fromkeys(name for row in marks for name, _, _ in row))
     return task_from_prompts(tokenizer, rows.name, rows.prompts, rows.corrupted, rows.answers, rows.wrong_answers,
                              f"prompts from {rows.path}", pad_token_id=pad_id(tokenizer),
-                             info={"source": str(rows.path)}, where=where)
+                             info={"source": str(rows.path)}, where=where, span_names=names, span_ranges=marks)

@@ -118,3 +118,14 @@ def test_an_architecture_the_engine_does_not_know_runs_on_the_fallback():
     kept = torch.rand(patcher.graph.n_edges, generator=torch.Generator().manual_seed(1)) < 0.5
     got = patcher.logits(ctx, kept[None])[0]
     assert (got - hook_patched_logits(model, patcher.graph, clean, kept, corrupted=corrupted)).abs().max() <= 1e-4
+
+
+def test_the_fallback_refuses_span_graphs_saying_what_works():
+    from acdc_compare.patching import PatchingError
+
+    hooked = HookPatcher(make_tiny("gpt2", dtype=torch.float32))
+    assert hooked.with_graph(hooked.graph) is hooked
+    with pytest.raises(PatchingError, match="span.*positions='all'"):
+        hooked.with_graph(hooked.graph.with_spans(("a", "rest")))
+    with pytest.raises(PatchingError, match="positions='all'"):
+        hooked.prepare(random_tokens(N, P, seed=1), "zero", spans=torch.zeros(N, P, dtype=torch.long))

@@ -75,7 +75,7 @@ class WordTokenizer:
         pieces = [".", ",", ":", " is", "\n"] + [w for word in words for w in (word, " " + word)]
         self.vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces))}
         self.chars = {c: len(self.vocab) + i for i, c in enumerate(map(chr, range(32, 127)))}
-        self.inverse = {i: p for p, i in {**self.vocab, **self.chars}.items()}
+        self.inverse = {**{i: p for p, i in self.vocab.items()}, **{i: c for c, i in self.chars.items()}}
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         out: list[int] = []
