@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from acdc_compare.tasks.base import Corruption, Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError, describe_wording
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
@@ -130,6 +130,7 @@ def task_from_prompts(
     corruption: Corruption | str | None = None,
     check_spaces: bool = True,
     where: RowNames | None = None,
+    wording: int | None = None,
 ) -> Task:
     """A next-token Task scored at each prompt's last token.
 
@@ -144,7 +145,8 @@ def task_from_prompts(
     token too (`check_spaces=False` accepts it as written, for answers that really continue a word).
 
     Every offending prompt is named in one TaskError ("prompt i", 0-based; `where` names them otherwise,
-    e.g. by a file's lines).
+    e.g. by a file's lines). A generated task passes its `wording` (see `check_wording`): recorded as
+    `info["wording"]` and named at the end of the description.
     """
     _check_columns(name, prompts, corrupted_prompts, correct_answers, wrong_answers)
     where = where or RowNames(f"task {name!r}", [f"prompt {i} {p!r}" for i, p in enumerate(prompts)], GLUED_HINT)
@@ -165,6 +167,9 @@ def task_from_prompts(
     extra.setdefault("lengths", lengths)
     extra.setdefault("correct_answers", list(correct_answers))
     extra.setdefault("wrong_answers", list(wrong_answers))
+    if wording is not None:
+        extra["wording"] = wording
+        description = f"{description}; {describe_wording(wording)}" if description else describe_wording(wording)
     return Task(
         name=name, clean=_padded(clean_ids, pad), corrupted=_padded(corrupted_ids, pad),
         positions=(torch.tensor(lengths) - 1)[:, None], correct=correct[:, None],

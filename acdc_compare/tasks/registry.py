@@ -10,10 +10,18 @@ from typing import Any, Literal
 
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
 from acdc_compare.progress import ProgressLike, as_progress
-from acdc_compare.tasks.base import Corruption, Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError, check_wording
 from acdc_compare.tasks.prompts_file import is_prompts_file, read_prompts_file, task_from_file
+from acdc_compare.tasks import greater_than, induction, ioi
 from acdc_compare.tasks.comparison import (
+    ANALOGY_WORDINGS,
+    ATTRIBUTE_WORDINGS,
+    COMPARATIVE_WORDINGS,
     CORRUPTIONS,
+    OPPOSITE_WORDINGS,
+    PET_WORDINGS,
+    RECALL_LINKS,
+    SIZE_WORDINGS,
     make_analogy,
     make_attribute,
     make_comparative,
@@ -34,9 +42,11 @@ AnswerKind = Literal["name", "animal", "adjective", "noun", "verb", "number", "t
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A registered task: its generator `make(tokenizer, n=..., seed=..., corruption=...)`, a one-line
-    description, the number of prompts it gets by default, the corruptions it offers (the first is its
-    default) and what kind of word its answer is (the mover question is asked per kind)."""
+    """A registered task: its generator `make(tokenizer, n=..., seed=..., corruption=..., wording=...)`, a
+    one-line description, the number of prompts it gets by default, the corruptions it offers (the first is
+    its default), what kind of word its answer is (the mover question is asked per kind) and how many
+    held-out wordings it offers (wordings 1 .. `wordings`: templates no discovery sees; wording 0 is the one
+    discovery runs on)."""
 
     name: str
     make: Callable[..., Task]
@@ -44,10 +54,15 @@ class TaskSpec:
     default_n: int = 100
     corruptions: tuple[Corruption, ...] = CORRUPTIONS
     answer_kind: AnswerKind = "name"
+    wordings: int = 0
 
     @property
     def default_corruption(self) -> Corruption:
         return self.corruptions[0]
+
+    @property
+    def held_out_wordings(self) -> tuple[int, ...]:
+        return tuple(range(1, self.wordings + 1))
 
 
 @dataclass(frozen=True)
@@ -66,55 +81,56 @@ _ABC = (Corruption.ANSWERS,)
 _MEANING_ONLY = (Corruption.MEANING,)
 _SPECS = (
     TaskSpec("ioi", make_ioi, "IOI, Wang et al.'s 15 templates, ABBA + BABA, ABC corruption",
-             corruptions=_ABC),
+             corruptions=_ABC, wordings=len(ioi.WORDINGS) - 1),
     TaskSpec("ioi-acdc", make_ioi_acdc, "IOI, ACDC's single template 'Then, A and B went to the PLACE...'",
-             corruptions=_ABC),
+             corruptions=_ABC, wordings=len(ioi.ACDC_WORDINGS) - 1),
     TaskSpec("pet-last", partial(make_pet_family, position="last"),
-             "pet family, second pet listed last (order and meaning agree)"),
+             "pet family, second pet listed last (order and meaning agree)", wordings=len(PET_WORDINGS) - 1),
     TaskSpec("pet-middle", partial(make_pet_family, position="middle"),
-             "pet family, second pet listed in the middle"),
+             "pet family, second pet listed in the middle", wordings=len(PET_WORDINGS) - 1),
     TaskSpec("pet-first", partial(make_pet_family, position="first"),
-             "pet family, second pet listed first (order and meaning disagree)"),
+             "pet family, second pet listed first (order and meaning disagree)", wordings=len(PET_WORDINGS) - 1),
     TaskSpec("poorer", partial(make_comparative, ask="opposite"),
-             "'Emma is richer than Sarah. The poorer person is' -> Sarah (second-named)"),
+             "'Emma is richer than Sarah. The poorer person is' -> Sarah (second-named)", wordings=len(COMPARATIVE_WORDINGS) - 1),
     TaskSpec("richer", partial(make_comparative, ask="same"),
-             "'Emma is richer than Sarah. The richer person is' -> Emma (first-named)"),
-    TaskSpec("attribute", make_attribute, "'John is tall. Mary is short. The tall one is' -> John"),
+             "'Emma is richer than Sarah. The richer person is' -> Emma (first-named)", wordings=len(COMPARATIVE_WORDINGS) - 1),
+    TaskSpec("attribute", make_attribute, "'John is tall. Mary is short. The tall one is' -> John", wordings=len(ATTRIBUTE_WORDINGS) - 1),
     TaskSpec("size", make_size, "'The elephant is bigger than the mouse. The smaller animal is the' -> mouse",
-             answer_kind="animal"),
-    TaskSpec("opposites", make_opposites, "'The opposite of hot is' -> cold", answer_kind="adjective"),
-    TaskSpec("analogy", make_analogy, "'hot is to cold as tall is to' -> short", answer_kind="adjective"),
+             answer_kind="animal", wordings=len(SIZE_WORDINGS) - 1),
+    TaskSpec("opposites", make_opposites, "'The opposite of hot is' -> cold", answer_kind="adjective", wordings=len(OPPOSITE_WORDINGS) - 1),
+    TaskSpec("analogy", make_analogy, "'hot is to cold as tall is to' -> short", answer_kind="adjective", wordings=len(ANALOGY_WORDINGS) - 1),
     TaskSpec("adjective-last", partial(make_recall, kind="adjective", ask="last"),
              "'Mary is tall. John is short. John is' -> short (most recent adjective: order agrees)",
-             answer_kind="adjective"),
+             answer_kind="adjective", wordings=len(RECALL_LINKS["adjective"]) - 1),
     TaskSpec("adjective-first", partial(make_recall, kind="adjective", ask="first"),
              "'Mary is tall. John is short. Mary is' -> tall (earlier adjective: order disagrees)",
-             answer_kind="adjective"),
+             answer_kind="adjective", wordings=len(RECALL_LINKS["adjective"]) - 1),
     TaskSpec("verb-last", partial(make_recall, kind="verb", ask="last"),
              "'Mary runs. John sings. John' -> sings (most recent verb: order agrees)",
-             answer_kind="verb"),
+             answer_kind="verb", wordings=len(RECALL_LINKS["verb"]) - 1),
     TaskSpec("verb-first", partial(make_recall, kind="verb", ask="first"),
              "'Mary runs. John sings. Mary' -> runs (earlier verb: order disagrees)",
-             answer_kind="verb"),
+             answer_kind="verb", wordings=len(RECALL_LINKS["verb"]) - 1),
     TaskSpec("verb-last-2shot", partial(make_recall, kind="verb", ask="last", shots=2),
-             "two solved examples, then 'Mary runs. John sings. John' -> sings (order agrees)", answer_kind="verb"),
+             "two solved examples, then 'Mary runs. John sings. John' -> sings (order agrees)", answer_kind="verb", wordings=len(RECALL_LINKS["verb"]) - 1),
     TaskSpec("verb-first-2shot", partial(make_recall, kind="verb", ask="first", shots=2),
              "two solved examples, then 'Mary runs. John sings. Mary' -> runs (order disagrees)",
-             answer_kind="verb"),
+             answer_kind="verb", wordings=len(RECALL_LINKS["verb"]) - 1),
     TaskSpec("adjective-last-2shot", partial(make_recall, kind="adjective", ask="last", shots=2),
              "two solved examples, then 'Mary is tall. John is short. John is' -> short (order agrees)",
-             answer_kind="adjective"),
+             answer_kind="adjective", wordings=len(RECALL_LINKS["adjective"]) - 1),
     TaskSpec("adjective-first-2shot", partial(make_recall, kind="adjective", ask="first", shots=2),
              "two solved examples, then 'Mary is tall. John is short. Mary is' -> tall (order disagrees)",
-             answer_kind="adjective"),
+             answer_kind="adjective", wordings=len(RECALL_LINKS["adjective"]) - 1),
     *(TaskSpec(f"{f}-{ask}", partial(make_copy, fmt=f, ask=ask),
                f"{format_named(f).example(ask)} ({'entity stated last: order agrees' if ask == 'last' else 'entity stated first: order disagrees'})",
-               answer_kind=format_named(f).answer_kind)
+               answer_kind=format_named(f).answer_kind, wordings=format_named(f).wordings - 1)
       for f in REGISTERED_FORMATS for ask in ("last", "first")),
     TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year",
-             corruptions=_MEANING_ONLY, answer_kind="number"),
-    TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position", 50,
-             corruptions=_MEANING_ONLY, answer_kind="token"),
+             corruptions=_MEANING_ONLY, answer_kind="number", wordings=len(greater_than.WORDINGS) - 1),
+    TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position "
+             "(single-wording: random tokens have no template)", 50,
+             corruptions=_MEANING_ONLY, answer_kind="token", wordings=induction.WORDINGS - 1),
 )
 TASKS: MappingProxyType[str, TaskSpec] = MappingProxyType({s.name: s for s in _SPECS})
 
@@ -156,13 +172,22 @@ def task_spec(name: str) -> TaskSpec:
     return spec
 
 
+def held_out_wordings(name: str) -> tuple[int, ...]:
+    """The wordings of a registered task that no discovery runs on (empty for a single-wording task)."""
+    return task_spec(name).held_out_wordings
+
+
 def make_task(name: str, tokenizer: Any, n: int | None = None, seed: int = 0,
-              corruption: Corruption | str | None = None) -> Task:
+              corruption: Corruption | str | None = None, wording: int = 0) -> Task:
     """Build a registered task with the model's tokenizer (n=None: the task's default number of prompts;
-    corruption=None: the task's default corruption). The clean prompts do not depend on the corruption."""
+    corruption=None: the task's default corruption; wording: 0 for discovery, one of
+    `held_out_wordings(name)` to check a circuit on templates discovery never saw). The clean prompts do
+    not depend on the corruption."""
     spec = task_spec(name)
+    check_wording(wording, spec.wordings + 1, name)
     chosen = spec.default_corruption if corruption is None else corruption
-    return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed, corruption=chosen)
+    return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed, corruption=chosen,
+                     wording=wording)
 
 
 CorruptionRows = Literal["default", "all"] | Mapping[str, Corruption]
