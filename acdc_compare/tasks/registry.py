@@ -195,14 +195,25 @@ CorruptionRows = Literal["default", "all"] | Mapping[str, Corruption]
 
 def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
                 seed: int = 0, corruptions: CorruptionRows = "all",
-                progress: ProgressLike = None) -> list[TaskEvaluation]:
+                progress: ProgressLike = None, wording: int = 0) -> list[TaskEvaluation]:
     """Every (or the named) registered task evaluated on the model, with the model's own tokenizer: one
     evaluation per task and corruption ("all", default task order then corruption order), per task with
     its default corruption ("default"), or per task with the corruption a mapping gives it (a task the
     mapping lacks: its default). A name may be a prompts file (.jsonl / .csv: its first `n` rows, one row
-    of the table with the file's own corrupted prompts). `progress`: one bar over the evaluations."""
+    of the table with the file's own corrupted prompts). `progress`: one bar over the evaluations.
+    `wording` > 0: the tasks in that held-out wording (names=None: every task offering it; a named task or
+    prompts file without it is refused)."""
     tok = model_tokenizer(model)
-    rows = _table_rows(list(TASKS) if names is None else list(names), corruptions)
+    if names is None:
+        names = [name for name, spec in TASKS.items() if wording in range(spec.wordings + 1)]
+    files_named = [name for name in names if is_prompts_file(name)]
+    if wording and files_named:
+        raise TaskError(f"a prompts file has one wording, its own; wording {wording} cannot apply to "
+                        f"{', '.join(files_named)}: leave the file out or use wording 0")
+    for name in names:
+        if not is_prompts_file(name):
+            check_wording(wording, task_spec(name).wordings + 1, name)
+    rows = _table_rows(list(names), corruptions)
     files = {name: read_prompts_file(name) for name, _ in rows if is_prompts_file(name)}  # all checked first
     bar = as_progress(progress)("tasks", len(rows), unit="task")
     out = []
@@ -210,7 +221,7 @@ def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = 
         for name, corruption in rows:
             bar.set_postfix(task=name)
             task = first_prompts(task_from_file(tok, files[name]), n) if name in files else \
-                make_task(name, tok, n=n, seed=seed, corruption=corruption)
+                make_task(name, tok, n=n, seed=seed, corruption=corruption, wording=wording)
             out.append(evaluate_task(model, task))
             bar.update(1)
     finally:
@@ -250,7 +261,8 @@ def format_task_list(tokenizer: Any) -> str:
         prompt = example.prompts[0] if example.prompts else tokenizer.decode(example.clean[0].tolist())
         lines.append(f"{spec.name}: {spec.description}")
         lines.append(f"    corruptions: {', '.join(c.value for c in spec.corruptions)} (default "
-                     f"{spec.default_corruption.value}); {spec.default_n} prompts by default")
+                     f"{spec.default_corruption.value}); {spec.default_n} prompts by default; held-out wordings: "
+                     f"{', '.join(map(str, spec.held_out_wordings)) or 'none'}")
         lines.append(f"    e.g. {_clip(prompt)!r} -> {correct!r}" + ("" if wrong is None else f" (wrong: {wrong!r})"))
     lines.append("or a prompts file: --task my_prompts.jsonl / .csv with the columns prompt, corrupted, answer, "
                  "wrong answer")

@@ -227,3 +227,16 @@ def test_each_generator_offers_exactly_the_wordings_its_spec_names(tok, name):
     assert spec.make(tok, n=2, seed=0, wording=spec.wordings).info["wording"] == spec.wordings
     with pytest.raises(TaskError, match=f"has no wording {spec.wordings + 1}"):
         spec.make(tok, n=2, seed=0, wording=spec.wordings + 1)
+
+
+def test_tasks_table_in_a_held_out_wording(tiny_dir, tmp_path):
+    from acdc_compare.api import get_model
+    from acdc_compare.tasks.registry import tasks_table
+
+    model = get_model(str(tiny_dir))
+    evals = tasks_table(model, n=1, corruptions="default", wording=1)
+    assert [e.name for e in evals] == WORDED and all(e.description.endswith("wording 1 (held out)") for e in evals)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "The cat is", "corrupted": "The dog is", "answer": " big", "wrong answer": " small"}\n')
+    with pytest.raises(TaskError, match="a prompts file has one wording"):
+        tasks_table(model, names=["ioi", str(rows)], n=1, wording=1)
