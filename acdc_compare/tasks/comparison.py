@@ -62,14 +62,15 @@ PET_WORDINGS: tuple[PetWording, ...] = (
     PetWording("In a family:", "{name} is a{species}.", " The pet of this family is", " In another family,"),
     PetWording("Meet one household.", "{name} is a{species}.", " The household's pet is",
                " Meet a second household."),
-    PetWording("Here is a home:", "{name} is a{species}.", " So the pet in this home is", " Here is another home:"),
+    PetWording("One family has three members.", "{name} is a{species}.", " The pet in the family is",
+               " Another family also has three members."),
 )
 # {A}: the first name without its space (it opens the prompt), {a}/{b}: names, {cmp}: " richer than" or a
 # neutral two-token relation, {asked}: the comparative asked about.
 COMPARATIVE_WORDINGS: tuple[str, ...] = (
     "{A} is{cmp}{b}. The{asked} person is",
     "{A} is{cmp}{b}. The{asked} of the two is",
-    "Everyone knows that{a} is{cmp}{b}. So the{asked} one is",
+    "{A} is{cmp}{b}. Who is{asked}? The answer is",
 )
 # {x}/{y}: the adjectives said of {a}/{b}, {q}: the adjective asked about.
 ATTRIBUTE_WORDINGS: tuple[str, ...] = (

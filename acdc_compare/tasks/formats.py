@@ -208,7 +208,7 @@ FORMATS: tuple[CopyFormat, ...] = (
          " The mood of {q} is"),
     _fmt("material-of", "noun", "object", "material",
          "The material of the {e1} is {v1} and the material of the {e2} is {v2}.", " The material of the {q} is",
-         rewordings=(("The {e1} is made out of {v1} and the {e2} is made out of {v2}.", " The {q} is made out of"),
+         rewordings=(("The {e1}'s material is {v1} and the {e2}'s material is {v2}.", " The {q}'s material is"),
                      ("The material used for the {e1} is {v1}, and the material used for the {e2} is {v2}.",
                       " The material used for the {q} is"))),
     _fmt("animal-pet-in", "animal", "place", "animal",
