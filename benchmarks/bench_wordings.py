@@ -9,7 +9,7 @@ its 95% Wilson interval.
 
 Writes benchmarks/results/wordings_cpu.json (or _cuda) and docs/wordings_table.md.
 
-    python benchmarks/bench_wordings.py [--n 100] [--tasks ioi pet-last] [--resume] [--table-only]
+    python benchmarks/bench_wordings.py [--n 100] [--tasks ioi pet-last] [--wordings 2] [--resume] [--table-only]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--tasks", nargs="*", default=None, help="default: every registered task")
+    parser.add_argument("--wordings", nargs="*", type=int, default=None,
+                        help="only these wordings of each task (default: all it offers)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows of the existing results file and measure only the missing ones")
     parser.add_argument("--table-only", action="store_true", help="rewrite docs/wordings_table.md from the results")
@@ -55,13 +57,15 @@ def main() -> None:
     unknown = [name for name in names if name not in TASKS]
     if unknown:
         raise SystemExit(f"unknown tasks {unknown}; registered: {', '.join(TASKS)}")
-    rows = [r for r in _done(device) if r["n"] == args.n and (args.resume or r["task"] not in names)]
+    wanted = (lambda w: True) if args.wordings is None else (lambda w: w in args.wordings)
+    rows = [r for r in _done(device)
+            if r["n"] == args.n and (args.resume or r["task"] not in names or not wanted(r["wording"]))]
     done = {(r["task"], r["wording"]) for r in rows}
     path = None
     for name in names:
         spec = TASKS[name]
         for wording in range(spec.wordings + 1):
-            if (name, wording) in done:
+            if (name, wording) in done or not wanted(wording):
                 continue
             task = make_task(name, tok, n=args.n, seed=SEED, wording=wording)
             start = time.perf_counter()

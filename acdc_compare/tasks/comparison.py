@@ -98,7 +98,7 @@ ANALOGY_WORDINGS: tuple[str, ...] = (
 # The word linking a person to what is said of them: "Mary is tall." / "Mary runs." and held-out links.
 RECALL_LINKS: dict[str, tuple[str, ...]] = {
     "adjective": (" is", " seems", " looks"),
-    "verb": ("", " often", " usually"),
+    "verb": ("", " now", " just"),
 }
 
 
@@ -438,7 +438,7 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
     name ("... Lisa is"), which leaves nothing that picks either word while keeping both words in place;
     "answers" replaces both words by fresh ones (another opposite pair, two other verbs), so neither the
     correct nor the wrong word is in the prompt. `wording` 1 and 2 change the word linking a person to
-    what is said of them (`RECALL_LINKS`: "Mary seems tall.", "Mary often runs."), in the solved examples too.
+    what is said of them (`RECALL_LINKS`: "Mary seems tall.", "Mary now runs."), in the solved examples too.
     """
     if kind not in ("adjective", "verb"):
         raise TaskError(f"recall kind must be 'adjective' or 'verb', got {kind!r}")
