@@ -219,3 +219,16 @@ def test_experiment_reports_held_out_faithfulness_and_circuit_movers(tiny_dir, t
     assert {"held-out evaluation", "drawing", "attention", "report"} <= set(stages)
     assert all(s >= 0 for s in stages.values()) and sum(stages.values()) <= result.seconds + 1e-6
     assert "Time per stage" in html
+
+
+def test_tasks_held_out_wording(tiny_dir, capsys):
+    assert main(["tasks", "--model", str(tiny_dir), "--n", "2", "--quiet", "--wording", "2",
+                 "--names", "ioi", "verb-first"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.count("\nioi ") == 1 and "verb-first" in out
+    assert main(["tasks", "--model", str(tiny_dir), "--n", "2", "--quiet", "--wording", "1",
+                 "--names", "induction"]) == EXIT_USAGE
+    assert "task 'induction' has no wording 1" in capsys.readouterr().err
+    assert main(["tasks", "--model", str(tiny_dir), "--list"]) == EXIT_OK
+    listed = capsys.readouterr().out
+    assert "held-out wordings: 1, 2" in listed and "held-out wordings: none" in listed

@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only list the tasks: name, description and one example prompt (seconds, no model run)")
     p.add_argument("--n", type=int, default=40, help="prompts per task")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt generators")
+    p.add_argument("--wording", type=int, default=0,
+                   help="0: the prompts discovery runs on; 1, 2: held-out templates (same content and answers); "
+                        "without --names, every task offering that wording")
     p.add_argument("--names", nargs="*", default=None,
                    help="only these tasks: registered names or prompts files (.jsonl/.csv with the columns prompt, "
                         "corrupted, answer, wrong answer); None: every registered task")
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     model = get_model(args.model, device=args.device)
-    evaluations = tasks_table(model, names=args.names, n=args.n, seed=args.seed, progress=not args.quiet)
+    evaluations = tasks_table(model, names=args.names, n=args.n, seed=args.seed, progress=not args.quiet,
+                              wording=args.wording)
     print(format_tasks_table(evaluations))
     for e in evaluations:
         if e.n < args.n:

@@ -45,6 +45,21 @@ def parse_corruption(value: "Corruption | str", offered: Sequence["Corruption | 
     return chosen
 
 
+def check_wording(wording: int, count: int, task: str) -> int:
+    """`wording` when `task` offers it: wording 0 is the one discovery runs on, 1 .. count-1 are held out
+    (surface templates no discovery sees); a TaskError listing what exists otherwise."""
+    if isinstance(wording, bool) or not isinstance(wording, int) or not 0 <= wording < count:
+        held = ", ".join(str(k) for k in range(1, count)) or "none"
+        raise TaskError(f"task {task!r} has no wording {wording!r}; it offers wording 0 (discovery) and the "
+                        f"held-out wordings: {held}")
+    return wording
+
+
+def describe_wording(wording: int) -> str:
+    """How a task's description names its wording."""
+    return "wording 0 (discovery)" if wording == 0 else f"wording {wording} (held out)"
+
+
 @dataclass(frozen=True, eq=False)
 class Task:
     """What `discover` runs on.

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from acdc_compare.tasks.base import Corruption, Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError, describe_wording
 from acdc_compare.tasks.span_marks import CharRange, prompt_spans
 
 
@@ -133,6 +133,7 @@ def task_from_prompts(
     where: RowNames | None = None,
     span_names: Sequence[str] | None = None,
     span_ranges: Sequence[Sequence[CharRange]] | None = None,
+    wording: int | None = None,
 ) -> Task:
     """A next-token Task scored at each prompt's last token.
 
@@ -152,6 +153,9 @@ def task_from_prompts(
     `span_names` and `span_ranges` (per prompt, (span, first character, one past the last) of its clean text)
     give the task its named spans (`Task.spans`, `span_marks.prompt_spans`): the last real token is `END`,
     what no range claims (padding included) `rest`.
+
+    A generated task passes its `wording` (see `check_wording`): recorded as
+    `info["wording"]` and named at the end of the description.
     """
     _check_columns(name, prompts, corrupted_prompts, correct_answers, wrong_answers)
     where = where or RowNames(f"task {name!r}", [f"prompt {i} {p!r}" for i, p in enumerate(prompts)], GLUED_HINT)
@@ -177,6 +181,9 @@ def task_from_prompts(
     if span_names is not None:
         spans = prompt_spans(tokenizer, span_names, prompts, clean_ids, span_ranges or [[] for _ in prompts],
                              int(clean.shape[1]))
+    if wording is not None:
+        extra["wording"] = wording
+        description = f"{description}; {describe_wording(wording)}" if description else describe_wording(wording)
     return Task(
         name=name, clean=clean, corrupted=_padded(corrupted_ids, pad), spans=spans,
         positions=(torch.tensor(lengths) - 1)[:, None], correct=correct[:, None],

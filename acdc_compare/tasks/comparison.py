@@ -15,9 +15,10 @@ words come from a generator of their own, so the clean prompts are the same unde
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
+from acdc_compare.tasks.base import Corruption, Task, TaskError, check_wording, parse_corruption
 from acdc_compare.tasks.build import encode, require_pool, single_token_words, task_from_prompts
 from acdc_compare.tasks.span_marks import locate
 from acdc_compare.tasks.comparison_words import (
@@ -43,6 +44,63 @@ RecallAsk = Literal["last", "first"]
 
 # Every comparison task offers both corruptions; the first is the default.
 CORRUPTIONS: tuple[Corruption, ...] = (Corruption.MEANING, Corruption.ANSWERS)
+
+
+# ----- wordings: index 0 is the one discovery runs on, the others are held out ---------------------------
+@dataclass(frozen=True)
+class PetWording:
+    """The pet-family frame: `opening` + the example family's members + `question` + its pet + "." +
+    `second` + the second family's members + `question`; each member is `member` with {name} and
+    {species} (both with their leading space)."""
+
+    opening: str
+    member: str
+    question: str
+    second: str
+
+
+PET_WORDINGS: tuple[PetWording, ...] = (
+    PetWording("In a family:", "{name} is a{species}.", " The pet of this family is", " In another family,"),
+    PetWording("Meet one household.", "{name} is a{species}.", " The household's pet is",
+               " Meet a second household."),
+    PetWording("One family has three members.", "{name} is a{species}.", " The pet in the family is",
+               " Another family also has three members."),
+)
+# {A}: the first name without its space (it opens the prompt), {a}/{b}: names, {cmp}: " richer than" or a
+# neutral two-token relation, {asked}: the comparative asked about.
+COMPARATIVE_WORDINGS: tuple[str, ...] = (
+    "{A} is{cmp}{b}. The{asked} person is",
+    "{A} is{cmp}{b}. The{asked} of the two is",
+    "{A} is{cmp}{b}. Who is{asked}? The answer is",
+)
+# {x}/{y}: the adjectives said of {a}/{b}, {q}: the adjective asked about.
+ATTRIBUTE_WORDINGS: tuple[str, ...] = (
+    "{A} is{x}.{b} is{y}. The{q} one is",
+    "{A} is{x} and{b} is{y}. The{q} person is",
+    "We met{a}, who is{x}, and{b}, who is{y}. The{q} one is",
+)
+# {first}/{second}: the animals, {cmp}: " bigger than" or a neutral relation, {asked}: " bigger"/" smaller".
+SIZE_WORDINGS: tuple[str, ...] = (
+    "The{first} is{cmp} the{second}. The{asked} animal is the",
+    "At the zoo, the{first} is{cmp} the{second}. The{asked} one of the two is the",
+    "It is well known that the{first} is{cmp} the{second}. So the{asked} animal is the",
+)
+OPPOSITE_WORDINGS: tuple[str, ...] = (
+    "The opposite of{cue} is",
+    "The antonym of{cue} is",
+    "The word{cue} means the opposite of",
+)
+# {A}: the example's cue without its space (it opens the prompt), {b}: its opposite, {c}: the new cue.
+ANALOGY_WORDINGS: tuple[str, ...] = (
+    "{A} is to{b} as{c} is to",
+    "{A} :{b} ::{c} :",
+    "{A} relates to{b} as{c} relates to",
+)
+# The word linking a person to what is said of them: "Mary is tall." / "Mary runs." and held-out links.
+RECALL_LINKS: dict[str, tuple[str, ...]] = {
+    "adjective": (" is", " seems", " looks"),
+    "verb": ("", " now", " just"),
+}
 
 
 # ----- helpers -----------------------------------------------------------------------------------------------
@@ -74,7 +132,7 @@ RECALL_SPANS = ("examples", "name-A", "word-A", "name-B", "word-B", "queried", "
 
 # ----- pet family -------------------------------------------------------------------------------------------
 def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPosition = "last",
-                    corruption: Corruption | str = Corruption.MEANING) -> Task:
+                    corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
     """Pet-family analogy: which member of the second family is the pet?
 
     "In a family: John is a human. Mary is a human. Max is a dog. The pet of this family is Max. In another
@@ -89,11 +147,14 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     a pet name), so neither the pet nor the human answer is in the prompt.
     Spans: the example family, the second family's humans (human-a listed before human-b), its pet's name and
     species, the question, END (the last token) and rest.
+    `wording` 1 and 2 rephrase the frame (`PET_WORDINGS`: "Meet one household. ... The household's pet is"),
+    the families' order and content unchanged.
     """
     if position not in ("last", "middle", "first"):
         raise TaskError(f"pet position must be 'last', 'middle' or 'first', got {position!r}")
     name = f"pet-{position}"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    frame = PET_WORDINGS[check_wording(wording, len(PET_WORDINGS), name)]
     _check_n(name, n)
     humans = human_names(tokenizer, 4, name)
     pets = require_pool(tokenizer, PET_NAMES, 2, "pet names")
@@ -112,18 +173,18 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
         return [part for k in order for part in parts[k]]
 
     def family(h3: str, h4: str, pet: str, pet_species: str) -> str:
-        lines = {"human3": f"{h3} is a{human_word}.", "human4": f"{h4} is a{human_word}.",
-                 "pet": f"{pet} is a{pet_species}."}
-        return "".join(lines[k] for k in order)
+        lines = {"human3": (h3, human_word), "human4": (h4, human_word), "pet": (pet, pet_species)}
+        return "".join(frame.member.format(name=lines[k][0], species=lines[k][1]) for k in order)
 
     prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         h1, h2, h3, h4 = rng.sample(humans, 4)
         p1, p2 = rng.sample(pets, 2)
         s1, s2 = rng.sample(species, 2)
-        head = (f"In a family:{h1} is a{human_word}.{h2} is a{human_word}.{p1} is a{s1}. "
-                f"The pet of this family is{p1}. In another family,")
-        tail = " The pet of this family is"
+        example = "".join(frame.member.format(name=m, species=k) for m, k in ((h1, human_word), (h2, human_word),
+                                                                              (p1, s1)))
+        head = f"{frame.opening}{example}{frame.question}{p1}.{frame.second}"
+        tail = frame.question
         x3, x4 = fresh_words(fresh_rng, humans, (h1, h2, h3, h4), 2, "human names")
         (y2,) = fresh_words(fresh_rng, pets, (p1, p2), 1, "pet names")
         prompts.append(head + family(h3, h4, p2, s2) + tail)
@@ -138,13 +199,13 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"pet family, second family's pet {position}; correct = pet, wrong = last-listed human; corrupted = {what}",
-        info={"position": position}, corruption=chosen, span_names=PET_SPANS, span_ranges=marks,
+        info={"position": position}, corruption=chosen, wording=wording, span_names=PET_SPANS, span_ranges=marks,
     )
 
 
 # ----- comparatives --------------------------------------------------------------------------------------
 def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "opposite",
-                     corruption: Corruption | str = Corruption.MEANING) -> Task:
+                     corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
     """Comparatives: "Emma is richer than Sarah. The poorer person is" -> " Sarah" (ask="opposite", task
     "poorer") and "... The richer person is" -> " Emma" (ask="same", task "richer").
 
@@ -154,12 +215,14 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
     first-named, so they disagree. Corruptions: "meaning" makes the comparative and "than" a neutral
     two-token relation ("Emma is next to Sarah. The poorer person is"), which says nothing about who is
     richer and keeps both names in place; "answers" replaces both names by fresh ones ("Olivia is richer
-    than Grace. The poorer person is").
+    than Grace. The poorer person is"). `wording` 1 and 2 rephrase statement and question
+    (`COMPARATIVE_WORDINGS`: "... The poorer of the two is"), names in the same order.
     """
     if ask not in ("opposite", "same"):
         raise TaskError(f"ask must be 'opposite' or 'same', got {ask!r}")
     name = "poorer" if ask == "opposite" else "richer"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    template = COMPARATIVE_WORDINGS[check_wording(wording, len(COMPARATIVE_WORDINGS), name)]
     _check_n(name, n)
     names = human_names(tokenizer, 2, name)
     pairs = single_token_pairs(tokenizer, COMPARATIVE_PAIRS, 2, "comparative pairs")
@@ -172,12 +235,15 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
         k = rng.randrange(2)
         stated, other = pair[k], pair[1 - k]
         asked = other if ask == "opposite" else stated
-        question = f" The{asked} person is"
-        prompts.append(f"{a.strip()} is{stated} than{b}.{question}")
+
+        def prompt(x: str, y: str, cmp: str) -> str:
+            return template.format(A=x.strip(), a=x, b=y, cmp=cmp, asked=asked)
+
+        prompts.append(prompt(a, b, f"{stated} than"))
         marks.append(locate(prompts[-1], [("A", a), ("comparative", stated), ("B", b), ("question-word", asked)]))
-        neutral = f"{a.strip()} is{rng.choice(relations)}{b}.{question}"
+        neutral = prompt(a, b, rng.choice(relations))
         c, d = fresh_words(fresh_rng, names, (a, b), 2, "names")
-        corrupted.append(_pick(chosen, neutral, f"{c.strip()} is{stated} than{d}.{question}"))
+        corrupted.append(_pick(chosen, neutral, prompt(c, d, f"{stated} than")))
         correct.append(b if ask == "opposite" else a)
         wrong.append(a if ask == "opposite" else b)
     what = "second-named (order agrees)" if ask == "opposite" else "first-named (order disagrees)"
@@ -185,13 +251,13 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"'A is richer than B. The {name} person is' over adjective pairs; answer = {what}; corrupted = {how}",
-        info={"ask": ask}, corruption=chosen, span_names=COMPARATIVE_SPANS, span_ranges=marks,
+        info={"ask": ask}, corruption=chosen, wording=wording, span_names=COMPARATIVE_SPANS, span_ranges=marks,
     )
 
 
 # ----- attribute lookup ------------------------------------------------------------------------------------
 def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
-                   corruption: Corruption | str = Corruption.MEANING) -> Task:
+                   corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
     """Attribute lookup: "John is tall. Mary is short. The tall one is" -> " John".
 
     Probes binding an adjective to the name it was said of and moving that name to the answer (an
@@ -199,10 +265,12 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
     for the first- or second-named person at random (`info["asks_first"]`). Wrong = the other person.
     Corruptions: "meaning" makes both adjectives the same neutral predicate ("John is here. Mary is here.
     The tall one is"), which removes the binding while keeping names, positions and the question; "answers"
-    replaces both names by fresh ones.
+    replaces both names by fresh ones. `wording` 1 and 2 rephrase statements and question
+    (`ATTRIBUTE_WORDINGS`: "John is tall and Mary is short. The tall person is").
     """
     name = "attribute"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    template = ATTRIBUTE_WORDINGS[check_wording(wording, len(ATTRIBUTE_WORDINGS), name)]
     _check_n(name, n)
     names = human_names(tokenizer, 2, name)
     pairs = single_token_pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
@@ -215,14 +283,17 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
         k = rng.randrange(2)
         x, y = pair[k], pair[1 - k]
         first = rng.random() < 0.5
-        question = f" The{x if first else y} one is"
+        q = x if first else y
         z = rng.choice(neutral)
         c, d = fresh_words(fresh_rng, names, (a, b), 2, "names")
-        prompts.append(f"{a.strip()} is{x}.{b} is{y}.{question}")
+
+        def prompt(m1: str, m2: str, w1: str, w2: str) -> str:
+            return template.format(A=m1.strip(), a=m1, b=m2, x=w1, y=w2, q=q)
+
+        prompts.append(prompt(a, b, x, y))
         marks.append(locate(prompts[-1], [("A", a), ("adjective-A", x), ("B", b), ("adjective-B", y),
                                           ("question-word", x if first else y)]))
-        corrupted.append(_pick(chosen, f"{a.strip()} is{z}.{b} is{z}.{question}",
-                               f"{c.strip()} is{x}.{d} is{y}.{question}"))
+        corrupted.append(_pick(chosen, prompt(a, b, z, z), prompt(c, d, x, y)))
         correct.append(a if first else b)
         wrong.append(b if first else a)
         asks_first.append(first)
@@ -230,13 +301,14 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"'John is tall. Mary is short. The tall one is' -> John; corrupted = {how}",
-        info={"asks_first": asks_first}, corruption=chosen, span_names=ATTRIBUTE_SPANS, span_ranges=marks,
+        info={"asks_first": asks_first}, corruption=chosen, wording=wording, span_names=ATTRIBUTE_SPANS,
+        span_ranges=marks,
     )
 
 
 # ----- size comparison -------------------------------------------------------------------------------------
 def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
-              corruption: Corruption | str = Corruption.MEANING) -> Task:
+              corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
     """Size comparison: "The elephant is bigger than the mouse. The smaller animal is the" -> " mouse".
 
     Statements are true to world knowledge (animals at least two size classes apart), stated with "bigger"
@@ -245,10 +317,12 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
     This removes the stated relation but not world knowledge: the corrupted run still knows elephants are
     bigger, so the clean-vs-corrupted gap measures how much the model reads the statement rather than what
     it knows. "answers" replaces both animals by another pair of clearly different size, in the same
-    order of sizes ("The whale is bigger than the ant."), so the statement stays true.
+    order of sizes ("The whale is bigger than the ant."), so the statement stays true. `wording` 1 and 2
+    rephrase the frame (`SIZE_WORDINGS`).
     """
     name = "size"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    template = SIZE_WORDINGS[check_wording(wording, len(SIZE_WORDINGS), name)]
     _check_n(name, n)
     animals = single_token_words(tokenizer, list(ANIMAL_SIZES))
     size_of = {w: ANIMAL_SIZES[w.strip()] for w in animals}
@@ -268,12 +342,16 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
         else:
             first, comparative, second, first2, second2 = small, words[1], big, small2, big2
         ask_big = rng.random() < 0.5
-        question = f" The{words[0] if ask_big else words[1]} animal is the"
-        prompts.append(f"The{first} is{comparative} than the{second}.{question}")
+        asked = words[0] if ask_big else words[1]
+
+        def prompt(x: str, y: str, cmp: str) -> str:
+            return template.format(first=x, second=y, cmp=cmp, asked=asked)
+
+        prompts.append(prompt(first, second, f"{comparative} than"))
         marks.append(locate(prompts[-1], [("first", first), ("comparative", comparative), ("second", second),
-                                          ("question-word", words[0] if ask_big else words[1])]))
-        neutral = f"The{first} is{rng.choice(relations)} the{second}.{question}"
-        corrupted.append(_pick(chosen, neutral, f"The{first2} is{comparative} than the{second2}.{question}"))
+                                          ("question-word", asked)]))
+        neutral = prompt(first, second, rng.choice(relations))
+        corrupted.append(_pick(chosen, neutral, prompt(first2, second2, f"{comparative} than")))
         correct.append(big if ask_big else small)
         wrong.append(small if ask_big else big)
     how = ("neutral relation (world knowledge survives it)" if chosen is Corruption.MEANING
@@ -281,13 +359,13 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"'The elephant is bigger than the mouse. The smaller animal is the' -> mouse; corrupted = {how}",
-        corruption=chosen, span_names=SIZE_SPANS, span_ranges=marks,
+        corruption=chosen, wording=wording, span_names=SIZE_SPANS, span_ranges=marks,
     )
 
 
 # ----- opposites and analogies -----------------------------------------------------------------------------
 def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
-                   corruption: Corruption | str = Corruption.MEANING) -> Task:
+                   corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
     """Opposites: "The opposite of hot is" -> " cold".
 
     Probes retrieving a word's antonym (a "meaning" lookup with no names to move). Directed pairs whose
@@ -295,10 +373,12 @@ def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
     Corruptions: "meaning" makes the cue the cue of another pair ("The opposite of up is"), whose cue and
     opposite are both different from this prompt's. The cue is also the only candidate answer in the
     prompt, so "answers" is built the same way (a fresh cue sharing no word with the pair), drawn
-    independently: here the two corruptions coincide in kind.
+    independently: here the two corruptions coincide in kind. `wording` 1 and 2 rephrase the question
+    (`OPPOSITE_WORDINGS`: "The antonym of hot is").
     """
     name = "opposites"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    template = OPPOSITE_WORDINGS[check_wording(wording, len(OPPOSITE_WORDINGS), name)]
     _check_n(name, n)
     pairs = opposite_pairs(tokenizer, 3)
     rng, fresh_rng = random.Random(seed), _answer_rng(seed)
@@ -308,20 +388,20 @@ def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
         others = [p for p in pairs if not {p[0], p[1]} & {cue, answer}]
         other_cue = rng.choice(others)[0]
         fresh_cue = fresh_pair(fresh_rng, pairs, (cue, answer), "opposite pairs")[0]
-        prompts.append(f"The opposite of{cue} is")
-        marks.append(locate(prompts[-1], [("cue", cue)], len("The opposite of")))
-        corrupted.append(f"The opposite of{_pick(chosen, other_cue, fresh_cue)} is")
+        prompts.append(template.format(cue=cue))
+        marks.append(locate(prompts[-1], [("cue", cue)]))
+        corrupted.append(template.format(cue=_pick(chosen, other_cue, fresh_cue)))
         correct.append(answer)
         wrong.append(cue)
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        "'The opposite of hot is' -> cold; wrong = the cue word; corrupted = another pair's cue",
-        corruption=chosen, span_names=OPPOSITE_SPANS, span_ranges=marks,
+        f"{template.format(cue=' hot')!r} -> cold; wrong = the cue word; corrupted = another pair's cue",
+        corruption=chosen, wording=wording, span_names=OPPOSITE_SPANS, span_ranges=marks,
     )
 
 
 def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
-                 corruption: Corruption | str = Corruption.MEANING) -> Task:
+                 corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
     """Analogy form of opposites: "hot is to cold as tall is to" -> " short".
 
     Probes applying a relation shown by one example pair to a new word. The two pairs share no word. Wrong =
@@ -329,10 +409,12 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
     pair sharing no word with the first two ("hot is to cold as up is to"), removing what the answer depends
     on while keeping the example relation; "answers" replaces every word, the example pair and the cue, by
     fresh opposite pairs sharing no word with the clean ones ("up is to down as wet is to"), so no word of
-    the clean prompt (nor its answer) is left.
+    the clean prompt (nor its answer) is left. `wording` 1 and 2 rephrase the frame (`ANALOGY_WORDINGS`:
+    "hot : cold :: tall :").
     """
     name = "analogy"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    template = ANALOGY_WORDINGS[check_wording(wording, len(ANALOGY_WORDINGS), name)]
     _check_n(name, n)
     pairs = opposite_pairs(tokenizer, 4)
     firsts = [p for p in pairs if len(encode(tokenizer, p[0].strip())) == 1]
@@ -350,22 +432,27 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
         c2 = rng.choice(thirds)[0]
         a3, b3 = fresh_pair(fresh_rng, firsts, (a, b, c, d), "opposite pairs")
         c3 = fresh_pair(fresh_rng, pairs, (a, b, c, d, a3, b3), "opposite pairs")[0]
-        prompts.append(f"{a.strip()} is to{b} as{c} is to")
+
+        def prompt(x: str, y: str, cue: str) -> str:
+            return template.format(A=x.strip(), b=y, c=cue)
+
+        prompts.append(prompt(a, b, c))
         marks.append(locate(prompts[-1], [("example-cue", a), ("example-answer", b), ("cue", c)]))
-        corrupted.append(_pick(chosen, f"{a.strip()} is to{b} as{c2} is to", f"{a3.strip()} is to{b3} as{c3} is to"))
+        corrupted.append(_pick(chosen, prompt(a, b, c2), prompt(a3, b3, c3)))
         correct.append(d)
         wrong.append(c)
     how = "another pair's cue" if chosen is Corruption.MEANING else "every word -> fresh opposite pairs"
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        f"'hot is to cold as tall is to' -> short; wrong = the cue word; corrupted = {how}",
-        corruption=chosen, span_names=ANALOGY_SPANS, span_ranges=marks,
+        f"{prompt(' hot', ' cold', ' tall')!r} -> short; wrong = the cue word; corrupted = {how}",
+        corruption=chosen, wording=wording, span_names=ANALOGY_SPANS, span_ranges=marks,
     )
 
 
 # ----- recalling a stated adjective or verb -------------------------------------------------------------
 def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = "adjective",
-                ask: RecallAsk = "last", corruption: Corruption | str = Corruption.MEANING, shots: int = 0) -> Task:
+                ask: RecallAsk = "last", corruption: Corruption | str = Corruption.MEANING, shots: int = 0,
+                wording: int = 0) -> Task:
     """Recall what was said of a person: an adjective ("Mary is tall. John is short. Mary is" -> " tall") or
     a verb ("Mary runs. John swims. Mary" -> " runs").
 
@@ -381,7 +468,8 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
     they disagree. Wrong = the other person's word. Corruptions: "meaning" makes the queried name a fresh
     name ("... Lisa is"), which leaves nothing that picks either word while keeping both words in place;
     "answers" replaces both words by fresh ones (another opposite pair, two other verbs), so neither the
-    correct nor the wrong word is in the prompt.
+    correct nor the wrong word is in the prompt. `wording` 1 and 2 change the word linking a person to
+    what is said of them (`RECALL_LINKS`: "Mary seems tall.", "Mary now runs."), in the solved examples too.
     """
     if kind not in ("adjective", "verb"):
         raise TaskError(f"recall kind must be 'adjective' or 'verb', got {kind!r}")
@@ -391,13 +479,13 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
         raise TaskError(f"recall shots must be a whole number of solved examples from 0 to 4, got {shots!r}")
     name = f"{kind}-{ask}" + (f"-{shots}shot" if shots else "")
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    link = RECALL_LINKS[kind][check_wording(wording, len(RECALL_LINKS[kind]), name)]
     _check_n(name, n)
     names = human_names(tokenizer, 3, name)
     if kind == "adjective":
         adjective_pairs = single_token_pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
     else:
         verbs = require_pool(tokenizer, VERBS, 4, "verbs")
-    link = " is" if kind == "adjective" else ""
     rng, fresh_rng, shot_rng = random.Random(seed), _answer_rng(seed), random.Random(f"recall-shots-{seed}")
     prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
@@ -424,8 +512,8 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
         corrupted.append(_pick(chosen, prompt(x, y, stranger), prompt(x2, y2, asked)))
         correct.append(y if ask == "last" else x)
         wrong.append(x if ask == "last" else y)
-    example = ("'Mary is tall. John is short. Mary is' -> tall" if kind == "adjective"
-               else "'Mary runs. John swims. Mary' -> runs")
+    example = (f"'Mary{link} tall. John{link} short. Mary{link}' -> tall" if kind == "adjective"
+               else f"'Mary{link} runs. John{link} swims. Mary{link}' -> runs")
     if shots:
         example = f"{shots} solved example(s), then {example}"
     who = "second-named (order agrees)" if ask == "last" else "first-named (order disagrees)"
@@ -433,7 +521,7 @@ def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = 
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"{example}; asks about the {who}; wrong = the other {kind}; corrupted = {how}",
-        info={"kind": kind, "ask": ask}, corruption=chosen, span_ranges=marks,
+        info={"kind": kind, "ask": ask}, corruption=chosen, wording=wording, span_ranges=marks,
         span_names=tuple(s for s in RECALL_SPANS if (s != "examples" or shots) and (s != "queried" or link)),
     )
 

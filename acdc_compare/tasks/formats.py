@@ -28,11 +28,12 @@ ones the default model answers.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
+from acdc_compare.tasks.base import Corruption, Task, TaskError, check_wording, parse_corruption
 from acdc_compare.tasks.build import encode, single_token_words, task_from_prompts
 from acdc_compare.tasks.comparison_words import fresh_words, human_names
 from acdc_compare.tasks.span_marks import CharRange, locate
@@ -69,7 +70,8 @@ class CopyFormat:
     """One prompt format. `story` holds {e1} {v1} {e2} {v2} (entity and value of the two facts), `query`
     holds {q} (the queried entity) and follows the story; a solved example is story + query + " " + value +
     `answer_end`. `entities`: "name" (human first names) or a key of POOLS; `values`: a key of POOLS.
-    `shots` solved examples open the prompt, each followed by `joiner`; `prefix` comes first of all."""
+    `shots` solved examples open the prompt, each followed by `joiner`; `prefix` comes first of all.
+    `rewordings`: held-out (story, query) pairs with the same slots, wordings 1, 2, ... (see `worded`)."""
 
     name: str
     answer_kind: FormatKind
@@ -81,6 +83,21 @@ class CopyFormat:
     joiner: str = " "
     prefix: str = ""
     answer_end: str = "."
+    rewordings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def wordings(self) -> int:
+        """How many wordings the format offers: its own frame (wording 0) and its rewordings."""
+        return 1 + len(self.rewordings)
+
+    def worded(self, wording: int) -> "CopyFormat":
+        """The format in `wording` (0: itself; k: story and query of its k-th rewording, solved examples
+        included), under the same name so a seed draws the same content in every wording."""
+        check_wording(wording, self.wordings, self.name)
+        if wording == 0:
+            return self
+        story, query = self.rewordings[wording - 1]
+        return dataclasses.replace(self, story=story, query=query)
 
     def example(self, ask: FormatAsk = "first") -> str:
         """The format written out with placeholder words (no shots) asking about the entity stated `ask`,
@@ -141,7 +158,10 @@ FORMATS: tuple[CopyFormat, ...] = (
     _fmt("colour-painted-is", "adjective", "object", "colour",
          "The {e1} is painted {v1} and the {e2} is painted {v2}.", " The {q} is painted"),
     _fmt("colour-coloured", "adjective", "object", "colour",
-         "The {e1} is coloured {v1} and the {e2} is coloured {v2}.", " The {q} is coloured"),
+         "The {e1} is coloured {v1} and the {e2} is coloured {v2}.", " The {q} is coloured",
+         rewordings=(("The {e1} was coloured {v1} and the {e2} was coloured {v2}.", " The {q} was coloured"),
+                     ("The {e1} is coloured {v1}, whereas the {e2} is coloured {v2}.",
+                      " Therefore the {q} is coloured"))),
     _fmt("colour-possessive-painted", "adjective", "name", "colour",
          "{e1}'s house is painted {v1} and {e2}'s house is painted {v2}.", " {q}'s house is painted"),
     _fmt("colour-sentences", "adjective", "object", "colour", "The {e1} is painted {v1}. The {e2} is painted {v2}.",
@@ -168,7 +188,9 @@ FORMATS: tuple[CopyFormat, ...] = (
     _fmt("colour-coloured-so", "adjective", "object", "colour",
          "The {e1} is coloured {v1} and the {e2} is coloured {v2}, so the {q} is coloured", ""),
     _fmt("colour-of", "adjective", "object", "colour",
-         "The colour of the {e1} is {v1} and the colour of the {e2} is {v2}.", " The colour of the {q} is"),
+         "The colour of the {e1} is {v1} and the colour of the {e2} is {v2}.", " The colour of the {q} is",
+         rewordings=(("The {e1} has the colour {v1} and the {e2} has the colour {v2}.", " The {q} has the colour"),
+                     ("The {e1}'s colour is {v1} and the {e2}'s colour is {v2}.", " The {q}'s colour is"))),
     _fmt("colour-of-so", "adjective", "object", "colour",
          "The colour of the {e1} is {v1} and the colour of the {e2} is {v2}, so the colour of the {q} is", ""),
     _fmt("mood-coloured-frame", "adjective", "name", "mood", "{e1} is feeling very {v1} and {e2} is feeling very {v2}.",
@@ -189,7 +211,10 @@ FORMATS: tuple[CopyFormat, ...] = (
     _fmt("mood-of", "adjective", "name", "mood", "The mood of {e1} is {v1} and the mood of {e2} is {v2}.",
          " The mood of {q} is"),
     _fmt("material-of", "noun", "object", "material",
-         "The material of the {e1} is {v1} and the material of the {e2} is {v2}.", " The material of the {q} is"),
+         "The material of the {e1} is {v1} and the material of the {e2} is {v2}.", " The material of the {q} is",
+         rewordings=(("The {e1}'s material is {v1} and the {e2}'s material is {v2}.", " The {q}'s material is"),
+                     ("The material for the {e1} is {v1} and the material for the {e2} is {v2}.",
+                      " The material for the {q} is"))),
     _fmt("animal-pet-in", "animal", "place", "animal",
          "The pet in the {e1} is a {v1} and the pet in the {e2} is a {v2}.", " The pet in the {q} is a"),
     # people's moods (the adjective task's frame, with other adjectives and solved examples)
@@ -242,13 +267,16 @@ MAX_TRIES = 100
 
 
 def make_copy(tokenizer: Any, n: int = 100, seed: int = 0, fmt: CopyFormat | str = "colour-and-2shot",
-              ask: FormatAsk = "last", corruption: Corruption | str = Corruption.MEANING) -> Task:
-    """Prompts of one copy format (see the module docstring); task name f"{format}-{ask}"."""
+              ask: FormatAsk = "last", corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
+    """Prompts of one copy format (see the module docstring); task name f"{format}-{ask}". `wording` k > 0
+    uses the format's k-th rewording (`CopyFormat.worded`): the same draws, another frame."""
     fmt = format_named(fmt) if isinstance(fmt, str) else fmt
     if ask not in ("last", "first"):
         raise TaskError(f"copy-format ask must be 'last' or 'first', got {ask!r}")
     name = f"{fmt.name}-{ask}"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
+    check_wording(wording, fmt.wordings, name)
+    fmt = fmt.worded(wording)
     if n < 1:
         raise TaskError(f"task {name!r}: n must be >= 1, got {n}")
     entities = _pool(tokenizer, fmt.entities, 3, name, entity=True)
@@ -297,7 +325,7 @@ def make_copy(tokenizer: Any, n: int = 100, seed: int = 0, fmt: CopyFormat | str
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"{fmt.example(ask)}; asks about the {who}; wrong = the other {fmt.values}; corrupted = {how}",
-        info={"format": fmt.name, "ask": ask}, corruption=chosen, span_ranges=marks,
+        info={"format": fmt.name, "ask": ask}, corruption=chosen, wording=wording, span_ranges=marks,
         span_names=SPANS if fmt.shots or fmt.prefix else SPANS[1:],
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
+from acdc_compare.tasks.base import Corruption, Task, TaskError, check_wording, parse_corruption
 from acdc_compare.tasks.build import encode, require_pool, task_from_prompts
 from acdc_compare.tasks.span_marks import locate
 
@@ -41,11 +41,20 @@ CENTURY = "17"
 CORRUPT_YY = "01"
 YY_RANGE = range(10, 90)
 SPANS: tuple[str, ...] = ("noun", "YY", "END", "rest")  # named spans of the prompts (`Task.spans`)
+# Wordings: 0 = Hanna et al.'s main template (discovery); 1 and 2 = their phrasing variants (held out).
+# {noun} comes with its leading space; the prompt ends in the century of the end year.
+WORDINGS: tuple[str, ...] = (
+    "The{noun} lasted from the year {start} to {century}",
+    "The{noun} started in the year {start} and ended in the year {century}",
+    "The{noun} began in the year {start} and continued until the year {century}",
+)
 
 
 def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
-                      corruption: Corruption | str = Corruption.MEANING) -> Task:
-    """Greater-Than: "The {noun} lasted from the year 17YY to 17", corrupted YY -> "01" (Hanna et al.).
+                      corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
+    """Greater-Than: "The {noun} lasted from the year 17YY to 17", corrupted YY -> "01" (Hanna et al.);
+    `wording` 1 and 2 are held-out phrasings (`WORDINGS`: "The {noun} started in the year 17YY and ended in
+    the year 17", ...) with the same years, sets and corruption.
 
     Probes comparing numbers (a circuit is published for GPT-2 small). The answer is a set: the tokens that
     start a year after 17YY against those that start one at or before it (see the module docstring for how
@@ -56,6 +65,7 @@ def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
     """
     name = "greater-than"
     chosen = parse_corruption(corruption, (Corruption.MEANING,), name)
+    template = WORDINGS[check_wording(wording, len(WORDINGS), name)]
     if n < 1:
         raise TaskError(f"task {name!r}: n must be >= 1, got {n}")
     nouns = require_pool(tokenizer, NOUNS, 5, "Greater-Than nouns")
@@ -66,10 +76,10 @@ def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
     prompts, corrupted, correct, wrong, csets, wsets, years, marks = [], [], [], [], [], [], [], []
     for _ in range(n):
         noun, yy = rng.choice(nouns), rng.choice(yys)
-        before_yy = f"The{noun} lasted from the year {CENTURY}"
-        prompts.append(f"{before_yy}{yy:02d} to {CENTURY}")
+        prompts.append(template.format(noun=noun, start=f"{CENTURY}{yy:02d}", century=CENTURY))
+        before_yy = prompts[-1][:prompts[-1].index(f"{CENTURY}{yy:02d}") + len(CENTURY)]
         marks.append([*locate(before_yy, [("noun", noun)]), ("YY", len(before_yy), len(before_yy) + 2)])
-        corrupted.append(f"The{noun} lasted from the year {CENTURY}{CORRUPT_YY} to {CENTURY}")
+        corrupted.append(template.format(noun=noun, start=f"{CENTURY}{CORRUPT_YY}", century=CENTURY))
         if two_digit:
             above = [t for v, t in sorted(two_digit.items()) if v > yy]
             not_above = [t for v, t in sorted(two_digit.items()) if v <= yy]
@@ -83,13 +93,13 @@ def make_greater_than(tokenizer: Any, n: int = 100, seed: int = 0,
         wrong.append(tokenizer.decode([not_above[-1]]))
         years.append(yy)
     scoring = "two-digit year tokens" if two_digit else "first digit of the end year (digit-by-digit tokenizer)"
+    example = template.format(noun=" war", start=f"{CENTURY}YY", century=CENTURY)
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
-        f"'The war lasted from the year 17YY to 17' -> > YY; P(later) - P(not later) over {scoring}; "
-        "corrupted YY -> 01",
+        f"{example!r} -> > YY; P(later) - P(not later) over {scoring}; corrupted YY -> 01",
         correct_sets=csets, wrong_sets=wsets,
         info={"yy": years, "scoring": "two-digit" if two_digit else "first-digit"},
-        corruption=chosen, span_names=SPANS, span_ranges=marks,
+        corruption=chosen, wording=wording, span_names=SPANS, span_ranges=marks,
     )
 
 

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from acdc_compare.spans import PromptSpans
-from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
+from acdc_compare.tasks.base import Corruption, Task, TaskError, check_wording, describe_wording, parse_corruption
 
 MIN_POOL = 200
+WORDINGS = 1  # random tokens have no surface wording to vary: wording 0 only, nothing held out
 
 
 def word_token_ids(tokenizer: Any) -> list[int]:
@@ -35,7 +36,7 @@ SPANS: tuple[str, ...] = ("first-copy", "repeat", "END")  # named spans of the p
 
 
 def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20,
-                   corruption: Corruption | str = Corruption.MEANING) -> Task:
+                   corruption: Corruption | str = Corruption.MEANING, wording: int = 0) -> Task:
     """Induction: a random sequence of `length` distinct word tokens, repeated once (no BOS).
 
     Scored at every position of the repeat except its last: positions L .. 2L-2 (Q = L-1 per prompt),
@@ -43,9 +44,11 @@ def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20,
     Corruption: the first copy is replaced by other random tokens (disjoint from the repeat), so the repeat
     and the tokens at the scored positions are unchanged but nothing earlier predicts them (the only
     corruption offered, "meaning"). Spans: the first copy, the repeat, END (its last token).
+    corruption offered, "meaning"). Single-wording: `wording` must be 0 (random tokens have no template).
     """
     name = "induction"
     chosen = parse_corruption(corruption, (Corruption.MEANING,), name)
+    check_wording(wording, WORDINGS, name)
     if n < 1 or length < 2:
         raise TaskError(f"task {name!r}: need n >= 1 and length >= 2, got n={n}, length={length}")
     pool = word_token_ids(tokenizer)
@@ -66,9 +69,10 @@ def make_induction(tokenizer: Any, n: int = 50, seed: int = 0, length: int = 20,
         name=name, clean=clean_t, corrupted=corrupted_t, positions=positions, correct=correct,
         wrong=torch.full_like(correct, -1),
         description=f"random word tokens repeated ({length} + {length}); next-token at {length - 1} positions of "
-                    "the repeat; corrupted = first copy replaced by other tokens; KL / top-1",
+                    "the repeat; corrupted = first copy replaced by other tokens; KL / top-1; "
+                    f"{describe_wording(wording)}",
         prompts=tuple(tokenizer.decode(c) for c in clean),
         corrupted_prompts=tuple(tokenizer.decode(c) for c in corrupted),
-        info={"length": length}, corruption=chosen,
+        info={"length": length, "wording": wording}, corruption=chosen,
         spans=PromptSpans(SPANS, torch.tensor([0] * length + [1] * (length - 1) + [2]).repeat(n, 1)),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from acdc_compare.tasks.base import Corruption, Task, TaskError, parse_corruption
+from acdc_compare.tasks.base import Corruption, Task, TaskError, check_wording, parse_corruption
 from acdc_compare.tasks.build import encode, pad_id, require_pool, task_from_prompts
 from acdc_compare.tasks.span_marks import locate
 
@@ -77,6 +77,30 @@ def name_spans(template: str, text: str, io: str, s: str) -> list[tuple[str, int
     first_is_io = template.index("[A]") < template.index("[B]")
     return locate(text, [("IO", io), ("S1", s), ("S2", s)] if first_is_io else [("S1", s), ("IO", io), ("S2", s)])
 
+# Wordings (BABA form): 0 = Wang et al.'s templates (discovery); 1 and 2 = held-out templates of ours, none
+# among Wang et al.'s, with the same three name slots (S, IO, S) and the same question (who receives).
+WORDINGS: tuple[tuple[str, ...], ...] = (
+    BABA_TEMPLATES,
+    (
+        "After [B] and [A] arrived at the [PLACE], [B] handed a [OBJECT] to",
+        "Yesterday [B] and [A] visited the [PLACE], and [B] passed a [OBJECT] to",
+        "At the [PLACE], [B] and [A] found a [OBJECT]. [B] handed it to",
+        "Later, [B] and [A] stopped by the [PLACE]. There [B] passed a [OBJECT] to",
+    ),
+    (
+        "Once [B] and [A] reached the [PLACE], [B] threw a [OBJECT] to",
+        "Earlier today [B] and [A] walked into the [PLACE], where [B] sent a [OBJECT] to",
+        "On a trip to the [PLACE], [B] and [A] bought a [OBJECT], and [B] lent it to",
+        "In the [PLACE], [B] and [A] talked for a while. Then [B] brought a [OBJECT] to",
+    ),
+)
+# ACDC's single template and its held-out counterparts (ABBA form, as ACDC runs it).
+ACDC_WORDINGS: tuple[str, ...] = (
+    ACDC_TEMPLATE,
+    "Then, [A] and [B] arrived at the [PLACE]. [B] handed a [OBJECT] to",
+    "Later, [A] and [B] walked to the [PLACE]. [B] passed a [OBJECT] to",
+)
+
 
 def fill(template: str, io: str, s1: str, s2: str, place: str, obj: str) -> str:
     """Fill a template: [A] = io, first [B] = s1, second [B] = s2 (names given with their leading space).
@@ -90,7 +114,7 @@ def fill(template: str, io: str, s1: str, s2: str, place: str, obj: str) -> str:
 def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
              templates: tuple[str, ...] | None = None, orders: tuple[str, ...] = ("ABBA", "BABA"),
              name: str = "ioi", description: str | None = None,
-             corruption: Corruption | str = Corruption.ANSWERS) -> Task:
+             corruption: Corruption | str = Corruption.ANSWERS, wording: int = 0) -> Task:
     """IOI after Wang et al.: their 15 templates, half in ABBA and half in BABA order, with ABC corruption.
 
     Probes name moving: the answer is the name mentioned once (IO, correct) against the repeated subject
@@ -99,16 +123,19 @@ def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
     information the answer depends on. The templates differ in length, so prompts are right-padded and each
     is scored at its own last token (`info["lengths"]`); names, places and objects are single tokens, so a
     prompt and its corrupted twin always have the same length.
-    `templates` overrides the template set (BABA form; ABBA is derived by swapping the first two names);
-    prompt i uses order `orders[i % len(orders)]`. ABC is the only corruption offered ("answers").
+    `wording` picks the template set (`WORDINGS`: 0 = Wang et al.'s, 1 and 2 = held-out templates of ours);
+    `templates` overrides it (BABA form; ABBA is derived by swapping the first two names; `wording` then only
+    labels the task); prompt i uses order `orders[i % len(orders)]`. ABC is the only corruption offered
+    ("answers").
     Spans (`Task.spans`): IO, S1, S2 (the names), END (the last token) and rest.
     """
     chosen = parse_corruption(corruption, (Corruption.ANSWERS,), name)
+    check_wording(wording, len(WORDINGS), name)
     if n < 1:
         raise TaskError(f"task {name!r}: n must be >= 1, got {n}")
     if not orders or any(o not in ("ABBA", "BABA") for o in orders):
         raise TaskError(f"task {name!r}: orders must be a non-empty tuple of 'ABBA' / 'BABA', got {orders!r}")
-    baba = tuple(templates) if templates is not None else BABA_TEMPLATES
+    baba = tuple(templates) if templates is not None else WORDINGS[wording]
     abba = tuple(swap_first_names(t) for t in baba)
     names = require_pool(tokenizer, NAMES, 5, "IOI names")
     places = require_pool(tokenizer, PLACES, 1, "IOI places")
@@ -131,23 +158,28 @@ def make_ioi(tokenizer: Any, n: int = 100, seed: int = 0,
         order_used.append(order)
         template_ids.append(k)
     lengths = {len(encode(tokenizer, p)) for p in prompts}
-    text = description or ("indirect object identification (Wang et al., 15 templates, ABBA+BABA); "
+    source = "Wang et al., 15 templates" if wording == 0 else f"{len(baba)} held-out templates"
+    text = description or (f"indirect object identification ({source}, ABBA+BABA); "
                            "correct = IO, wrong = S; corrupted = ABC (three other names)")
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong, text,
         pad_token_id=pad_id(tokenizer) if len(lengths) > 1 else None,
         info={"orders": order_used, "templates": template_ids, "io": correct, "s": wrong},
-        corruption=chosen, span_names=SPANS, span_ranges=marks,
+        corruption=chosen, wording=wording, span_names=SPANS, span_ranges=marks,
     )
 
 
 def make_ioi_acdc(tokenizer: Any, n: int = 100, seed: int = 0,
-                  corruption: Corruption | str = Corruption.ANSWERS) -> Task:
+                  corruption: Corruption | str = Corruption.ANSWERS, wording: int = 0) -> Task:
     """ACDC's IOI variant: one template, "Then, [A] and [B] went to the [PLACE]. [B] gave a [OBJECT] to",
     ABBA order only (as ACDC's `IOIDataset(prompt_type="ABBA", nb_templates=1)`), 15 tokens for GPT-2 and
     the default model; ABC corruption as in `make_ioi`. Use it to compare with the ACDC paper's numbers
-    (GPT-2 small: logit difference ~4.11)."""
-    return make_ioi(tokenizer, n=n, seed=seed, templates=(swap_first_names(ACDC_TEMPLATE),), orders=("ABBA",),
-                    name="ioi-acdc", corruption=corruption,
-                    description="IOI, ACDC's single template 'Then, A and B went to the PLACE. B gave a OBJECT "
-                                "to' (ABBA); corrupted = ABC (three other names)")
+    (GPT-2 small: logit difference ~4.11). Wordings 1 and 2 are one held-out template each
+    (`ACDC_WORDINGS`)."""
+    name = "ioi-acdc"
+    template = ACDC_WORDINGS[check_wording(wording, len(ACDC_WORDINGS), name)]
+    shown = template.replace("[", "").replace("]", "")
+    return make_ioi(tokenizer, n=n, seed=seed, templates=(swap_first_names(template),), orders=("ABBA",),
+                    name=name, corruption=corruption, wording=wording,
+                    description=f"IOI, {'ACDC' if wording == 0 else 'a held-out'} single template {shown!r} "
+                                "(ABBA); corrupted = ABC (three other names)")

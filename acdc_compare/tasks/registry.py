@@ -10,10 +10,18 @@ from typing import Any, Literal
 
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
 from acdc_compare.progress import ProgressLike, as_progress
-from acdc_compare.tasks.base import Corruption, Task, TaskError
+from acdc_compare.tasks.base import Corruption, Task, TaskError, check_wording
 from acdc_compare.tasks.prompts_file import is_prompts_file, read_prompts_file, task_from_file
+from acdc_compare.tasks import greater_than, induction, ioi
 from acdc_compare.tasks.comparison import (
+    ANALOGY_WORDINGS,
+    ATTRIBUTE_WORDINGS,
+    COMPARATIVE_WORDINGS,
     CORRUPTIONS,
+    OPPOSITE_WORDINGS,
+    PET_WORDINGS,
+    RECALL_LINKS,
+    SIZE_WORDINGS,
     make_analogy,
     make_attribute,
     make_comparative,
@@ -34,9 +42,11 @@ AnswerKind = Literal["name", "animal", "adjective", "noun", "verb", "number", "t
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A registered task: its generator `make(tokenizer, n=..., seed=..., corruption=...)`, a one-line
-    description, the number of prompts it gets by default, the corruptions it offers (the first is its
-    default) and what kind of word its answer is (the mover question is asked per kind)."""
+    """A registered task: its generator `make(tokenizer, n=..., seed=..., corruption=..., wording=...)`, a
+    one-line description, the number of prompts it gets by default, the corruptions it offers (the first is
+    its default), what kind of word its answer is (the mover question is asked per kind) and how many
+    held-out wordings it offers (wordings 1 .. `wordings`: templates no discovery sees; wording 0 is the one
+    discovery runs on)."""
 
     name: str
     make: Callable[..., Task]
@@ -44,10 +54,15 @@ class TaskSpec:
     default_n: int = 100
     corruptions: tuple[Corruption, ...] = CORRUPTIONS
     answer_kind: AnswerKind = "name"
+    wordings: int = 0
 
     @property
     def default_corruption(self) -> Corruption:
         return self.corruptions[0]
+
+    @property
+    def held_out_wordings(self) -> tuple[int, ...]:
+        return tuple(range(1, self.wordings + 1))
 
 
 @dataclass(frozen=True)
@@ -62,59 +77,71 @@ class OrderMeaningPair:
     shows: str
 
 
+# Held-out wordings per generator family: every wording of its frame but wording 0.
+_HELD_PET, _HELD_COMPARATIVE, _HELD_ATTRIBUTE, _HELD_SIZE = (len(w) - 1 for w in (
+    PET_WORDINGS, COMPARATIVE_WORDINGS, ATTRIBUTE_WORDINGS, SIZE_WORDINGS))
+_HELD_OPPOSITES, _HELD_ANALOGY = len(OPPOSITE_WORDINGS) - 1, len(ANALOGY_WORDINGS) - 1
+_HELD_ADJECTIVE, _HELD_VERB = len(RECALL_LINKS["adjective"]) - 1, len(RECALL_LINKS["verb"]) - 1
 _ABC = (Corruption.ANSWERS,)
 _MEANING_ONLY = (Corruption.MEANING,)
 _SPECS = (
     TaskSpec("ioi", make_ioi, "IOI, Wang et al.'s 15 templates, ABBA + BABA, ABC corruption",
-             corruptions=_ABC),
+             corruptions=_ABC, wordings=len(ioi.WORDINGS) - 1),
     TaskSpec("ioi-acdc", make_ioi_acdc, "IOI, ACDC's single template 'Then, A and B went to the PLACE...'",
-             corruptions=_ABC),
+             corruptions=_ABC, wordings=len(ioi.ACDC_WORDINGS) - 1),
     TaskSpec("pet-last", partial(make_pet_family, position="last"),
-             "pet family, second pet listed last (order and meaning agree)"),
+             "pet family, second pet listed last (order and meaning agree)", wordings=_HELD_PET),
     TaskSpec("pet-middle", partial(make_pet_family, position="middle"),
-             "pet family, second pet listed in the middle"),
+             "pet family, second pet listed in the middle", wordings=_HELD_PET),
     TaskSpec("pet-first", partial(make_pet_family, position="first"),
-             "pet family, second pet listed first (order and meaning disagree)"),
+             "pet family, second pet listed first (order and meaning disagree)", wordings=_HELD_PET),
     TaskSpec("poorer", partial(make_comparative, ask="opposite"),
-             "'Emma is richer than Sarah. The poorer person is' -> Sarah (second-named)"),
+             "'Emma is richer than Sarah. The poorer person is' -> Sarah (second-named)",
+             wordings=_HELD_COMPARATIVE),
     TaskSpec("richer", partial(make_comparative, ask="same"),
-             "'Emma is richer than Sarah. The richer person is' -> Emma (first-named)"),
-    TaskSpec("attribute", make_attribute, "'John is tall. Mary is short. The tall one is' -> John"),
+             "'Emma is richer than Sarah. The richer person is' -> Emma (first-named)",
+             wordings=_HELD_COMPARATIVE),
+    TaskSpec("attribute", make_attribute, "'John is tall. Mary is short. The tall one is' -> John",
+             wordings=_HELD_ATTRIBUTE),
     TaskSpec("size", make_size, "'The elephant is bigger than the mouse. The smaller animal is the' -> mouse",
-             answer_kind="animal"),
-    TaskSpec("opposites", make_opposites, "'The opposite of hot is' -> cold", answer_kind="adjective"),
-    TaskSpec("analogy", make_analogy, "'hot is to cold as tall is to' -> short", answer_kind="adjective"),
+             answer_kind="animal", wordings=_HELD_SIZE),
+    TaskSpec("opposites", make_opposites, "'The opposite of hot is' -> cold", answer_kind="adjective",
+             wordings=_HELD_OPPOSITES),
+    TaskSpec("analogy", make_analogy, "'hot is to cold as tall is to' -> short", answer_kind="adjective",
+             wordings=_HELD_ANALOGY),
     TaskSpec("adjective-last", partial(make_recall, kind="adjective", ask="last"),
              "'Mary is tall. John is short. John is' -> short (most recent adjective: order agrees)",
-             answer_kind="adjective"),
+             answer_kind="adjective", wordings=_HELD_ADJECTIVE),
     TaskSpec("adjective-first", partial(make_recall, kind="adjective", ask="first"),
              "'Mary is tall. John is short. Mary is' -> tall (earlier adjective: order disagrees)",
-             answer_kind="adjective"),
+             answer_kind="adjective", wordings=_HELD_ADJECTIVE),
     TaskSpec("verb-last", partial(make_recall, kind="verb", ask="last"),
              "'Mary runs. John sings. John' -> sings (most recent verb: order agrees)",
-             answer_kind="verb"),
+             answer_kind="verb", wordings=_HELD_VERB),
     TaskSpec("verb-first", partial(make_recall, kind="verb", ask="first"),
              "'Mary runs. John sings. Mary' -> runs (earlier verb: order disagrees)",
-             answer_kind="verb"),
+             answer_kind="verb", wordings=_HELD_VERB),
     TaskSpec("verb-last-2shot", partial(make_recall, kind="verb", ask="last", shots=2),
-             "two solved examples, then 'Mary runs. John sings. John' -> sings (order agrees)", answer_kind="verb"),
+             "two solved examples, then 'Mary runs. John sings. John' -> sings (order agrees)", answer_kind="verb",
+             wordings=_HELD_VERB),
     TaskSpec("verb-first-2shot", partial(make_recall, kind="verb", ask="first", shots=2),
              "two solved examples, then 'Mary runs. John sings. Mary' -> runs (order disagrees)",
-             answer_kind="verb"),
+             answer_kind="verb", wordings=_HELD_VERB),
     TaskSpec("adjective-last-2shot", partial(make_recall, kind="adjective", ask="last", shots=2),
              "two solved examples, then 'Mary is tall. John is short. John is' -> short (order agrees)",
-             answer_kind="adjective"),
+             answer_kind="adjective", wordings=_HELD_ADJECTIVE),
     TaskSpec("adjective-first-2shot", partial(make_recall, kind="adjective", ask="first", shots=2),
              "two solved examples, then 'Mary is tall. John is short. Mary is' -> tall (order disagrees)",
-             answer_kind="adjective"),
+             answer_kind="adjective", wordings=_HELD_ADJECTIVE),
     *(TaskSpec(f"{f}-{ask}", partial(make_copy, fmt=f, ask=ask),
                f"{format_named(f).example(ask)} ({'entity stated last: order agrees' if ask == 'last' else 'entity stated first: order disagrees'})",
-               answer_kind=format_named(f).answer_kind)
+               answer_kind=format_named(f).answer_kind, wordings=format_named(f).wordings - 1)
       for f in REGISTERED_FORMATS for ask in ("last", "first")),
     TaskSpec("greater-than", make_greater_than, "'The war lasted from the year 1745 to 17' -> a later year",
-             corruptions=_MEANING_ONLY, answer_kind="number"),
-    TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position", 50,
-             corruptions=_MEANING_ONLY, answer_kind="token"),
+             corruptions=_MEANING_ONLY, answer_kind="number", wordings=len(greater_than.WORDINGS) - 1),
+    TaskSpec("induction", make_induction, "repeated random tokens, next token at every repeat position "
+             "(single-wording: random tokens have no template)", 50,
+             corruptions=_MEANING_ONLY, answer_kind="token", wordings=induction.WORDINGS - 1),
 )
 TASKS: MappingProxyType[str, TaskSpec] = MappingProxyType({s.name: s for s in _SPECS})
 
@@ -156,13 +183,22 @@ def task_spec(name: str) -> TaskSpec:
     return spec
 
 
+def held_out_wordings(name: str) -> tuple[int, ...]:
+    """The wordings of a registered task that no discovery runs on (empty for a single-wording task)."""
+    return task_spec(name).held_out_wordings
+
+
 def make_task(name: str, tokenizer: Any, n: int | None = None, seed: int = 0,
-              corruption: Corruption | str | None = None) -> Task:
+              corruption: Corruption | str | None = None, wording: int = 0) -> Task:
     """Build a registered task with the model's tokenizer (n=None: the task's default number of prompts;
-    corruption=None: the task's default corruption). The clean prompts do not depend on the corruption."""
+    corruption=None: the task's default corruption; wording: 0 for discovery, one of
+    `held_out_wordings(name)` to check a circuit on templates discovery never saw). The clean prompts do
+    not depend on the corruption."""
     spec = task_spec(name)
+    check_wording(wording, spec.wordings + 1, name)
     chosen = spec.default_corruption if corruption is None else corruption
-    return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed, corruption=chosen)
+    return spec.make(tokenizer, n=spec.default_n if n is None else n, seed=seed, corruption=chosen,
+                     wording=wording)
 
 
 CorruptionRows = Literal["default", "all"] | Mapping[str, Corruption]
@@ -170,14 +206,25 @@ CorruptionRows = Literal["default", "all"] | Mapping[str, Corruption]
 
 def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
                 seed: int = 0, corruptions: CorruptionRows = "all",
-                progress: ProgressLike = None) -> list[TaskEvaluation]:
+                progress: ProgressLike = None, wording: int = 0) -> list[TaskEvaluation]:
     """Every (or the named) registered task evaluated on the model, with the model's own tokenizer: one
     evaluation per task and corruption ("all", default task order then corruption order), per task with
     its default corruption ("default"), or per task with the corruption a mapping gives it (a task the
     mapping lacks: its default). A name may be a prompts file (.jsonl / .csv: its first `n` rows, one row
-    of the table with the file's own corrupted prompts). `progress`: one bar over the evaluations."""
+    of the table with the file's own corrupted prompts). `progress`: one bar over the evaluations.
+    `wording` > 0: the tasks in that held-out wording (names=None: every task offering it; a named task or
+    prompts file without it is refused)."""
     tok = model_tokenizer(model)
-    rows = _table_rows(list(TASKS) if names is None else list(names), corruptions)
+    if names is None:
+        names = [name for name, spec in TASKS.items() if wording in range(spec.wordings + 1)]
+    files_named = [name for name in names if is_prompts_file(name)]
+    if wording and files_named:
+        raise TaskError(f"a prompts file has one wording, its own; wording {wording} cannot apply to "
+                        f"{', '.join(files_named)}: leave the file out or use wording 0")
+    for name in names:
+        if not is_prompts_file(name):
+            check_wording(wording, task_spec(name).wordings + 1, name)
+    rows = _table_rows(list(names), corruptions)
     files = {name: read_prompts_file(name) for name, _ in rows if is_prompts_file(name)}  # all checked first
     bar = as_progress(progress)("tasks", len(rows), unit="task")
     out = []
@@ -185,7 +232,7 @@ def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = 
         for name, corruption in rows:
             bar.set_postfix(task=name)
             task = first_prompts(task_from_file(tok, files[name]), n) if name in files else \
-                make_task(name, tok, n=n, seed=seed, corruption=corruption)
+                make_task(name, tok, n=n, seed=seed, corruption=corruption, wording=wording)
             out.append(evaluate_task(model, task))
             bar.update(1)
     finally:
@@ -225,7 +272,8 @@ def format_task_list(tokenizer: Any) -> str:
         prompt = example.prompts[0] if example.prompts else tokenizer.decode(example.clean[0].tolist())
         lines.append(f"{spec.name}: {spec.description}")
         lines.append(f"    corruptions: {', '.join(c.value for c in spec.corruptions)} (default "
-                     f"{spec.default_corruption.value}); {spec.default_n} prompts by default")
+                     f"{spec.default_corruption.value}); {spec.default_n} prompts by default; held-out wordings: "
+                     f"{', '.join(map(str, spec.held_out_wordings)) or 'none'}")
         lines.append(f"    e.g. {_clip(prompt)!r} -> {correct!r}" + ("" if wrong is None else f" (wrong: {wrong!r})"))
     lines.append("or a prompts file: --task my_prompts.jsonl / .csv with the columns prompt, corrupted, answer, "
                  "wrong answer")

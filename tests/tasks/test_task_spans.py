@@ -10,7 +10,7 @@ import torch
 from acdc_compare.spans import END, REST, PromptSpans, end_aligned
 from acdc_compare.tasks.base import TaskError
 from acdc_compare.tasks.prompts_file import task_from_file
-from acdc_compare.tasks.registry import make_task, task_names
+from acdc_compare.tasks.registry import held_out_wordings, make_task, task_names
 from conftest import tiny_task
 
 
@@ -28,9 +28,9 @@ def words(tok, task, i: int, span: str) -> list[str]:
     return [tok.decode([t]).strip() for t in ids]
 
 
-@pytest.mark.parametrize("name", task_names())
-def test_every_task_names_its_spans_and_end_is_the_scored_token(tok, name):
-    task = make_task(name, tok, n=6)
+@pytest.mark.parametrize("name,wording", [(n, w) for n in task_names() for w in (0, *held_out_wordings(n))])
+def test_every_task_names_its_spans_and_end_is_the_scored_token(tok, name, wording):
+    task = make_task(name, tok, n=6, wording=wording)
     spans = task.spans
     assert spans is not None and spans.index.shape == task.clean.shape
     assert END in spans.names
@@ -46,8 +46,9 @@ def test_every_task_names_its_spans_and_end_is_the_scored_token(tok, name):
     assert all(counts[s] > 0 for s in named if not (name.startswith("verb") and s == "queried")), counts
 
 
-def test_ioi_spans_hold_the_names(tok):
-    task = make_task("ioi", tok, n=8)
+@pytest.mark.parametrize("wording", (0, *held_out_wordings("ioi")))
+def test_ioi_spans_hold_the_names(tok, wording):
+    task = make_task("ioi", tok, n=8, wording=wording)
     for i in range(task.n_prompts):
         io, s = task.info["io"][i].strip(), task.info["s"][i].strip()
         assert words(tok, task, i, "IO") == [io]
@@ -63,9 +64,10 @@ def test_pet_and_greater_than_spans_by_role(tok):
         assert words(tok, pet, i, "pet") == [pet.info["correct_answers"][i].strip()]
         assert words(tok, pet, i, "human-b") == [pet.info["wrong_answers"][i].strip()]
         assert words(tok, pet, i, "question") == ["The", "pet", "of", "this", "family"]
-    gt = make_task("greater-than", tok, n=4)
-    for i in range(4):
-        assert "".join(words(tok, gt, i, "YY")) == f"{gt.info['yy'][i]:02d}"
+    for wording in (0, *held_out_wordings("greater-than")):
+        gt = make_task("greater-than", tok, n=4, wording=wording)
+        for i in range(4):
+            assert "".join(words(tok, gt, i, "YY")) == f"{gt.info['yy'][i]:02d}"
 
 
 def test_select_keeps_the_spans(tok):
