@@ -20,6 +20,7 @@ from acdc_compare.experiment.study import (
     run_study,
 )
 from acdc_compare.tasks.base import TaskError
+from acdc_compare.tasks.registry import held_out_wordings
 from acdc_compare.tasks.evaluate import TaskEvaluation
 
 TASKS = ("ioi", "pet-last", "pet-first", "opposites", "greater-than")
@@ -154,6 +155,7 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
         assert row["edges"] <= n_edges[0.1] == row["frontier"][0]["k"]
         assert row["held_out_faithfulness"] is not None and row["circuit"] == f"circuits/{name}@0.1.json"
         assert row["faithfulness"] == row["frontier"][0]["faithfulness"]
+        assert list(row["wording_faithfulness"]) == [str(w) for w in held_out_wordings(name)] != []
     assert "pet position: " in rows["pet-last"]["order_vs_meaning"]
 
     page = (out / "study_report.html").read_text()

@@ -26,7 +26,7 @@ import torch
 from acdc_compare.algorithms.eap import evaluate_many
 from acdc_compare.algorithms.hybrid import Ranking
 from acdc_compare.algorithms.problem import Problem
-from acdc_compare.api import get_model
+from acdc_compare.api import get_model, prepare
 from acdc_compare.backends import DEFAULT_MODEL, model_config, model_name
 from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
 from acdc_compare.circuit import Circuit
@@ -48,6 +48,7 @@ from acdc_compare.tasks.base import Corruption, TaskError
 from acdc_compare.tasks.evaluate import TaskEvaluation
 from acdc_compare.tasks.registry import (
     ORDER_MEANING_PAIRS,
+    held_out_wordings,
     make_task,
     task_names,
     task_spec,
@@ -65,7 +66,7 @@ EDGE_SHARES: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4)
 NO_MOVER_CLAIM = "answer not in the prompt"
 NOTES_COLUMNS: tuple[str, ...] = (
     "task", "answer kind", "accuracy [95% CI]", "order vs meaning", "circuit edges [budget]",
-    "faithfulness in-sample / validation / held-out", "movers", "shared with IOI's name movers [chance]")
+    "faithfulness in-sample / validation / held-out", "held-out wordings", "movers", "shared with IOI's name movers [chance]")
 NOTES_TITLE = "The table of the notes"
 
 
@@ -385,6 +386,17 @@ def frontier(model: Any, name: str, config: StudyConfig, folder: Path,
     return steps, best, curve
 
 
+def wording_faithfulness(circuit: Circuit, name: str, model: Any, experiment: ExperimentConfig,
+                         config: StudyConfig, wording: int) -> float:
+    """The circuit's normalised faithfulness on `n_held_out` prompts of `held_out_seed` in a held-out wording:
+    templates no discovery and no choice ever saw."""
+    task = make_task(name, model_tokenizer(model), n=config.n_held_out, seed=config.held_out_seed,
+                     corruption=experiment.corruption_of(name), wording=wording)
+    problem = prepare(task, model=model, metric=config.metric, check=False)
+    full, empty = problem.metric_ends
+    return normalized_faithfulness(float(problem.evaluate(circuit)[0]), full, empty)
+
+
 def _or(x: float | None, default: float) -> float:
     return default if x is None or not math.isfinite(x) else x
 
@@ -404,7 +416,10 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
         "edge_share": circuit.n_kept / circuit.n_edges, "budget_share": step["edge_share"],
         "meets_targets": meets_targets(step, config),
         "faithfulness": step["faithfulness"], "validation_faithfulness": step["validation_faithfulness"],
-        "held_out_faithfulness": held_out, "ranking": step["ranking"], "frontier": steps,
+        "held_out_faithfulness": held_out,
+        "wording_faithfulness": {str(w): wording_faithfulness(circuit, name, model, experiment, config, w)
+                                 for w in held_out_wordings(name)},
+        "ranking": step["ranking"], "frontier": steps,
         "eap_ig_frontier": None if curve is None else curve["rows"]}
     if name in config.no_answer_in_prompt:
         row.update(movers=None, borderline=None, shared_with_ioi=None, chance=None, mover_note=NO_MOVER_CLAIM)
@@ -455,8 +470,15 @@ def notes_rows(rows: dict[str, dict[str, Any]], ioi: str) -> list[list[str]]:
             shared = "(these are IOI's)" if name == ioi else \
                 f"{', '.join(r['shared_with_ioi']) or 'none'} [{r['chance']:.2f}]"
         out.append([name, r["answer_kind"], accuracy, r["order_vs_meaning"] or "-",
-                    _edges_cell(r) if has else f"- ({r['no_circuit']})", faith, movers, shared])
+                    _edges_cell(r) if has else f"- ({r['no_circuit']})", faith, _wordings_cell(r) if has else "-",
+                    movers, shared])
     return out
+
+
+def _wordings_cell(r: dict[str, Any]) -> str:
+    """Faithfulness on each held-out wording, or '-' for a single-wording task."""
+    found = r.get("wording_faithfulness") or {}
+    return " / ".join(num(f, fixed=2) if f is not None else "-" for f in found.values()) or "-"
 
 
 def _edges_cell(r: dict[str, Any]) -> str:
@@ -549,7 +571,8 @@ def _report_sections(config: StudyConfig, rows: dict[str, dict[str, Any]], table
            "(else the one best on validation). Faithfulness is normalised (KL): "
            f"in-sample on the {config.n_prompts} discovery prompts (seed {config.seed}), validation (seed "
            f"{config.validation_seed}, which chose the budget), held-out on {config.n_held_out} prompts of seed "
-           f"{config.held_out_seed}, used for no choice. Movers: heads on the circuit's kept paths "
+           f"{config.held_out_seed}, used for no choice, and on the same seed's prompts in each held-out wording "
+           "(templates discovery never ran on). Movers: heads on the circuit's kept paths "
            "passing the one mover rule; chance is the overlap with IOI's name movers two random sets of those "
            f"sizes would have. Tasks whose answer is not in the prompt ({', '.join(config.no_answer_in_prompt)}) "
            "get no mover claim.")
