@@ -1,6 +1,6 @@
 """`acdc-compare study`: the whole comparison study in one resumable command (accuracy table of every task of
-the notes, circuits where the model answers, faithfulness on held-out and unseen prompts, movers vs IOI's),
-written to --out with the notes' table on stdout."""
+the notes, circuits where the model answers, faithfulness on validation, held-out prompts and held-out
+wordings, movers vs IOI's), written to --out with the notes' table on stdout."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     default = {name: f.default for name, f in StudyConfig.__dataclass_fields__.items()}
     p = sub.add_parser(NAME, formatter_class=HELP_FORMAT,
                        help="the whole comparison study, resumable: accuracy of every task with its 95%% interval, "
-                            "circuits where the model answers, held-out and unseen faithfulness, movers vs IOI's")
+                            "circuits where the model answers, each on its frontier of edge budgets, held-out "
+                            "faithfulness, movers vs IOI's")
     add_model(p)
     add_out(p, "results/study", "output folder: study/ (one JSON per finished part; a rerun resumes from them), "
                                 "study_<cpu|cuda>.json, study_report.html")
