@@ -21,6 +21,7 @@ from acdc_compare.tasks.registry import (
     OrderMeaningPair,
     TaskSpec,
     format_tasks_table,
+    held_out_wordings,
     make_task,
     task_names,
     tasks_table,
@@ -28,7 +29,7 @@ from acdc_compare.tasks.registry import (
 
 __all__ = [
     "Corruption", "ORDER_MEANING_PAIRS", "TASKS", "OrderMeaningPair", "Task", "TaskError", "TaskEvaluation", "TaskSpec",
-    "evaluate_task", "format_tasks_table", "make_analogy", "make_attribute", "make_comparative",
+    "evaluate_task", "format_tasks_table", "held_out_wordings", "make_analogy", "make_attribute", "make_comparative",
     "make_greater_than", "make_induction", "make_ioi", "make_ioi_acdc", "make_opposites", "make_pet_family",
     "make_recall", "make_size", "make_task", "single_token_words", "task_from_prompts", "task_names", "tasks_table",
 ]

@@ -240,3 +240,16 @@ def test_tasks_table_in_a_held_out_wording(tiny_dir, tmp_path):
     rows.write_text('{"prompt": "The cat is", "corrupted": "The dog is", "answer": " big", "wrong answer": " small"}\n')
     with pytest.raises(TaskError, match="a prompts file has one wording"):
         tasks_table(model, names=["ioi", str(rows)], n=1, wording=1)
+
+
+def test_clean_accuracy_is_evaluate_tasks_accuracy(tok, tiny_dir):
+    """The benchmark's clean-only accuracy (half the forwards) is `evaluate_task`'s, for name answers, set
+    answers (Greater-Than) and top-1 (induction)."""
+    from acdc_compare.api import get_model
+    from acdc_compare.tasks import evaluate_task
+    from acdc_compare.tasks.evaluate import clean_accuracy
+
+    model = get_model(str(tiny_dir))
+    for name in ("ioi", "greater-than", "induction"):
+        task = make_task(name, tok, n=6, seed=0, wording=TASKS[name].wordings)
+        assert clean_accuracy(model, task, batch_size=4) == pytest.approx(evaluate_task(model, task).accuracy)
