@@ -52,10 +52,11 @@ def gpt2_small_shaped(device: torch.device, dtype: torch.dtype = torch.float32) 
     return model.to(device)
 
 
-def save(name: str, device: torch.device, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def save(name: str, device: torch.device, payload: dict[str, Any], path: Path | None = None) -> Path:
+    """Write the benchmark's JSON (default: results/<name>_<cpu|cuda>.json) with the device, torch and date."""
     tag = "cuda" if device.type == "cuda" else "cpu"
-    path = RESULTS / f"{name}_{tag}.json"
+    path = Path(path) if path is not None else RESULTS / f"{name}_{tag}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     from acdc_compare.allocator import allocator_tuned
 
     record = {"benchmark": name, "device": device_name(device), "torch": torch.__version__,
