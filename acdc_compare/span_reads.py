@@ -28,8 +28,12 @@ from acdc_compare.algorithms.problem import Problem
 from acdc_compare.fmt import num
 from acdc_compare.graph import Graph, parse_head
 from acdc_compare.stats import bootstrap_interval
+from acdc_compare.tasks.registry import OrderMeaningPair
 
 NO_SINGLE_SPAN = "no single span"
+READ_RULE = ("the span read is the one of largest mean effect whose interval lies above 0, together with any other "
+             "such span whose interval overlaps its (not told apart)")
+IOI_ANSWER_SPAN = "IO"  # IOI's known story: the name movers read the indirect object's name (from END)
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,7 @@ class SpanReads:
         raise KeyError(f"no span {span!r}; spans: {', '.join(r.span for r in self.reads)}")
 
     def top(self) -> tuple[SpanRead, ...]:
-        """The span with the largest mean effect among those whose interval lies above 0, and any other such
-        span whose interval overlaps its (the data do not tell them apart); empty when no interval lies
-        above 0."""
+        """The spans read (`READ_RULE`), the largest first; empty when no interval lies above 0."""
         above = sorted((r for r in self.reads if r.above_zero), key=lambda r: -r.mean)
         if not above:
             return ()
@@ -145,14 +147,17 @@ def cut_circuits(graph: Graph, receivers: Sequence[int]) -> torch.Tensor:
 
 def span_reads(problem: Problem, heads: Sequence[str], *, n_resamples: int = 1000, seed: int = 0) -> SpanReads:
     """Each span's effect on the task's score of cutting the movers' k and v inputs there (module docstring):
-    the full circuit and one cut circuit per span in one batched engine run (several, where the memory
-    budget fits fewer circuits per forward). `problem` must be on the task's span graph; its metric is not
+    the full circuit and one cut circuit per span in one batched engine run from the movers' first layer on
+    (the layers below are the full circuit's, run once; several runs where the memory budget fits fewer
+    circuits per forward). `problem` must be on the task's span graph; its metric is not
     used. Bootstrap: `n_resamples` resamples of the prompts from `seed`."""
     graph, task = problem.graph, problem.task
     receivers = mover_kv_receivers(graph, heads)
     kept = cut_circuits(graph, receivers)
     per_pass = max(1, problem.batch_that_fits(grad=False, limit=int(kept.shape[0])))
-    scores_kn = torch.cat([task.score_per_prompt(problem.patcher.logits(problem.ctx, part)).cpu()
+    start = min(problem.stage(r) for r in receivers)  # every circuit is the full one before the movers' layer
+    base = problem.checkpoint(kept[0])
+    scores_kn = torch.cat([task.score_per_prompt(problem.patcher.run(problem.ctx, part, start, base)[0]).cpu()
                            for part in kept.split(per_pass)])  # [1 + n_spans, N]
     effects_ns = (scores_kn[:1] - scores_kn[1:]).T  # [N, n_spans]
     present_ns = _present(task.span_schema().index, graph.n_spans)
@@ -169,9 +174,31 @@ def span_reads(problem: Problem, heads: Sequence[str], *, n_resamples: int = 100
                      float(scores_kn[0].mean()), unit, tuple(reads))
 
 
+def pair_text(pair: OrderMeaningPair, agree: SpanReads, disagree: SpanReads) -> str:
+    """'pet position: in pet-last (order agrees) the movers read from pet (effect 2.10 [1.80, 2.40]); in pet-first
+    (order disagrees) from no single span'."""
+    def where(reads: SpanReads) -> str:
+        top = reads.top()
+        return " or ".join(r.describe() for r in top) if top else NO_SINGLE_SPAN
+
+    return (f"{pair.name}: in {pair.agree_task} (order agrees) the movers read from {where(agree)}; "
+            f"in {pair.disagree_task} (order disagrees) from {where(disagree)}")
+
+
+def ioi_story(reads: SpanReads) -> str:
+    """Whether IOI's span reads agree with the known story (Wang et al.: the name movers attend from END to the
+    indirect object's name and copy it, so IO is the span with the largest effect)."""
+    top = reads.top()
+    found = "no span's interval lies above 0" if not top else f"the largest is {top[0].describe()}"
+    agrees = bool(top) and top[0].span == IOI_ANSWER_SPAN
+    return (f"{reads.task}: the known story (name movers read the {IOI_ANSWER_SPAN} name from END) has "
+            f"{IOI_ANSWER_SPAN} the span of largest effect; {found}: {'agrees' if agrees else 'differs'}")
+
+
 def _present(index_np: torch.Tensor, n_spans: int) -> torch.Tensor:
     """BoolTensor[N, n_spans]: which spans each prompt holds at some position."""
     return torch.nn.functional.one_hot(index_np, n_spans).any(1)
 
 
-__all__ = ["NO_SINGLE_SPAN", "SpanRead", "SpanReads", "cut_circuits", "mover_kv_receivers", "span_reads"]
+__all__ = ["IOI_ANSWER_SPAN", "NO_SINGLE_SPAN", "READ_RULE", "SpanRead", "SpanReads", "cut_circuits", "ioi_story", "mover_kv_receivers",
+           "pair_text", "span_reads"]
