@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import random_tokens
 
 from acdc_compare.algorithms.problem import make_problem, span_patcher
 from acdc_compare.backends import make_patcher
@@ -19,7 +20,6 @@ from acdc_compare.span_reads import (
 )
 from acdc_compare.spans import PromptSpans
 from acdc_compare.tasks.base import Task
-from conftest import random_tokens
 
 N, P = 8, 7
 SPANS = ("pre", "X", "post", "END")

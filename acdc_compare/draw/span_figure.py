@@ -25,9 +25,20 @@ import torch
 
 from acdc_compare.circuit import Circuit
 from acdc_compare.draw.head_figure import arrow_style, style_line
-from acdc_compare.draw.head_plan import MAX_DRAWN_ARROWS, MAX_DRAWN_NODES, NodeArrow, choose_shown
+from acdc_compare.draw.head_plan import (
+    MAX_DRAWN_ARROWS,
+    MAX_DRAWN_NODES,
+    NodeArrow,
+    choose_shown,
+)
 from acdc_compare.draw.legend import importance_text, legend_table, runs, swatches
-from acdc_compare.draw.render import add_node, new_agraph, rank_label, rank_of, write_drawing
+from acdc_compare.draw.render import (
+    add_node,
+    new_agraph,
+    rank_label,
+    rank_of,
+    write_drawing,
+)
 from acdc_compare.draw.styles import role_palette
 from acdc_compare.graph import INPUT, LOGITS, SPAN_SEP, Graph
 from acdc_compare.types import ReceiverKind

@@ -43,7 +43,13 @@ from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.report import KeyValues, Table, Text, write_report
 from acdc_compare.roles import score_heads
 from acdc_compare.roles.assign import MoverSet, movers_of
-from acdc_compare.span_reads import READ_RULE, SpanReads, ioi_story, pair_text, span_reads
+from acdc_compare.span_reads import (
+    READ_RULE,
+    SpanReads,
+    ioi_story,
+    pair_text,
+    span_reads,
+)
 from acdc_compare.stats import Proportion
 from acdc_compare.tasks.base import Corruption, TaskError
 from acdc_compare.tasks.evaluate import TaskEvaluation
