@@ -137,28 +137,27 @@ def cut_circuits(graph: Graph, receivers: Sequence[int]) -> torch.Tensor:
     (residual and direct) into `receivers` at that span."""
     if not graph.has_spans:
         raise ValueError(f"span reads need a span graph; {graph!r} has no spans (prepare with positions='spans')")
-    into = torch.isin(graph.edge_receiver_tensor, torch.as_tensor(list(receivers), dtype=torch.long))
-    span_of = torch.arange(graph.n_edges) % graph.n_spans
-    kept = torch.ones(1 + graph.n_spans, graph.n_edges, dtype=torch.bool)
+    into_b = torch.isin(graph.base.edge_receiver_tensor, torch.as_tensor(list(receivers), dtype=torch.long))
+    kept_kbs = torch.ones(1 + graph.n_spans, graph.n_base_edges, graph.n_spans, dtype=torch.bool)
     for j in range(graph.n_spans):
-        kept[1 + j] = ~(into & (span_of == j))
-    return kept
+        kept_kbs[1 + j, :, j] = ~into_b
+    return kept_kbs.reshape(1 + graph.n_spans, graph.n_edges)  # a base edge's span edges are consecutive
 
 
 def span_reads(problem: Problem, heads: Sequence[str], *, n_resamples: int = 1000, seed: int = 0) -> SpanReads:
     """Each span's effect on the task's score of cutting the movers' k and v inputs there (module docstring):
     the full circuit and one cut circuit per span in one batched engine run from the movers' first layer on
     (the layers below are the full circuit's, run once; several runs where the memory budget fits fewer
-    circuits per forward). `problem` must be on the task's span graph; its metric is not
-    used. Bootstrap: `n_resamples` resamples of the prompts from `seed`."""
+    circuits per forward). `problem` must be on the task's span graph; its metric is not used. Bootstrap:
+    `n_resamples` resamples of the prompts from `seed`."""
     graph, task = problem.graph, problem.task
     receivers = mover_kv_receivers(graph, heads)
-    kept = cut_circuits(graph, receivers)
-    per_pass = max(1, problem.batch_that_fits(grad=False, limit=int(kept.shape[0])))
+    kept_ke = cut_circuits(graph, receivers)
+    per_pass = max(1, problem.batch_that_fits(grad=False, limit=int(kept_ke.shape[0])))
     start = min(problem.stage(r) for r in receivers)  # every circuit is the full one before the movers' layer
-    base = problem.checkpoint(kept[0])
+    base = problem.checkpoint(kept_ke[0])
     scores_kn = torch.cat([task.score_per_prompt(problem.patcher.run(problem.ctx, part, start, base)[0]).cpu()
-                           for part in kept.split(per_pass)])  # [1 + n_spans, N]
+                           for part in kept_ke.split(per_pass)])  # [1 + n_spans, N]
     effects_ns = (scores_kn[:1] - scores_kn[1:]).T  # [N, n_spans]
     present_ns = _present(task.span_schema().index, graph.n_spans)
     reads = []
@@ -196,7 +195,7 @@ def ioi_story(reads: SpanReads) -> str:
 
 
 def _present(index_np: torch.Tensor, n_spans: int) -> torch.Tensor:
-    """BoolTensor[N, n_spans]: which spans each prompt holds at some position."""
+    """BoolTensor[N, n_spans]: which spans each prompt holds at some position (index_np: [N, P] span indices)."""
     return torch.nn.functional.one_hot(index_np, n_spans).any(1)
 
 

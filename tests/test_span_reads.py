@@ -15,11 +15,14 @@ from acdc_compare.span_reads import (
     SpanRead,
     SpanReads,
     cut_circuits,
+    ioi_story,
     mover_kv_receivers,
+    pair_text,
     span_reads,
 )
 from acdc_compare.spans import PromptSpans
 from acdc_compare.tasks.base import Task
+from acdc_compare.tasks.registry import ORDER_MEANING_PAIRS
 
 N, P = 8, 7
 SPANS = ("pre", "X", "post", "END")
@@ -100,3 +103,15 @@ def test_verdict_names_the_largest_span_above_zero_and_round_trips():
     assert none.source == NO_SINGLE_SPAN and none.verdict().startswith(NO_SINGLE_SPAN)
     assert SpanReads.from_dict(one.to_dict()) == one
     assert one.to_dict()["source"] == "IO"
+
+
+def test_ioi_story_and_pair_texts():
+    io = reads(("IO", 4.8, 4.1, 5.5), ("S1", -1.6, -1.8, -1.4), ("END", 0.0, 0.0, 0.0))
+    assert ioi_story(io).endswith("the largest is IO (effect 4.80 [4.10, 5.50]): agrees")
+    s1 = reads(("IO", 0.5, 0.1, 0.9), ("S1", 2.0, 1.5, 2.5))
+    assert ioi_story(s1).endswith(": differs") and "the largest is S1" in ioi_story(s1)
+    assert ioi_story(reads(("IO", 0.1, -0.2, 0.4))).endswith("no span's interval lies above 0: differs")
+    pet = ORDER_MEANING_PAIRS[0]
+    text = pair_text(pet, io, s1)
+    assert text.startswith(f"{pet.name}: in {pet.agree_task} (order agrees) the movers read from IO (effect 4.80")
+    assert f"in {pet.disagree_task} (order disagrees) from S1 (effect 2.00" in text
