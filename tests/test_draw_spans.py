@@ -56,3 +56,10 @@ def test_the_svg_has_the_spans_as_columns_and_the_kept_heads(tmp_path):
 def test_a_circuit_without_spans_is_refused(tmp_path):
     with pytest.raises(ValueError, match="span graph"):
         draw_span_circuit(Circuit.full(GRAPH.base), [tmp_path / "x.svg"])
+
+
+def test_an_empty_span_circuit_draws_only_its_columns(tmp_path):
+    path = tmp_path / "empty.svg"
+    draw_span_circuit(Circuit.empty(GRAPH), [path])
+    titles = re.findall(r'<g id="node\d+" class="node">\s*<title>(.*?)</title>', path.read_text())
+    assert titles == [f"_column{j}" for j in range(len(SPANS))]
