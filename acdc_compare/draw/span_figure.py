@@ -70,32 +70,42 @@ class SpanPlan:
     shown_arrows: tuple[NodeArrow, ...]
 
 
-def span_arrows(c: Circuit) -> tuple[list[NodeArrow], dict[str, float]]:
-    """The functional span circuit's residual edges merged per (node, span) pair (module docstring), and
-    each (head or MLP, span)'s importance."""
+def span_edge_targets(c: Circuit) -> list[tuple[int, str, tuple[str, ...], str]]:
+    """Each functional residual span edge with the arrows it is drawn as (module docstring): (edge index,
+    upstream id, downstream ids, input kind 'q' / 'k' / 'v' / 'mlp' / 'logits')."""
     g = c.graph
     if not g.has_spans:
         raise ValueError(f"a span figure needs a circuit on a span graph; {g!r} has no spans")
-    importance = c.importance()
     edges = [e for e in torch.nonzero(c.functional().kept).flatten().tolist() if not g.is_direct(e)]
     written: dict[str, set[int]] = {}
     for e in edges:
         written.setdefault(g.sender_names[g.edge_sender(e)], set()).add(g.edge_span(e))
-    merged: dict[tuple[str, str], dict[str, float]] = {}
-    names: dict[tuple[str, str], list[str]] = {}
+    out = []
     for e in edges:
         j, receiver = g.edge_span(e), g.receivers[g.edge_receiver(e)]
-        up = at(g.sender_names[g.edge_sender(e)], g.spans[j])
         targets = g.receiver_nodes(receiver.index)
         if receiver.kind in (ReceiverKind.K, ReceiverKind.V):
             live = [h for h in targets if h in written] or list(targets)
-            downs = [at(h, g.spans[t]) for h in live for t in sorted(written.get(h, {j}))]
+            downs = tuple(at(h, g.spans[t]) for h in live for t in sorted(written.get(h, {j})))
         else:
-            downs = [at(targets[0], g.spans[j])]
+            downs = (at(targets[0], g.spans[j]),)
+        out.append((e, at(g.sender_names[g.edge_sender(e)], g.spans[j]), downs, receiver.kind.value))
+    return out
+
+
+def span_arrows(c: Circuit) -> tuple[list[NodeArrow], dict[str, float]]:
+    """The functional span circuit's residual edges merged per (node, span) pair (`span_edge_targets`; an
+    edge drawn as several arrows splits its importance among them), and each (head or MLP, span)'s
+    importance."""
+    g = c.graph
+    importance = c.importance()
+    merged: dict[tuple[str, str], dict[str, float]] = {}
+    names: dict[tuple[str, str], list[str]] = {}
+    for e, up, downs, kind in span_edge_targets(c):
         share = float(importance[e]) / len(downs)
         for down in downs:
             kinds = merged.setdefault((up, down), {})
-            kinds[receiver.kind.value] = kinds.get(receiver.kind.value, 0.0) + share
+            kinds[kind] = kinds.get(kind, 0.0) + share
             names.setdefault((up, down), []).append(g.edge_names[e])
     order = id_order(g)
     arrows = [NodeArrow(up, down, tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))), tuple(names[(up, down)]))
@@ -199,4 +209,5 @@ def draw_span_circuit(c: Circuit, paths: Sequence[Path], roles: Mapping[str, str
     return write_drawing(ag, paths, len(plan.shown_arrows), layout="fixed")
 
 
-__all__ = ["SpanPlan", "draw_span_circuit", "plan_spans", "span_arrows"]
+__all__ = ["SpanPlan", "at", "draw_span_circuit", "grid_positions", "id_order", "plan_spans", "span_arrows",
+           "span_edge_targets", "split_id"]
