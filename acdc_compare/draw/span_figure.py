@@ -175,13 +175,13 @@ def draw_span_circuit(c: Circuit, paths: Sequence[Path], roles: Mapping[str, str
     legend = [
         ("roles:", swatches([(r if r != "unknown" else "no role", palette[r], None) for r in used])),
         ("columns:", runs([(f"the prompts' spans ({', '.join(g.spans)}); rows: layers, input at the bottom", None)])),
-        ("arrows:", runs([("kept span edges between two nodes merged (q, k, v together); q, MLP and logits inputs "
-                           "stay in their span's column, k and v inputs cross into the head at the spans where "
-                           "its output is kept; width ~ summed importance", None)])),
+        ("arrows:", runs([(("kept span edges between two nodes merged (q, k, v together); q, MLP and logits inputs "
+                            "stay in their span's column, k and v inputs cross into the head at the spans where "
+                            "its output is kept; width ~ summed importance"), None)])),
         ("", style_line()),
         ("importance:", runs([(importance_text(c), None)])),
-        ("", runs([(f"drawn: {len(plan.shown_nodes)} of {len(plan.node_importance)} (head or MLP, span) nodes, "
-                    f"{len(plan.shown_arrows)} of {len(plan.arrows):,} merged arrows; {c.n_kept:,} span edges kept",
+        ("", runs([((f"drawn: {len(plan.shown_nodes)} of {len(plan.node_importance)} (head or MLP, span) nodes, "
+                     f"{len(plan.shown_arrows)} of {len(plan.arrows):,} merged arrows; {c.n_kept:,} span edges kept"),
                     "#555555")])),
     ]
     ag = new_agraph(legend_table(title, legend), splines="line")
