@@ -40,6 +40,8 @@ def test_discover_positions_spans_saves_a_span_circuit(tiny_dir, tmp_path, capsy
     text = capsys.readouterr().out
     assert "kept span edges per span: IO" in text and sum(kept_per_span(circuit).values()) == circuit.n_kept
     assert (out / "ioi_acdc.png").exists()
+    svg = (out / "ioi_acdc.svg").read_text()  # drawn with the spans as columns, not merged
+    assert all(f"<title>_column{j}</title>" in svg for j in range(5)) and ">END</text>" in svg
 
 
 def test_discover_warns_when_the_threshold_removes_everything(tiny_dir, tmp_path, capsys):

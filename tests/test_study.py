@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from acdc_compare.api import get_model, tokenizer
 from acdc_compare.cli import EXIT_OK, EXIT_USAGE, main
 from acdc_compare.experiment import stages, study
 from acdc_compare.experiment.study import (
@@ -19,9 +20,11 @@ from acdc_compare.experiment.study import (
     circuit_tasks,
     run_study,
 )
+from acdc_compare.roles.assign import MoverSet
 from acdc_compare.tasks.base import TaskError
 from acdc_compare.tasks.registry import held_out_wordings
 from acdc_compare.tasks.evaluate import TaskEvaluation
+from acdc_compare.tasks.registry import make_task
 
 TASKS = ("ioi", "pet-last", "pet-first", "opposites", "greater-than")
 # the tiny model's answers are random: these accuracies decide the circuits instead (ioi, pet-last and
@@ -121,8 +124,10 @@ CLI = ["--tasks", *TASKS, "--n-eval", "8", "--edge-shares", "0.1", "--tested", "
 
 
 def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp_path, set_accuracy, discoveries,
-                                                                   capsys):
+                                                                   capsys, monkeypatch):
     calls, _ = discoveries
+    # the tiny model's IOI has no name movers: give it one, for the tasks whose circuits have no movers either
+    monkeypatch.setattr(study, "movers_of", lambda *_, **__: MoverSet("ioi", ("a1.h0",)))
     out, results = tmp_path / "out", tmp_path / "bench" / "study_cpu.json"
     (tmp_path / "bench").mkdir()
     assert main(["study", "--model", str(tiny_dir), *CLI, "--out", str(out), "--results", str(results)]) == EXIT_OK
@@ -157,6 +162,13 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
         assert row["faithfulness"] == row["frontier"][0]["faithfulness"]
         assert list(row["wording_faithfulness"]) == [str(w) for w in held_out_wordings(name)] != []
     assert "pet position: " in rows["pet-last"]["order_vs_meaning"]
+    assert "span_reads" not in rows["opposites"]  # no mover claim, no span reads
+    for name in ("ioi", "pet-last", "pet-first"):
+        reads, movers = rows[name]["span_reads"], rows[name]["movers"]
+        assert reads["heads"] == (movers or ["a1.h0"])
+        assert reads["heads_from"] == ("the task's movers" if movers else "ioi's name movers")
+        assert [r["span"] for r in reads["reads"]] == list(make_task(name, tokenizer(get_model(str(tiny_dir))), n=4).span_schema().names)
+        assert all(r["n"] >= 1 for r in reads["reads"]) and reads["verdict"]
 
     page = (out / "study_report.html").read_text()
     first = page.index("<section>")
@@ -164,6 +176,8 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
     head = page[first:page.index("</thead>", first)]
     assert re.findall(r"<th>(.*?)</th>", head) == [html.escape(c) for c in NOTES_COLUMNS]
     assert "answer not in the prompt" in page[first:page.index("</table>", first)]
+    reads_section = page[page.index("From which span the movers read the answer"):]
+    assert "ioi: the known story" in reads_section and "pet position: in pet-last (order agrees)" in reads_section
     table = printed[printed.index("task "):].splitlines()
     assert table[0].split()[:3] == ["task", "answer", "kind"]
     assert [line.split()[0] for line in table[2:2 + len(TASKS)]] == list(TASKS)

@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="all: an edge stands for every token position; spans: one edge per named span of the "
                         "prompts (position-aware circuits: IOI's IO, S1, S2, END, ...; a prompts file's spans "
                         "column; end-aligned spans end-0, end-1, end-2, rest for prompts of one length). The "
-                        "figures show the circuit with its spans merged")
+                        "figures show spans as columns and layers as rows (--level does not apply)")
     add_level(p)
     add_out(p, "results/discover",
             "output folder: TASK_METHOD.json/.svg/.png; exact ACDC and the hybrid journal their "
@@ -49,7 +49,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from acdc_compare.api import check_threshold_scale, needs_gradients, run_scaled, scaled_options, with_held_out
     from acdc_compare.export import save_circuit
-    from acdc_compare.span_circuits import collapse_spans
     from acdc_compare.tasks.prompts_file import split_rows
 
     out = writable_dir(args.out, "--out")
@@ -80,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
     _warn_if_empty(circuit, problem, scaled)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{task_label(args.task)} ({args.method})"
-    drawn = collapse_spans(circuit)
-    paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(drawn, out / stem, title, level=args.level)]
+    paths = [save_circuit(circuit, out / f"{stem}.json"), *draw(circuit, out / stem, title, level=args.level)]
     if default_journal and circuit.settings.get("complete", True):
         journal.unlink(missing_ok=True)  # the saved circuit holds every decision; a rerun starts afresh
     _print_circuit(circuit)

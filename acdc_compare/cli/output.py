@@ -18,10 +18,14 @@ def task_label(task: str) -> str:
 def draw(circuit: Any, stem: Path, title: str, suffixes: tuple[str, ...] = (".svg", ".png"),
          level: str = "auto") -> list[Path]:
     """Draw the circuit once per format (one layout) at `level` (auto, heads, edges); print what a large
-    circuit's drawing leaves out."""
-    from acdc_compare.draw import draw_circuit, figure_note
+    circuit's drawing leaves out. A span circuit is drawn with spans as columns and layers as rows
+    (`draw_span_circuit`; `level` does not apply)."""
+    from acdc_compare.draw import draw_circuit, draw_span_circuit, figure_note
 
     paths = [stem.parent / (stem.name + suffix) for suffix in suffixes]
+    if circuit.graph.has_spans:
+        draw_span_circuit(circuit, paths, title=title)
+        return paths
     note = figure_note(circuit, level=level)  # type: ignore[arg-type]
     if note:
         print(f"{stem.name}: {note}")

@@ -30,9 +30,12 @@ Every circuit arrow in the DOT source has `class="circuit"` and a key (the edge 
 `up->down` at head level); the layer labels and their invisible chain have `class="layout"`. pygraphviz is
 imported inside the functions only.
 
+A span circuit (`positions="spans"`) is drawn by `draw_span_circuit` as the IOI paper draws circuits: spans
+as columns, layers as rows, a node per head or MLP and span (`span_figure`).
+
 `plan` and `head_plan` decide what a drawing shows, `styles` holds its colours and widths, `render` builds
 and writes the Graphviz graph, `legend` the legends; `circuit_figure` draws one circuit, `comparison_figure`
-two, `head_figure` both at head level.
+two, `head_figure` both at head level, `span_figure` a span circuit.
 """
 
 from acdc_compare.draw.circuit_figure import draw_circuit, figure_note
@@ -41,9 +44,10 @@ from acdc_compare.draw.head_plan import HEAD_LEVEL_ABOVE, MAX_DRAWN_NODES, DrawL
 from acdc_compare.draw.legend import edge_counts
 from acdc_compare.draw.plan import MAX_DRAWN_EDGES, DrawingPlan, DrawnEdge, drawn_edges, nodes_of, plan_drawing
 from acdc_compare.draw.render import FAST_LAYOUT_ARROWS
+from acdc_compare.draw.span_figure import SpanPlan, draw_span_circuit, plan_spans
 from acdc_compare.draw.styles import COMPARISON_COLORS, EDGE_STYLES, ROLE_COLORS, role_palette
 
 __all__ = ["COMPARISON_COLORS", "EDGE_STYLES", "FAST_LAYOUT_ARROWS", "HEAD_LEVEL_ABOVE", "MAX_DRAWN_EDGES",
            "MAX_DRAWN_NODES", "ROLE_COLORS", "DrawLevel", "DrawingPlan", "DrawnEdge", "HeadPlan", "NodeArrow",
-           "draw_circuit", "draw_comparison", "drawn_edges", "edge_counts", "figure_note", "nodes_of", "plan_drawing", "plan_heads",
+           "SpanPlan", "draw_circuit", "draw_comparison", "draw_span_circuit", "drawn_edges", "edge_counts", "figure_note", "nodes_of", "plan_drawing", "plan_heads", "plan_spans",
            "role_palette"]

@@ -23,13 +23,15 @@ if TYPE_CHECKING:
 MARK_COLOR = "#0b3d91"  # outline of marked heads (IOI's name movers) in a comparison
 
 
-def _node_size(importance: float, scale: float) -> dict[str, str]:
+def node_size(importance: float, scale: float) -> dict[str, str]:
+    """A node's Graphviz size and font from its importance as a share of `scale`."""
     share = math.sqrt(importance / scale) if scale > 0 else 0.0
     return {"width": f"{0.55 + 0.9 * share:.2f}", "height": f"{0.3 + 0.3 * share:.2f}",
             "fontsize": f"{10 + 5 * share:.1f}", "fixedsize": "false"}
 
 
-def _arrow_style(arrow: NodeArrow, scale: float) -> dict[str, str]:
+def arrow_style(arrow: NodeArrow, scale: float) -> dict[str, str]:
+    """A merged arrow's Graphviz style: its main input's colour and line, width from importance over `scale`."""
     colour, style = EDGE_STYLES[arrow.main_kind]
     inputs = ", ".join(f"{kind} {w:.2f}" for kind, w in arrow.importance_by_kind)
     return {"color": colour + "cc", "style": style, "penwidth": f"{edge_width(arrow.importance, scale):.2f}",
@@ -38,7 +40,8 @@ def _arrow_style(arrow: NodeArrow, scale: float) -> dict[str, str]:
             "fontcolor": "#777777"}
 
 
-def _style_line() -> str:
+def style_line() -> str:
+    """The legend line naming each input's colour and line style."""
     return runs([(f"{EDGE_KIND_NAMES[kind]} ({style})", colour) for kind, (colour, style) in EDGE_STYLES.items()])
 
 
@@ -73,7 +76,7 @@ def draw_head_circuit(c: Circuit, paths: Sequence[Path], roles: Mapping[str, str
                           "their arrows", None)])),
         ("arrows:", runs([("the kept edges between two nodes merged (q, k, v together; the label names the inputs "
                            "when several); width ~ summed importance; line: the input carrying most of it", None)])),
-        ("", _style_line()),
+        ("", style_line()),
         ("importance:", runs([(importance_text(c), None)])),
         ("", runs([(whole_counts(plan), "#555555")])),
         ("", runs([(drawn_counts(plan), "#555555")])),
@@ -88,12 +91,12 @@ def draw_head_circuit(c: Circuit, paths: Sequence[Path], roles: Mapping[str, str
         label = node if role == "unknown" else f"{node}\n{role}"
         add_node(ag, c.graph, node, palette[role], label,
                  f"{node}: {role}; importance {plan.node_importance[node]:.2f}", "",
-                 **_node_size(plan.node_importance[node], scale))
+                 **node_size(plan.node_importance[node], scale))
     add_ranks(ag, c.graph, [INPUT, *shown, LOGITS])
     arrows = plan.shown_arrows
     width_scale = max((a.importance for a in arrows), default=0.0)
     for a in arrows:
-        ag.add_edge(a.up, a.down, key=f"{a.up}->{a.down}", **_arrow_style(a, width_scale), **{"class": "circuit"})
+        ag.add_edge(a.up, a.down, key=f"{a.up}->{a.down}", **arrow_style(a, width_scale), **{"class": "circuit"})
     return write_drawing(ag, paths, len(arrows))
 
 
@@ -177,12 +180,12 @@ def _draw_panel(ag: "pygraphviz.AGraph", plan: HeadPlan, side: str, circuit_labe
         add_node(ag, graph, node, COMPARISON_COLORS[membership][1], label,
                  f"{node}: {'in both' if membership == 'shared' else 'only this circuit'}"
                  + (f"; {role}" if role else ""), "", node_id=node_id, membership=membership,
-                 **_node_size(plan.node_importance[node], scale), **outline)
+                 **node_size(plan.node_importance[node], scale), **outline)
     arrows = plan.shown_arrows
     width_scale = max((a.importance for a in arrows), default=0.0)
     for a in arrows:
         membership = "shared" if (a.up, a.down) in other_pairs else side
-        style = {**_arrow_style(a, width_scale), "color": COMPARISON_COLORS[membership][0] + "cc"}
+        style = {**arrow_style(a, width_scale), "color": COMPARISON_COLORS[membership][0] + "cc"}
         ag.add_edge(_panel_id(side, a.up), _panel_id(side, a.down), key=f"{a.up}->{a.down}", membership=membership,
                     **style, **{"class": "circuit"})
     return ids

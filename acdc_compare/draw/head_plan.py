@@ -113,28 +113,30 @@ def merged_arrows(c: Circuit) -> tuple[list[NodeArrow], dict[str, float]]:
     return arrows, dict(sorted(nodes.items(), key=lambda kv: order[kv[0]]))
 
 
-def widest_paths(arrows: list[NodeArrow], order: Mapping[str, int]) -> dict[str, list[str]]:
-    """Per node, its widest input-to-logits path (the one whose weakest arrow is strongest; ties: the earlier
-    node), as the nodes along it."""
+def widest_paths(arrows: list[NodeArrow], order: Mapping[str, int], sources: Collection[str] = (INPUT,),
+                 sinks: Collection[str] = (LOGITS,)) -> dict[str, list[str]]:
+    """Per node (other than the sources and sinks), its widest path from a source to a sink (the one whose
+    weakest arrow is strongest; ties: the earlier node), as the nodes along it."""
     into: dict[str, list[NodeArrow]] = {}
     out_of: dict[str, list[NodeArrow]] = {}
     for a in arrows:
         into.setdefault(a.down, []).append(a)
         out_of.setdefault(a.up, []).append(a)
     nodes = sorted({n for a in arrows for n in (a.up, a.down)}, key=order.__getitem__)
-    fwd: dict[str, tuple[float, str | None]] = {INPUT: (math.inf, None)}
+    fwd: dict[str, tuple[float, str | None]] = {s: (math.inf, None) for s in sources}
     for v in nodes:
-        if v != INPUT:
+        if v not in fwd:
             fwd[v] = max(((min(fwd.get(a.up, (-math.inf, None))[0], a.importance), a.up) for a in into.get(v, [])),
                          key=lambda x: (x[0], -order[x[1]]), default=(-math.inf, None))
-    bwd: dict[str, tuple[float, str | None]] = {LOGITS: (math.inf, None)}
+    bwd: dict[str, tuple[float, str | None]] = {t: (math.inf, None) for t in sinks}
     for v in reversed(nodes):
-        if v != LOGITS:
+        if v not in bwd:
             bwd[v] = max(((min(bwd.get(a.down, (-math.inf, None))[0], a.importance), a.down)
                           for a in out_of.get(v, [])), key=lambda x: (x[0], -order[x[1]]), default=(-math.inf, None))
     paths: dict[str, list[str]] = {}
+    ends = set(sources) | set(sinks)
     for v in nodes:
-        if v in (INPUT, LOGITS) or not (math.isfinite(fwd[v][0]) and math.isfinite(bwd[v][0])):
+        if v in ends or not (math.isfinite(fwd[v][0]) and math.isfinite(bwd[v][0])):
             continue
         back, node = [], fwd[v][1]
         while node is not None:
@@ -157,31 +159,42 @@ def plan_heads(c: Circuit, must: Collection[str] = (), max_nodes: int | None = M
     """The head-level drawing of `c`: every node on its input-to-logits paths, or over `max_nodes` the most
     important complete paths, the nodes in `must` (e.g. those with a role) and their paths first; the arrows
     of those paths and the strongest others up to `max_arrows` (None: every arrow between shown nodes)."""
+    arrows, importance = merged_arrows(c)
+    order = {name: i for i, name in enumerate(c.graph.node_names)}
+    shown, drawn = choose_shown(arrows, order, must, max_nodes, max_arrows)
+    return HeadPlan(c, importance, tuple(arrows), shown, drawn, max_nodes)
+
+
+def choose_shown(arrows: list[NodeArrow], order: Mapping[str, int], must: Collection[str] = (),
+                 max_nodes: int | None = MAX_DRAWN_NODES, max_arrows: int | None = MAX_DRAWN_ARROWS,
+                 sources: Collection[str] = (INPUT,),
+                 sinks: Collection[str] = (LOGITS,)) -> tuple[tuple[str, ...], tuple[NodeArrow, ...]]:
+    """The nodes (in `order`; sources and sinks not counted) and arrows (in the order of `arrows`) a drawing
+    shows: the module docstring's selection, with paths running from any source to any sink."""
     for name, value in (("max_nodes", max_nodes), ("max_arrows", max_arrows)):
         if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
             raise ValueError(f"{name} must be a whole number >= 1 (or None for no limit), got {value!r}")
-    arrows, importance = merged_arrows(c)
-    order = {name: i for i, name in enumerate(c.graph.node_names)}
-    paths = widest_paths(arrows, order)
+    paths = widest_paths(arrows, order, sources, sinks)
     by_pair = {(a.up, a.down): a for a in arrows}
     strength = {v: path_strength(p, by_pair) for v, p in paths.items()}
     wanted = set(must)
+    ends = set(sources) | set(sinks)
     priority = sorted(paths, key=lambda v: (v not in wanted, -strength[v], order[v]))
     shown: set[str] = set()
     chosen: list[list[str]] = []
     for v in priority:
-        new = {n for n in paths[v] if n not in (INPUT, LOGITS)} - shown
+        new = {n for n in paths[v] if n not in ends} - shown
         if max_nodes is None or len(shown) + len(new) <= max_nodes:
             shown |= new
             chosen.append(paths[v])
-    inside = set(shown) | {INPUT, LOGITS}
+    inside = shown | ends
     on_paths = {(u, v) for p in chosen for u, v in zip(p, p[1:])}
     others = sorted((a for a in arrows if a.up in inside and a.down in inside and (a.up, a.down) not in on_paths),
                     key=lambda a: -a.importance)
     room = len(others) if max_arrows is None else max(0, max_arrows - len(on_paths))
     drawn = on_paths | {(a.up, a.down) for a in others[:room]}
-    return HeadPlan(c, importance, tuple(arrows), tuple(sorted(shown, key=order.__getitem__)),
-                    tuple(a for a in arrows if (a.up, a.down) in drawn), max_nodes)
+    return (tuple(sorted(shown, key=order.__getitem__)),
+            tuple(a for a in arrows if (a.up, a.down) in drawn))
 
 
 def check_level(level: DrawLevel) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import networkx as nx
 
@@ -18,6 +18,7 @@ from acdc_compare.native_stderr import fontconfig_warnings_dropped
 if TYPE_CHECKING:
     import pygraphviz
 
+Layout = Literal["dot", "fixed"]  # dot's layered layout, or the nodes' own positions
 _SUFFIXES = (".svg", ".png", ".dot")
 FAST_LAYOUT_ARROWS = 150  # above it dot runs with fewer layout iterations
 _FAST_LAYOUT = {"nslimit": "2", "nslimit1": "2", "mclimit": "0.2"}
@@ -46,13 +47,14 @@ def sorted_nodes(graph: Graph, nodes: set[str]) -> list[str]:
     return sorted(nodes, key=order.__getitem__)
 
 
-def _rank_of(graph: Graph, node: str) -> tuple[int, int]:
+def rank_of(graph: Graph, node: str) -> tuple[int, int]:
     """Sort key of a node's rank: (layer, 0) for heads, (layer, 1) for MLPs; input first, logits last."""
     info = node_attributes(graph, node)
     return info["layer"], int(info["kind"] == "mlp")
 
 
-def _rank_label(graph: Graph, rank: tuple[int, int]) -> str:
+def rank_label(graph: Graph, rank: tuple[int, int]) -> str:
+    """A rank's grey row label, 'L3 attn' or 'L3 mlp'; none for the input's and the logits' ranks."""
     layer, is_mlp = rank
     if layer < 0 or layer >= graph.n_layers:
         return ""
@@ -69,11 +71,11 @@ def add_ranks(ag: "pygraphviz.AGraph", graph: Graph, nodes: list[str],
     invisible divider per row, chained from row to row, keeps panel 0's nodes left of panel 1's."""
     ranks: dict[tuple[int, int], list[str]] = {}
     for node in nodes:
-        ranks.setdefault(_rank_of(graph, node_of(node)), []).append(node)
+        ranks.setdefault(rank_of(graph, node_of(node)), []).append(node)
     previous: tuple[str, str] | None = None
     for i, rank in enumerate(sorted(ranks)):
         label, divider = f"_rank{i}", f"_divider{i}"
-        ag.add_node(label, label=_rank_label(graph, rank), shape="plaintext", style="", fontcolor="#888888",
+        ag.add_node(label, label=rank_label(graph, rank), shape="plaintext", style="", fontcolor="#888888",
                     fontsize="10", width="0.6")
         members = [label, *ranks[rank]]
         if panel_of is not None:
@@ -122,9 +124,9 @@ def add_node(ag: "pygraphviz.AGraph", graph: Graph, node: str, fill: str, label:
                 **{**_node_style(graph, node), **style})
 
 
-def write_drawing(ag: "pygraphviz.AGraph", paths: Sequence[Path], n_arrows: int) -> str:
-    """Write the DOT source (.dot) and dot-layout renderings (.svg, .png), all from one layout; return the
-    DOT source (without layout attributes)."""
+def write_drawing(ag: "pygraphviz.AGraph", paths: Sequence[Path], n_arrows: int, layout: Layout = "dot") -> str:
+    """Write the DOT source (.dot) and renderings (.svg, .png), all from one layout: dot's, or ("fixed") the
+    nodes' own `pos` attributes in points (neato -n2); return the DOT source (without layout attributes)."""
     source = ag.string()
     laid_out = False
     for path in paths:
@@ -134,9 +136,12 @@ def write_drawing(ag: "pygraphviz.AGraph", paths: Sequence[Path], n_arrows: int)
             continue
         with fontconfig_warnings_dropped():  # Graphviz's font setup warns about the machine, not the drawing
             if not laid_out:
-                if n_arrows > FAST_LAYOUT_ARROWS:
-                    ag.graph_attr.update(_FAST_LAYOUT)
-                ag.layout(prog="dot")
+                if layout == "fixed":
+                    ag.layout(prog="nop")
+                else:
+                    if n_arrows > FAST_LAYOUT_ARROWS:
+                        ag.graph_attr.update(_FAST_LAYOUT)
+                    ag.layout(prog="dot")
                 laid_out = True
             drawing = ag.draw(format=suffix[1:])
         atomic_write(path, drawing)

@@ -43,6 +43,13 @@ from acdc_compare.progress import ProgressLike, as_progress
 from acdc_compare.report import KeyValues, Table, Text, write_report
 from acdc_compare.roles import score_heads
 from acdc_compare.roles.assign import MoverSet, movers_of
+from acdc_compare.span_reads import (
+    READ_RULE,
+    SpanReads,
+    ioi_story,
+    pair_text,
+    span_reads,
+)
 from acdc_compare.stats import Proportion
 from acdc_compare.tasks.base import Corruption, TaskError
 from acdc_compare.tasks.evaluate import TaskEvaluation
@@ -272,6 +279,28 @@ def mover_scores(model: Any, name: str, config: StudyConfig) -> Any:
     return score_heads(model, task, s_inhibition=False, progress=as_progress(config.progress))
 
 
+def task_span_reads(model: Any, name: str, config: StudyConfig, movers: MoverSet,
+                    name_movers: MoverSet) -> dict[str, Any] | None:
+    """From which span the task's circuit movers (IOI's name movers where it has none: "heads_from" says which)
+    read the answer, on its discovery prompts (`span_reads`); None when neither set holds a head."""
+    heads, source = (movers.heads, "the task's movers") if movers.heads else (name_movers.heads,
+                                                                             f"{config.ioi}'s name movers")
+    if not heads:
+        return None
+    task = make_task(name, model_tokenizer(model), n=config.n_prompts, seed=config.seed,
+                     corruption=config.experiment().corruption_of(name))
+    problem = prepare(task, model=model, positions="spans", check=False)
+    return {**span_reads(problem, heads, seed=config.seed).to_dict(), "heads_from": source}
+
+
+def span_read_texts(rows: dict[str, dict[str, Any]], ioi: str) -> list[str]:
+    """IOI's span reads against the known story, then each order-vs-meaning pair whose twins both have them."""
+    found = {t: SpanReads.from_dict(r["span_reads"]) for t, r in rows.items() if r.get("span_reads")}
+    texts = [ioi_story(found[ioi])] if ioi in found else []
+    return texts + [pair_text(p, found[p.agree_task], found[p.disagree_task]) for p in ORDER_MEANING_PAIRS
+                    if p.agree_task in found and p.disagree_task in found]
+
+
 def budget_of(share: float, n_edges: int) -> int:
     """The edge budget of a share of the graph's edges (at least one edge)."""
     return max(1, round(share * n_edges))
@@ -430,7 +459,7 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
         row.update(movers=list(movers.heads), borderline=list(movers.borderline), shared_with_ioi=list(overlap.shared),
                    mover_intervals={h: list(movers.intervals[h]) for h in movers.heads if h in movers.intervals},
                    given_movers=list(given.heads), chance=None if name == config.ioi else overlap.chance,
-                   mover_note=overlap.answer())
+                   mover_note=overlap.answer(), span_reads=task_span_reads(model, name, config, movers, name_movers))
     row["seconds"] = (sum(s["seconds"] for s in steps) + (0.0 if curve is None else curve["seconds"])
                       + time.perf_counter() - started)
     _write_json(folder / f"{name}.json", row)
@@ -577,11 +606,17 @@ def _report_sections(config: StudyConfig, rows: dict[str, dict[str, Any]], table
            f"sizes would have. Tasks whose answer is not in the prompt ({', '.join(config.no_answer_in_prompt)}) "
            "get no mover claim.")
     seconds = [[t, r.get("reason") or r.get("no_circuit"), r.get("seconds")] for t, r in rows.items()]
+    reads = span_read_texts(rows, config.ioi)
+    reads_how = ("Per span S, the drop in the task's logit difference (full model minus a circuit that keeps every "
+                 "span edge but those into the k and v inputs of the movers' key-value groups at S), mean over "
+                 "the discovery prompts with its 95% bootstrap interval; a key-value group is shared by several "
+                 f"query heads, all blinded alike; {READ_RULE}.")
     frontier_rows = [row for t, r in rows.items() for row in _frontier_rows(t, r)]
     return [Table(NOTES_TITLE, NOTES_COLUMNS, table_rows), Text("How the table was made", how),
             Table("Each budget tried (the frontier)", ["task", "budget", "circuit", "edges", "in-sample", "validation",
                                                        "seconds"], frontier_rows),
             Table("Why each task has a circuit, and its seconds", ["task", "circuit", "seconds"], seconds),
+            Text("From which span the movers read the answer", "\n\n".join([reads_how, *reads])),
             KeyValues("Settings", [*config.settings().items(), ("total seconds", total)])]
 
 

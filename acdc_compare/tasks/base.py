@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from acdc_compare.metrics import logit_diff, prob_diff
+from acdc_compare.metrics import logit_diff_per_prompt, prob_diff_per_prompt
 from acdc_compare.spans import PromptSpans, end_aligned
 
 
@@ -152,12 +152,16 @@ class Task:
 
     def score(self, logits: torch.Tensor) -> torch.Tensor:
         """The task's own performance number (higher = better): logit difference, or the probability
-        difference for set-valued answers. logits [K, N, Q, V] -> [K]."""
+        difference for set-valued answers, mean over prompts. logits [K, N, Q, V] -> [K]."""
+        return self.score_per_prompt(logits).mean(-1)
+
+    def score_per_prompt(self, logits: torch.Tensor) -> torch.Tensor:
+        """`score` of each prompt (for intervals over prompts). logits [K, N, Q, V] -> [K, N] (float64)."""
         if self.correct_sets is not None and self.wrong_sets is not None:
-            return prob_diff(logits, self.correct_sets, self.wrong_sets)
+            return prob_diff_per_prompt(logits, self.correct_sets, self.wrong_sets)
         if not self.has_wrong_answers:
             raise ValueError(f"task {self.name!r} has no wrong answers: use metric='kl'")
-        return logit_diff(logits, self.correct, self.wrong)
+        return logit_diff_per_prompt(logits, self.correct, self.wrong)
 
     def subset(self, n: int) -> "Task":
         """The first n prompts (for quick runs)."""

@@ -13,6 +13,10 @@ opens at head level where the figures would (`level`: more than 150 edges on pat
 one click. Direct edges join a head to itself: they are listed per node, not drawn. Counts are kept apart: `n_kept` graph edges (residual + direct),
 `n_live` of them on a path, arrows drawn.
 
+A span circuit (`positions="spans"`) gets the span figure's view (`draw.span_figure`): nodes are (head or MLP,
+span) ids such as `a3.h5@IO` on a grid of spans as columns (`layout.columns`) and layers as rows, edges its
+functional span edges into the nodes they are drawn into, arrows merged per node pair.
+
 `viewer_html(data)` is the markup (the data in a <script type="application/json"> tag with `<`, `>` and `&`
 escaped, so no `</script>` can end it early), and `viewer_section(...)` a report section (`report.Html`).
 """
@@ -27,8 +31,17 @@ from typing import Any
 from acdc_compare.circuit import Circuit
 from acdc_compare.draw import COMPARISON_COLORS, EDGE_STYLES, drawn_edges, nodes_of, role_palette
 from acdc_compare.draw.head_plan import head_level, merged_arrows
+from acdc_compare.draw.render import rank_label
+from acdc_compare.draw.span_figure import (
+    ROW_H,
+    grid_positions,
+    id_order,
+    span_arrows,
+    span_edge_targets,
+    split_id,
+)
 from acdc_compare.export import check_roles, edge_kind, node_attributes, prune_to_paths
-from acdc_compare.graph import INPUT, LOGITS, Graph
+from acdc_compare.graph import INPUT, LOGITS, SPAN_SEP, Graph
 from acdc_compare.report import Html
 
 SCHEMA = "acdc_compare.viewer/1"
@@ -103,6 +116,45 @@ def _circuit_entry(label: str, c: Circuit) -> tuple[dict[str, Any], set[str]]:
     return entry, nodes
 
 
+def _span_circuit_entry(label: str, c: Circuit) -> tuple[dict[str, Any], set[str]]:
+    """A span circuit's entry: its functional span edges (all on paths) into the ids they are drawn into."""
+    g, importance = c.graph, c.importance()
+    merged, _ = span_arrows(c)
+    edges = [{"name": g.edge_names[e], "up": up, "down": down, "kind": kind, "score": _number(float(c.scores[e])),
+              "score_kind": c.score_kind(e).value, "importance": float(importance[e]), "live": True}
+             for e, up, downs, kind in span_edge_targets(c) for down in downs]
+    nodes = {i for x in edges for i in (x["up"], x["down"])}
+    n_direct = sum(1 for e in c.kept.nonzero().flatten().tolist() if g.is_direct(e))
+    entry = {
+        "label": label, "n_edges": c.n_edges, "n_kept": c.n_kept, "n_direct": n_direct,
+        "n_residual": c.n_kept - n_direct, "n_live": c.n_functional_edges, "edges": edges,
+        "arrows": [{"up": a.up, "down": a.down, "kind": a.main_kind, "importance": a.importance,
+                    "by_kind": [[k, w] for k, w in a.importance_by_kind], "n_edges": len(a.edges)} for a in merged],
+        "score_kinds": {k.value: n for k, n in c.kept_score_kinds().items()}, "direct": {}, "nodes": sorted(nodes),
+        "metrics": {k: _number(float(v)) for k, v in c.metrics.items() if isinstance(v, (int, float))},
+    }
+    return entry, nodes
+
+
+def span_layout(graph: Graph, ids: Sequence[str]) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
+    """The span figure's grid (`grid_positions`) in the viewer's coordinates: logits at the top, a row label
+    per layer's heads or MLP, a column label per span."""
+    pos, centres, rows = grid_positions(graph, ids)
+    top = max((y for _, y in rows), default=0.0)
+    scale = DY / ROW_H
+
+    def flip(y: float) -> float:
+        return DY * 1.2 + (top - y) * scale
+
+    base = graph.base
+    labels = [{"y": flip(y), "label": rank_label(base, rank) or ("input" if rank[0] < 0 else "logits")}
+              for rank, y in rows]
+    width = max([x for x, _ in pos.values()] + list(centres)) + DX
+    return ({i: (x, flip(y)) for i, (x, y) in pos.items()},
+            {"width": width, "height": flip(0.0) + DY / 2, "rows": labels, "node_w": NODE_W, "node_h": NODE_H,
+             "columns": [{"x": x, "y": DY / 2, "label": span} for x, span in zip(centres, graph.spans)]})
+
+
 def viewer_data(circuits: Mapping[str, Circuit], roles: Mapping[str, str] | None = None,
                 attention: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The viewer's JSON-ready data for one or more circuits on the same graph (see the module docstring).
@@ -115,21 +167,24 @@ def viewer_data(circuits: Mapping[str, Circuit], roles: Mapping[str, str] | None
                          ", ".join(sorted(g.config.key for g in graphs)))
     graph = next(iter(graphs))
     roles = check_roles(graph, roles)
-    entries, all_nodes = [], {INPUT, LOGITS}
+    spans = graph.has_spans
+    entries, all_nodes = [], set() if spans else {INPUT, LOGITS}
     for label, c in circuits.items():
-        entry, nodes = _circuit_entry(str(label), c)
+        entry, nodes = (_span_circuit_entry if spans else _circuit_entry)(str(label), c)
         entries.append(entry)
         all_nodes |= nodes
-    order = {name: i for i, name in enumerate(graph.node_names)}
-    pos, geometry = layout(graph, sorted(all_nodes, key=order.__getitem__))
+    order = id_order(graph) if spans else {name: i for i, name in enumerate(graph.node_names)}
+    ids = sorted(all_nodes, key=order.__getitem__)
+    pos, geometry = span_layout(graph, ids) if spans else layout(graph, ids)
     palette = role_palette(roles)
-    used = sorted({roles[n] for n in all_nodes if n in roles}, key=list(palette).index)
+    used = sorted({roles[n] for n in map(_node_of, all_nodes) if n in roles}, key=list(palette).index)
     nodes = {}
-    for name in sorted(all_nodes, key=order.__getitem__):
-        info = node_attributes(graph, name)
-        fill = "#ffffff" if info["kind"] in ("input", "logits") else palette[roles.get(name, "unknown")]
+    for name in ids:
+        node = _node_of(name)
+        info = node_attributes(graph.base, node)
+        fill = "#ffffff" if info["kind"] in ("input", "logits") else palette[roles.get(node, "unknown")]
         nodes[name] = {"x": pos[name][0], "y": pos[name][1], "kind": info["kind"], "layer": info["layer"],
-                       "head": info["head"], "role": roles.get(name, ""), "fill": fill}
+                       "head": info["head"], "role": roles.get(node, ""), "fill": fill, "label": node}
     return {
         "schema": SCHEMA, "graph": {"key": graph.config.key, "n_layers": graph.n_layers, "n_heads": graph.n_heads,
                                     "n_kv_heads": graph.n_kv_heads},
@@ -138,9 +193,14 @@ def viewer_data(circuits: Mapping[str, Circuit], roles: Mapping[str, str] | None
         "comparison_colors": {m: c for m, (c, _) in COMPARISON_COLORS.items()},
         "comparison_fills": {m: f for m, (_, f) in COMPARISON_COLORS.items()},
         "role_colors": {r: palette[r] for r in used},
-        "level": "heads" if head_level("auto", *circuits.values()) else "edges",
+        "level": "heads" if spans or head_level("auto", *circuits.values()) else "edges",
         "attention": dict(attention) if attention else None,
     }
+
+
+def _node_of(node_id: str) -> str:
+    """The graph node of a viewer id: the id itself, or its node for a span id ('a3.h5@IO' -> 'a3.h5')."""
+    return split_id(node_id)[0] if SPAN_SEP in node_id else node_id
 
 
 def script_json(data: Any) -> str:

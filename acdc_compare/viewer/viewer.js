@@ -105,6 +105,10 @@
       var t = el("text", { x: 4, y: r.y, "class": "av-rowlabel", "dominant-baseline": "central" }, self.gRows);
       t.textContent = r.label;
     });
+    (d.layout.columns || []).forEach(function (c) {  /* a span circuit's spans */
+      var t = el("text", { x: c.x, y: c.y, "class": "av-collabel", "text-anchor": "middle" }, self.gRows);
+      t.textContent = c.label;
+    });
     this.nodeEls = {};
     Object.keys(d.nodes).forEach(function (name) {
       var n = d.nodes[name];
@@ -112,7 +116,7 @@
                         "data-node": name, transform: "translate(" + n.x + "," + n.y + ")" }, self.gNodes);
       el("rect", { x: -d.layout.node_w / 2, y: -d.layout.node_h / 2, width: d.layout.node_w,
                    height: d.layout.node_h, rx: n.kind === "head" ? 6 : 1, fill: n.fill }, g);
-      el("text", {}, g).textContent = name;
+      el("text", {}, g).textContent = n.label || name;
       g.addEventListener("click", function (ev) { ev.stopPropagation(); self.pin(name); });
       g.addEventListener("mousemove", function (ev) { self.showTip(ev, self.nodeTip(name)); });
       g.addEventListener("mouseleave", function () { self.hideTip(); });
