@@ -178,6 +178,9 @@ def test_study_writes_the_results_and_the_notes_table_then_resumes(tiny_dir, tmp
     assert "answer not in the prompt" in page[first:page.index("</table>", first)]
     reads_section = page[page.index("From which span the movers read the answer"):]
     assert "ioi: the known story" in reads_section and "pet position: in pet-last (order agrees)" in reads_section
+    notes = (out / "study_notes.md").read_text().splitlines()
+    assert notes[0] == "| " + " | ".join(NOTES_COLUMNS) + " |" and len(notes) == 2 + len(TASKS)
+    assert notes[2].startswith("| ioi | name | ") and notes == study.notes_markdown(data).splitlines()
     table = printed[printed.index("task "):].splitlines()
     assert table[0].split()[:3] == ["task", "answer", "kind"]
     assert [line.split()[0] for line in table[2:2 + len(TASKS)]] == list(TASKS)
@@ -257,15 +260,37 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
     monkeypatch.setattr(study, "meets_targets", lambda step, config: False)
     discover.budgets = []
     other = run_study(config, tmp_path / "none").rows["ioi"]
-    # learned masks at 10%, then at the largest budget (EAP-IG reached the targets nowhere) learned and EAP-IG
-    assert [k for _, k in discover.budgets] == [k[0.1], k[0.2], k[0.2]]
-    assert [s["ranking"] for s in other["frontier"]] == ["learned", "learned", "eap-ig"]
+    # learned masks at 10%; EAP-IG's top edges reached the targets nowhere: learned masks at the largest budget
+    assert [k for _, k in discover.budgets] == [k[0.1], k[0.2]]
+    assert [s["ranking"] for s in other["frontier"]] == ["learned", "learned"]
     best = max(other["frontier"], key=lambda s: -math.inf if s["validation_faithfulness"] is None
                else s["validation_faithfulness"])
     assert not other["meets_targets"] and other["budget_share"] == best["edge_share"]
     assert "targets not reached" in study.notes_rows({"ioi": {**other, "accuracy": 0.9, "n_prompts": 8,
                                                                 "answer_kind": "name", "order_vs_meaning": None}},
                                                        "ioi")[0][4]
+
+    # EAP-IG's top edges meet the targets at 20% where learned masks do not: the EAP-IG ranking is kept there
+    monkeypatch.setattr(study, "meets_targets", lambda step, config: step.get("ranking", "eap-ig") == "eap-ig")
+    discover.budgets = []
+    third = run_study(config, tmp_path / "eap-ig").rows["ioi"]
+    assert [k for _, k in discover.budgets] == [k[0.1], k[0.2], k[0.2]]
+    assert [s["ranking"] for s in third["frontier"]] == ["learned", "learned", "eap-ig"]
+    assert third["ranking"] == "eap-ig" and third["circuit"] == "circuits/ioi@0.2-eap-ig.json"
+
+
+def test_a_stopped_study_leaves_its_results_so_far(tiny_dir, tmp_path, set_accuracy, discoveries):
+    _, discover = discoveries
+    discover.fail_on = "pet-last"
+    with pytest.raises(KeyboardInterrupt):
+        run_study(small(tiny_dir), tmp_path)
+    data = json.loads((tmp_path / "study_cpu.json").read_text())
+    assert not data["complete"] and data["pending"] == CIRCUITS[1:]
+    assert data["tasks"]["ioi"]["edges"] > 0 and data["tasks"]["pet-last"]["circuit"] is None
+    assert data["tasks"]["pet-last"]["no_circuit"].startswith("pending")
+    assert "pending" in (tmp_path / "study_notes.md").read_text()
+    discover.fail_on = None
+    assert json.loads(run_study(small(tiny_dir), tmp_path).results_path.read_text())["complete"]
 
 
 def test_study_has_help(capsys):

@@ -397,8 +397,9 @@ def frontier(model: Any, name: str, config: StudyConfig, folder: Path,
 
     Masks are learned at the first budget; when that circuit misses the targets, EAP-IG's top-k frontier over
     the other budgets (cheap) names the smallest budget where even the top EAP-IG edges meet them, and a circuit
-    is found there with learned masks and, if they miss, with the EAP-IG ranking. Chosen: the first step
-    meeting the targets, else the one most faithful on validation."""
+    is found there with learned masks and, if they miss, with the EAP-IG ranking; where no budget's EAP-IG edges
+    meet them, learned masks at the largest budget only. Chosen: the first step meeting the targets, else the
+    one most faithful on validation."""
     discovery = _Discovery(model, name, config, log)
     steps = [budget_step(discovery, config.edge_shares[0], "learned", folder)]
     curve = None
@@ -406,7 +407,7 @@ def frontier(model: Any, name: str, config: StudyConfig, folder: Path,
         curve = eap_ig_step(discovery, config.edge_shares[1:], folder)
         reached = [row["edge_share"] for row in curve["rows"] if meets_targets(row, config)]
         share = reached[0] if reached else config.edge_shares[-1]
-        for ranking in ("learned", "eap-ig"):
+        for ranking in ("learned", "eap-ig") if reached else ("learned",):
             steps.append(budget_step(discovery, share, ranking, folder))
             if meets_targets(steps[-1], config):
                 break
@@ -525,6 +526,19 @@ def format_notes_table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def notes_markdown(results: dict[str, Any]) -> str:
+    """The notes' table of a results JSON (`study_<cpu|cuda>.json`) as a Markdown table, for the README: the
+    same cells as the report's."""
+    rows = notes_rows(results["tasks"], results["settings"]["ioi"])
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(NOTES_COLUMNS) + " |", "|" + "---|" * len(NOTES_COLUMNS)]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def run_study(config: StudyConfig, out_dir: str | Path, log: Log = lambda _: None,
               results_path: str | Path | None = None) -> StudyResult:
     """Run (or resume) the whole study into `out_dir` and write the results JSON (`results_path`, default
@@ -551,29 +565,51 @@ def run_study(config: StudyConfig, out_dir: str | Path, log: Log = lambda _: Non
         name_movers = movers_of(mover_scores(model, config.ioi, config))
         log(f"IOI's name movers: {name_movers.describe()}")
     found: dict[str, dict[str, Any]] = {t: _read_json(folder / f"{t}.json") for t in done}
+    label, device_name = model_name(model), device_label(device)
+    results_file = Path(results_path) if results_path is not None else out / f"study_{device.type}.json"
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(pending: list[str]) -> tuple[dict[str, dict[str, Any]], list[list[str]], float, Path]:
+        return _write_results(config, evals, chosen, found, pending, accuracy_seconds, label, device_name,
+                              results_file, out)
+
     for i, name in enumerate(todo, 1):
         log(f"[{i}/{len(todo)}] {name} ({chosen[name]}) ...")
         found[name] = study_task(model, name, chosen[name], config, folder, name_movers, log)
         r = found[name]
         log(f"[{i}/{len(todo)}] {name}: {r['edges']} edges, faithfulness {num(r['faithfulness'], fixed=2)} / "
             f"validation {num(r['validation_faithfulness'], fixed=2)} / held-out "
-            f"{num(r['held_out_faithfulness'], fixed=2)} (budget {r['budget_share']:.0%}), {r['mover_note']}, {r['seconds']:.0f} s")
-    skipped = {t: f"answered {e.accuracy:.0%} < {config.min_accuracy:.0%}" for t, e in evals.items()}
-    rows = {t: _row(t, e, found.get(t), evals, skipped[t]) for t, e in evals.items()}
-    total = accuracy_seconds + sum(r["seconds"] for r in found.values())
-    label = model_name(model)
-    results = {"device": device_label(device), "model": label, "validation_seed": config.validation_seed,
-               "held_out_seed": config.held_out_seed, "settings": config.settings(), "tasks": rows,
-               "total_seconds": total}
-    results_file = Path(results_path) if results_path is not None else out / f"study_{device.type}.json"
-    results_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(results_file, results)
-    table_rows = notes_rows(rows, config.ioi)
-    report = write_report(out / "study_report.html", title=f"acdc_compare study on {label}",
-                          sections=_report_sections(config, rows, table_rows, total))
+            f"{num(r['held_out_faithfulness'], fixed=2)} (budget {r['budget_share']:.0%}), {r['mover_note']}, "
+            f"{r['seconds']:.0f} s")
+        write(todo[i:])
+    rows, table_rows, total, report = write([])
     log(f"study written: {results_file}, {report}")
     return StudyResult(out, results_file, report, rows, format_notes_table(table_rows), done, todo,
                        time.perf_counter() - started, total)
+
+
+PENDING = "pending: the run stopped before this task (rerun the command to resume)"
+
+
+def _write_results(config: StudyConfig, evals: dict[str, TaskEvaluation], chosen: dict[str, str],
+                   found: dict[str, dict[str, Any]], pending: list[str], accuracy_seconds: float, label: str,
+                   device_name: str, results_file: Path,
+                   out: Path) -> tuple[dict[str, dict[str, Any]], list[list[str]], float, Path]:
+    """The results JSON, the notes' table as Markdown and the report, as far as the study has got: written
+    after every task, so a stopped run leaves its results so far (`complete` false, `pending` named)."""
+    skipped = {t: PENDING if t in pending else f"answered {e.accuracy:.0%} < {config.min_accuracy:.0%}"
+               for t, e in evals.items()}
+    rows = {t: _row(t, e, found.get(t), evals, skipped[t]) for t, e in evals.items()}
+    total = accuracy_seconds + sum(r["seconds"] for r in found.values())
+    results = {"device": device_name, "model": label, "validation_seed": config.validation_seed,
+               "held_out_seed": config.held_out_seed, "settings": config.settings(), "complete": not pending,
+               "pending": pending, "tasks": rows, "total_seconds": total}
+    _write_json(results_file, results)
+    table_rows = notes_rows(rows, config.ioi)
+    atomic_write(out / "study_notes.md", (notes_markdown(_json_value(results)) + "\n").encode("utf-8"))
+    report = write_report(out / "study_report.html", title=f"acdc_compare study on {label}",
+                          sections=_report_sections(config, rows, table_rows, total))
+    return rows, table_rows, total, report
 
 
 def _frontier_rows(name: str, row: dict[str, Any]) -> list[list[Any]]:
@@ -621,4 +657,4 @@ def _report_sections(config: StudyConfig, rows: dict[str, dict[str, Any]], table
 
 
 __all__ = ["NOTES_COLUMNS", "NOTES_TITLE", "STUDY_TASKS", "StudyConfig", "StudyResult", "circuit_tasks",
-           "format_notes_table", "notes_rows", "pair_verdicts", "run_study"]
+           "format_notes_table", "notes_markdown", "notes_rows", "pair_verdicts", "run_study"]
