@@ -88,3 +88,17 @@ def test_readme_figures_exist_and_show_the_name_movers() -> None:
         assert f'stroke="{COMPARISON_COLORS[member][0]}"' in pair
     for side in ("left", "right"):
         assert all(f"<title>{side}/{head}</title>" in pair for head in ("a23.h0", "a23.h1", "a23.h7"))
+
+
+def test_the_readme_opens_with_the_study_s_table_generated_from_its_results() -> None:
+    """Issue 33: the notes' table heads the README, exactly as `notes_markdown` writes it from the committed
+    `benchmarks/results/study_cpu.json`, and before any other section."""
+    import json
+
+    from acdc_compare.experiment.study import notes_markdown
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text()
+    table = notes_markdown(json.loads((root / "benchmarks/results/study_cpu.json").read_text()))
+    assert table in text
+    assert text.index(table) < text.index("\n## ")
