@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("algorithms",),
     ("compare", "reference_circuits", "roles", "movers", "export", "mib", "mib_pt", "mib_files", "attention",
-     "span_circuits"),
+     "span_circuits", "span_reads"),
     ("draw", "report", "plots", "viewer", "notebook", "role_tables"),
     ("api", "experiment", "sweeps"),
     ("cli",),

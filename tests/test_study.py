@@ -12,7 +12,7 @@ import pytest
 
 from acdc_compare.api import get_model, tokenizer
 from acdc_compare.cli import EXIT_OK, EXIT_USAGE, main
-from acdc_compare.experiment import stages, study
+from acdc_compare.experiment import stages, study, study_frontier
 from acdc_compare.experiment.study import (
     NOTES_COLUMNS,
     NOTES_TITLE,
@@ -241,7 +241,7 @@ def budgets_of(tiny_dir) -> dict[float, int]:
 def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_ladder_resumes(
         tiny_dir, tmp_path, set_accuracy, discoveries, monkeypatch):
     _, discover = discoveries
-    monkeypatch.setattr(study, "meets_targets", lambda step, config: step["edge_share"] == 0.2)
+    monkeypatch.setattr(study_frontier, "meets_targets", lambda step, config: step["edge_share"] == 0.2)
     config = small(tiny_dir, tasks=("ioi", "greater-than"), edge_shares=(0.1, 0.2))
     k = budgets_of(tiny_dir)
     discover.fail_on = ("ioi", 1)  # killed while trying the second budget
@@ -257,7 +257,7 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
     assert row["meets_targets"] and row["edges"] <= k[0.2] and row["circuit"] == "circuits/ioi@0.2.json"
     assert row["ranking"] == "learned" and [r["k"] for r in row["eap_ig_frontier"]] == [k[0.2]]
 
-    monkeypatch.setattr(study, "meets_targets", lambda step, config: False)
+    monkeypatch.setattr(study_frontier, "meets_targets", lambda step, config: False)
     discover.budgets = []
     other = run_study(config, tmp_path / "none").rows["ioi"]
     # learned masks at 10%; EAP-IG's top edges reached the targets nowhere: learned masks at the largest budget
@@ -271,7 +271,7 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
                                                        "ioi")[0][4]
 
     # EAP-IG's top edges meet the targets at 20% where learned masks do not: the EAP-IG ranking is kept there
-    monkeypatch.setattr(study, "meets_targets", lambda step, config: step.get("ranking", "eap-ig") == "eap-ig")
+    monkeypatch.setattr(study_frontier, "meets_targets", lambda step, config: step.get("ranking", "eap-ig") == "eap-ig")
     discover.budgets = []
     third = run_study(config, tmp_path / "eap-ig").rows["ioi"]
     assert [k for _, k in discover.budgets] == [k[0.1], k[0.2], k[0.2]]

@@ -308,7 +308,8 @@ def _check_options(methods: Sequence[str], options: Any, threshold: float) -> di
             make_options(method, threshold, **dict(given))
         except (ValueError, TypeError) as err:
             raise SpecError(f"options.{method}: {err}") from None
-        out[method] = dict(given)
+        if given:
+            out[method] = dict(given)
     return out
 
 

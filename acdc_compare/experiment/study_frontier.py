@@ -1,0 +1,148 @@
+"""Each study task's frontier of edge budgets: learned masks at the first budget; where that circuit misses the
+targets, EAP-IG's top-k frontier names the budget to try, and the first circuit meeting the targets is kept.
+Every step is saved as it finishes (folder/frontier, folder/circuits), so a stopped study resumes mid-frontier."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from acdc_compare.algorithms.eap import evaluate_many
+from acdc_compare.algorithms.hybrid import Ranking
+from acdc_compare.algorithms.problem import Problem
+from acdc_compare.backends import model_config
+from acdc_compare.backends.transformer_lens import tokenizer as model_tokenizer
+from acdc_compare.circuit import Circuit
+from acdc_compare.experiment import stages
+from acdc_compare.experiment.stages import Log
+from acdc_compare.experiment.study_config import StudyConfig, read_json, write_json
+from acdc_compare.export import save_circuit
+from acdc_compare.faithfulness import circuit_faithfulness, normalized_faithfulness
+from acdc_compare.graph import Graph
+from acdc_compare.progress import as_progress
+from acdc_compare.tasks.registry import make_task
+
+
+def budget_of(share: float, n_edges: int) -> int:
+    """The edge budget of a share of the graph's edges (at least one edge)."""
+    return max(1, round(share * n_edges))
+
+
+def _step_name(name: str, share: float, ranking: Ranking) -> str:
+    return f"{name}@{share:g}" + ("" if ranking == "learned" else f"-{ranking}")
+
+
+def meets_targets(step: dict[str, Any], config: StudyConfig) -> bool:
+    """The rule that picks a task's budget: in-sample and validation faithfulness both reach their targets."""
+    f, v = step["faithfulness"], step["validation_faithfulness"]
+    return f is not None and v is not None and f >= config.target and v >= config.target_validation
+
+
+class _Discovery:
+    """A task's discovery and validation prompts and EAP-IG ranking, made on first use: a study resumed past
+    every budget step of a task needs none of them."""
+
+    def __init__(self, model: Any, name: str, config: StudyConfig, log: Log) -> None:
+        self.model, self.name, self.config, self.log = model, name, config, log
+        self.n_edges = Graph.from_model_config(model_config(model)).n_edges
+        self._made: tuple[Problem, Problem, torch.Tensor | None] | None = None
+
+    def _problems(self) -> tuple[Problem, Problem, torch.Tensor | None]:
+        if self._made is None:
+            experiment = self.config.experiment()
+            task = make_task(self.name, model_tokenizer(self.model), n=self.config.n_prompts, seed=self.config.seed,
+                             corruption=experiment.corruption_of(self.name))
+            problem, ranked_on = stages.discovery_problems(task, self.model, experiment)
+            self._made = problem, ranked_on, stages.eap_ig_prior(ranked_on, experiment,
+                                                                 as_progress(self.config.progress))
+        return self._made
+
+    def run(self, k: int, ranking: Ranking) -> stages.Discovery:
+        return stages.discover_on(*self._problems(), self.config.experiment(k, ranking),
+                                  as_progress(self.config.progress))
+
+    def eap_ig_frontier(self, shares: Sequence[float]) -> list[dict[str, Any]]:
+        """Faithfulness of EAP-IG's top-k circuits at each share, in-sample and on the validation prompts: one
+        batch of patched forwards each, so the frontier beyond the first budget is measured cheaply."""
+        problem, _, prior = self._problems()
+        if prior is None:
+            raise ValueError("EAP-IG's frontier needs the hybrid's EAP-IG ranking")
+        validation = stages.validation_problem(self.name, self.model, self.config.experiment())
+        graph = problem.graph
+        masks = torch.stack([Circuit.from_scores(graph, prior, top_n=budget_of(x, self.n_edges)).kept
+                             for x in shares])
+        rows = []
+        ends = [(p, p.metric_ends, evaluate_many(p, masks)) for p in (problem, validation)]
+        for i, share in enumerate(shares):
+            f, v = (normalized_faithfulness(float(values[i]), *metric_ends) for _, metric_ends, values in ends)
+            rows.append({"edge_share": share, "k": budget_of(share, self.n_edges), "faithfulness": f,
+                         "validation_faithfulness": v})
+        return rows
+
+
+def budget_step(discovery: _Discovery, share: float, ranking: Ranking, folder: Path) -> dict[str, Any]:
+    """One budget of a task's frontier: its circuit (folder/circuits/TASK@SHARE.json) and faithfulness in-sample
+    and on the validation prompts (folder/frontier/TASK@SHARE.json, written last: it marks the step done)."""
+    name, config, model = discovery.name, discovery.config, discovery.model
+    stem = _step_name(name, share, ranking)
+    path = folder / "frontier" / f"{stem}.json"
+    if path.is_file():
+        return read_json(path)
+    started = time.perf_counter()
+    k = budget_of(share, discovery.n_edges)
+    discovery.log(f"  {name}: edge budget {share:.0%} ({k:,} edges), ranked by {ranking} ...")
+    circuit = discovery.run(k, ranking).circuit
+    save_circuit(circuit, folder / "circuits" / f"{stem}.json")
+    validation = stages.held_out_faithfulness(circuit, name, model, config.experiment(k, ranking))
+    step = {"edge_share": share, "k": k, "ranking": ranking, "edges": circuit.n_kept,
+            "faithfulness": circuit_faithfulness(circuit), "validation_faithfulness": validation,
+            "circuit": f"circuits/{stem}.json", "seconds": time.perf_counter() - started}
+    write_json(path, step)
+    return step
+
+
+def eap_ig_step(discovery: _Discovery, shares: Sequence[float], folder: Path) -> dict[str, Any]:
+    """EAP-IG's frontier over `shares` (folder/frontier/TASK-eap-ig.json), measured once."""
+    path = folder / "frontier" / f"{discovery.name}-eap-ig.json"
+    if path.is_file():
+        return read_json(path)
+    started = time.perf_counter()
+    discovery.log(f"  {discovery.name}: EAP-IG's frontier at {', '.join(f'{x:.0%}' for x in shares)} of the edges ...")
+    found = {"rows": discovery.eap_ig_frontier(shares), "seconds": time.perf_counter() - started}
+    write_json(path, found)
+    return found
+
+
+def frontier(model: Any, name: str, config: StudyConfig, folder: Path,
+             log: Log) -> tuple[list[dict[str, Any]], int, bool, dict[str, Any] | None]:
+    """A task's budgets tried, the index of the chosen one, whether it meets the targets and EAP-IG's frontier
+    (None when not needed).
+
+    Masks are learned at the first budget; when that circuit misses the targets, EAP-IG's top-k frontier over
+    the other budgets (cheap) names the smallest budget where even the top EAP-IG edges meet them, and a circuit
+    is found there with learned masks and, if they miss, with the EAP-IG ranking; where no budget's EAP-IG edges
+    meet them, learned masks at the largest budget only. Chosen: the first step meeting the targets, else the
+    one most faithful on validation."""
+    discovery = _Discovery(model, name, config, log)
+    steps = [budget_step(discovery, config.edge_shares[0], "learned", folder)]
+    curve = None
+    if not meets_targets(steps[0], config) and len(config.edge_shares) > 1:
+        curve = eap_ig_step(discovery, config.edge_shares[1:], folder)
+        reached = [row["edge_share"] for row in curve["rows"] if meets_targets(row, config)]
+        share = reached[0] if reached else config.edge_shares[-1]
+        for ranking in ("learned", "eap-ig") if reached else ("learned",):
+            steps.append(budget_step(discovery, share, ranking, folder))
+            if meets_targets(steps[-1], config):
+                break
+    met = [i for i, step in enumerate(steps) if meets_targets(step, config)]
+    best = met[0] if met else max(range(len(steps)), key=lambda i: _or(steps[i]["validation_faithfulness"], -math.inf))
+    return steps, best, bool(met), curve
+
+
+def _or(x: float | None, default: float) -> float:
+    return default if x is None or not math.isfinite(x) else x
