@@ -8,13 +8,13 @@ from acdc_compare.tasks.comparison import (
     make_comparative,
     make_opposites,
     make_pet_family,
-    make_recall,
     make_size,
 )
 from acdc_compare.tasks.evaluate import TaskEvaluation, evaluate_task
 from acdc_compare.tasks.greater_than import make_greater_than
 from acdc_compare.tasks.induction import make_induction
 from acdc_compare.tasks.ioi import make_ioi, make_ioi_acdc
+from acdc_compare.tasks.recall import make_recall
 from acdc_compare.tasks.registry import (
     ORDER_MEANING_PAIRS,
     TASKS,

@@ -10,6 +10,7 @@ gives the same answer on the corrupted prompt, and the clean-vs-corrupted gap sh
 Every generator also offers the "answers" corruption (`Corruption`), IOI's ABC style: the words that can be
 the answer are replaced by fresh ones, order kept, so the clean answer is gone from the prompt. The fresh
 words come from a generator of their own, so the clean prompts are the same under either corruption.
+The recall tasks (a stated adjective or verb) live in `recall`, built on this module's helpers.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from acdc_compare.tasks.comparison_words import (
     NEUTRAL_PREDICATES,
     PET_NAMES,
     SPECIES,
-    VERBS,
     fresh_pair,
     fresh_words,
     human_names,
@@ -39,8 +39,6 @@ from acdc_compare.tasks.comparison_words import (
 
 PetPosition = Literal["last", "middle", "first"]
 Ask = Literal["opposite", "same"]
-RecallKind = Literal["adjective", "verb"]
-RecallAsk = Literal["last", "first"]
 
 # Every comparison task offers both corruptions; the first is the default.
 CORRUPTIONS: tuple[Corruption, ...] = (Corruption.MEANING, Corruption.ANSWERS)
@@ -96,26 +94,23 @@ ANALOGY_WORDINGS: tuple[str, ...] = (
     "{A} :{b} ::{c} :",
     "{A} relates to{b} as{c} relates to",
 )
-# The word linking a person to what is said of them: "Mary is tall." / "Mary runs." and held-out links.
-RECALL_LINKS: dict[str, tuple[str, ...]] = {
-    "adjective": (" is", " seems", " looks"),
-    "verb": ("", " now", " just"),
-}
 
 
 # ----- helpers -----------------------------------------------------------------------------------------------
-def _check_n(name: str, n: int) -> None:
+def check_n(name: str, n: int) -> None:
+    """Refuse a task of fewer than one prompt."""
     if n < 1:
         raise TaskError(f"task {name!r}: n must be >= 1, got {n}")
 
 
-def _answer_rng(seed: int) -> random.Random:
+def answer_rng(seed: int) -> random.Random:
     """The generator of the fresh words of the answers corruption: separate from the prompts' generator, so
     a task's clean prompts are the same whichever corruption is chosen."""
     return random.Random(f"answers-corruption-{seed}")
 
 
-def _pick(corruption: Corruption, meaning: str, answers: str) -> str:
+def pick(corruption: Corruption, meaning: str, answers: str) -> str:
+    """The corrupted prompt of the chosen corruption: `meaning` or `answers`."""
     return meaning if corruption is Corruption.MEANING else answers
 
 
@@ -126,8 +121,6 @@ ATTRIBUTE_SPANS = ("A", "adjective-A", "B", "adjective-B", "question-word", "END
 SIZE_SPANS = ("first", "comparative", "second", "question-word", "END", "rest")
 OPPOSITE_SPANS = ("cue", "END", "rest")
 ANALOGY_SPANS = ("example-cue", "example-answer", "cue", "END", "rest")
-# recall: "examples" only with solved examples, "queried" only for adjectives (a verb prompt ends on the name)
-RECALL_SPANS = ("examples", "name-A", "word-A", "name-B", "word-B", "queried", "END", "rest")
 
 
 # ----- pet family -------------------------------------------------------------------------------------------
@@ -155,14 +148,14 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
     name = f"pet-{position}"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     frame = PET_WORDINGS[check_wording(wording, len(PET_WORDINGS), name)]
-    _check_n(name, n)
+    check_n(name, n)
     humans = human_names(tokenizer, 4, name)
     pets = require_pool(tokenizer, PET_NAMES, 2, "pet names")
     species = require_pool(tokenizer, SPECIES, 2, "pet species")
     human_word = " human"
     if len(encode(tokenizer, human_word)) != 1:
         raise TaskError("' human' is not a single token for this tokenizer")
-    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    rng, fresh_rng = random.Random(seed), answer_rng(seed)
     order = {"last": ("human3", "human4", "pet"), "middle": ("human3", "pet", "human4"),
              "first": ("pet", "human3", "human4")}[position]
 
@@ -191,7 +184,7 @@ def make_pet_family(tokenizer: Any, n: int = 100, seed: int = 0, position: PetPo
         question = len(prompts[-1]) - len(tail)
         marks.append([("example", 0, len(head)), *locate(prompts[-1], family_parts(h3, h4, p2, s2), len(head)),
                       ("question", question, len(prompts[-1]))])
-        corrupted.append(head + _pick(chosen, family(h3, h4, p2, human_word), family(x3, x4, y2, s2)) + tail)
+        corrupted.append(head + pick(chosen, family(h3, h4, p2, human_word), family(x3, x4, y2, s2)) + tail)
         correct.append(p2)
         wrong.append(h4)
     what = ("pet's species -> human" if chosen is Corruption.MEANING
@@ -223,11 +216,11 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
     name = "poorer" if ask == "opposite" else "richer"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     template = COMPARATIVE_WORDINGS[check_wording(wording, len(COMPARATIVE_WORDINGS), name)]
-    _check_n(name, n)
+    check_n(name, n)
     names = human_names(tokenizer, 2, name)
     pairs = single_token_pairs(tokenizer, COMPARATIVE_PAIRS, 2, "comparative pairs")
     relations = two_token_relations(tokenizer)
-    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    rng, fresh_rng = random.Random(seed), answer_rng(seed)
     prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         a, b = rng.sample(names, 2)
@@ -243,7 +236,7 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
         marks.append(locate(prompts[-1], [("A", a), ("comparative", stated), ("B", b), ("question-word", asked)]))
         neutral = prompt(a, b, rng.choice(relations))
         c, d = fresh_words(fresh_rng, names, (a, b), 2, "names")
-        corrupted.append(_pick(chosen, neutral, prompt(c, d, f"{stated} than")))
+        corrupted.append(pick(chosen, neutral, prompt(c, d, f"{stated} than")))
         correct.append(b if ask == "opposite" else a)
         wrong.append(a if ask == "opposite" else b)
     what = "second-named (order agrees)" if ask == "opposite" else "first-named (order disagrees)"
@@ -271,11 +264,11 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
     name = "attribute"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     template = ATTRIBUTE_WORDINGS[check_wording(wording, len(ATTRIBUTE_WORDINGS), name)]
-    _check_n(name, n)
+    check_n(name, n)
     names = human_names(tokenizer, 2, name)
     pairs = single_token_pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
     neutral = require_pool(tokenizer, NEUTRAL_PREDICATES, 1, "neutral predicates")
-    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    rng, fresh_rng = random.Random(seed), answer_rng(seed)
     prompts, corrupted, correct, wrong, asks_first, marks = [], [], [], [], [], []
     for _ in range(n):
         a, b = rng.sample(names, 2)
@@ -293,7 +286,7 @@ def make_attribute(tokenizer: Any, n: int = 100, seed: int = 0,
         prompts.append(prompt(a, b, x, y))
         marks.append(locate(prompts[-1], [("A", a), ("adjective-A", x), ("B", b), ("adjective-B", y),
                                           ("question-word", x if first else y)]))
-        corrupted.append(_pick(chosen, prompt(a, b, z, z), prompt(c, d, x, y)))
+        corrupted.append(pick(chosen, prompt(a, b, z, z), prompt(c, d, x, y)))
         correct.append(a if first else b)
         wrong.append(b if first else a)
         asks_first.append(first)
@@ -323,7 +316,7 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
     name = "size"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     template = SIZE_WORDINGS[check_wording(wording, len(SIZE_WORDINGS), name)]
-    _check_n(name, n)
+    check_n(name, n)
     animals = single_token_words(tokenizer, list(ANIMAL_SIZES))
     size_of = {w: ANIMAL_SIZES[w.strip()] for w in animals}
     pairs = [(big, small) for big in animals for small in animals if size_of[big] - size_of[small] >= 2]
@@ -332,7 +325,7 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
                         "tokenizer; the size task needs at least 4")
     words = single_token_pairs(tokenizer, (("bigger", "smaller"),), 1, "size comparatives")[0]
     relations = two_token_relations(tokenizer)
-    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    rng, fresh_rng = random.Random(seed), answer_rng(seed)
     prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         big, small = rng.choice(pairs)
@@ -351,7 +344,7 @@ def make_size(tokenizer: Any, n: int = 100, seed: int = 0,
         marks.append(locate(prompts[-1], [("first", first), ("comparative", comparative), ("second", second),
                                           ("question-word", asked)]))
         neutral = prompt(first, second, rng.choice(relations))
-        corrupted.append(_pick(chosen, neutral, prompt(first2, second2, f"{comparative} than")))
+        corrupted.append(pick(chosen, neutral, prompt(first2, second2, f"{comparative} than")))
         correct.append(big if ask_big else small)
         wrong.append(small if ask_big else big)
     how = ("neutral relation (world knowledge survives it)" if chosen is Corruption.MEANING
@@ -379,9 +372,9 @@ def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
     name = "opposites"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     template = OPPOSITE_WORDINGS[check_wording(wording, len(OPPOSITE_WORDINGS), name)]
-    _check_n(name, n)
+    check_n(name, n)
     pairs = opposite_pairs(tokenizer, 3)
-    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    rng, fresh_rng = random.Random(seed), answer_rng(seed)
     prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         cue, answer = rng.choice(pairs)
@@ -390,7 +383,7 @@ def make_opposites(tokenizer: Any, n: int = 100, seed: int = 0,
         fresh_cue = fresh_pair(fresh_rng, pairs, (cue, answer), "opposite pairs")[0]
         prompts.append(template.format(cue=cue))
         marks.append(locate(prompts[-1], [("cue", cue)]))
-        corrupted.append(template.format(cue=_pick(chosen, other_cue, fresh_cue)))
+        corrupted.append(template.format(cue=pick(chosen, other_cue, fresh_cue)))
         correct.append(answer)
         wrong.append(cue)
     return task_from_prompts(
@@ -415,12 +408,12 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
     name = "analogy"
     chosen = parse_corruption(corruption, CORRUPTIONS, name)
     template = ANALOGY_WORDINGS[check_wording(wording, len(ANALOGY_WORDINGS), name)]
-    _check_n(name, n)
+    check_n(name, n)
     pairs = opposite_pairs(tokenizer, 4)
     firsts = [p for p in pairs if len(encode(tokenizer, p[0].strip())) == 1]
     if not firsts:
         raise TaskError("no opposite pair can start the analogy prompt as one token for this tokenizer")
-    rng, fresh_rng = random.Random(seed), _answer_rng(seed)
+    rng, fresh_rng = random.Random(seed), answer_rng(seed)
     prompts, corrupted, correct, wrong, marks = [], [], [], [], []
     for _ in range(n):
         a, b = rng.choice(firsts)
@@ -438,7 +431,7 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
 
         prompts.append(prompt(a, b, c))
         marks.append(locate(prompts[-1], [("example-cue", a), ("example-answer", b), ("cue", c)]))
-        corrupted.append(_pick(chosen, prompt(a, b, c2), prompt(a3, b3, c3)))
+        corrupted.append(pick(chosen, prompt(a, b, c2), prompt(a3, b3, c3)))
         correct.append(d)
         wrong.append(c)
     how = "another pair's cue" if chosen is Corruption.MEANING else "every word -> fresh opposite pairs"
@@ -447,94 +440,3 @@ def make_analogy(tokenizer: Any, n: int = 100, seed: int = 0,
         f"{prompt(' hot', ' cold', ' tall')!r} -> short; wrong = the cue word; corrupted = {how}",
         corruption=chosen, wording=wording, span_names=ANALOGY_SPANS, span_ranges=marks,
     )
-
-
-# ----- recalling a stated adjective or verb -------------------------------------------------------------
-def make_recall(tokenizer: Any, n: int = 100, seed: int = 0, kind: RecallKind = "adjective",
-                ask: RecallAsk = "last", corruption: Corruption | str = Corruption.MEANING, shots: int = 0,
-                wording: int = 0) -> Task:
-    """Recall what was said of a person: an adjective ("Mary is tall. John is short. Mary is" -> " tall") or
-    a verb ("Mary runs. John swims. Mary" -> " runs").
-
-    With `shots` = k, k solved examples of the same question come first, one per line, with other names and
-    words ("Emily waits. Jack drinks. Jack drinks." for "last"); both corruptions leave them as they are. On
-    SmolLM2-135M two examples lift verb recall from 93% / 27% (last / first, 100 prompts of seed 0) to 99% /
-    84%, and P(correct answer) from 0.14 to 0.76 on "last": the model does the task, and by meaning.
-
-    Probes moving a word (not a name) from where it was stated to the answer: "adjective movers" and "verb
-    movers" in the sense of IOI's name movers. Adjectives come from opposite pairs (in either order), verbs
-    are two different third-person verbs. `ask` = "last" asks about the second-named person, whose word is
-    the most recent one, so word order (recency) and meaning agree; "first" asks about the first-named, so
-    they disagree. Wrong = the other person's word. Corruptions: "meaning" makes the queried name a fresh
-    name ("... Lisa is"), which leaves nothing that picks either word while keeping both words in place;
-    "answers" replaces both words by fresh ones (another opposite pair, two other verbs), so neither the
-    correct nor the wrong word is in the prompt. `wording` 1 and 2 change the word linking a person to
-    what is said of them (`RECALL_LINKS`: "Mary seems tall.", "Mary now runs."), in the solved examples too.
-    """
-    if kind not in ("adjective", "verb"):
-        raise TaskError(f"recall kind must be 'adjective' or 'verb', got {kind!r}")
-    if ask not in ("last", "first"):
-        raise TaskError(f"recall ask must be 'last' or 'first', got {ask!r}")
-    if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= 4:
-        raise TaskError(f"recall shots must be a whole number of solved examples from 0 to 4, got {shots!r}")
-    name = f"{kind}-{ask}" + (f"-{shots}shot" if shots else "")
-    chosen = parse_corruption(corruption, CORRUPTIONS, name)
-    link = RECALL_LINKS[kind][check_wording(wording, len(RECALL_LINKS[kind]), name)]
-    _check_n(name, n)
-    names = human_names(tokenizer, 3, name)
-    if kind == "adjective":
-        adjective_pairs = single_token_pairs(tokenizer, ATTRIBUTE_PAIRS, 2, "adjective pairs")
-    else:
-        verbs = require_pool(tokenizer, VERBS, 4, "verbs")
-    rng, fresh_rng, shot_rng = random.Random(seed), _answer_rng(seed), random.Random(f"recall-shots-{seed}")
-    prompts, corrupted, correct, wrong, marks = [], [], [], [], []
-    for _ in range(n):
-        a, b = rng.sample(names, 2)
-        if kind == "adjective":
-            pair = rng.choice(adjective_pairs)
-            k = rng.randrange(2)
-            x, y = pair[k], pair[1 - k]
-            x2, y2 = fresh_pair(fresh_rng, adjective_pairs, (x, y), "adjective pairs")
-        else:
-            x, y = rng.sample(verbs, 2)
-            x2, y2 = fresh_words(fresh_rng, verbs, (x, y), 2, "verbs")
-        asked = b if ask == "last" else a
-        (stranger,) = fresh_words(fresh_rng, names, (a, b), 1, "names")
-        examples = "".join(_recall_example(shot_rng, names, adjective_pairs if kind == "adjective" else verbs,
-                                           (a, b, stranger), (x, y), kind, ask, link) for _ in range(shots))
-
-        def prompt(w1: str, w2: str, queried: str) -> str:
-            return f"{examples}{a.strip()}{link}{w1}.{b}{link}{w2}.{queried}{link}"
-
-        prompts.append(prompt(x, y, asked))
-        said = [("name-A", a), ("word-A", x), ("name-B", b), ("word-B", y)] + ([("queried", asked)] if link else [])
-        marks.append(locate(prompts[-1], said, len(examples)) + ([("examples", 0, len(examples))] if shots else []))
-        corrupted.append(_pick(chosen, prompt(x, y, stranger), prompt(x2, y2, asked)))
-        correct.append(y if ask == "last" else x)
-        wrong.append(x if ask == "last" else y)
-    example = (f"'Mary{link} tall. John{link} short. Mary{link}' -> tall" if kind == "adjective"
-               else f"'Mary{link} runs. John{link} swims. Mary{link}' -> runs")
-    if shots:
-        example = f"{shots} solved example(s), then {example}"
-    who = "second-named (order agrees)" if ask == "last" else "first-named (order disagrees)"
-    how = "queried name -> a fresh name" if chosen is Corruption.MEANING else f"both {kind}s -> fresh ones"
-    return task_from_prompts(
-        tokenizer, name, prompts, corrupted, correct, wrong,
-        f"{example}; asks about the {who}; wrong = the other {kind}; corrupted = {how}",
-        info={"kind": kind, "ask": ask}, corruption=chosen, wording=wording, span_ranges=marks,
-        span_names=tuple(s for s in RECALL_SPANS if (s != "examples" or shots) and (s != "queried" or link)),
-    )
-
-
-def _recall_example(rng: random.Random, names: list[str], words: list[Any], people: tuple[str, ...],
-                    taken: tuple[str, str], kind: RecallKind, ask: RecallAsk, link: str) -> str:
-    """One solved recall example line ("Emily waits. Jack drinks. Jack drinks.\n"), with names and words
-    other than the prompt's own."""
-    c, d = rng.sample([m for m in names if m not in people], 2)
-    if kind == "adjective":
-        pair = rng.choice([p for p in words if not set(p) & set(taken)])
-        u, v = pair if rng.randrange(2) else pair[::-1]
-    else:
-        u, v = rng.sample([w for w in words if w not in taken], 2)
-    queried, answer = (d, v) if ask == "last" else (c, u)
-    return f"{c.strip()}{link}{u}.{d}{link}{v}.{queried}{link}{answer}.\n"

@@ -20,14 +20,12 @@ from acdc_compare.tasks.comparison import (
     CORRUPTIONS,
     OPPOSITE_WORDINGS,
     PET_WORDINGS,
-    RECALL_LINKS,
     SIZE_WORDINGS,
     make_analogy,
     make_attribute,
     make_comparative,
     make_opposites,
     make_pet_family,
-    make_recall,
     make_size,
 )
 from acdc_compare.tasks.evaluate import TaskEvaluation, evaluate_task
@@ -35,6 +33,7 @@ from acdc_compare.tasks.formats import REGISTERED_FORMATS, format_named, make_co
 from acdc_compare.tasks.greater_than import make_greater_than
 from acdc_compare.tasks.induction import make_induction
 from acdc_compare.tasks.ioi import make_ioi, make_ioi_acdc
+from acdc_compare.tasks.recall import RECALL_LINKS, make_recall
 
 
 AnswerKind = Literal["name", "animal", "adjective", "noun", "verb", "number", "token"]

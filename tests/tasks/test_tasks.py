@@ -28,7 +28,7 @@ from acdc_compare.tasks import (
     task_from_prompts,
 )
 from acdc_compare.tasks.build import encode, pad_id
-from acdc_compare.tasks.comparison import make_recall
+from acdc_compare.tasks.recall import make_recall
 from acdc_compare.tasks.registry import verdict
 from acdc_compare.tasks.comparison_words import (
     ANIMAL_SIZES,
