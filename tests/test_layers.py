@@ -12,7 +12,7 @@ PACKAGE = Path(acdc_compare.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("types", "allocator", "files", "progress", "stats", "fmt", "native_stderr", "spans"),
-    ("graph",),
+    ("graph", "graph_config"),
     ("circuit", "metrics", "weights", "forward", "faithfulness", "journal", "memory"),
     ("patching",),
     ("backends",),

@@ -143,28 +143,11 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
             current[1 + layer * spl + H] = t.clone()
         return t
 
-    def kept_at(edge: str) -> torch.Tensor:
-        """Whether `edge` (a base edge's name) is kept, per position [N, P, 1]."""
-        if not graph.has_spans:
-            return torch.full((*clean.shape, 1), bool(kept[graph.edge_index(edge)]), device=clean.device)
-        out = torch.zeros((*clean.shape, 1), dtype=torch.bool, device=clean.device)
-        for j, span in enumerate(graph.spans):
-            if kept[graph.edge_index(f"{edge}@{span}")]:
-                out[spans == j] = True
-        return out
-
     def patched_input(r: int, like: torch.Tensor) -> torch.Tensor:
         name = graph.receiver_names[r]
-        if name == "logits":
-            base = corr["ln_final.hook_in"]
-        elif name.startswith("m"):
-            base = corr[f"blocks.{name[1:]}.hook_mlp_in"]
-        else:
-            layer, _, head, kind = _parse_attn_receiver(name)
-            base = corr[f"blocks.{layer}.attn.hook_{kind}_input"][:, :, head]
-        x = base.expand_as(like).clone()
+        x = _ablated_input(corr, name).expand_as(like).clone()
         for s in range(graph.receivers[r].n_upstream):
-            on = kept_at(f"{graph.sender_names[s]}->{name}")
+            on = _kept_at(graph, kept, clean, spans, f"{graph.sender_names[s]}->{name}")
             x = x + torch.where(on, current[s] - corr_senders[s], torch.zeros_like(x))
         return x
 
@@ -191,7 +174,7 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
         out = t.clone()
         for h in range(t.shape[2]):
             r = {"q": graph.q_receiver, "k": graph.k_receiver, "v": graph.v_receiver}[kind](layer, h)
-            on = kept_at(graph.receiver_names[r])
+            on = _kept_at(graph, kept, clean, spans, graph.receiver_names[r])
             out[:, :, h] = torch.where(on, t[:, :, h], corr[hook.name][:, :, h].expand_as(t[:, :, h]))
         return out
 
@@ -199,6 +182,28 @@ def hook_patched_logits(model, graph: Graph, clean: torch.Tensor, kept: torch.Te
     hooks = [(n, on_sender) for n in sender_names] + [(n, on_receiver) for n in receiver_hooks(L)]
     hooks += [(n, on_qkv) for n in qkv_hooks(L)]
     return model.run_with_hooks(clean, fwd_hooks=hooks)
+
+
+def _kept_at(graph: Graph, kept: torch.Tensor, clean: torch.Tensor, spans: torch.Tensor | None,
+             edge: str) -> torch.Tensor:
+    """Whether `edge` (a base edge's name) is kept, per position [N, P, 1] of `clean`."""
+    if not graph.has_spans:
+        return torch.full((*clean.shape, 1), bool(kept[graph.edge_index(edge)]), device=clean.device)
+    out = torch.zeros((*clean.shape, 1), dtype=torch.bool, device=clean.device)
+    for j, span in enumerate(graph.spans):
+        if kept[graph.edge_index(f"{edge}@{span}")]:
+            out[spans == j] = True
+    return out
+
+
+def _ablated_input(corr: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """Receiver `name`'s input in the ablated run, from its hook cache `corr`."""
+    if name == "logits":
+        return corr["ln_final.hook_in"]
+    if name.startswith("m"):
+        return corr[f"blocks.{name[1:]}.hook_mlp_in"]
+    layer, _, head, kind = _parse_attn_receiver(name)
+    return corr[f"blocks.{layer}.attn.hook_{kind}_input"][:, :, head]
 
 
 def _parse_attn_receiver(name: str) -> tuple[int, str, int, str]:

@@ -33,6 +33,8 @@ from acdc_compare.patching.context import (
     scored_positions,
 )
 from acdc_compare.patching.deltas import Deltas, GradReference
+from acdc_compare.patching.stage_math import direct as _direct
+from acdc_compare.patching.stage_math import opt as _opt
 from acdc_compare.spans import PromptSpans
 from acdc_compare.types import Ablation
 from acdc_compare.weights import ModelWeights
@@ -445,25 +447,3 @@ class Patcher:
         if self.w.W_pos is not None and tokens.shape[1] > self.w.W_pos.shape[0]:
             raise PatchingError(f"{what} prompts have {tokens.shape[1]} tokens; the model's context is {self.w.W_pos.shape[0]}")
         return tokens.long().to(self.device)
-
-
-def _opt(t: torch.Tensor | None, index: tuple) -> torch.Tensor | None:
-    if t is None:
-        return None
-    if len(index) == 1:
-        return t[index[0]]
-    return t.reshape(index)
-
-
-def _direct(corr: torch.Tensor, x: torch.Tensor, m: torch.Tensor, ref_diff: torch.Tensor | None) -> torch.Tensor:
-    """A direct edge: lerp(ablated q/k/v, this run's, mask). Skipped when every mask is 1 unless gradients
-    are wanted; with a reference difference the mask gradient multiplies it instead of x - corr."""
-    if not m.requires_grad:
-        return x if _all_one(m) else torch.lerp(corr.expand_as(x), x, m)
-    if ref_diff is None:
-        return torch.lerp(corr.expand_as(x), x, m)
-    return torch.lerp(corr.expand_as(x), x, m.detach()) + (m - m.detach()) * ref_diff
-
-
-def _all_one(mask: torch.Tensor) -> bool:
-    return bool((mask == 1).all())
