@@ -174,7 +174,11 @@ def validation_problem(task: str, model: Any, config: ExperimentConfig) -> Probl
 def held_out_faithfulness(circuit: Circuit, task: str, model: Any, config: ExperimentConfig) -> float:
     """Normalised faithfulness of `circuit` on `n_held_out` prompts of the task of `held_out_seed`, which it
     was not discovered on: does the circuit explain the task, or only its sample?"""
-    problem = validation_problem(task, model, config)
+    return faithfulness_on(validation_problem(task, model, config), circuit)
+
+
+def faithfulness_on(problem: Problem, circuit: Circuit) -> float:
+    """Normalised faithfulness of `circuit` on a prepared problem's prompts."""
     full, empty = problem.metric_ends
     return normalized_faithfulness(float(problem.evaluate(circuit)[0]), full, empty)
 

@@ -47,7 +47,6 @@ from acdc_compare.experiment.study_table import (
     report_sections,
 )
 from acdc_compare.export import load_circuit
-from acdc_compare.faithfulness import normalized_faithfulness
 from acdc_compare.files import atomic_write
 from acdc_compare.fmt import num
 from acdc_compare.movers import MoverOverlap, circuit_movers
@@ -168,9 +167,7 @@ def wording_faithfulness(circuit: Circuit, name: str, model: Any, experiment: Ex
     templates no discovery and no choice ever saw."""
     task = make_task(name, model_tokenizer(model), n=config.n_held_out, seed=config.held_out_seed,
                      corruption=experiment.corruption_of(name), wording=wording)
-    problem = prepare(task, model=model, metric=config.metric, check=False)
-    full, empty = problem.metric_ends
-    return normalized_faithfulness(float(problem.evaluate(circuit)[0]), full, empty)
+    return stages.faithfulness_on(prepare(task, model=model, metric=config.metric, check=False), circuit)
 
 
 def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: Path, name_movers: MoverSet,

@@ -51,6 +51,7 @@ class _Discovery:
         self.model, self.name, self.config, self.log = model, name, config, log
         self.n_edges = Graph.from_model_config(model_config(model)).n_edges
         self._made: tuple[Problem, Problem, torch.Tensor | None] | None = None
+        self._validation: Problem | None = None
 
     def _problems(self) -> tuple[Problem, Problem, torch.Tensor | None]:
         if self._made is None:
@@ -62,6 +63,12 @@ class _Discovery:
                                                                  as_progress(self.config.progress))
         return self._made
 
+    def validation(self) -> Problem:
+        """The validation prompts (`validation_seed`), prepared once for every budget's check."""
+        if self._validation is None:
+            self._validation = stages.validation_problem(self.name, self.model, self.config.experiment())
+        return self._validation
+
     def run(self, k: int, ranking: Ranking) -> stages.Discovery:
         return stages.discover_on(*self._problems(), self.config.experiment(k, ranking),
                                   as_progress(self.config.progress))
@@ -72,14 +79,13 @@ class _Discovery:
         problem, _, prior = self._problems()
         if prior is None:
             raise ValueError("EAP-IG's frontier needs the hybrid's EAP-IG ranking")
-        validation = stages.validation_problem(self.name, self.model, self.config.experiment())
         graph = problem.graph
         masks = torch.stack([Circuit.from_scores(graph, prior, top_n=budget_of(x, self.n_edges)).kept
                              for x in shares])
         rows = []
-        ends = [(p, p.metric_ends, evaluate_many(p, masks)) for p in (problem, validation)]
+        ends = [(p.metric_ends, evaluate_many(p, masks)) for p in (problem, self.validation())]
         for i, share in enumerate(shares):
-            f, v = (normalized_faithfulness(float(values[i]), *metric_ends) for _, metric_ends, values in ends)
+            f, v = (normalized_faithfulness(float(values[i]), *metric_ends) for metric_ends, values in ends)
             rows.append({"edge_share": share, "k": budget_of(share, self.n_edges), "faithfulness": f,
                          "validation_faithfulness": v})
         return rows
@@ -88,7 +94,7 @@ class _Discovery:
 def budget_step(discovery: _Discovery, share: float, ranking: Ranking, folder: Path) -> dict[str, Any]:
     """One budget of a task's frontier: its circuit (folder/circuits/TASK@SHARE.json) and faithfulness in-sample
     and on the validation prompts (folder/frontier/TASK@SHARE.json, written last: it marks the step done)."""
-    name, config, model = discovery.name, discovery.config, discovery.model
+    name = discovery.name
     stem = _step_name(name, share, ranking)
     path = folder / "frontier" / f"{stem}.json"
     if path.is_file():
@@ -98,7 +104,7 @@ def budget_step(discovery: _Discovery, share: float, ranking: Ranking, folder: P
     discovery.log(f"  {name}: edge budget {share:.0%} ({k:,} edges), ranked by {ranking} ...")
     circuit = discovery.run(k, ranking).circuit
     save_circuit(circuit, folder / "circuits" / f"{stem}.json")
-    validation = stages.held_out_faithfulness(circuit, name, model, config.experiment(k, ranking))
+    validation = stages.faithfulness_on(discovery.validation(), circuit)
     step = {"edge_share": share, "k": k, "ranking": ranking, "edges": circuit.n_kept,
             "faithfulness": circuit_faithfulness(circuit), "validation_faithfulness": validation,
             "circuit": f"circuits/{stem}.json", "seconds": time.perf_counter() - started}
