@@ -6,6 +6,7 @@ import html
 import json
 import math
 import re
+import time
 from dataclasses import replace
 
 import pytest
@@ -277,6 +278,18 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
     assert [k for _, k in discover.budgets] == [k[0.1], k[0.2], k[0.2]]
     assert [s["ranking"] for s in third["frontier"]] == ["learned", "learned", "eap-ig"]
     assert third["ranking"] == "eap-ig" and third["circuit"] == "circuits/ioi@0.2-eap-ig.json"
+
+
+def test_a_fresh_study_counts_each_stage_once(tiny_dir, tmp_path, set_accuracy, monkeypatch):
+    real = stages.discover_on
+
+    def slow(*args):
+        time.sleep(1.0)
+        return real(*args)
+
+    monkeypatch.setattr(stages, "discover_on", slow)
+    result = run_study(small(tiny_dir, tasks=("ioi", "greater-than")), tmp_path)
+    assert 1.0 <= result.rows["ioi"]["seconds"] <= result.total_seconds <= result.seconds
 
 
 def test_a_stopped_study_leaves_its_results_so_far(tiny_dir, tmp_path, set_accuracy, discoveries):

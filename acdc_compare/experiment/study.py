@@ -176,6 +176,7 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
     folder/TASK.json (written last: its presence marks the task done)."""
     started = time.perf_counter()
     steps, chosen, met, curve = frontier(model, name, config, folder, log)
+    frontier_here = time.perf_counter() - started
     step = steps[chosen]
     circuit = load_circuit(folder / step["circuit"])
     experiment = config.experiment(step["k"], step["ranking"])
@@ -201,7 +202,7 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
                    given_movers=list(given.heads), chance=None if name == config.ioi else overlap.chance,
                    mover_note=overlap.answer(), span_reads=task_span_reads(model, name, config, movers, name_movers))
     row["seconds"] = (sum(s["seconds"] for s in steps) + (0.0 if curve is None else curve["seconds"])
-                      + time.perf_counter() - started)
+                      + time.perf_counter() - started - frontier_here)
     write_json(folder / f"{name}.json", row)
     return row
 

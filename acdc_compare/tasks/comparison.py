@@ -207,8 +207,11 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
     answer is the second-named person, so word order (recency) and meaning agree; with "same" it is the
     first-named, so they disagree. Corruptions: "meaning" makes the comparative and "than" a neutral
     two-token relation ("Emma is next to Sarah. The poorer person is"), which says nothing about who is
-    richer and keeps both names in place; "answers" replaces both names by fresh ones ("Olivia is richer
-    than Grace. The poorer person is"). `wording` 1 and 2 rephrase statement and question
+    richer and keeps both names in place; "answers" replaces the second name, the one the model gives in
+    both tasks, by a fresh one ("Emma is richer than Grace. The poorer person is"). The first name is kept: it
+    is the prompt's first token, the attention sink every head reads, and replacing it moved every head's
+    output (EAP-IG's top 2% of edges kept 0.42 of poorer's behaviour, against 0.71 with it kept; benchmarks/
+    results/study_cpu.json has the circuits). `wording` 1 and 2 rephrase statement and question
     (`COMPARATIVE_WORDINGS`: "... The poorer of the two is"), names in the same order.
     """
     if ask not in ("opposite", "same"):
@@ -235,12 +238,12 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
         prompts.append(prompt(a, b, f"{stated} than"))
         marks.append(locate(prompts[-1], [("A", a), ("comparative", stated), ("B", b), ("question-word", asked)]))
         neutral = prompt(a, b, rng.choice(relations))
-        c, d = fresh_words(fresh_rng, names, (a, b), 2, "names")
-        corrupted.append(pick(chosen, neutral, prompt(c, d, f"{stated} than")))
+        (d,) = fresh_words(fresh_rng, names, (a, b), 1, "names")
+        corrupted.append(pick(chosen, neutral, prompt(a, d, f"{stated} than")))
         correct.append(b if ask == "opposite" else a)
         wrong.append(a if ask == "opposite" else b)
     what = "second-named (order agrees)" if ask == "opposite" else "first-named (order disagrees)"
-    how = "neutral relation ('A is next to B')" if chosen is Corruption.MEANING else "both names -> fresh names"
+    how = "neutral relation ('A is next to B')" if chosen is Corruption.MEANING else "second name -> a fresh name"
     return task_from_prompts(
         tokenizer, name, prompts, corrupted, correct, wrong,
         f"'A is richer than B. The {name} person is' over adjective pairs; answer = {what}; corrupted = {how}",

@@ -225,9 +225,10 @@ def test_a_task_value_keeps_its_own_corruption(built):
         resolve_task(task, model=None, corruption="answers")
 
 
-ANSWER_SLOTS = {"pet-last": 3, "pet-middle": 3, "pet-first": 3, "poorer": 2, "richer": 2, "attribute": 2,
+ANSWER_SLOTS = {"pet-last": 3, "pet-middle": 3, "pet-first": 3, "poorer": 1, "richer": 1, "attribute": 2,
                 "size": 2, "opposites": 1, "analogy": 3, "adjective-last": 2, "adjective-first": 2,
                 "verb-last": 2, "verb-first": 2, "ioi": 3, "ioi-acdc": 3}
+KEEPS_FIRST = {"poorer", "richer"}  # their first name opens the prompt: the attention sink stays as it was
 
 
 @pytest.mark.parametrize("name", list(ANSWER_SLOTS))
@@ -240,6 +241,9 @@ def test_answers_corruption_replaces_the_candidate_answers_only(built, built_ans
         length = task.positions[i, 0] + 1
         prompt, corrupted = task.clean[i, :length].tolist(), task.corrupted[i, :length].tolist()
         answers = {int(task.correct[i, 0]), int(task.wrong[i, 0])}
+        if name in KEEPS_FIRST:
+            assert prompt[0] == corrupted[0]
+            answers.discard(int((task.wrong if name == "poorer" else task.correct)[i, 0]))  # the first-named
         assert len(diff) == ANSWER_SLOTS[name], (name, i, diff)
         assert not answers & set(corrupted), f"{name} prompt {i}: a clean answer survives the corruption"
         assert {p for p, t in enumerate(prompt) if t in answers} <= set(diff)  # every answer mention replaced

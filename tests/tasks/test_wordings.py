@@ -171,6 +171,19 @@ def test_comparative_held_out_answers_keep_who_is_named_first(worded, name):
             assert " than " in prompt
 
 
+@pytest.mark.parametrize("name", ["poorer", "richer"])
+def test_comparative_answers_corruption_keeps_the_first_token_and_replaces_the_second_name(worded, name):
+    """Position 0 is the attention sink every head reads: a corruption changing it moves every head."""
+    for w in range(TASKS[name].wordings + 1):
+        task = worded[name, w, Corruption.ANSWERS]
+        assert torch.equal(task.clean[:, 0], task.corrupted[:, 0])
+        for prompt, corrupted, answer, wrong in zip(task.prompts, task.corrupted_prompts,
+                                                    task.info["correct_answers"], task.info["wrong_answers"]):
+            second = (answer if name == "poorer" else wrong).strip()
+            first = (wrong if name == "poorer" else answer).strip()
+            assert corrupted.startswith(first) and second in prompt and second not in corrupted, (prompt, corrupted)
+
+
 def test_opposite_and_analogy_held_out_answers_are_the_cues_opposite(worded):
     opposite = {(" " + a, " " + b) for a, b in OPPOSITES}
     for name in ("opposites", "analogy"):
