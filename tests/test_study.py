@@ -243,20 +243,22 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
         tiny_dir, tmp_path, set_accuracy, discoveries, monkeypatch):
     _, discover = discoveries
     monkeypatch.setattr(study_frontier, "meets_targets", lambda step, config: step["edge_share"] == 0.2)
-    config = small(tiny_dir, tasks=("ioi", "greater-than"), edge_shares=(0.1, 0.2))
+    # learn_from 0: masks are learned at the first budget whatever EAP-IG's top edges keep there
+    config = small(tiny_dir, tasks=("ioi", "greater-than"), edge_shares=(0.1, 0.2), learn_from=0.0)
     k = budgets_of(tiny_dir)
     discover.fail_on = ("ioi", 1)  # killed while trying the second budget
     with pytest.raises(KeyboardInterrupt):
         run_study(config, tmp_path)
     assert (tmp_path / "study" / "frontier" / "ioi@0.1.json").is_file()
-    assert (tmp_path / "study" / "frontier" / "ioi-eap-ig.json").is_file()  # the cheap frontier beyond 10%
+    assert (tmp_path / "study" / "frontier" / "ioi-eap-ig.json").is_file()  # the cheap frontier, first
     assert not (tmp_path / "study" / "ioi.json").exists()
     discover.fail_on, discover.budgets = None, []
     row = run_study(config, tmp_path).rows["ioi"]
     assert discover.budgets == [("ioi", k[0.2])]  # the first budget was read back, not rediscovered
     assert [s["edge_share"] for s in row["frontier"]] == [0.1, 0.2] and row["budget_share"] == 0.2
-    assert row["meets_targets"] and row["edges"] <= k[0.2] and row["circuit"] == "circuits/ioi@0.2.json"
-    assert row["ranking"] == "learned" and [r["k"] for r in row["eap_ig_frontier"]] == [k[0.2]]
+    assert row["meets_targets"] and row["edges"] <= k[0.2] and row["circuit"] == "circuits/ioi@0.2-eap-ig.json"
+    # EAP-IG's top edges met the targets at 20%: ranked by EAP-IG there, no learning
+    assert row["ranking"] == "eap-ig" and [r["k"] for r in row["eap_ig_frontier"]] == [k[0.1], k[0.2]]
 
     monkeypatch.setattr(study_frontier, "meets_targets", lambda step, config: False)
     discover.budgets = []
@@ -270,14 +272,25 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
     assert "targets not reached" in study.notes_rows({"ioi": {**other, "accuracy": 0.9, "n_prompts": 8,
                                                                 "answer_kind": "name", "order_vs_meaning": None}},
                                                        "ioi")[0][4]
+    discover.budgets = []
+    far = run_study(replace(config, learn_from=1.0), tmp_path / "far").rows["ioi"]
+    assert [k for _, k in discover.budgets] == [k[0.2]]  # EAP-IG nowhere near at 10%: no learning there
+    assert [s["edge_share"] for s in far["frontier"]] == [0.2]
 
-    # EAP-IG's top edges meet the targets at 20% where learned masks do not: the EAP-IG ranking is kept there
-    monkeypatch.setattr(study_frontier, "meets_targets", lambda step, config: step.get("ranking", "eap-ig") == "eap-ig")
+    # EAP-IG's top edges meet the targets at 20%, its hybrid there does not: learned masks are tried there next
+    monkeypatch.setattr(study_frontier, "meets_targets",
+                        lambda step, config: step.get("ranking") != "eap-ig" and step["edge_share"] == 0.2)
     discover.budgets = []
     third = run_study(config, tmp_path / "eap-ig").rows["ioi"]
     assert [k for _, k in discover.budgets] == [k[0.1], k[0.2], k[0.2]]
-    assert [s["ranking"] for s in third["frontier"]] == ["learned", "learned", "eap-ig"]
-    assert third["ranking"] == "eap-ig" and third["circuit"] == "circuits/ioi@0.2-eap-ig.json"
+    assert [s["ranking"] for s in third["frontier"]] == ["learned", "eap-ig", "learned"]
+    assert third["ranking"] == "learned" and third["circuit"] == "circuits/ioi@0.2.json"
+
+    # EAP-IG's top edges meet the targets at the first budget: its hybrid there, nothing learned
+    monkeypatch.setattr(study_frontier, "meets_targets", lambda step, config: True)
+    discover.budgets = []
+    first = run_study(config, tmp_path / "first").rows["ioi"]
+    assert [k for _, k in discover.budgets] == [k[0.1]] and first["ranking"] == "eap-ig"
 
 
 def test_a_fresh_study_counts_each_stage_once(tiny_dir, tmp_path, set_accuracy, monkeypatch):

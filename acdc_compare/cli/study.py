@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="in-sample normalised faithfulness a circuit must reach")
     p.add_argument("--target-validation", type=float, default=default["target_validation"],
                    help="normalised faithfulness a circuit must reach on the validation prompts")
+    p.add_argument("--learn-from", type=float, default=default["learn_from"],
+                   help="masks are learned at the first budget only where EAP-IG's top edges there keep this much")
     p.add_argument("--tested", type=int, default=default["tested"],
                    help="exact ACDC tests this many lowest-ranked candidates")
     p.add_argument("--n-prompts", type=int, default=default["n_prompts"], help="discovery prompts per task")
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = StudyConfig(model=args.model, tasks=tuple(args.tasks), n_eval=args.n_eval,
                          min_accuracy=args.min_accuracy, edge_shares=tuple(args.edge_shares),
-                         target=args.target, target_validation=args.target_validation, tested=args.tested, n_prompts=args.n_prompts,
+                         target=args.target, target_validation=args.target_validation, learn_from=args.learn_from,
+                         tested=args.tested, n_prompts=args.n_prompts,
                          rank_prompts=args.rank_prompts, n_held_out=args.n_held_out,
                          learn_steps=args.learn_steps, corruption=Corruption(args.corruption),
                          metric=Metric(args.metric),

@@ -117,8 +117,8 @@ def device_label(device: torch.device) -> str:
 
 def evaluate_accuracy(model: Any, config: StudyConfig, folder: Path, log: Log) -> tuple[dict[str, TaskEvaluation],
                                                                                       float]:
-    """Every task's evaluation on `n_eval` prompts under the corruption the demo would give it, and the seconds
-    they took. accuracy.json is rewritten after each task, so a rerun evaluates only the tasks it lacks."""
+    """Every task's accuracy and logit difference on `n_eval` clean prompts (no KL: half the forwards), and the
+    seconds they took. accuracy.json is rewritten after each task, so a rerun evaluates only the tasks it lacks."""
     path = folder / "accuracy.json"
     saved = read_json(path) if path.is_file() else {"tasks": {}, "seconds": {}}
     evals = {t: TaskEvaluation(**e) for t, e in saved["tasks"].items() if t in config.tasks}
@@ -132,7 +132,7 @@ def evaluate_accuracy(model: Any, config: StudyConfig, folder: Path, log: Log) -
     for name in todo:
         started = time.perf_counter()
         evals[name], = tasks_table(model, names=[name], n=config.n_eval, seed=config.seed,
-                                   corruptions={name: experiment.corruption_of(name)})
+                                   corruptions={name: experiment.corruption_of(name)}, corrupted=False)
         seconds[name] = time.perf_counter() - started
         write_json(path, {"tasks": {t: asdict(e) for t, e in evals.items()}, "seconds": seconds})
         log(f"accuracy table: {name} {evals[name].accuracy_interval.describe()}, {seconds[name]:.0f} s")
@@ -190,7 +190,7 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
         "wording_faithfulness": {str(w): wording_faithfulness(circuit, name, model, experiment, config, w)
                                  for w in held_out_wordings(name)},
         "ranking": step["ranking"], "frontier": steps,
-        "eap_ig_frontier": None if curve is None else curve["rows"]}
+        "eap_ig_frontier": curve["rows"]}
     if name in config.no_answer_in_prompt:
         row.update(movers=None, borderline=None, shared_with_ioi=None, chance=None, mover_note=NO_MOVER_CLAIM)
     else:
@@ -201,7 +201,7 @@ def study_task(model: Any, name: str, reason: str, config: StudyConfig, folder: 
                    mover_intervals={h: list(movers.intervals[h]) for h in movers.heads if h in movers.intervals},
                    given_movers=list(given.heads), chance=None if name == config.ioi else overlap.chance,
                    mover_note=overlap.answer(), span_reads=task_span_reads(model, name, config, movers, name_movers))
-    row["seconds"] = (sum(s["seconds"] for s in steps) + (0.0 if curve is None else curve["seconds"])
+    row["seconds"] = (sum(s["seconds"] for s in steps) + curve["seconds"]
                       + time.perf_counter() - started - frontier_here)
     write_json(folder / f"{name}.json", row)
     return row

@@ -29,12 +29,12 @@ NO_MOVER_CLAIM = "answer not in the prompt"
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Settings of the study. Circuits use the demo's hybrid (EAP-IG on `rank_prompts` prompts starts masks
-    learned for `learn_steps` steps over `n_prompts` discovery prompts within an edge budget; exact ACDC tests
-    the lowest-ranked `tested`), for every task. The budgets of `edge_shares` are tried in order until a
-    circuit keeps `target` of the behaviour on its discovery prompts and `target_validation` on
-    `validation_seed`'s (the frontier is kept); `held_out_seed`'s prompts and the held-out wordings judge the
-    chosen circuit and decide nothing."""
+    """Settings of the study. Circuits use the demo's hybrid (EAP-IG on `rank_prompts` prompts ranks the edges,
+    or starts masks learned for `learn_steps` steps over `n_prompts` discovery prompts within an edge budget;
+    exact ACDC tests the lowest-ranked `tested`), for every task. A circuit must keep `target` of the behaviour
+    on its discovery prompts and `target_validation` on `validation_seed`'s; the budgets of `edge_shares` are
+    tried as `study_frontier.frontier` says (the frontier is kept); `held_out_seed`'s prompts and the held-out
+    wordings judge the chosen circuit and decide nothing."""
 
     model: str = DEFAULT_MODEL
     tasks: tuple[str, ...] = STUDY_TASKS
@@ -46,7 +46,8 @@ class StudyConfig:
     n_held_out: int = 32
     edge_shares: tuple[float, ...] = EDGE_SHARES  # budgets tried in order, as shares of the graph's edges
     target: float = 0.85  # in-sample faithfulness a circuit must reach ...
-    target_validation: float = 0.8  # ... and on held_out_seed's prompts; the first budget doing both is kept
+    target_validation: float = 0.8  # ... and on validation_seed's prompts; the first budget doing both is kept
+    learn_from: float = 0.6  # below EAP-IG's budget, masks are learned at the first only if its top edges keep this
     tested: int = 20
     n_prompts: int = 32
     rank_prompts: int = 8  # EAP-IG ranks on these, masks learn in minibatches of this many
@@ -83,7 +84,7 @@ class StudyConfig:
         if not shares or any(not 0.0 < x <= 1.0 for x in shares) or list(shares) != sorted(set(shares)):
             raise ValueError(f"edge_shares must be increasing shares of the edges in (0, 1], got {self.edge_shares!r}")
         object.__setattr__(self, "edge_shares", shares)
-        for name in ("target", "target_validation"):
+        for name in ("target", "target_validation", "learn_from"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be a faithfulness in [0, 1], got {getattr(self, name)!r}")
         if self.rank_prompts > self.n_prompts:

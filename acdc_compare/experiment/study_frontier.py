@@ -1,5 +1,6 @@
-"""Each study task's frontier of edge budgets: learned masks at the first budget; where that circuit misses the
-targets, EAP-IG's top-k frontier names the budget to try, and the first circuit meeting the targets is kept.
+"""Each study task's frontier of edge budgets: EAP-IG's top-k frontier names the smallest budget whose top edges
+meet the targets (ranked by EAP-IG there first, learned masks only if that misses); learned masks are tried at
+the first budget below it where EAP-IG comes close; the first circuit meeting the targets is kept.
 Every step is saved as it finishes (folder/frontier, folder/circuits), so a stopped study resumes mid-frontier."""
 
 from __future__ import annotations
@@ -125,26 +126,29 @@ def eap_ig_step(discovery: _Discovery, shares: Sequence[float], folder: Path) ->
 
 
 def frontier(model: Any, name: str, config: StudyConfig, folder: Path,
-             log: Log) -> tuple[list[dict[str, Any]], int, bool, dict[str, Any] | None]:
-    """A task's budgets tried, the index of the chosen one, whether it meets the targets and EAP-IG's frontier
-    (None when not needed).
+             log: Log) -> tuple[list[dict[str, Any]], int, bool, dict[str, Any]]:
+    """A task's budgets tried, the index of the chosen one, whether it meets the targets, and EAP-IG's frontier.
 
-    Masks are learned at the first budget; when that circuit misses the targets, EAP-IG's top-k frontier over
-    the other budgets (cheap) names the smallest budget where even the top EAP-IG edges meet them, and a circuit
-    is found there with learned masks and, if they miss, with the EAP-IG ranking; where no budget's EAP-IG edges
-    meet them, learned masks at the largest budget only. Chosen: the first step meeting the targets, else the
-    one most faithful on validation."""
+    EAP-IG's top-k frontier over every budget comes first (one batch of forwards); the smallest budget where
+    its top edges meet the targets is tried ranked by EAP-IG (no learning needed), then with learned masks if
+    the hybrid's pruning loses the targets. Below that budget, masks are learned at the first budget only
+    where EAP-IG's top edges there keep at least `learn_from` in-sample (learning lifts a circuit by ~0.1-0.2,
+    not from far below). Where no budget's EAP-IG edges meet the targets, learned masks at the largest.
+    Chosen: the first step meeting the targets, else the one most faithful on validation."""
     discovery = _Discovery(model, name, config, log)
-    steps = [budget_step(discovery, config.edge_shares[0], "learned", folder)]
-    curve = None
-    if not meets_targets(steps[0], config) and len(config.edge_shares) > 1:
-        curve = eap_ig_step(discovery, config.edge_shares[1:], folder)
-        reached = [row["edge_share"] for row in curve["rows"] if meets_targets(row, config)]
-        share = reached[0] if reached else config.edge_shares[-1]
-        for ranking in ("learned", "eap-ig") if reached else ("learned",):
-            steps.append(budget_step(discovery, share, ranking, folder))
-            if meets_targets(steps[-1], config):
-                break
+    curve = eap_ig_step(discovery, config.edge_shares, folder)
+    rows = curve["rows"]
+    reached = [row["edge_share"] for row in rows if meets_targets(row, config)]
+    first = config.edge_shares[0]
+    plan: list[tuple[float, Ranking]] = []
+    if (not reached or reached[0] > first) and rows[0]["faithfulness"] >= config.learn_from:
+        plan.append((first, "learned"))
+    plan += [(reached[0], "eap-ig"), (reached[0], "learned")] if reached else [(config.edge_shares[-1], "learned")]
+    steps: list[dict[str, Any]] = []
+    for share, ranking in dict.fromkeys(plan):
+        steps.append(budget_step(discovery, share, ranking, folder))
+        if meets_targets(steps[-1], config):
+            break
     met = [i for i, step in enumerate(steps) if meets_targets(step, config)]
     best = met[0] if met else max(range(len(steps)), key=lambda i: _or(steps[i]["validation_faithfulness"], -math.inf))
     return steps, best, bool(met), curve

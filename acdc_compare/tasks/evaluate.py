@@ -27,7 +27,8 @@ class TaskEvaluation:
         None without wrong answers.
     prob_diff: P(correct) - P(wrong) (sets: of the sets, the task's metric); None without wrong answers.
     p_correct: mean probability of the correct answer (or set).
-    kl: KL(clean || corrupted) at the scored positions: how much the corruption moves the output.
+    kl: KL(clean || corrupted) at the scored positions: how much the corruption moves the output (None when
+        evaluated on the clean prompts alone, as `corrupted_logit_diff`).
     corrupted_logit_diff: the same logit difference (clean answers) on the corrupted prompts: near the clean
         value means the model did not use the information the corruption removes.
     corruption: the task's corruption (`Corruption` value), None for a hand-made task.
@@ -39,7 +40,7 @@ class TaskEvaluation:
     logit_diff: float | None
     prob_diff: float | None
     p_correct: float
-    kl: float
+    kl: float | None
     corrupted_logit_diff: float | None
     n_positions: int = 1
     description: str = ""
@@ -52,22 +53,23 @@ class TaskEvaluation:
         return Proportion(self.accuracy, self.n)
 
 
-def evaluate_task(model: Any, task: Task, batch_size: int = 32) -> TaskEvaluation:
+def evaluate_task(model: Any, task: Task, batch_size: int = 32, *, corrupted: bool = True) -> TaskEvaluation:
     """Run the clean and corrupted prompts through the model and score them (batch by batch, keeping only
-    the logits at the scored positions)."""
+    the logits at the scored positions). `corrupted=False`: the clean prompts alone, half the forwards, with
+    `kl` and `corrupted_logit_diff` None (for tables of accuracy and logit difference only)."""
     _check_vocab(model, task)
     sums: dict[str, float] = {}
     for start in range(0, task.n_prompts, batch_size):
         rows = slice(start, start + batch_size)
         positions = task.positions[rows]
         clean = _at(run_logits(model, task.clean[rows]), positions)
-        corrupted = _at(run_logits(model, task.corrupted[rows]), positions)
-        for key, value in _batch_stats(task, rows, clean, corrupted).items():
+        other = _at(run_logits(model, task.corrupted[rows]), positions) if corrupted else None
+        for key, value in _batch_stats(task, rows, clean, other).items():
             sums[key] = sums.get(key, 0.0) + value * clean.shape[0]
     mean = {k: v / task.n_prompts for k, v in sums.items()}
     return TaskEvaluation(
         name=task.name, n=task.n_prompts, accuracy=mean["accuracy"], logit_diff=mean.get("logit_diff"),
-        prob_diff=mean.get("prob_diff"), p_correct=mean["p_correct"], kl=mean["kl"],
+        prob_diff=mean.get("prob_diff"), p_correct=mean["p_correct"], kl=mean.get("kl"),
         corrupted_logit_diff=mean.get("corrupted_logit_diff"), n_positions=int(task.positions.shape[1]),
         description=task.description, corruption=None if task.corruption is None else task.corruption.value,
     )
@@ -76,13 +78,7 @@ def evaluate_task(model: Any, task: Task, batch_size: int = 32) -> TaskEvaluatio
 def clean_accuracy(model: Any, task: Task, batch_size: int = 32) -> float:
     """`TaskEvaluation.accuracy` from the clean prompts alone: half the forwards of `evaluate_task`, for
     checking that the model does a task (e.g. in each of its wordings) when KL is not needed."""
-    _check_vocab(model, task)
-    hits = 0.0
-    for start in range(0, task.n_prompts, batch_size):
-        rows = slice(start, start + batch_size)
-        clean = _at(run_logits(model, task.clean[rows]), task.positions[rows])
-        hits += float(_hits(task, rows, clean).sum())
-    return hits / task.n_prompts
+    return evaluate_task(model, task, batch_size, corrupted=False).accuracy
 
 
 def _check_vocab(model: Any, task: Task) -> None:
@@ -111,20 +107,22 @@ def _at(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return logits[torch.arange(logits.shape[0], device=logits.device)[:, None], positions]
 
 
-def _batch_stats(task: Task, rows: slice, clean: torch.Tensor, corrupted: torch.Tensor) -> dict[str, float]:
-    """Means over one batch of prompts; clean/corrupted logits [B, Q, V]."""
-    stats = {"kl": float(kl_divergence(clean, corrupted[None])[0])}
+def _batch_stats(task: Task, rows: slice, clean: torch.Tensor, corrupted: torch.Tensor | None) -> dict[str, float]:
+    """Means over one batch of prompts; clean/corrupted logits [B, Q, V] (corrupted None: no KL and no
+    corrupted logit difference)."""
+    stats = {} if corrupted is None else {"kl": float(kl_divergence(clean, corrupted[None])[0])}
     if task.correct_sets is not None and task.wrong_sets is not None:
         csets, wsets = task.correct_sets[rows], task.wrong_sets[rows]
         pc, pw = _set_probs(clean, csets), _set_probs(clean, wsets)
-        cc, cw = _set_probs(corrupted, csets), _set_probs(corrupted, wsets)
         stats.update(
             accuracy=float(_hits(task, rows, clean).mean()),
             logit_diff=float((pc.log() - pw.log()).mean()),
-            corrupted_logit_diff=float((cc.log() - cw.log()).mean()),
             prob_diff=float(prob_diff(clean[None], csets, wsets)[0]),
             p_correct=float(pc.mean()),
         )
+        if corrupted is not None:
+            cc, cw = _set_probs(corrupted, csets), _set_probs(corrupted, wsets)
+            stats["corrupted_logit_diff"] = float((cc.log() - cw.log()).mean())
         return stats
     correct = task.correct[rows].to(clean.device)
     logp = torch.log_softmax(clean.double(), dim=-1)
@@ -138,9 +136,10 @@ def _batch_stats(task: Task, rows: slice, clean: torch.Tensor, corrupted: torch.
         stats.update(
             accuracy=float(_hits(task, rows, clean).mean()),
             logit_diff=float(logit_diff(clean[None], correct, wrong)[0]),
-            corrupted_logit_diff=float(logit_diff(corrupted[None], correct, wrong)[0]),
             prob_diff=float((p_correct - p_wrong).mean()),
         )
+        if corrupted is not None:
+            stats["corrupted_logit_diff"] = float(logit_diff(corrupted[None], correct, wrong)[0])
     else:
         stats["accuracy"] = float(_hits(task, rows, clean).mean())
     return stats
@@ -158,6 +157,8 @@ def _set_probs(logits: torch.Tensor, sets: tuple[tuple[int, ...], ...]) -> torch
 def format_evaluation(e: TaskEvaluation) -> str:
     """One line: prompts, accuracy, logit difference and KL(clean || corrupted), each saying what it means."""
     ld = "-" if e.logit_diff is None else f"{e.logit_diff:.2f}"
-    return (f"{e.n} prompts, accuracy {100 * e.accuracy:.0f}% (correct answer beats the wrong one), logit difference "
-            f"{ld}, KL(clean || corrupted) {e.kl:.3f} nats (how far the corruption moves the output: the signal "
+    line = f"{e.n} prompts, accuracy {100 * e.accuracy:.0f}% (correct answer beats the wrong one), logit difference {ld}"
+    if e.kl is None:
+        return line + " (clean prompts alone)"
+    return (f"{line}, KL(clean || corrupted) {e.kl:.3f} nats (how far the corruption moves the output: the signal "
             "discovery attributes)")

@@ -205,14 +205,14 @@ CorruptionRows = Literal["default", "all"] | Mapping[str, Corruption]
 
 def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = None,
                 seed: int = 0, corruptions: CorruptionRows = "all",
-                progress: ProgressLike = None, wording: int = 0) -> list[TaskEvaluation]:
+                progress: ProgressLike = None, wording: int = 0, corrupted: bool = True) -> list[TaskEvaluation]:
     """Every (or the named) registered task evaluated on the model, with the model's own tokenizer: one
     evaluation per task and corruption ("all", default task order then corruption order), per task with
     its default corruption ("default"), or per task with the corruption a mapping gives it (a task the
     mapping lacks: its default). A name may be a prompts file (.jsonl / .csv: its first `n` rows, one row
     of the table with the file's own corrupted prompts). `progress`: one bar over the evaluations.
     `wording` > 0: the tasks in that held-out wording (names=None: every task offering it; a named task or
-    prompts file without it is refused)."""
+    prompts file without it is refused). `corrupted=False`: clean prompts alone (`evaluate_task`)."""
     tok = model_tokenizer(model)
     if names is None:
         names = [name for name, spec in TASKS.items() if wording in range(spec.wordings + 1)]
@@ -232,7 +232,7 @@ def tasks_table(model: Any, names: Sequence[str] | None = None, n: int | None = 
             bar.set_postfix(task=name)
             task = first_prompts(task_from_file(tok, files[name]), n) if name in files else \
                 make_task(name, tok, n=n, seed=seed, corruption=corruption, wording=wording)
-            out.append(evaluate_task(model, task))
+            out.append(evaluate_task(model, task, corrupted=corrupted))
             bar.update(1)
     finally:
         bar.close()
@@ -312,7 +312,7 @@ def format_tasks_table(evals: Sequence[TaskEvaluation], pairs: bool = True) -> s
         clean = "" if e.name == previous else (
             f"{e.name:<15} {e.n:>4} {_pct(e.accuracy):>5} {_num(e.logit_diff):>10} "
             f"{_num(e.prob_diff, 3):>7} {e.p_correct:>10.3f}")
-        lines.append(f"{clean:<{len(clean_head)}} {e.corruption or '-':<10} {e.kl:>10.3f} "
+        lines.append(f"{clean:<{len(clean_head)}} {e.corruption or '-':<10} {_num(e.kl, 3):>10} "
                      f"{_num(e.corrupted_logit_diff):>8}")
         previous = e.name
     lines.append("acc: correct beats wrong answer (sets: P(correct set) > P(wrong set); induction: top-1); "

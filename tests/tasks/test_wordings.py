@@ -256,8 +256,8 @@ def test_tasks_table_in_a_held_out_wording(tiny_dir, tmp_path):
 
 
 def test_clean_accuracy_is_evaluate_tasks_accuracy(tok, tiny_dir):
-    """The benchmark's clean-only accuracy (half the forwards) is `evaluate_task`'s, for name answers, set
-    answers (Greater-Than) and top-1 (induction)."""
+    """The clean-only evaluation (half the forwards: the benchmark's accuracy, the study's table) is
+    `evaluate_task`'s without KL, for name answers, set answers (Greater-Than) and top-1 (induction)."""
     from acdc_compare.api import get_model
     from acdc_compare.tasks import evaluate_task
     from acdc_compare.tasks.evaluate import clean_accuracy
@@ -265,4 +265,8 @@ def test_clean_accuracy_is_evaluate_tasks_accuracy(tok, tiny_dir):
     model = get_model(str(tiny_dir))
     for name in ("ioi", "greater-than", "induction"):
         task = make_task(name, tok, n=6, seed=0, wording=TASKS[name].wordings)
-        assert clean_accuracy(model, task, batch_size=4) == pytest.approx(evaluate_task(model, task).accuracy)
+        full, clean = evaluate_task(model, task), evaluate_task(model, task, batch_size=4, corrupted=False)
+        assert clean_accuracy(model, task, batch_size=4) == pytest.approx(full.accuracy)
+        for key in ("accuracy", "logit_diff", "prob_diff", "p_correct"):
+            assert getattr(clean, key) == pytest.approx(getattr(full, key)), (name, key)
+        assert clean.kl is None and clean.corrupted_logit_diff is None and full.kl is not None
