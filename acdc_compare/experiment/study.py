@@ -1,10 +1,10 @@
 """The comparison study in one resumable call (`run_study`, `acdc-compare study`): every task of the notes
-evaluated on `n_eval` prompts with its 95% Wilson interval; a circuit (the demo's hybrid, candidates ranked by
-learned masks for every task) for each task the model answers at least `min_accuracy` of the time and for the
+evaluated on `n_eval` clean prompts with its 95% Wilson interval; a circuit (the demo's hybrid, candidates ranked
+by EAP-IG or by learned masks) for each task the model answers at least `min_accuracy` of the time and for the
 disagreeing twin of each order-vs-meaning pair whose agreeing twin it answers that well; each circuit's
-edge budget chosen on a frontier (the first share of the edges whose circuit keeps the target faithfulness on its
-discovery prompts and on `validation_seed`'s); that circuit's faithfulness on `held_out_seed`'s prompts (never
-used for any choice); its movers set against IOI's name movers and chance.
+edge budget chosen on a frontier (`study_frontier`: the smallest share of the edges whose circuit keeps the target
+faithfulness on its discovery prompts and on `validation_seed`'s); that circuit's faithfulness on
+`held_out_seed`'s prompts (never used for any choice); its movers set against IOI's name movers and chance.
 
 Everything a run finishes lands in OUT/study as plain JSON (settings.json, accuracy.json, frontier/TASK@SHARE.json
 per budget tried, circuits/TASK@SHARE.json, TASK.json per circuit task): a rerun with the same OUT skips what is

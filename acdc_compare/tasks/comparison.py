@@ -210,8 +210,8 @@ def make_comparative(tokenizer: Any, n: int = 100, seed: int = 0, ask: Ask = "op
     richer and keeps both names in place; "answers" replaces the second name, the one the model gives in
     both tasks, by a fresh one ("Emma is richer than Grace. The poorer person is"). The first name is kept: it
     is the prompt's first token, the attention sink every head reads, and replacing it moved every head's
-    output (EAP-IG's top 2% of edges kept 0.42 of poorer's behaviour, against 0.71 with it kept; benchmarks/
-    results/study_cpu.json has the circuits). `wording` 1 and 2 rephrase statement and question
+    output (EAP-IG's top 2% of the edges keep 0.41 of poorer's behaviour with it replaced, 0.74 with it kept:
+    benchmarks/results/first_token_cpu.json). `wording` 1 and 2 rephrase statement and question
     (`COMPARATIVE_WORDINGS`: "... The poorer of the two is"), names in the same order.
     """
     if ask not in ("opposite", "same"):
