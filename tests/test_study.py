@@ -291,6 +291,7 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
     discover.budgets = []
     first = run_study(config, tmp_path / "first").rows["ioi"]
     assert [k for _, k in discover.budgets] == [k[0.1]] and first["ranking"] == "eap-ig"
+    assert [r["k"] for r in first["eap_ig_frontier"]] == [k[0.1]]  # the budgets above decide nothing: not measured
 
 
 def test_a_fresh_study_counts_each_stage_once(tiny_dir, tmp_path, set_accuracy, monkeypatch):

@@ -75,20 +75,21 @@ class _Discovery:
                                   as_progress(self.config.progress))
 
     def eap_ig_frontier(self, shares: Sequence[float]) -> list[dict[str, Any]]:
-        """Faithfulness of EAP-IG's top-k circuits at each share, in-sample and on the validation prompts: one
-        batch of patched forwards each, so the frontier beyond the first budget is measured cheaply."""
+        """Faithfulness of EAP-IG's top-k circuits at each share in order, in-sample and on the validation
+        prompts (one patched forward each), up to the first share meeting the targets: the budgets above it
+        decide nothing."""
         problem, _, prior = self._problems()
         if prior is None:
             raise ValueError("EAP-IG's frontier needs the hybrid's EAP-IG ranking")
-        graph = problem.graph
-        masks = torch.stack([Circuit.from_scores(graph, prior, top_n=budget_of(x, self.n_edges)).kept
-                             for x in shares])
-        rows = []
-        ends = [(p.metric_ends, evaluate_many(p, masks)) for p in (problem, self.validation())]
-        for i, share in enumerate(shares):
-            f, v = (normalized_faithfulness(float(values[i]), *metric_ends) for metric_ends, values in ends)
-            rows.append({"edge_share": share, "k": budget_of(share, self.n_edges), "faithfulness": f,
-                         "validation_faithfulness": v})
+        rows: list[dict[str, Any]] = []
+        for share in shares:
+            k = budget_of(share, self.n_edges)
+            mask = Circuit.from_scores(problem.graph, prior, top_n=k).kept[None]
+            f, v = (normalized_faithfulness(float(evaluate_many(p, mask)[0]), *p.metric_ends)
+                    for p in (problem, self.validation()))
+            rows.append({"edge_share": share, "k": k, "faithfulness": f, "validation_faithfulness": v})
+            if meets_targets(rows[-1], self.config):
+                break
         return rows
 
 
@@ -114,7 +115,8 @@ def budget_step(discovery: _Discovery, share: float, ranking: Ranking, folder: P
 
 
 def eap_ig_step(discovery: _Discovery, shares: Sequence[float], folder: Path) -> dict[str, Any]:
-    """EAP-IG's frontier over `shares` (folder/frontier/TASK-eap-ig.json), measured once."""
+    """EAP-IG's frontier over `shares`, up to the first meeting the targets (folder/frontier/TASK-eap-ig.json),
+    measured once."""
     path = folder / "frontier" / f"{discovery.name}-eap-ig.json"
     if path.is_file():
         return read_json(path)
@@ -129,7 +131,8 @@ def frontier(model: Any, name: str, config: StudyConfig, folder: Path,
              log: Log) -> tuple[list[dict[str, Any]], int, bool, dict[str, Any]]:
     """A task's budgets tried, the index of the chosen one, whether it meets the targets, and EAP-IG's frontier.
 
-    EAP-IG's top-k frontier over every budget comes first (one batch of forwards); the smallest budget where
+    EAP-IG's top-k frontier comes first (one patched forward per budget and prompt set, up to the first
+    budget meeting the targets); the smallest budget where
     its top edges meet the targets is tried ranked by EAP-IG (no learning needed), then with learned masks if
     the hybrid's pruning loses the targets. Below that budget, masks are learned at the first budget only
     where EAP-IG's top edges there keep at least `learn_from` in-sample (learning lifts a circuit by ~0.1-0.2,
