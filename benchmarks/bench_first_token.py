@@ -35,6 +35,7 @@ from acdc_compare.api import get_model, prepare  # noqa: E402
 from acdc_compare.backends import DEFAULT_MODEL, model_name  # noqa: E402
 from acdc_compare.circuit import Circuit  # noqa: E402
 from acdc_compare.experiment.stages import faithfulness_on  # noqa: E402
+from acdc_compare.experiment.study_frontier import budget_of  # noqa: E402
 from acdc_compare.tasks.base import Corruption, Task  # noqa: E402
 from acdc_compare.tasks.build import task_from_prompts  # noqa: E402
 from acdc_compare.tasks.comparison_words import human_names  # noqa: E402
@@ -87,19 +88,18 @@ def accuracy_row(model: Any, task: Task) -> dict[str, Any]:
     return {"accuracy": e.accuracy, "logit_diff": e.logit_diff, "n": e.n}
 
 
-def faithfulness_rows(model: Any, task: Task, held_out: Task, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """EAP-IG's top-share circuits, in-sample and held out."""
+def faithfulness_rows(model: Any, task: Task, held_out: Task, args: argparse.Namespace) -> dict[str, Any]:
+    """EAP-IG's top-share circuits, in-sample and held out, and the seconds they took (preparation included)."""
     started = time.perf_counter()
     problem, other = (prepare(t, model=model, check=False) for t in (task, held_out))
     scores = eap_ig_scores(ranking_problem(problem, args.rank_prompts), args.steps)
     rows = []
     for share in args.shares:
-        k = max(1, round(share * problem.graph.n_edges))
+        k = budget_of(share, problem.graph.n_edges)
         circuit = Circuit.from_scores(problem.graph, scores, top_n=k)
         rows.append({"edge_share": share, "k": k, "faithfulness": faithfulness_on(problem, circuit),
                      "held_out_faithfulness": faithfulness_on(other, circuit)})
-    rows[0]["seconds"] = time.perf_counter() - started
-    return rows
+    return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

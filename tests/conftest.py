@@ -1,5 +1,7 @@
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -61,6 +63,15 @@ def make_tiny_hf_dir(path, n_layers: int = 2, n_heads: int = 4, n_kv_heads: int 
     transformers.LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/NAME.py imported as module NAME (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def random_tokens(n: int, p: int, vocab: int = 64, seed: int = 0) -> torch.Tensor:

@@ -2,28 +2,20 @@
 build): the moved-name prompts open with the prefix, the corruption that replaces the first name too changes
 token 0 and nothing else of the study's, and the JSON holds both measurements for both tasks."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 from acdc_compare.api import get_model
 from acdc_compare.tasks.base import Corruption
 from acdc_compare.tasks.registry import make_task
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_first_token", ROOT / "benchmarks" / "bench_first_token.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_first_token", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_first_token")
 
 
 def test_the_variants_move_or_replace_only_the_first_name(bench, tiny_dir):
@@ -49,6 +41,8 @@ def test_the_json_holds_accuracy_and_faithfulness_of_both_tasks(bench, tiny_dir,
     for entry in record["tasks"].values():
         assert {r["n"] for r in entry["accuracy"].values()} == {6}
         assert all(0 <= r["accuracy"] <= 1 for r in entry["accuracy"].values())
-        for rows in entry["eap_ig_top_k"].values():
+        for setting in entry["eap_ig_top_k"].values():
+            rows = setting["rows"]
+            assert setting["seconds"] > 0
             assert [r["edge_share"] for r in rows] == [0.02, 0.2] and rows[0]["k"] < rows[1]["k"]
             assert all({"faithfulness", "held_out_faithfulness"} <= set(r) for r in rows)

@@ -2,28 +2,21 @@
 build): the JSON names the device, model, settings and seeds, and for each task holds span-free and span rows
 at the same edge budgets, each with its in-sample and held-out faithfulness and seconds."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import load_benchmark
 
 from acdc_compare.graph import Graph, GraphConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 ROW_KEYS = {"k", "edges", "faithfulness", "held_out_faithfulness", "seconds", "rank_seconds", "eval_seconds"}
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_positions", ROOT / "benchmarks" / "bench_positions.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_positions", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_positions")
 
 
 def test_rows_at_equal_budgets_in_and_out_of_sample(bench, tiny_dir, tmp_path):

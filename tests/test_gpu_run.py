@@ -2,23 +2,17 @@
 its baseline and the device named, ACDC's decisions identical to the hook oracle's on the tested prefix, a
 cut run resumed from its journals, the budget skipping rows with a reason, --resume keeping finished rows."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
 ROWS = ["patching", "eap_ig", "acdc_gpt2", "acdc_ioi", "acdc_pet-last", "acdc_pet-first"]
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("gpu_run", ROOT / "benchmarks" / "gpu_run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gpu_run", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_run")
 
 
 @pytest.fixture(scope="module")

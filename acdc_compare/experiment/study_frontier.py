@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from acdc_compare.algorithms.eap import evaluate_many
 from acdc_compare.algorithms.hybrid import Ranking
 from acdc_compare.algorithms.problem import Problem
 from acdc_compare.backends import model_config
@@ -23,7 +22,7 @@ from acdc_compare.experiment import stages
 from acdc_compare.experiment.stages import Log
 from acdc_compare.experiment.study_config import StudyConfig, read_json, write_json
 from acdc_compare.export import save_circuit
-from acdc_compare.faithfulness import circuit_faithfulness, normalized_faithfulness
+from acdc_compare.faithfulness import circuit_faithfulness
 from acdc_compare.graph import Graph
 from acdc_compare.progress import as_progress
 from acdc_compare.tasks.registry import make_task
@@ -84,9 +83,8 @@ class _Discovery:
         rows: list[dict[str, Any]] = []
         for share in shares:
             k = budget_of(share, self.n_edges)
-            mask = Circuit.from_scores(problem.graph, prior, top_n=k).kept[None]
-            f, v = (normalized_faithfulness(float(evaluate_many(p, mask)[0]), *p.metric_ends)
-                    for p in (problem, self.validation()))
+            circuit = Circuit.from_scores(problem.graph, prior, top_n=k)
+            f, v = (stages.faithfulness_on(p, circuit) for p in (problem, self.validation()))
             rows.append({"edge_share": share, "k": k, "faithfulness": f, "validation_faithfulness": v})
             if meets_targets(rows[-1], self.config):
                 break
@@ -132,9 +130,8 @@ def frontier(model: Any, name: str, config: StudyConfig, folder: Path,
     """A task's budgets tried, the index of the chosen one, whether it meets the targets, and EAP-IG's frontier.
 
     EAP-IG's top-k frontier comes first (one patched forward per budget and prompt set, up to the first
-    budget meeting the targets); the smallest budget where
-    its top edges meet the targets is tried ranked by EAP-IG (no learning needed), then with learned masks if
-    the hybrid's pruning loses the targets. Below that budget, masks are learned at the first budget only
+    budget meeting the targets); the smallest budget where its top edges meet the targets is tried ranked by
+    EAP-IG (no learning needed), then with learned masks if the hybrid's pruning loses the targets. Below that budget, masks are learned at the first budget only
     where EAP-IG's top edges there keep at least `learn_from` in-sample (learning lifts a circuit by ~0.1-0.2,
     not from far below). Where no budget's EAP-IG edges meet the targets, learned masks at the largest.
     Chosen: the first step meeting the targets, else the one most faithful on validation."""
