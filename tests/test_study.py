@@ -243,7 +243,7 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
         tiny_dir, tmp_path, set_accuracy, discoveries, monkeypatch):
     _, discover = discoveries
     monkeypatch.setattr(study_frontier, "meets_targets", lambda step, config: step["edge_share"] == 0.2)
-    # learn_from 0: masks are learned at the first budget whatever EAP-IG's top edges keep there
+    # learn_from 0: masks are learned at the first budget whatever EAP-IG's top edges keep at the second
     config = small(tiny_dir, tasks=("ioi", "greater-than"), edge_shares=(0.1, 0.2), learn_from=0.0)
     k = budgets_of(tiny_dir)
     discover.fail_on = ("ioi", 1)  # killed while trying the second budget
@@ -292,6 +292,20 @@ def test_budgets_are_tried_in_order_until_one_meets_the_targets_and_a_killed_lad
     first = run_study(config, tmp_path / "first").rows["ioi"]
     assert [k for _, k in discover.budgets] == [k[0.1]] and first["ranking"] == "eap-ig"
     assert [r["k"] for r in first["eap_ig_frontier"]] == [k[0.1]]  # the budgets above decide nothing: not measured
+
+
+def test_masks_are_learned_at_the_first_budget_where_eap_igs_second_keeps_enough_on_both_prompt_sets():
+    config = StudyConfig(learn_from=0.78)
+
+    def row(share, f, v):
+        return {"edge_share": share, "faithfulness": f, "validation_faithfulness": v}
+
+    assert study_frontier.learning_pays([row(0.02, 0.64, 0.74), row(0.05, 0.82, 0.85)], config)  # IOI's
+    assert not study_frontier.learning_pays([row(0.02, 0.74, 0.66), row(0.05, 0.83, 0.76)], config)  # validation
+    assert not study_frontier.learning_pays([row(0.02, 0.7, 0.7), row(0.05, 0.77, 0.9)], config)  # in-sample
+    assert not study_frontier.learning_pays([row(0.02, 0.9, 0.9)], config)  # the first budget meets the targets
+    assert not study_frontier.learning_pays([row(0.02, 0.5, 0.5), row(0.05, None, 0.9)], config)
+    assert study_frontier.learning_pays([row(0.02, 0.5, 0.5), row(0.05, 0.5, 0.5)], replace(config, learn_from=0.5))
 
 
 def test_a_fresh_study_counts_each_stage_once(tiny_dir, tmp_path, set_accuracy, monkeypatch):

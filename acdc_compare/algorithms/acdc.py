@@ -227,8 +227,7 @@ def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | 
     graph = problem.graph
     kept = torch.ones(graph.n_edges, dtype=torch.bool)
     scores = torch.full((graph.n_edges,), math.nan, dtype=torch.float64)
-    full_metric = float(problem.evaluate(kept[None])[0])
-    current = full_metric
+    full_metric = problem.metric_ends[0]
     identity = {**problem.fingerprint(), "threshold": options.threshold, "abs_value": options.abs_value,
                 "order": options.order if isinstance(options.order, str) else "custom"}
     done: set[int] = set()
@@ -250,7 +249,7 @@ def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | 
     if candidates is not None and not bool(candidates.all()):
         kept &= initial
         done.update(torch.nonzero(~candidates).flatten().tolist())
-        current = float(problem.evaluate(kept[None])[0])
+    current, base = problem.evaluate_and_checkpoint(initial)
     journal = options.journal
     replayed = read_journal(journal, identity) if journal is not None else []
     for d in replayed:
@@ -262,7 +261,7 @@ def _start(problem: Evaluator, options: AcdcOptions, candidates: torch.Tensor | 
     return _Run(
         options=options, max_batch=options.max_batch or problem.default_batch, identity=identity,
         kept=kept, scores=scores, full_metric=full_metric, current=current, done=done, replayed=replayed,
-        writer=writer, base=problem.checkpoint(initial),
+        writer=writer, base=base,
         lowest_changed=min((problem.stage(graph.edge_receiver(d.edge)) for d in replayed if not d.kept),
                            default=problem.n_stages),
         live=Liveness(graph, kept), n_tested=sum(1 for d in replayed if not math.isnan(d.score)),
@@ -330,7 +329,7 @@ def _test_batch(problem: Evaluator, run: _Run, stage: int, cand: list[int]) -> i
 def _result(problem: Evaluator, run: _Run, started: float) -> Circuit:
     """The circuit the run reached, with its metrics and the settings that identify and describe the run."""
     graph = problem.graph
-    empty_metric = float(problem.evaluate(torch.zeros(1, graph.n_edges, dtype=torch.bool))[0])
+    empty_metric = problem.metric_ends[1]
     circuit_metric = float(problem.evaluate(run.kept[None])[0])
     return Circuit(
         graph, run.kept, run.scores, score_kinds=ScoreKind.ACDC,

@@ -98,8 +98,14 @@ class Problem:
 
     def checkpoint(self, kept: torch.Tensor) -> RunState:
         """The run of one circuit `kept` [n_edges], for `evaluate_from`."""
-        _, state = self.patcher.run(self.ctx, kept[None], keep_state=True)
-        return state  # type: ignore[return-value]
+        return self.evaluate_and_checkpoint(kept)[1]
+
+    def evaluate_and_checkpoint(self, kept: torch.Tensor) -> tuple[float, RunState]:
+        """The metric of one circuit `kept` [n_edges] and its run for `evaluate_from`, from one forward (the
+        same value as `evaluate`: the stages a run keeping its state computes, and one keeping none skips,
+        are read by no receiver)."""
+        logits, state = self.patcher.run(self.ctx, kept[None], keep_state=True)
+        return float(self.metric(logits)[0]), state  # type: ignore[return-value]
 
     def evaluate_from(self, checkpoint: RunState, stage: int, kept: torch.Tensor) -> torch.Tensor:
         """Metric [K] of circuits `kept` [K, n_edges] that agree with the checkpoint's circuit on every

@@ -40,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-validation", type=float, default=default["target_validation"],
                    help="normalised faithfulness a circuit must reach on the validation prompts")
     p.add_argument("--learn-from", type=float, default=default["learn_from"],
-                   help="masks are learned at the first budget only where EAP-IG's top edges there keep this much")
+                   help="masks are learned at the first budget only where EAP-IG's top edges at the second keep "
+                        "this much, in-sample and on validation")
     p.add_argument("--tested", type=int, default=default["tested"],
                    help="exact ACDC tests this many lowest-ranked candidates")
     p.add_argument("--n-prompts", type=int, default=default["n_prompts"], help="discovery prompts per task")

@@ -47,7 +47,7 @@ class StudyConfig:
     edge_shares: tuple[float, ...] = EDGE_SHARES  # budgets tried in order, as shares of the graph's edges
     target: float = 0.85  # in-sample faithfulness a circuit must reach ...
     target_validation: float = 0.8  # ... and on validation_seed's prompts; the first budget doing both is kept
-    learn_from: float = 0.6  # below EAP-IG's budget, masks are learned at the first only if its top edges keep this
+    learn_from: float = 0.78  # masks are learned at the first budget only if EAP-IG's top edges at the second keep this
     tested: int = 20
     n_prompts: int = 32
     rank_prompts: int = 8  # EAP-IG ranks on these, masks learn in minibatches of this many

@@ -27,6 +27,11 @@ class PatchContext(PromptBatch):
     the ablated residual read by layer l's heads / MLP; corr_in_final [N, Q, d] at the scored positions;
     corr_q [L, H, N, P, dh], corr_k / corr_v [L, G, N, P, dh]: ablated q/k/v vectors (for direct edges);
     spans [N, P]: each position's span index, for a span graph's edges (None: a graph without spans).
+
+    `n_shared` leading positions where every clean prompt equals its corrupted one hold the ablated run's
+    values in every circuit (a causal model computes the same there), so they are not run: every tensor
+    above covers positions n_shared..P-1 only (P is then P - n_shared), and the heads attend to those
+    positions' ablated keys and values, shared_k / shared_v [L, G, N, n_shared, dh] (normed and rotated).
     """
 
     corr_out: torch.Tensor
@@ -38,6 +43,19 @@ class PatchContext(PromptBatch):
     corr_v: torch.Tensor
     input_delta: torch.Tensor  # [N*P*d]: clean embedding minus ablated input
     spans: torch.Tensor | None = None
+    n_shared: int = 0
+    shared_k: torch.Tensor | None = None
+    shared_v: torch.Tensor | None = None
+
+    @property
+    def n_run(self) -> int:
+        """Positions a patched run computes: those after the shared ones."""
+        return self.seq_len - self.n_shared
+
+    @property
+    def run_positions(self) -> torch.Tensor:
+        """The scored positions [N, Q] counted from the first position run."""
+        return self.positions - self.n_shared
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,14 @@ class RunState:
     """Sender deltas (patched minus ablated output) of a finished run: [K, S, N*P*d]."""
 
     deltas: torch.Tensor
+
+
+def shared_length(clean: torch.Tensor, corrupted: torch.Tensor, positions: torch.Tensor) -> int:
+    """How many leading positions every clean prompt [N, P] shares with its corrupted one, short of the first
+    scored position (which a run must compute)."""
+    differs = (clean != corrupted).any(0)
+    first = int(torch.nonzero(differs)[0]) if bool(differs.any()) else clean.shape[1]
+    return min(first, int(positions.min()))
 
 
 def receiver_stage(graph: Graph, r: int) -> int:

@@ -21,7 +21,7 @@ from acdc_compare import forward
 from acdc_compare.allocator import tune_cpu_allocator
 from acdc_compare.circuit import Circuit
 from acdc_compare.graph import Graph
-from acdc_compare.patching.autograd import GradDeltas, SharedLayerNorm
+from acdc_compare.patching.autograd import GradDeltas
 from acdc_compare.patching.context import (
     PatchContext,
     PatchingError,
@@ -31,8 +31,10 @@ from acdc_compare.patching.context import (
     parse_ablation,
     receiver_stage,
     scored_positions,
+    shared_length,
 )
 from acdc_compare.patching.deltas import Deltas, GradReference
+from acdc_compare.patching.model_math import ModelMath
 from acdc_compare.patching.stage_math import direct as _direct
 from acdc_compare.patching.stage_math import opt as _opt
 from acdc_compare.spans import PromptSpans
@@ -40,7 +42,7 @@ from acdc_compare.types import Ablation
 from acdc_compare.weights import ModelWeights
 
 
-class Patcher:
+class Patcher(ModelMath):
     """Runs circuits of one graph on one model's weights. From a loaded model:
     `acdc_compare.backends.make_patcher(model)`."""
 
@@ -51,14 +53,12 @@ class Patcher:
                                 f"{cfg.n_heads} heads, {cfg.kv_heads} key-value heads)")
         if cfg.attn_only:
             raise PatchingError("attention-only models are not supported by the patching engine")
-        self.w = weights
-        self.cfg = cfg
+        super().__init__(weights)
         self.graph = graph
         self.n_stages = 2 * cfg.n_layers + 1
         self._w_qkv = torch.cat([weights.W_Q, weights.W_K, weights.W_V], dim=1)  # [L, H + 2G, d, dh]
         self._b_qkv = torch.cat([weights.b_Q, weights.b_K, weights.b_V], dim=1)  # [L, H + 2G, dh]
         self._act = forward.activation(cfg.act_fn)
-        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         # a sparse circuit's receivers read only their kept senders' rows (`Deltas.gather`); on a GPU the
         # dense product is cheap and finding the rows would wait for the device
         self.select_rows = weights.device.type == "cpu"
@@ -72,14 +72,6 @@ class Patcher:
     def with_graph(self, graph: Graph) -> "Patcher":
         """A patcher of the same weights on another graph of this model's shape (e.g. `graph.with_spans(...)`)."""
         return self if graph == self.graph else Patcher(self.w, graph)
-
-    @property
-    def device(self) -> torch.device:
-        return self.w.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.w.dtype
 
     @cached_property
     def weights_sha256(self) -> str:
@@ -106,12 +98,14 @@ class Patcher:
     def prepare(self, clean: torch.Tensor, ablation: Ablation | str = Ablation.CORRUPTED,
                 corrupted: torch.Tensor | None = None, positions: torch.Tensor | None = None,
                 reference: torch.Tensor | None = None,
-                spans: PromptSpans | torch.Tensor | None = None) -> PatchContext:
+                spans: PromptSpans | torch.Tensor | None = None, skip_shared: bool = True) -> PatchContext:
         """Compute the ablated run for a clean batch [N, P].
 
         `corrupted` [N, P] is needed for corrupted ablation, `reference` [M, P] for mean ablation (defaults
         to the clean batch). `positions` [N] or [N, Q] are the scored positions (default: the last one).
-        `spans` (each position's span index [N, P]) is needed when the graph has spans.
+        `spans` (each position's span index [N, P]) is needed when the graph has spans. With `skip_shared`,
+        the leading positions where the clean and corrupted prompts agree are not run (`PatchContext`):
+        templated prompts share most of their tokens, and every circuit's run is the ablated one there.
         """
         ablation = parse_ablation(ablation)
         clean = self._check_tokens(clean, "clean")
@@ -126,6 +120,9 @@ class Patcher:
                 raise PatchingError(f"clean {tuple(clean.shape)} and corrupted {tuple(corrupted.shape)} batches "
                                     "differ in shape: each corrupted prompt must have its clean prompt's length")
             corr_out = self.sender_outputs(corrupted)
+            if skip_shared:
+                return self._shared_context(clean, positions, corr_out, span_index,
+                                            shared_length(clean, corrupted, positions))
         elif ablation is Ablation.ZERO:
             corr_out = torch.zeros(self.graph.n_senders, n * p * self.cfg.d_model, device=self.device,
                                    dtype=self.dtype)
@@ -137,10 +134,33 @@ class Patcher:
             corr_out = outs.mean(1, keepdim=True).expand(-1, n, -1).reshape(self.graph.n_senders, -1)
         return self._context(clean, positions, ablation, corr_out.contiguous(), span_index)
 
-    def _context(self, clean: torch.Tensor, positions: torch.Tensor, ablation: Ablation,
-                 corr_out: torch.Tensor, spans: torch.Tensor | None = None) -> PatchContext:
-        cfg, g = self.cfg, self.graph
+    def _shared_context(self, clean: torch.Tensor, positions: torch.Tensor, corr_out: torch.Tensor,
+                        spans: torch.Tensor | None, m: int) -> PatchContext:
+        """The corrupted ablation's context without its first `m` positions (shared by the clean and corrupted
+        prompts), holding their ablated keys and values instead."""
+        if m == 0:
+            return self._context(clean, positions, Ablation.CORRUPTED, corr_out, spans)
         n, p = clean.shape
+        by_position = corr_out.view(corr_out.shape[0], n, p, self.cfg.d_model)
+        head = self._context(clean[:, :m], positions.clamp(max=m - 1), Ablation.CORRUPTED,
+                             by_position[:, :, :m].reshape(corr_out.shape[0], -1))
+        keys = []
+        for layer in range(self.cfg.n_layers):
+            k = head.corr_k[layer]
+            if self.w.k_norm_w is not None:
+                k = forward.qk_norm(k, self.w.k_norm_w[layer], self.cfg.eps, head_dim=0)
+            keys.append(forward.apply_rotary(k, *self._rotary(layer, p, 0, m))
+                        if self.cfg.positional == "rotary" else k)
+        return self._context(clean, positions, Ablation.CORRUPTED, by_position[:, :, m:].reshape(corr_out.shape[0], -1),
+                             None if spans is None else spans[:, m:], m, torch.stack(keys), head.corr_v)
+
+    def _context(self, clean: torch.Tensor, positions: torch.Tensor, ablation: Ablation,
+                 corr_out: torch.Tensor, spans: torch.Tensor | None = None, n_shared: int = 0,
+                 shared_k: torch.Tensor | None = None, shared_v: torch.Tensor | None = None) -> PatchContext:
+        """The context of an ablated run whose sender outputs `corr_out` cover positions n_shared.. only."""
+        cfg, g = self.cfg, self.graph
+        n = clean.shape[0]
+        p = clean.shape[1] - n_shared
         L, d = cfg.n_layers, cfg.d_model
         b_O = self._resid_attn_bias().reshape(L, 1, d).expand(L, n * p, d).reshape(L, -1)
         per_layer = corr_out[1:].view(L, g.senders_per_layer, -1)
@@ -154,18 +174,18 @@ class Patcher:
             mid = resid + attn_sum[layer] + b_O[layer]
             corr_in_mlp[layer] = resid if cfg.parallel_attn_mlp else mid
             resid = mid + mlp_out[layer]
-        final = resid.view(n, p, d)[torch.arange(n, device=self.device)[:, None], positions]
+        final = resid.view(n, p, d)[torch.arange(n, device=self.device)[:, None], positions - n_shared]
         x = corr_in_attn.view(L, 1, n, p, d)
         ln = x if self.w.ln1_w is None else self._norm(x, self.w.ln1_w[:, None, None, None],
                                                        _opt(self.w.ln1_b, (L, 1, 1, 1, d)))
         corr_q = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_Q) + self.w.b_Q[:, :, None, None]
         corr_k = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_K) + self.w.b_K[:, :, None, None]
         corr_v = torch.einsum("lnpd,lhde->lhnpe", ln[:, 0], self.w.W_V) + self.w.b_V[:, :, None, None]
-        embed = self._embed(clean).reshape(-1)
+        embed = self._embed(clean)[:, n_shared:].reshape(-1)
         return PatchContext(tokens=clean, positions=positions, ablation=ablation, corr_out=corr_out,
                             corr_in_attn=corr_in_attn, corr_in_mlp=corr_in_mlp, corr_in_final=final,
                             corr_q=corr_q, corr_k=corr_k, corr_v=corr_v, input_delta=embed - corr_out[0],
-                            spans=spans)
+                            spans=spans, n_shared=n_shared, shared_k=shared_k, shared_v=shared_v)
 
     @torch.no_grad()
     def sender_outputs(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -223,7 +243,8 @@ class Patcher:
         with torch.enable_grad():  # nothing requires grad: this is the differentiable path's forward, which
             _, state = self._run(ctx, full, 0, None, True)  # gathers a uniform mask's receiver input only once
         deltas = state.deltas[0]
-        clean = self._context(ctx.tokens, ctx.positions, ctx.ablation, ctx.corr_out + deltas, ctx.spans)
+        clean = self._context(ctx.tokens, ctx.positions, ctx.ablation, ctx.corr_out + deltas, ctx.spans,
+                              ctx.n_shared, ctx.shared_k, ctx.shared_v)
         return GradReference(deltas=deltas, dq=clean.corr_q - ctx.corr_q, dk=clean.corr_k - ctx.corr_k,
                              dv=clean.corr_v - ctx.corr_v)
 
@@ -238,7 +259,7 @@ class Patcher:
             raise PatchingError(f"circuit mask has {kept.shape[-1]} edges, the graph has {g.n_edges}")
         resid_mask, direct_mask = g.masks(kept.to(self.dtype))
         K = kept.shape[0]
-        n, p, d = ctx.n_prompts, ctx.seq_len, cfg.d_model
+        n, p, d = ctx.n_prompts, ctx.n_run, cfg.d_model
         x_size = n * p * d
         s0 = self.stage_first_sender(start_stage) if start_stage > 0 else 0
         if start_stage > 0:
@@ -268,7 +289,7 @@ class Patcher:
             elif is_mlp:
                 self._mlp_stage(ctx, layer, resid_mask, deltas, K)
             else:
-                rope = self._rotary(layer, p) if cfg.positional == "rotary" else None
+                rope = self._rotary(layer, ctx.seq_len, ctx.n_shared) if cfg.positional == "rotary" else None
                 self._attn_stage(ctx, layer, resid_mask, direct_mask, deltas, K, rope)
         logits = self._final_stage(ctx, resid_mask, deltas, K)
         state = RunState(deltas.materialize()) if keep_state else None
@@ -293,7 +314,7 @@ class Patcher:
                     deltas: Deltas, K: int, rope: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         g, cfg, w = self.graph, self.cfg, self.w
         H, G, dh, d = cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_model
-        n, p = ctx.n_prompts, ctx.seq_len
+        n, p = ctx.n_prompts, ctx.n_run
         recs = g.layer_receivers(layer)
         r0, r_attn = recs.start, H + 2 * G
         n_up = 1 + layer * g.senders_per_layer
@@ -316,9 +337,13 @@ class Patcher:
             k = forward.qk_norm(k, w.k_norm_w[layer], cfg.eps, head_dim=1)
         if rope is not None:
             q, k = forward.apply_rotary(q, *rope), forward.apply_rotary(k, *rope)
+        if ctx.shared_k is not None and ctx.shared_v is not None:
+            k = torch.cat([ctx.shared_k[layer].expand(K, -1, -1, -1, -1), k], dim=3)
+            v = torch.cat([ctx.shared_v[layer].expand(K, -1, -1, -1, -1), v], dim=3)
         # [K, h, N, P, dh] -> [K, N, h, P, dh] for attention
         z = forward.causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                     cfg.attention_scale(layer), self._window_mask(layer, p), cfg.attn_softcap)
+                                     cfg.attention_scale(layer), self._visible(layer, ctx.n_shared, ctx.seq_len),
+                                     cfg.attn_softcap)
         result = torch.einsum("knhpe,hed->khnpd", z, w.W_O[layer])
         if w.ln1_post_w is not None:
             result = forward.post_norm_shares(result, w.b_O[layer], w.ln1_post_w[layer], cfg.eps, part_dim=1)
@@ -331,7 +356,7 @@ class Patcher:
         r = g.mlp_receiver(layer)
         n_up = g.receivers[r].n_upstream
         inp = self._gather(ctx, deltas, resid_mask[:, :n_up, r:r + 1], ctx.corr_in_mlp[layer])[:, 0]
-        inp = inp.view(K, ctx.n_prompts * ctx.seq_len, self.cfg.d_model)
+        inp = inp.view(K, ctx.n_prompts * ctx.n_run, self.cfg.d_model)
         ln = inp if w.ln2_w is None else self._norm(inp, w.ln2_w[layer], _opt(w.ln2_b, (layer,)))
         out = forward.mlp(ln, w.W_in[layer], w.b_in[layer], None if w.W_gate is None else w.W_gate[layer],
                           w.W_out[layer], w.b_out[layer], self._act,
@@ -343,9 +368,9 @@ class Patcher:
 
     def _final_stage(self, ctx: PatchContext, resid_mask: torch.Tensor, deltas: Deltas, K: int) -> torch.Tensor:
         g, d = self.graph, self.cfg.d_model
-        n, p = ctx.n_prompts, ctx.seq_len
+        n, p = ctx.n_prompts, ctx.n_run
         q = ctx.positions.shape[1]
-        flat_pos = (torch.arange(n, device=self.device)[:, None] * p + ctx.positions).reshape(-1)  # [N*Q]
+        flat_pos = (torch.arange(n, device=self.device)[:, None] * p + ctx.run_positions).reshape(-1)  # [N*Q]
         mask = resid_mask[:, :, g.logits_receiver]  # [K, S], or [K, S, J] on a span graph
         if g.has_spans:
             mask = mask[..., 0] if self._uniform(mask) else mask[:, :, self._span_index(ctx)[flat_pos]]
@@ -373,7 +398,7 @@ class Patcher:
             return mask[:, :, None, None, None]
         if self._uniform(mask):
             return mask[..., 0, None, None, None]
-        n, p = ctx.n_prompts, ctx.seq_len
+        n, p = ctx.n_prompts, ctx.n_run
         return mask[:, :, self._span_index(ctx)].view(*mask.shape[:2], n, p, 1)
 
     @staticmethod
@@ -388,62 +413,3 @@ class Patcher:
             raise PatchingError("this circuit treats spans differently, but the batch has no span indices: "
                                 "prepare it with spans=...")
         return ctx.spans.reshape(-1)
-
-    def _unembed(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of final residuals [..., d]: the final norm, the unembedding, the soft-cap."""
-        w = self.w
-        return forward.softcap(self._norm(x, w.lnf_w, w.lnf_b) @ w.W_U + w.b_U, self.cfg.final_softcap)
-
-    # ----- pieces -------------------------------------------------------------------------------------
-    def _norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The model's norm over the last dim; an input broadcast over receivers (a uniform mask's running sum,
-        `Deltas.gather`) is normalised once: by `SharedLayerNorm` in a differentiable run, else on one receiver."""
-        shared = weight.dim() == 1 and x.dim() > 2 and x.shape[1] > 1 and x.stride(1) == 0
-        if shared and torch.is_grad_enabled():
-            if self.cfg.normalization == "LN":
-                return SharedLayerNorm.apply(x, weight, bias, self.cfg.eps)
-        elif shared:
-            return forward.norm(x[:, :1], weight, bias, self.cfg.normalization, self.cfg.eps).expand_as(x)
-        return forward.norm(x, weight, bias, self.cfg.normalization, self.cfg.eps)
-
-    def _resid_attn_bias(self) -> torch.Tensor:
-        """b_O [L, d] as added to the residual outside the head senders; with a post-attention norm it is
-        inside the heads' shares (`forward.post_norm_shares`), so zero here."""
-        return torch.zeros_like(self.w.b_O) if self.w.ln1_post_w is not None else self.w.b_O
-
-    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.w.W_E[tokens]
-        if self.cfg.embedding_scale != 1.0:
-            x = x * torch.tensor(self.cfg.embedding_scale, dtype=x.dtype, device=x.device)
-        if self.w.W_pos is not None:
-            x = x + self.w.W_pos[: tokens.shape[1]]
-        return x
-
-    def _rotary(self, layer: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of `layer` for p positions (layers may differ in base: Gemma 3's local rotary)."""
-        base, scaling = self.cfg.rotary_of(layer)
-        key = (base, scaling, p)
-        if key not in self._rope_cache:
-            self._rope_cache[key] = forward.rotary_tables(self.cfg.rotary_dim or self.cfg.d_head, base, p,
-                                                          self.device, self.dtype, scaling)
-        return self._rope_cache[key]
-
-    def _window_mask(self, layer: int, p: int) -> torch.Tensor | None:
-        """The sliding-window attention mask [P, P] of `layer` (True: visible), or None when plain causal
-        attention is the same (no window, or one as long as the prompt)."""
-        window = self.cfg.window(layer)
-        if window is None or window >= p:
-            return None
-        return forward.visible_keys(torch.arange(p, device=self.device), p, window)
-
-    def _check_tokens(self, tokens: torch.Tensor, what: str) -> torch.Tensor:
-        tokens = torch.as_tensor(tokens)
-        if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
-            raise PatchingError(f"{what} tokens must be a non-empty [N, P] tensor, got {tuple(tokens.shape)}")
-        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-            raise PatchingError(f"{what} tokens must be integer ids, got {tokens.dtype}")
-        if int(tokens.min()) < 0 or int(tokens.max()) >= self.w.W_E.shape[0]:
-            raise PatchingError(f"{what} tokens hold ids outside the model's vocabulary (0..{self.w.W_E.shape[0] - 1})")
-        if self.w.W_pos is not None and tokens.shape[1] > self.w.W_pos.shape[0]:
-            raise PatchingError(f"{what} prompts have {tokens.shape[1]} tokens; the model's context is {self.w.W_pos.shape[0]}")
-        return tokens.long().to(self.device)

@@ -111,7 +111,8 @@ def test_eap_ig_matches_exact_effects_to_first_order():
     clean_out = ctx.corr_out + patcher.grad_reference(ctx).deltas
     errors = []
     for eps in (1e-2, 5e-3):
-        near = patcher._context(ctx.tokens, ctx.positions, ctx.ablation, clean_out + eps * (ctx.corr_out - clean_out))
+        near = patcher._context(ctx.tokens, ctx.positions, ctx.ablation, clean_out + eps * (ctx.corr_out - clean_out),
+                                ctx.spans, ctx.n_shared, ctx.shared_k, ctx.shared_v)
         problem = dataclasses.replace(base, ctx=near)
         exact = exact_single_edge_effects(problem)
         ig = eap_ig_scores(problem, steps=50, absolute=False, rule="midpoint")

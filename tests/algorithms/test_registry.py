@@ -37,8 +37,15 @@ class FakeEvaluator:
         self.calls += 1
         return ((~kept.bool()).double() * self.cost).sum(-1)
 
+    @property
+    def metric_ends(self) -> tuple[float, float]:
+        return 0.0, float(self.cost.sum())
+
     def checkpoint(self, kept: torch.Tensor) -> str:
         return "checkpoint"
+
+    def evaluate_and_checkpoint(self, kept: torch.Tensor) -> tuple[float, str]:
+        return float(self.evaluate(kept[None])[0]), self.checkpoint(kept)
 
     def evaluate_from(self, checkpoint: str, stage: int, kept: torch.Tensor) -> torch.Tensor:
         assert checkpoint == "checkpoint"
