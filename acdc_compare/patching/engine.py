@@ -141,9 +141,10 @@ class Patcher(ModelMath):
         if m == 0:
             return self._context(clean, positions, Ablation.CORRUPTED, corr_out, spans)
         n, p = clean.shape
-        by_position = corr_out.view(corr_out.shape[0], n, p, self.cfg.d_model)
+        S = corr_out.shape[0]
+        by_position = corr_out.view(S, n, p, self.cfg.d_model)
         head = self._context(clean[:, :m], positions.clamp(max=m - 1), Ablation.CORRUPTED,
-                             by_position[:, :, :m].reshape(corr_out.shape[0], -1))
+                             by_position[:, :, :m].reshape(S, -1))
         keys = []
         for layer in range(self.cfg.n_layers):
             k = head.corr_k[layer]
@@ -151,7 +152,7 @@ class Patcher(ModelMath):
                 k = forward.qk_norm(k, self.w.k_norm_w[layer], self.cfg.eps, head_dim=0)
             keys.append(forward.apply_rotary(k, *self._rotary(layer, p, 0, m))
                         if self.cfg.positional == "rotary" else k)
-        return self._context(clean, positions, Ablation.CORRUPTED, by_position[:, :, m:].reshape(corr_out.shape[0], -1),
+        return self._context(clean, positions, Ablation.CORRUPTED, by_position[:, :, m:].reshape(S, -1),
                              None if spans is None else spans[:, m:], m, torch.stack(keys), head.corr_v)
 
     def _context(self, clean: torch.Tensor, positions: torch.Tensor, ablation: Ablation,
